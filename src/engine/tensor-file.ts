@@ -1,0 +1,139 @@
+/**
+ * Named tensors on disk in the safetensors format (8-byte little-endian header length, a JSON
+ * header, then raw little-endian bytes), which PyTorch, NumPy and Rust tooling read directly.
+ * Eden stores model weights, buffers and optimizer state in it, with its own metadata (config,
+ * step, RNG states) as a JSON string under `__metadata__.eden`.
+ *
+ * Writes are atomic: a temporary file in the same folder, fsync, then rename, so a crash leaves
+ * either the old file or the new one, never half of one.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { EdenError } from '../core/errors.js';
+
+const DTYPES: Record<string, { st: string; bytes: number }> = {
+  float32: { st: 'F32', bytes: 4 },
+  int32: { st: 'I32', bytes: 4 },
+  bool: { st: 'BOOL', bytes: 1 },
+};
+
+export interface TensorRecord {
+  dtype: 'float32' | 'int32' | 'bool';
+  shape: number[];
+  data: Float32Array | Int32Array | Uint8Array;
+}
+
+export interface TensorFile {
+  tensors: Map<string, TensorRecord>;
+  metadata: Record<string, string>;
+}
+
+/** Encode named tensors and metadata to safetensors bytes. Names keep their insertion order. */
+export function encodeTensorFile(tensors: Map<string, TensorRecord>, metadata: Record<string, string> = {}): Uint8Array {
+  const header: Record<string, unknown> = { __metadata__: metadata };
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    const spec = DTYPES[t.dtype];
+    if (!spec) throw new EdenError('checkpoint', `tensor '${name}' has unsupported dtype ${t.dtype}`);
+    const n = t.data.length * spec.bytes;
+    header[name] = { dtype: spec.st, shape: t.shape, data_offsets: [offset, offset + n] };
+    offset += n;
+  }
+  let json = JSON.stringify(header);
+  // Pad the header with spaces so the data starts 8-byte aligned (the format allows it).
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const headerBytes = Buffer.from(json, 'utf8');
+  const out = new Uint8Array(8 + headerBytes.length + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  let at = 8 + headerBytes.length;
+  for (const t of tensors.values()) {
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    out.set(bytes, at);
+    at += bytes.length;
+  }
+  return out;
+}
+
+/** Decode safetensors bytes; `source` names the file in errors. */
+export function decodeTensorFile(bytes: Uint8Array, source = 'tensor file'): TensorFile {
+  if (bytes.length < 8) throw new EdenError('checkpoint', `${source}: file is ${bytes.length} bytes, too short for a safetensors header`);
+  const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  if (headerLength > bytes.length - 8) throw new EdenError('checkpoint', `${source}: header length ${headerLength} exceeds the file size (truncated or not a safetensors file)`);
+  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  try {
+    header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + headerLength)).toString('utf8'));
+  } catch (err) {
+    throw new EdenError('checkpoint', `${source}: header is not valid JSON (${(err as Error).message})`);
+  }
+  const dataStart = 8 + headerLength;
+  const tensors = new Map<string, TensorRecord>();
+  let metadata: Record<string, string> = {};
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      metadata = (entry ?? {}) as Record<string, string>;
+      continue;
+    }
+    const e = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
+    const dtype = Object.entries(DTYPES).find(([, d]) => d.st === e.dtype)?.[0] as TensorRecord['dtype'] | undefined;
+    if (!dtype) throw new EdenError('checkpoint', `${source}: tensor '${name}' has dtype ${e.dtype}; Eden reads F32, I32 and BOOL`);
+    const [begin, end] = e.data_offsets;
+    if (end > bytes.length - dataStart || begin > end) throw new EdenError('checkpoint', `${source}: tensor '${name}' lies outside the file (truncated?)`);
+    // A copy (Buffer.slice would be a view): aligned for the typed array and detached from the file.
+    const slice = new Uint8Array(bytes.subarray(dataStart + begin, dataStart + end));
+    const data = dtype === 'float32' ? new Float32Array(slice.buffer) : dtype === 'int32' ? new Int32Array(slice.buffer) : new Uint8Array(slice.buffer);
+    const expected = e.shape.reduce((a, b) => a * b, 1);
+    if (data.length !== expected) throw new EdenError('checkpoint', `${source}: tensor '${name}' has ${data.length} values for shape [${e.shape}]`);
+    tensors.set(name, { dtype, shape: e.shape, data });
+  }
+  return { tensors, metadata };
+}
+
+/** Write bytes atomically: temp file in the same folder, fsync, rename, fsync the folder. */
+export async function writeFileAtomic(file: string, bytes: Uint8Array | string): Promise<void> {
+  const dir = path.dirname(file);
+  await fs.mkdir(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  const handle = await fs.open(tmp, 'w');
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(tmp, file);
+  try {
+    const dirHandle = await fs.open(dir, 'r');
+    await dirHandle.sync();
+    await dirHandle.close();
+  } catch {
+    // Some filesystems cannot fsync a directory; the rename itself is still atomic.
+  }
+}
+
+/** Read tensors' values into records (downloads from the backend). */
+export async function toRecords(tensors: Map<string, tf.Tensor>): Promise<Map<string, TensorRecord>> {
+  const out = new Map<string, TensorRecord>();
+  for (const [name, t] of tensors) {
+    const dtype = t.dtype as TensorRecord['dtype'];
+    if (!DTYPES[dtype]) throw new EdenError('checkpoint', `tensor '${name}' has unsupported dtype ${t.dtype}`);
+    const data = await t.data();
+    out.set(name, { dtype, shape: t.shape, data: dtype === 'bool' ? Uint8Array.from(data as Uint8Array) : (data as Float32Array | Int32Array) });
+  }
+  return out;
+}
+
+export async function saveTensorFile(file: string, tensors: Map<string, tf.Tensor>, metadata: Record<string, string> = {}): Promise<void> {
+  await writeFileAtomic(file, encodeTensorFile(await toRecords(tensors), metadata));
+}
+
+export async function loadTensorFile(file: string): Promise<TensorFile> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    throw new EdenError('checkpoint', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return decodeTensorFile(bytes, file);
+}

@@ -1,0 +1,86 @@
+/**
+ * WebGPU in Node through Dawn (the npm `webgpu` package). TF.js's webgpu backend registers itself
+ * only when `navigator.gpu` exists at import time, so the globals are installed first and the
+ * backend is imported afterwards.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { EdenError } from '../core/errors.js';
+
+let ready: Promise<void> | undefined;
+let adapterDescription: string | undefined;
+
+/** Dawn options; `EDEN_DAWN_BACKEND=opengl` selects Dawn's GL backend for surfaceless Mesa. */
+function dawnOptions(): string[] {
+  const backend = process.env['EDEN_DAWN_BACKEND'];
+  return backend ? [`backend=${backend}`] : [];
+}
+
+/** Returns a description of the first WebGPU adapter, or undefined when there is none. */
+export async function probeWebGpuAdapter(): Promise<string | undefined> {
+  try {
+    const webgpu = (await import('webgpu')) as unknown as WebGpuModule;
+    const gpu = webgpu.create(dawnOptions());
+    const adapter = await requestAdapterCompat(gpu);
+    if (!adapter) return undefined;
+    const info = adapter.info ?? {};
+    return [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
+  } catch {
+    return undefined;
+  }
+}
+
+interface WebGpuModule {
+  create(options: string[]): GpuLike;
+  globals: Record<string, unknown>;
+}
+interface AdapterLike {
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string };
+}
+interface GpuLike {
+  requestAdapter(options?: Record<string, unknown>): Promise<AdapterLike | null>;
+}
+
+/** Dawn's GL backend needs `featureLevel: 'compatibility'`, which TF.js never asks for. */
+async function requestAdapterCompat(gpu: GpuLike, options: Record<string, unknown> = {}): Promise<AdapterLike | null> {
+  const adapter = await gpu.requestAdapter(options);
+  if (adapter) return adapter;
+  return gpu.requestAdapter({ ...options, featureLevel: 'compatibility' });
+}
+
+export async function initWebGpu(): Promise<void> {
+  ready ??= (async () => {
+    const webgpu = (await import('webgpu')) as unknown as WebGpuModule;
+    const gpu = webgpu.create(dawnOptions());
+    const wrapped: GpuLike = {
+      requestAdapter: (options) => requestAdapterCompat(gpu, options),
+    };
+    Object.assign(globalThis, webgpu.globals);
+    const nav = (globalThis as { navigator?: object }).navigator;
+    // Node 21+ defines navigator; Node 20 does not. Either way `gpu` must be present.
+    Object.defineProperty(globalThis, 'navigator', {
+      value: Object.assign(Object.create(nav ?? {}) as object, { gpu: Object.assign(Object.create(gpu as object) as object, wrapped) }),
+      configurable: true,
+      writable: true,
+    });
+    const adapter = await wrapped.requestAdapter();
+    if (!adapter) {
+      throw new EdenError(
+        'engine',
+        'no WebGPU adapter found: install a GPU driver with Vulkan support, or Mesa >= 24 lavapipe ' +
+          '(set VK_ICD_FILENAMES to its lvp_icd json) to run WebGPU on the CPU',
+      );
+    }
+    const info = adapter.info ?? {};
+    adapterDescription = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
+    await import('@tensorflow/tfjs-backend-webgpu');
+    // ENGINE.md bug 5: split-K matmul with a transposed second operand gives wrong values on every
+    // driver. Program type 3 is the plain tiled matmul.
+    tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', 3);
+  })();
+  return ready;
+}
+
+/** The adapter the webgpu backend runs on, once initialised. */
+export function webGpuAdapterDescription(): string | undefined {
+  return adapterDescription;
+}

@@ -1,0 +1,161 @@
+/**
+ * Functional layers over named variables. Tensors are NHWC throughout; conv weights are HWIO
+ * ([kh, kw, in, out]). Parameter names follow PyTorch's state-dict names (`layer1.0.conv1.weight`,
+ * `bn1.running_mean`) so that checkpoints map one to one onto torchvision's.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Rng } from '../core/rng.js';
+
+/** A flat, ordered set of named variables: trainable parameters and buffers (BN statistics). */
+export class ParameterStore {
+  readonly variables = new Map<string, tf.Variable>();
+  private readonly buffers = new Set<string>();
+
+  add(name: string, value: tf.Tensor, trainable = true): tf.Variable {
+    if (this.variables.has(name)) throw new Error(`parameter '${name}' defined twice`);
+    // Variable names are global in TF.js: make them unique per store, keep ours as the map key.
+    const v = tf.variable(value, trainable, `${name}#${storeIds.next()}`);
+    value.dispose();
+    this.variables.set(name, v);
+    if (!trainable) this.buffers.add(name);
+    return v;
+  }
+
+  get(name: string): tf.Variable {
+    const v = this.variables.get(name);
+    if (!v) throw new Error(`no parameter named '${name}'`);
+    return v;
+  }
+
+  /** Trainable variables, in definition order. */
+  trainable(): tf.Variable[] {
+    return [...this.variables.entries()].filter(([n]) => !this.buffers.has(n)).map(([, v]) => v);
+  }
+
+  isBuffer(name: string): boolean {
+    return this.buffers.has(name);
+  }
+
+  /** Number of trainable scalars. */
+  parameterCount(): number {
+    return this.trainable().reduce((n, v) => n + v.size, 0);
+  }
+
+  dispose(): void {
+    for (const v of this.variables.values()) v.dispose();
+    this.variables.clear();
+  }
+}
+
+const storeIds = (() => {
+  let i = 0;
+  return { next: () => ++i };
+})();
+
+/** He (Kaiming) normal init for a conv with fan_out mode, as torchvision's ResNet uses. */
+export function kaimingNormal(shape: number[], fanOut: number, rng: Rng): tf.Tensor {
+  const std = Math.sqrt(2 / fanOut);
+  return tf.tensor(gaussian(shape.reduce((a, b) => a * b, 1), rng, std), shape);
+}
+
+/** Uniform(-bound, bound), the default PyTorch Linear init with bound = 1/sqrt(fan_in). */
+export function uniformInit(shape: number[], bound: number, rng: Rng): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = rng.uniform(-bound, bound);
+  return tf.tensor(out, shape);
+}
+
+export function gaussian(n: number, rng: Rng, std = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    // Box-Muller, two normals per pair of uniforms.
+    const u = 1 - rng.next();
+    const v = rng.next();
+    const r = Math.sqrt(-2 * Math.log(u)) * std;
+    out[i] = r * Math.cos(2 * Math.PI * v);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(2 * Math.PI * v);
+  }
+  return out;
+}
+
+export function defineConv(store: ParameterStore, name: string, kernel: number, cin: number, cout: number, rng: Rng): void {
+  store.add(`${name}.weight`, kaimingNormal([kernel, kernel, cin, cout], kernel * kernel * cout, rng));
+}
+
+export function defineBatchNorm(store: ParameterStore, name: string, channels: number, zeroGamma = false): void {
+  store.add(`${name}.weight`, zeroGamma ? tf.zeros([channels]) : tf.ones([channels]));
+  store.add(`${name}.bias`, tf.zeros([channels]));
+  store.add(`${name}.running_mean`, tf.zeros([channels]), false);
+  store.add(`${name}.running_var`, tf.ones([channels]), false);
+}
+
+export function defineLinear(store: ParameterStore, name: string, din: number, dout: number, rng: Rng): void {
+  const bound = 1 / Math.sqrt(din);
+  store.add(`${name}.weight`, uniformInit([din, dout], bound, rng));
+  store.add(`${name}.bias`, uniformInit([dout], bound, rng));
+}
+
+export function conv(store: ParameterStore, name: string, x: tf.Tensor4D, stride: number, pad: 'same' | number = 'same'): tf.Tensor4D {
+  const w = store.get(`${name}.weight`) as unknown as tf.Tensor4D;
+  // A number is PyTorch-style symmetric padding, passed to TF.js as explicit padding.
+  const padding = typeof pad === 'number' ? ([[0, 0], [pad, pad], [pad, pad], [0, 0]] as tf.backend_util.ExplicitPadding) : pad;
+  return tf.conv2d(x, w, stride, padding);
+}
+
+export interface ForwardContext {
+  /** Batch statistics and running-stat updates when true; running statistics when false. */
+  training: boolean;
+  /** Momentum of the running statistics (PyTorch convention: new = (1 - m) * old + m * batch). */
+  bnMomentum?: number;
+}
+
+/**
+ * Batch normalisation over N, H, W written from broadcast primitives (moments, sub, mul, rsqrt):
+ * markedly faster on wasm than TF.js's fused kernel, whose gradient tiles per-channel vectors to
+ * full size (ENGINE.md, point 4). In training the running statistics are updated in place, with the
+ * unbiased variance as PyTorch does.
+ */
+export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, ctx: ForwardContext, eps = 1e-5): tf.Tensor4D {
+  const gamma = store.get(`${name}.weight`);
+  const beta = store.get(`${name}.bias`);
+  if (!ctx.training) {
+    const mean = store.get(`${name}.running_mean`);
+    const variance = store.get(`${name}.running_var`);
+    const scale = tf.mul(gamma, tf.rsqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(tf.sub(x, mean), scale), beta) as tf.Tensor4D;
+  }
+  const { y, mean, variance } = batchNormTrain(x, gamma, beta, eps);
+  updateRunningStats(store, name, mean, variance, x.size / x.shape[3], ctx.bnMomentum ?? 0.1);
+  return y;
+}
+
+/** The training-mode batch norm itself: y = (x - mean) * rsqrt(var + eps) * gamma + beta. */
+export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5): { y: tf.Tensor4D; mean: tf.Tensor; variance: tf.Tensor } {
+  const mean = tf.mean(x, [0, 1, 2]);
+  const centered = tf.sub(x, mean);
+  const variance = tf.mean(tf.square(centered), [0, 1, 2]);
+  const y = tf.add(tf.mul(centered, tf.mul(tf.rsqrt(tf.add(variance, eps)), gamma)), beta) as tf.Tensor4D;
+  return { y, mean, variance };
+}
+
+function updateRunningStats(store: ParameterStore, name: string, mean: tf.Tensor, variance: tf.Tensor, count: number, momentum: number): void {
+  const runningMean = store.get(`${name}.running_mean`);
+  const runningVar = store.get(`${name}.running_var`);
+  tf.tidy(() => {
+    const unbiased = tf.mul(variance, count / Math.max(1, count - 1));
+    runningMean.assign(tf.add(tf.mul(runningMean, 1 - momentum), tf.mul(mean, momentum)));
+    runningVar.assign(tf.add(tf.mul(runningVar, 1 - momentum), tf.mul(unbiased, momentum)));
+  });
+}
+
+export function linear(store: ParameterStore, name: string, x: tf.Tensor2D): tf.Tensor2D {
+  return tf.add(tf.matMul(x, store.get(`${name}.weight`) as unknown as tf.Tensor2D), store.get(`${name}.bias`)) as tf.Tensor2D;
+}
+
+/** Max pool 3x3 stride 2 with PyTorch's explicit padding 1 (not TF's asymmetric 'same'). */
+export function maxPool3x3s2(x: tf.Tensor4D): tf.Tensor4D {
+  // Padding with -inf-like values keeps the max identical to PyTorch's padding=1.
+  const padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], -3.4e38);
+  return tf.maxPool(padded, 3, 2, 'valid');
+}

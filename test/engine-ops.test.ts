@@ -1,0 +1,143 @@
+/**
+ * Every op a ResNet / U-Net training step uses, value and gradient, on wasm (and webgpu where an
+ * adapter exists) against the pure-JS cpu backend. Relative error must stay below 1e-4; each
+ * op's error is printed so that CI logs show the margins.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { parity, formatParity, type InputSpec } from './helpers/parity.js';
+import { batchNormTrain } from '../src/models/layers.js';
+import { probeWebGpuAdapter } from '../src/engine/webgpu.js';
+import type { BackendName } from '../src/engine/backend.js';
+
+const TOLERANCE = 1e-4;
+
+interface OpCase {
+  name: string;
+  specs: InputSpec[];
+  fn: (...xs: tf.Tensor[]) => tf.Tensor;
+}
+
+const convCases: OpCase[] = [];
+for (const [k, stride, pad] of [
+  [1, 1, 'same'], [1, 2, 'valid'], [3, 1, 'same'], [3, 2, 'same'], [3, 1, 'valid'], [3, 2, 'valid'], [7, 2, 'same'], [7, 1, 'valid'],
+] as [number, number, 'same' | 'valid'][]) {
+  convCases.push({
+    name: `conv2d ${k}x${k} stride ${stride} ${pad}`,
+    specs: [{ shape: [2, 13, 11, 5] }, { shape: [k, k, 5, 6], scale: 0.3 }],
+    fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad),
+  });
+}
+convCases.push({
+  name: 'conv2d 3x3 stride 2 explicit pad 1 (PyTorch)',
+  specs: [{ shape: [2, 12, 12, 4] }, { shape: [3, 3, 4, 8], scale: 0.3 }],
+  fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, [[0, 0], [1, 1], [1, 1], [0, 0]]),
+});
+convCases.push({
+  name: 'conv2d 7x7 stride 2 explicit pad 3 (stem)',
+  specs: [{ shape: [2, 32, 32, 1] }, { shape: [7, 7, 1, 8], scale: 0.3 }],
+  fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, [[0, 0], [3, 3], [3, 3], [0, 0]]),
+});
+convCases.push({
+  name: 'conv2dTranspose 2x2 stride 2 (U-Net up)',
+  specs: [{ shape: [2, 6, 7, 8] }, { shape: [2, 2, 4, 8], scale: 0.3 }],
+  fn: (x, w) => tf.conv2dTranspose(x as tf.Tensor4D, w as tf.Tensor4D, [2, 12, 14, 4], 2, 'same'),
+});
+
+const otherCases: OpCase[] = [
+  {
+    name: 'batch norm (train, from primitives)',
+    specs: [{ shape: [4, 5, 6, 7], scale: 2, shift: 0.5 }, { shape: [7] }, { shape: [7] }],
+    fn: (x, g, b) => batchNormTrain(x as tf.Tensor4D, g!, b!).y,
+  },
+  {
+    name: 'max pool 3x3 stride 2 same',
+    specs: [{ shape: [2, 9, 10, 3] }],
+    fn: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 'same'),
+  },
+  {
+    // ENGINE.md bug 3: every value <= 0 made wasm route the gradient to the wrong element.
+    name: 'max pool 3x3 stride 2, all inputs negative',
+    specs: [{ shape: [2, 9, 9, 3], shift: -10 }],
+    fn: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 'valid'),
+  },
+  { name: 'matmul', specs: [{ shape: [5, 7] }, { shape: [7, 3] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D) },
+  { name: 'matmul a^T', specs: [{ shape: [7, 5] }, { shape: [7, 3] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, true, false) },
+  { name: 'matmul b^T', specs: [{ shape: [5, 7] }, { shape: [3, 7] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true) },
+  { name: 'matmul a^T b^T', specs: [{ shape: [7, 5] }, { shape: [3, 7] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, true, true) },
+  { name: 'batched matmul', specs: [{ shape: [3, 4, 6] }, { shape: [3, 6, 5] }], fn: (a, b) => tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D) },
+  {
+    name: 'bilinear resize x2 (align corners off)',
+    specs: [{ shape: [2, 5, 6, 3] }],
+    fn: (x) => tf.image.resizeBilinear(x as tf.Tensor4D, [10, 12]),
+  },
+  {
+    name: 'bilinear resize x2 (half-pixel centers)',
+    specs: [{ shape: [2, 5, 6, 3] }],
+    fn: (x) => tf.image.resizeBilinear(x as tf.Tensor4D, [10, 12], false, true),
+  },
+  { name: 'log-softmax', specs: [{ shape: [6, 33], scale: 5 }], fn: (x) => tf.logSoftmax(x) },
+  {
+    name: 'L2 normalisation',
+    specs: [{ shape: [6, 16] }],
+    fn: (x) => tf.div(x, tf.sqrt(tf.sum(tf.square(x), 1, true))),
+  },
+  { name: 'relu + residual add', specs: [{ shape: [2, 4, 4, 3] }, { shape: [2, 4, 4, 3] }], fn: (a, b) => tf.relu(tf.add(a, b)) },
+  { name: 'global average pool', specs: [{ shape: [2, 5, 5, 8] }], fn: (x) => tf.mean(x, [1, 2]) },
+  { name: 'sigmoid', specs: [{ shape: [3, 17] }], fn: (x) => tf.sigmoid(x) },
+  { name: 'concat channels (U-Net skip)', specs: [{ shape: [2, 4, 4, 3] }, { shape: [2, 4, 4, 5] }], fn: (a, b) => tf.concat([a!, b!], 3) },
+];
+
+function suite(backend: BackendName, skipReason: () => string | undefined): void {
+  describe(`${backend} matches the cpu backend (value and gradient, rel. error < ${TOLERANCE})`, () => {
+    for (const c of [...convCases, ...otherCases]) {
+      it(c.name, async (t) => {
+        const reason = skipReason();
+        if (reason) return t.skip(reason);
+        const r = await parity(backend, c.fn, c.specs);
+        console.log(`# [${backend}] ${formatParity(c.name, r)}`);
+        assert.ok(r.worst < TOLERANCE, `${c.name}: relative error ${r.worst} >= ${TOLERANCE}`);
+      });
+    }
+  });
+}
+
+suite('wasm', () => undefined);
+
+let webgpuSkip: string | undefined = 'not probed';
+before(async () => {
+  const adapter = await probeWebGpuAdapter();
+  webgpuSkip = adapter ? undefined : 'no WebGPU adapter on this machine (no GPU driver and no Mesa >= 24 lavapipe)';
+  if (adapter) console.log(`# webgpu adapter: ${adapter}`);
+});
+suite('webgpu', () => webgpuSkip);
+
+describe('bilinear resize gradient against its hand-built transpose', () => {
+  // Resizing is linear, so <dy, resize(x)> has gradient resize^T dy; entry i is <dy, resize(e_i)>.
+  // Computed here from forward calls only, which both backends agree on.
+  for (const [alignCorners, halfPixel] of [[false, false], [true, false], [false, true]] as [boolean, boolean][]) {
+    for (const backend of ['cpu', 'wasm'] as BackendName[]) {
+      it(`${backend}, alignCorners=${alignCorners}, halfPixelCenters=${halfPixel}, 5x6 -> 9x13`, async () => {
+        const { useBackend } = await import('../src/engine/backend.js');
+        await useBackend(backend);
+        const [h, w, oh, ow] = [5, 6, 9, 13];
+        const dy = tf.randomNormal([1, oh, ow, 1], 0, 1, 'float32', 7);
+        const got = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeBilinear(x as tf.Tensor4D, [oh, ow], alignCorners, halfPixel), dy)))(tf.zeros([1, h, w, 1]));
+        const gotData = await got.data();
+        const dyData = await dy.data();
+        let worst = 0;
+        for (let i = 0; i < h * w; i++) {
+          const basis = tf.oneHot([i], h * w).reshape([1, h, w, 1]).cast('float32') as tf.Tensor4D;
+          const column = await tf.image.resizeBilinear(basis, [oh, ow], alignCorners, halfPixel).data();
+          let expected = 0;
+          for (let j = 0; j < column.length; j++) expected += column[j]! * dyData[j]!;
+          worst = Math.max(worst, Math.abs(expected - gotData[i]!));
+          basis.dispose();
+        }
+        console.log(`# [${backend}] resize grad vs transpose (align=${alignCorners}, half=${halfPixel}): max abs error ${worst.toExponential(2)}`);
+        assert.ok(worst < 1e-4, `max abs error ${worst}`);
+      });
+    }
+  }
+});
