@@ -1,0 +1,14 @@
+/** Option parsers shared by the commands; they throw commander errors so misuse exits with one line. */
+import { InvalidArgumentError } from 'commander';
+
+export function parseList(value: string): string[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new InvalidArgumentError('expected a comma-separated list');
+  return items;
+}
+
+export function parsePositiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  return n;
+}

@@ -1,0 +1,191 @@
+/**
+ * A dataset of images (and masks) decoded, converted to grey, resized to a square working size and
+ * normalised to [0, 1], served as Float32Arrays. Decoding runs ahead of the consumer (`prefetch`
+ * items in flight; sharp decodes on libuv's thread pool) and decoded samples are cached in memory
+ * or on disk, so later epochs decode nothing. A file that fails to decode is reported through
+ * `onSkip` once and left out from then on; nothing else stops.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { describeError, EdenError } from '../core/errors.js';
+import { decodeImageFile } from './decode.js';
+import { normalizeIntensity, type IntensityOptions } from './intensity.js';
+import { resizeGrey } from './resize.js';
+import { skipped, type ImageEntry, type SkippedFile } from './scan.js';
+
+export type CacheMode = 'memory' | 'disk' | 'none';
+
+export interface ImageDatasetOptions {
+  /** Side of the square working size in pixels (images are resized to size x size). */
+  size: number;
+  intensity?: IntensityOptions;
+  /** Where decoded samples are kept: 'memory' (default), 'disk' (cacheDir), or 'none'. */
+  cache?: CacheMode;
+  /** Folder for the disk cache (default `.eden-cache` in the working directory). */
+  cacheDir?: string;
+  /** Called once per file that cannot be used. */
+  onSkip?: (file: SkippedFile) => void;
+}
+
+export interface Sample {
+  index: number;
+  entry: ImageEntry;
+  /** [size * size] in [0, 1], row-major. */
+  image: Float32Array;
+  /** Binary masks [size * size] (0 or 1) per structure present for this image. */
+  masks: Record<string, Float32Array>;
+}
+
+/** Masks are anti-aliased: a pixel belongs to the structure when its 8-bit value is > 127. */
+export function binarizeMask(values: Float32Array, bitDepth: number): Float32Array {
+  const threshold = (127 / 255) * (2 ** bitDepth - 1);
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i]! > threshold ? 1 : 0;
+  return out;
+}
+
+export class ImageDataset {
+  readonly entries: ImageEntry[];
+  readonly options: Required<Omit<ImageDatasetOptions, 'onSkip'>> & Pick<ImageDatasetOptions, 'onSkip'>;
+  private readonly memory = new Map<number, Sample>();
+  private readonly failed = new Map<number, SkippedFile>();
+
+  constructor(entries: ImageEntry[], options: ImageDatasetOptions) {
+    if (!Number.isInteger(options.size) || options.size < 8) throw new EdenError('config', `image size must be an integer >= 8, got ${options.size}`);
+    this.entries = entries;
+    this.options = { intensity: {}, cache: 'memory', cacheDir: '.eden-cache', ...options };
+  }
+
+  get length(): number {
+    return this.entries.length;
+  }
+
+  /** Files found unusable so far. */
+  get skippedFiles(): SkippedFile[] {
+    return [...this.failed.values()];
+  }
+
+  /** The sample at `index`, or undefined if its file cannot be used (reported once through onSkip). */
+  async get(index: number): Promise<Sample | undefined> {
+    if (this.failed.has(index)) return undefined;
+    const cached = this.memory.get(index);
+    if (cached) return cached;
+    const entry = this.entries[index];
+    if (!entry) throw new RangeError(`sample ${index} out of range [0, ${this.length})`);
+    let sample: Sample;
+    try {
+      sample = (await this.readDiskCache(index, entry)) ?? (await this.load(index, entry));
+    } catch (err) {
+      const message = describeError(err);
+      const problem = message.startsWith(`${entry.path}: `) ? message.slice(entry.path.length + 2) : message;
+      const record = skipped(entry.path, problem);
+      this.failed.set(index, record);
+      this.options.onSkip?.(record);
+      return undefined;
+    }
+    if (this.options.cache === 'memory') this.memory.set(index, sample);
+    return sample;
+  }
+
+  /**
+   * Samples in `order`, decoded up to `prefetch` ahead of the consumer. Unusable files are skipped.
+   */
+  async *iterate(order: readonly number[] = [...this.entries.keys()], prefetch = 8): AsyncGenerator<Sample> {
+    const inFlight: Promise<Sample | undefined>[] = [];
+    let next = 0;
+    const fill = (): void => {
+      while (inFlight.length < Math.max(1, prefetch) && next < order.length) inFlight.push(this.get(order[next++]!));
+    };
+    fill();
+    while (inFlight.length) {
+      const sample = await inFlight.shift()!;
+      fill();
+      if (sample) yield sample;
+    }
+  }
+
+  /** Decode every sample once (filling the cache); returns the indices that are usable. */
+  async validate(onProgress?: (done: number, total: number) => void, prefetch = 8): Promise<number[]> {
+    const usable: number[] = [];
+    let done = 0;
+    const inFlight: Promise<void>[] = [];
+    for (let i = 0; i < this.length; i++) {
+      inFlight.push(
+        this.get(i).then((s) => {
+          if (s) usable.push(i);
+          onProgress?.(++done, this.length);
+        }),
+      );
+      if (inFlight.length >= prefetch) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+    return usable.sort((a, b) => a - b);
+  }
+
+  private async load(index: number, entry: ImageEntry): Promise<Sample> {
+    const { size, intensity } = this.options;
+    const grey = await decodeImageFile(entry.path);
+    const normalised = normalizeIntensity(grey, intensity);
+    const image = resizeGrey(normalised, grey.width, grey.height, size, size);
+    const masks: Record<string, Float32Array> = {};
+    for (const [structure, file] of Object.entries(entry.masks ?? {})) {
+      const m = await decodeImageFile(file);
+      if (m.width !== grey.width || m.height !== grey.height) {
+        // Report the mask, keep the image (with its other structures).
+        this.options.onSkip?.(skipped(file, `mask size ${m.width}x${m.height} differs from its image's ${grey.width}x${grey.height} (${entry.path})`));
+        continue;
+      }
+      const resized = resizeGrey(binarizeMask(m.data, m.bitDepth), m.width, m.height, size, size);
+      for (let i = 0; i < resized.length; i++) resized[i] = resized[i]! >= 0.5 ? 1 : 0;
+      masks[structure] = resized;
+    }
+    const sample = { index, entry, image, masks };
+    await this.writeDiskCache(entry, sample);
+    return sample;
+  }
+
+  private async cacheFile(entry: ImageEntry): Promise<string> {
+    const files = [entry.path, ...Object.values(entry.masks ?? {})];
+    const stats = await Promise.all(files.map((f) => fs.stat(f)));
+    const key = createHash('sha1')
+      .update(JSON.stringify({ v: 1, files, stamps: stats.map((s) => [s.size, s.mtimeMs]), size: this.options.size, intensity: this.options.intensity, masks: Object.keys(entry.masks ?? {}) }))
+      .digest('hex');
+    return path.join(this.options.cacheDir, `${key}.f32`);
+  }
+
+  private async readDiskCache(index: number, entry: ImageEntry): Promise<Sample | undefined> {
+    if (this.options.cache !== 'disk') return undefined;
+    let buf: Buffer;
+    try {
+      buf = await fs.readFile(await this.cacheFile(entry));
+    } catch {
+      return undefined;
+    }
+    const n = this.options.size * this.options.size;
+    const names = Object.keys(entry.masks ?? {});
+    const floats = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
+    if (floats.length !== n * (1 + names.length)) return undefined; // stale or partial: decode again
+    const masks: Record<string, Float32Array> = {};
+    names.forEach((name, i) => (masks[name] = floats.subarray(n * (i + 1), n * (i + 2))));
+    return { index, entry, image: floats.subarray(0, n), masks };
+  }
+
+  private async writeDiskCache(entry: ImageEntry, sample: Sample): Promise<void> {
+    if (this.options.cache !== 'disk') return;
+    // Only complete samples (all masks present) are cached; a reported mask is re-checked next time.
+    if (Object.keys(sample.masks).length !== Object.keys(entry.masks ?? {}).length) return;
+    const parts = [sample.image, ...Object.keys(entry.masks ?? {}).map((k) => sample.masks[k]!)];
+    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    const file = await this.cacheFile(entry);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    await fs.writeFile(tmp, new Uint8Array(out.buffer));
+    await fs.rename(tmp, file);
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * Decode any supported image file to a single-channel GreyImage. Raster formats go through sharp
+ * (8- and 16-bit grey kept at full depth; RGB/RGBA reduced to luminance, alpha dropped); DICOM
+ * through ./dicom.ts. Every failure is a DataError naming the file and the problem.
+ */
+import sharp from 'sharp';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { dataError, describeError, EdenError } from '../core/errors.js';
+import { decodeDicom } from './dicom.js';
+import { detectFormat } from './formats.js';
+import { rgbToGrey, type GreyImage } from './grey-image.js';
+
+// Refuse decompression bombs: images above this many pixels are reported, not decoded.
+const MAX_PIXELS = 20000 * 20000;
+
+export async function decodeImageBytes(bytes: Uint8Array, format: 'raster' | 'dicom'): Promise<GreyImage> {
+  if (bytes.length === 0) throw new Error('empty file (0 bytes)');
+  if (format === 'dicom') return decodeDicom(bytes);
+  return decodeRaster(bytes);
+}
+
+async function decodeRaster(bytes: Uint8Array): Promise<GreyImage> {
+  // failOn 'error': truncated or corrupt data throw instead of decoding to grey garbage.
+  const input = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS });
+  const meta = await input.metadata();
+  const sixteen = meta.depth === 'ushort';
+  const pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS }).removeAlpha();
+  const { data, info } = sixteen
+    ? await pipeline.toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true })
+    : await pipeline.toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
+  const pixels = info.width * info.height;
+  const samples = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data.buffer, data.byteOffset, data.length);
+  let grey: Float32Array;
+  if (info.channels === 1) grey = Float32Array.from(samples);
+  else if (info.channels === 3) grey = rgbToGrey(samples, pixels);
+  else {
+    grey = new Float32Array(pixels);
+    for (let i = 0; i < pixels; i++) grey[i] = samples[i * info.channels]!;
+  }
+  return { width: info.width, height: info.height, data: grey, bitDepth: sixteen ? 16 : 8, encoding: meta.format ?? 'raster' };
+}
+
+/** Decode a file; errors are EdenError('data') whose message starts with the file path. */
+export async function decodeImageFile(file: string): Promise<GreyImage> {
+  const format = await detectFormat(file);
+  if (!format) throw dataError(`${file}: not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`);
+  let bytes: Uint8Array;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (err) {
+    throw dataError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? describeError(err)})`, err);
+  }
+  try {
+    return await decodeImageBytes(bytes, format);
+  } catch (err) {
+    if (err instanceof EdenError) throw err;
+    const reason = format === 'raster' && looksTruncated(bytes) ? `truncated image data (${describeError(err)})` : explainDecodeError(err, format);
+    throw dataError(`${file}: ${reason}`, err);
+  }
+}
+
+/** PNG files end with an IEND chunk and JPEG files with an EOI marker; a cut-off file lacks them. */
+export function looksTruncated(bytes: Uint8Array): boolean {
+  const isPng = bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;
+  if (isPng) return Buffer.from(bytes.subarray(Math.max(0, bytes.length - 12))).indexOf('IEND') < 0;
+  const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
+  if (isJpeg) {
+    const tail = bytes.subarray(Math.max(0, bytes.length - 4));
+    return !tail.some((b, i) => b === 0xff && tail[i + 1] === 0xd9);
+  }
+  return false;
+}
+
+/** Turn a codec's message into a short reason a user can act on. */
+export function explainDecodeError(err: unknown, format: 'raster' | 'dicom'): string {
+  const msg = describeError(err);
+  if (format === 'dicom') return msg;
+  if (/empty file/.test(msg)) return msg;
+  if (/unsupported image format/i.test(msg)) return 'unsupported or corrupt image data (the decoder recognises no image format in it)';
+  if (/premature|truncat|end of (file|stream)|not enough|short/i.test(msg)) return `truncated image data (${msg})`;
+  if (/pixel limit/i.test(msg)) return `image too large (over ${MAX_PIXELS} pixels)`;
+  return `corrupt image data (${msg})`;
+}

@@ -1,0 +1,43 @@
+/** Which files Eden reads as images: by extension, and DICOM also by its magic bytes. */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+
+/** Raster formats decoded through sharp (libvips). */
+export const RASTER_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.bmp', '.gif', '.jp2', '.pgm', '.pnm']);
+export const DICOM_EXTENSIONS = new Set(['.dcm', '.dicom', '.dic']);
+
+export type ImageFormat = 'raster' | 'dicom';
+
+/** DICOM Part 10 files carry 'DICM' at byte 128. */
+export async function hasDicomMagic(file: string): Promise<boolean> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(file, 'r');
+    const buf = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(buf, 0, 4, 128);
+    return bytesRead === 4 && buf.toString('latin1') === 'DICM';
+  } catch {
+    return false;
+  } finally {
+    await handle?.close();
+  }
+}
+
+/**
+ * The format a file should be decoded as, or undefined if it is not an image file at all.
+ * Extensionless files (common for DICOM exports) are recognised by the magic bytes.
+ */
+export async function detectFormat(file: string): Promise<ImageFormat | undefined> {
+  const ext = path.extname(file).toLowerCase();
+  if (RASTER_EXTENSIONS.has(ext)) return 'raster';
+  if (DICOM_EXTENSIONS.has(ext)) return 'dicom';
+  if (await hasDicomMagic(file)) return 'dicom';
+  return undefined;
+}
+
+/** File name without folder and extension: the key that pairs an image with its masks and labels. */
+export function fileStem(file: string): string {
+  const base = path.basename(file);
+  const ext = path.extname(base);
+  return ext ? base.slice(0, -ext.length) : base;
+}

@@ -1,0 +1,25 @@
+/** A decoded single-channel image, before intensity normalisation. */
+export interface GreyImage {
+  width: number;
+  height: number;
+  /** Row-major pixel values after any modality rescale (DICOM slope/intercept), [height * width]. */
+  data: Float32Array;
+  /** Bits per sample in the file (8, 12, 16...). */
+  bitDepth: number;
+  /** DICOM MONOCHROME1: low values are bright; normalisation inverts it. */
+  inverted?: boolean;
+  /** The VOI window stored in a DICOM file, in rescaled units. */
+  window?: { center: number; width: number };
+  /** Short description of how the file was encoded, e.g. 'png', 'dicom/jpeg-lossless'. */
+  encoding: string;
+}
+
+/** Luminance (ITU-R BT.601, as libvips and most DICOM viewers use) from interleaved or planar RGB. */
+export function rgbToGrey(src: ArrayLike<number>, pixels: number, planar = false): Float32Array {
+  const out = new Float32Array(pixels);
+  for (let i = 0; i < pixels; i++) {
+    const [r, g, b] = planar ? [src[i]!, src[pixels + i]!, src[2 * pixels + i]!] : [src[3 * i]!, src[3 * i + 1]!, src[3 * i + 2]!];
+    out[i] = 0.299 * r + 0.587 * g + 0.114 * b;
+  }
+  return out;
+}

@@ -1,0 +1,122 @@
+/**
+ * `eden inspect`: scan a dataset and decode every file once, to report what a run would see:
+ * images found, sizes, bit depths, encodings, structures with mask counts, labels, and every
+ * unusable file with its reason, grouped.
+ */
+import { describeError } from '../core/errors.js';
+import { decodeImageFile } from './decode.js';
+import { scanDataset, skipped, type ScanOptions, type SkippedFile } from './scan.js';
+
+export interface InspectReport {
+  roots: string[];
+  layout: 'folder' | 'segmentation' | 'files';
+  /** Usable images (decoded successfully). */
+  images: number;
+  sizes: Record<string, number>;
+  bitDepths: Record<string, number>;
+  encodings: Record<string, number>;
+  /** Usable masks per structure (segmentation layout). */
+  structures: Record<string, number>;
+  labels?: { file: string; keyColumn: string; matched: number; columns: Record<string, Record<string, number>> };
+  skipped: SkippedFile[];
+  skippedByReason: Record<string, number>;
+}
+
+function bump(counts: Record<string, number>, key: string): void {
+  counts[key] = (counts[key] ?? 0) + 1;
+}
+
+/** Columns with more distinct values than this are summarised by their count only. */
+const MAX_LISTED_VALUES = 20;
+
+export async function inspectDataset(roots: string[], options: ScanOptions & { concurrency?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<InspectReport> {
+  const scan = await scanDataset(roots, options);
+  const report: InspectReport = {
+    roots,
+    layout: scan.layout,
+    images: 0,
+    sizes: {},
+    bitDepths: {},
+    encodings: {},
+    structures: Object.fromEntries(scan.structures.map((s) => [s, 0])),
+    skipped: [...scan.skipped],
+    skippedByReason: {},
+  };
+  const usableLabels: Record<string, string>[] = [];
+  let done = 0;
+  const check = async (i: number): Promise<void> => {
+    const entry = scan.images[i]!;
+    try {
+      const img = await decodeImageFile(entry.path);
+      report.images++;
+      bump(report.sizes, `${img.width}x${img.height}`);
+      bump(report.bitDepths, String(img.bitDepth));
+      bump(report.encodings, img.encoding);
+      if (entry.labels) usableLabels.push(entry.labels);
+      for (const [structure, file] of Object.entries(entry.masks ?? {})) {
+        try {
+          const m = await decodeImageFile(file);
+          if (m.width !== img.width || m.height !== img.height) {
+            report.skipped.push(skipped(file, `mask size ${m.width}x${m.height} differs from its image's ${img.width}x${img.height} (${entry.path})`));
+          } else {
+            bump(report.structures, structure);
+          }
+        } catch (err) {
+          report.skipped.push(problemOf(file, err));
+        }
+      }
+    } catch (err) {
+      report.skipped.push(problemOf(entry.path, err));
+    }
+    options.onProgress?.(++done, scan.images.length);
+  };
+  // Bounded concurrency: sharp decodes on the thread pool.
+  const concurrency = options.concurrency ?? 4;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, scan.images.length) }, async () => {
+      while (next < scan.images.length) await check(next++);
+    }),
+  );
+  report.skipped.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (const s of report.skipped) bump(report.skippedByReason, s.category);
+  if (scan.manifest) {
+    const columns: Record<string, Record<string, number>> = {};
+    for (const c of scan.manifest.labelColumns) {
+      const counts: Record<string, number> = {};
+      for (const l of usableLabels) bump(counts, l[c] ?? '');
+      columns[c] = Object.keys(counts).length <= MAX_LISTED_VALUES ? counts : { [`(${Object.keys(counts).length} distinct values)`]: usableLabels.length };
+    }
+    report.labels = { file: scan.manifest.file, keyColumn: scan.manifest.keyColumn, matched: usableLabels.length, columns };
+  }
+  return report;
+}
+
+function problemOf(file: string, err: unknown): SkippedFile {
+  const message = describeError(err);
+  return skipped(file, message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message);
+}
+
+/** Human-readable summary, one fact per line. */
+export function formatInspectReport(r: InspectReport): string {
+  const lines: string[] = [];
+  const fmt = (counts: Record<string, number>): string =>
+    Object.entries(counts)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, n]) => `${k} (${n})`)
+      .join(', ') || 'none';
+  lines.push(`dataset: ${r.roots.join(', ')} (${r.layout} layout)`);
+  lines.push(`images: ${r.images}`);
+  lines.push(`sizes: ${fmt(r.sizes)}`);
+  lines.push(`bit depths: ${fmt(r.bitDepths)}`);
+  lines.push(`encodings: ${fmt(r.encodings)}`);
+  if (Object.keys(r.structures).length) lines.push(`structures: ${Object.entries(r.structures).map(([s, n]) => `${s} (${n} masks)`).join(', ')}`);
+  if (r.labels) {
+    lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled`);
+    for (const [c, counts] of Object.entries(r.labels.columns)) lines.push(`  ${c}: ${fmt(counts)}`);
+  }
+  for (const s of r.skipped) lines.push(`skipped ${s.message}`);
+  const total = r.skipped.length;
+  lines.push(`summary: ${r.images} usable, ${total} skipped${total ? ` (${fmt(r.skippedByReason)})` : ''}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,67 @@
+/**
+ * Intensity normalisation to [0, 1], per image. Real radiographs differ wildly in exposure and
+ * storage (wingspan_ctr is nearly black, DICOMs carry 12-16 bit values), so one global scale does
+ * not work. Modes:
+ *  - 'auto' (default): the DICOM VOI window when the file has one, else 'percentile';
+ *  - 'percentile': the 1st..99th percentile window (robust to burned-in markers and collimation);
+ *  - 'minmax': the full value range;
+ *  - 'none': value / (2^bitDepth - 1), no windowing (e.g. pixel / 255), for comparisons with
+ *    other frameworks.
+ * MONOCHROME1 images are inverted so that bone is bright in every mode.
+ */
+import type { GreyImage } from './grey-image.js';
+
+export const INTENSITY_MODES = ['auto', 'percentile', 'minmax', 'none'] as const;
+export type IntensityMode = (typeof INTENSITY_MODES)[number];
+
+export interface IntensityOptions {
+  mode?: IntensityMode;
+  /** Percentiles for the 'percentile' window, default [1, 99]. */
+  percentiles?: [number, number];
+}
+
+/** Percentiles of the values, from a deterministic subsample of at most 2^20 values. */
+export function percentiles(data: Float32Array, ps: number[]): number[] {
+  const stride = Math.max(1, Math.floor(data.length / (1 << 20)));
+  const sample = new Float32Array(Math.ceil(data.length / stride));
+  for (let i = 0, j = 0; i < data.length; i += stride, j++) sample[j] = data[i]!;
+  sample.sort();
+  return ps.map((p) => {
+    const pos = (p / 100) * (sample.length - 1);
+    const lo = Math.floor(pos);
+    const hi = Math.min(lo + 1, sample.length - 1);
+    return sample[lo]! + (sample[hi]! - sample[lo]!) * (pos - lo);
+  });
+}
+
+/** The [low, high] value window that maps to [0, 1]. */
+export function intensityWindow(image: GreyImage, options: IntensityOptions = {}): [number, number] {
+  const mode = options.mode ?? 'auto';
+  if (mode === 'none') return [0, 2 ** image.bitDepth - 1];
+  if (mode === 'auto' && image.window) {
+    // DICOM PS3.3 C.11.2.1.2 linear VOI: [c - 0.5 - (w - 1)/2, c - 0.5 + (w - 1)/2].
+    const { center: c, width: w } = image.window;
+    return [c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2];
+  }
+  const [lo, hi] = mode === 'minmax' ? [0, 100] : (options.percentiles ?? [1, 99]);
+  const [a, b] = percentiles(image.data, [lo, hi]);
+  return [a!, b!];
+}
+
+/** A new Float32Array in [0, 1]: the image windowed, clipped, and inverted for MONOCHROME1. */
+export function normalizeIntensity(image: GreyImage, options: IntensityOptions = {}): Float32Array {
+  const [lo, hi] = intensityWindow(image, options);
+  const out = new Float32Array(image.data.length);
+  const span = hi - lo;
+  if (!(span > 0)) {
+    // A constant image (or window): map to 0 rather than dividing by zero.
+    return out;
+  }
+  const invert = image.inverted === true;
+  for (let i = 0; i < out.length; i++) {
+    let v = (image.data[i]! - lo) / span;
+    v = v < 0 ? 0 : v > 1 ? 1 : v;
+    out[i] = invert ? 1 - v : v;
+  }
+  return out;
+}

@@ -1,0 +1,202 @@
+/**
+ * Finding the images of a dataset, without decoding them. Two layouts:
+ *  - a folder of images, searched recursively;
+ *  - the segmentation layout: `images/` plus `masks/<structure>/`, masks matched to images by
+ *    file stem.
+ * Files that cannot be used are collected as SkippedFile records (one line each, naming the file
+ * and the problem); only an empty usable set is an error, and that is the caller's decision.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { dataError } from '../core/errors.js';
+import { detectFormat, fileStem, type ImageFormat } from './formats.js';
+import { labelsFor, readManifest, type Manifest } from './manifest.js';
+
+export interface ImageEntry {
+  /** Path as given or found (usable with fs). */
+  path: string;
+  /** Path relative to its dataset root, '/' separated. */
+  relPath: string;
+  stem: string;
+  format: ImageFormat;
+  /** Mask file per structure (segmentation layout). */
+  masks?: Record<string, string>;
+  labels?: Record<string, string>;
+}
+
+export type SkipCategory =
+  | 'not an image file'
+  | 'empty file'
+  | 'truncated'
+  | 'corrupt'
+  | 'unsupported'
+  | 'unreadable'
+  | 'mask without image'
+  | 'mask size mismatch'
+  | 'duplicate';
+
+export interface SkippedFile {
+  path: string;
+  category: SkipCategory;
+  /** One line: '<path>: <problem>'. */
+  message: string;
+}
+
+export interface ScanResult {
+  roots: string[];
+  layout: 'folder' | 'segmentation' | 'files';
+  images: ImageEntry[];
+  skipped: SkippedFile[];
+  /** Structure names found under masks/. */
+  structures: string[];
+  manifest?: Manifest;
+}
+
+export interface ScanOptions {
+  /** CSV manifest with labels; default: `labels.csv` in the (single) root if present. */
+  labels?: string;
+  /** Keep only these mask structures. */
+  structures?: string[];
+}
+
+/** Classify a one-line problem description into the summary's reason groups. */
+export function skipCategory(message: string): SkipCategory {
+  if (/empty file/.test(message)) return 'empty file';
+  if (/not an image file/.test(message)) return 'not an image file';
+  if (/truncated/.test(message)) return 'truncated';
+  if (/unsupported|not supported/.test(message)) return 'unsupported';
+  if (/cannot read/.test(message)) return 'unreadable';
+  if (/mask without image/.test(message)) return 'mask without image';
+  if (/mask .*size|size .*mask/.test(message)) return 'mask size mismatch';
+  return 'corrupt';
+}
+
+export function skipped(file: string, problem: string): SkippedFile {
+  const message = `${file}: ${problem}`;
+  return { path: file, category: skipCategory(problem), message };
+}
+
+async function walk(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of entries) {
+    if (e.name.startsWith('.')) continue; // hidden files (.DS_Store, editor swap files)
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await walk(full)));
+    else if (e.isFile() || e.isSymbolicLink()) out.push(full);
+  }
+  return out;
+}
+
+async function isDir(p: string): Promise<boolean> {
+  try {
+    return (await fs.stat(p)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function collectImages(files: string[], root: string, result: ScanResult): Promise<ImageEntry[]> {
+  const images: ImageEntry[] = [];
+  for (const file of files) {
+    const format = await detectFormat(file);
+    if (!format) {
+      result.skipped.push(skipped(file, `not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`));
+      continue;
+    }
+    const rel = path.relative(root, file).split(path.sep).join('/') || path.basename(file);
+    images.push({ path: file, relPath: rel, stem: fileStem(file), format });
+  }
+  return images;
+}
+
+/** Scan one or more roots (folders or single files) into a ScanResult. */
+export async function scanDataset(roots: string[], options: ScanOptions = {}): Promise<ScanResult> {
+  if (roots.length === 0) throw dataError('no dataset path given');
+  const result: ScanResult = { roots, layout: 'folder', images: [], skipped: [], structures: [] };
+  const structures = new Set<string>();
+  let segmentation = 0;
+  let singleFiles = 0;
+  for (const root of roots) {
+    let stat;
+    try {
+      stat = await fs.stat(root);
+    } catch {
+      throw dataError(`${root}: no such file or folder`);
+    }
+    if (stat.isFile()) {
+      singleFiles++;
+      result.images.push(...(await collectImages([root], path.dirname(root), result)));
+      continue;
+    }
+    const imagesDir = path.join(root, 'images');
+    const masksDir = path.join(root, 'masks');
+    if ((await isDir(imagesDir)) && (await isDir(masksDir))) {
+      segmentation++;
+      const images = await collectImages(await walk(imagesDir), imagesDir, result);
+      result.images.push(...(await attachMasks(images, masksDir, options.structures, structures, result)));
+    } else {
+      result.images.push(...(await collectImages(await walk(root), root, result)));
+    }
+  }
+  result.layout = segmentation === roots.length ? 'segmentation' : singleFiles === roots.length ? 'files' : 'folder';
+  result.structures = [...structures].sort();
+
+  const manifestFile = options.labels ?? (roots.length === 1 && (await fileExists(path.join(roots[0]!, 'labels.csv'))) ? path.join(roots[0]!, 'labels.csv') : undefined);
+  if (manifestFile) {
+    // The manifest is metadata, not a bad image.
+    const resolved = path.resolve(manifestFile);
+    result.skipped = result.skipped.filter((s) => path.resolve(s.path) !== resolved);
+    result.manifest = await readManifest(manifestFile);
+    for (const img of result.images) {
+      const labels = labelsFor(result.manifest, img.relPath);
+      if (labels) img.labels = labels;
+    }
+  }
+  return result;
+}
+
+async function fileExists(p: string): Promise<boolean> {
+  try {
+    return (await fs.stat(p)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Pairs masks with images by stem; returns the images kept (one per stem). */
+async function attachMasks(images: ImageEntry[], masksDir: string, only: string[] | undefined, found: Set<string>, result: ScanResult): Promise<ImageEntry[]> {
+  const byStem = new Map<string, ImageEntry>();
+  for (const img of images) {
+    if (byStem.has(img.stem)) {
+      result.skipped.push(skipped(img.path, `duplicate image stem '${img.stem}' (masks are matched by stem; also ${byStem.get(img.stem)!.path})`));
+      continue;
+    }
+    byStem.set(img.stem, img);
+  }
+  const entries = (await fs.readdir(masksDir, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.'));
+  entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+  if (only) {
+    const names = entries.map((e) => e.name);
+    for (const s of only) if (!names.includes(s)) throw dataError(`${masksDir}: no structure '${s}'; found ${names.join(', ') || 'none'}`);
+  }
+  for (const e of entries) {
+    if (only && !only.includes(e.name)) continue;
+    found.add(e.name);
+    for (const file of await walk(path.join(masksDir, e.name))) {
+      const format = await detectFormat(file);
+      if (!format) {
+        result.skipped.push(skipped(file, `not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`));
+        continue;
+      }
+      const img = byStem.get(fileStem(file));
+      if (!img) {
+        result.skipped.push(skipped(file, `mask without image (no file with stem '${fileStem(file)}' in ${path.dirname(masksDir)}/images)`));
+        continue;
+      }
+      (img.masks ??= {})[e.name] = file;
+    }
+  }
+  return [...byStem.values()];
+}

@@ -1,0 +1,2 @@
+// Packages that ship no type declarations.
+declare module 'jpeg-lossless-decoder-js';

@@ -1,0 +1,179 @@
+/**
+ * Image decoding: raster formats through sharp at full bit depth, DICOM in every transfer syntax
+ * we claim (fixtures made by DCMTK/GDCM from one 12-bit source: see fixtures/dicom/make-dicom.ts),
+ * and intensity normalisation.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { decodeImageFile } from '../src/data/decode.js';
+import { normalizeIntensity, percentiles } from '../src/data/intensity.js';
+import { resizeGrey } from '../src/data/resize.js';
+
+const fixtures = path.join(import.meta.dirname, 'fixtures', 'dicom');
+const tmp = mkdtempSync(path.join(tmpdir(), 'eden-decode-'));
+const W = 64;
+const H = 48;
+
+/** A deterministic 16-bit gradient with structure in both axes. */
+function pattern16(): Uint16Array {
+  return Uint16Array.from({ length: W * H }, (_, i) => ((i % W) * 1000 + Math.floor(i / W) * 37) % 65536);
+}
+
+describe('raster decoding', () => {
+  it('keeps 16-bit grey PNG values exactly', async () => {
+    const src = pattern16();
+    const file = path.join(tmp, 'grey16.png');
+    // sharp takes 16-bit raw input as a Uint16Array (LIBRARIES.md).
+    await sharp(src, { raw: { width: W, height: H, channels: 1 } }).toColourspace('grey16').png().toFile(file);
+    const img = await decodeImageFile(file);
+    assert.equal(img.bitDepth, 16);
+    assert.equal(img.width, W);
+    assert.equal(img.height, H);
+    assert.deepEqual(Array.from(img.data), Array.from(src));
+  });
+
+  it('keeps 8-bit grey PNG values and reduces RGB / RGBA to luminance', async () => {
+    const grey = Uint8Array.from({ length: W * H }, (_, i) => (i * 7) % 256);
+    const rgba = new Uint8Array(W * H * 4);
+    grey.forEach((v, i) => rgba.set([v, v, v, i % 2 ? 255 : 10], i * 4));
+    const g = path.join(tmp, 'g8.png');
+    const c = path.join(tmp, 'rgba.png');
+    await sharp(grey, { raw: { width: W, height: H, channels: 1 } }).png().toFile(g);
+    await sharp(rgba, { raw: { width: W, height: H, channels: 4 } }).png().toFile(c);
+    const a = await decodeImageFile(g);
+    const b = await decodeImageFile(c);
+    assert.equal(a.bitDepth, 8);
+    assert.deepEqual(Array.from(a.data), Array.from(grey));
+    // Luminance of a grey RGB pixel is the grey value itself (within rounding); alpha is ignored.
+    let worst = 0;
+    for (let i = 0; i < grey.length; i++) worst = Math.max(worst, Math.abs(b.data[i]! - grey[i]!));
+    assert.ok(worst <= 1, `RGBA -> grey differs by ${worst}`);
+  });
+
+  it('decodes JPEG and lossless TIFF', async () => {
+    const grey = Uint8Array.from({ length: W * H }, (_, i) => 60 + ((i % W) * 2));
+    const jpg = path.join(tmp, 'a.jpg');
+    const tif = path.join(tmp, 'a.tiff');
+    await sharp(grey, { raw: { width: W, height: H, channels: 1 } }).jpeg({ quality: 95 }).toFile(jpg);
+    await sharp(grey, { raw: { width: W, height: H, channels: 1 } }).tiff({ compression: 'lzw' }).toFile(tif);
+    const j = await decodeImageFile(jpg);
+    const t = await decodeImageFile(tif);
+    assert.equal(j.encoding, 'jpeg');
+    assert.equal(t.encoding, 'tiff');
+    assert.deepEqual(Array.from(t.data), Array.from(grey));
+    let worst = 0;
+    for (let i = 0; i < grey.length; i++) worst = Math.max(worst, Math.abs(j.data[i]! - grey[i]!));
+    assert.ok(worst <= 4, `JPEG q95 error ${worst}`);
+  });
+
+  it('decodes a real radiograph', async () => {
+    const img = await decodeImageFile(path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19', '00870a9c.png'));
+    assert.equal(img.width, 256);
+    assert.equal(img.bitDepth, 8);
+  });
+});
+
+describe('DICOM decoding', () => {
+  it('applies rescale slope/intercept and keeps the VOI window (explicit VR LE, 12 bit)', async () => {
+    const ref = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));
+    assert.equal(ref.width, W);
+    assert.equal(ref.height, H);
+    assert.equal(ref.bitDepth, 12);
+    assert.deepEqual(ref.window, { center: 4000, width: 6000 });
+    // Stored values are v*16 + i%16 (0..4095); rescaled = 2 * stored - 100.
+    const px = await sharp(path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19', '00870a9c.png')).resize(W, H, { fit: 'fill' }).toColourspace('b-w').raw().toBuffer();
+    for (const i of [0, 17, 1000, W * H - 1]) assert.equal(ref.data[i], 2 * (px[i]! * 16 + (i % 16)) - 100);
+  });
+
+  for (const [file, encoding] of [
+    ['mono2-12bit-bigendian.dcm', 'dicom/explicit-be'],
+    ['mono2-12bit-rle.dcm', 'dicom/rle'],
+    ['mono2-12bit-jpeg-lossless.dcm', 'dicom/jpeg-lossless'],
+    ['mono2-12bit-jpeg-ls.dcm', 'dicom/jpeg-ls'],
+    ['mono2-12bit-j2k.dcm', 'dicom/jpeg2000'],
+  ]) {
+    it(`${encoding} decodes to exactly the uncompressed values`, async () => {
+      const ref = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));
+      const img = await decodeImageFile(path.join(fixtures, file!));
+      assert.equal(img.encoding, encoding);
+      assert.deepEqual(Array.from(img.data), Array.from(ref.data));
+    });
+  }
+
+  it("JPEG baseline (lossy, 8 bit) matches DCMTK's own decoding within 1 level", async () => {
+    const ref = await decodeImageFile(path.join(fixtures, 'mono2-8bit-jpeg-baseline-decoded-by-dcmtk.dcm'));
+    const img = await decodeImageFile(path.join(fixtures, 'mono2-8bit-jpeg-baseline.dcm'));
+    assert.equal(img.encoding, 'dicom/jpeg-baseline');
+    let worst = 0;
+    for (let i = 0; i < ref.data.length; i++) worst = Math.max(worst, Math.abs(img.data[i]! - ref.data[i]!));
+    assert.ok(worst <= 1, `max abs difference to DCMTK ${worst}`);
+  });
+
+  it('MONOCHROME1 (implicit VR) is flagged and inverted by normalisation', async () => {
+    const m1 = await decodeImageFile(path.join(fixtures, 'mono1-8bit-implicit.dcm'));
+    const m2 = await decodeImageFile(path.join(fixtures, 'mono2-8bit.dcm'));
+    assert.equal(m1.inverted, true);
+    assert.deepEqual(Array.from(m1.data), Array.from(m2.data));
+    const a = normalizeIntensity(m1, { mode: 'none' });
+    const b = normalizeIntensity(m2, { mode: 'none' });
+    for (const i of [0, 100, 2000]) assert.ok(Math.abs(a[i]! - (1 - b[i]!)) < 1e-6);
+  });
+
+  it('signed 16-bit and RGB (native and RLE) decode', async () => {
+    const s = await decodeImageFile(path.join(fixtures, 'signed-16bit.dcm'));
+    const ref = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));
+    // signed = stored - 2048, and ref = 2 * stored - 100.
+    for (const i of [0, 5, 999]) assert.equal(s.data[i], (ref.data[i]! + 100) / 2 - 2048);
+    assert.ok(Math.min(...s.data) < 0);
+    const grey = await decodeImageFile(path.join(fixtures, 'mono2-8bit.dcm'));
+    for (const f of ['rgb-8bit.dcm', 'rgb-8bit-rle.dcm']) {
+      const rgb = await decodeImageFile(path.join(fixtures, f));
+      let worst = 0;
+      for (let i = 0; i < grey.data.length; i++) worst = Math.max(worst, Math.abs(rgb.data[i]! - grey.data[i]!));
+      assert.ok(worst < 1e-3, `${f}: luminance differs by ${worst}`);
+    }
+  });
+});
+
+describe('intensity normalisation', () => {
+  it('windows the 1st..99th percentile to [0, 1]', () => {
+    const data = Float32Array.from({ length: 1001 }, (_, i) => i); // 0..1000
+    const [p1, p99] = percentiles(data, [1, 99]);
+    assert.equal(p1, 10);
+    assert.equal(p99, 990);
+    const out = normalizeIntensity({ width: 1001, height: 1, data, bitDepth: 16, encoding: 'test' });
+    assert.equal(out[0], 0);
+    assert.equal(out[1000], 1);
+    assert.ok(Math.abs(out[500]! - 490 / 980) < 1e-6);
+  });
+
+  it('uses the DICOM VOI window in auto mode', async () => {
+    const img = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));
+    const out = normalizeIntensity(img);
+    // Window center 4000 width 6000: [4000.5 - 3000 - 0.5 ... ] -> lo = 1000.5, hi = 6999.5
+    const lo = 4000 - 0.5 - 5999 / 2;
+    for (const i of [0, 300, 2000]) {
+      const expected = Math.min(1, Math.max(0, (img.data[i]! - lo) / 5999));
+      assert.ok(Math.abs(out[i]! - expected) < 1e-6);
+    }
+  });
+
+  it("'none' divides by the bit depth's maximum; constant images map to 0", () => {
+    const data = Float32Array.from([0, 51, 255]);
+    assert.deepEqual(Array.from(normalizeIntensity({ width: 3, height: 1, data, bitDepth: 8, encoding: 't' }, { mode: 'none' })), [0, Math.fround(0.2), 1]);
+    assert.deepEqual(Array.from(normalizeIntensity({ width: 3, height: 1, data: new Float32Array(3).fill(7), bitDepth: 8, encoding: 't' })), [0, 0, 0]);
+  });
+});
+
+describe('resize', () => {
+  it('area-averages when shrinking and preserves constants', () => {
+    const src = Float32Array.from([1, 3, 5, 7, 1, 3, 5, 7]); // 4x2
+    assert.deepEqual(Array.from(resizeGrey(src, 4, 2, 2, 1)), [2, 6]);
+    const flat = resizeGrey(new Float32Array(13 * 7).fill(0.25), 13, 7, 5, 11);
+    assert.ok(flat.every((v) => Math.abs(v - 0.25) < 1e-6));
+  });
+});
