@@ -66,6 +66,13 @@ const otherCases: OpCase[] = [
   { name: 'matmul a^T', specs: [{ shape: [7, 5] }, { shape: [7, 3] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, true, false) },
   { name: 'matmul b^T', specs: [{ shape: [5, 7] }, { shape: [3, 7] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true) },
   { name: 'matmul a^T b^T', specs: [{ shape: [7, 5] }, { shape: [3, 7] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, true, true) },
+  {
+    // Long K with a small output: the shape for which webgpu picks split-K (ENGINE.md bug 5).
+    name: 'matmul b^T, long K (split-K shape)',
+    // Without WEBGPU_MATMUL_PROGRAM_TYPE=3 webgpu's value error here is 1.39 (checked).
+    specs: [{ shape: [8, 2048] }, { shape: [64, 2048] }],
+    fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true),
+  },
   { name: 'batched matmul', specs: [{ shape: [3, 4, 6] }, { shape: [3, 6, 5] }], fn: (a, b) => tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D) },
   {
     name: 'bilinear resize x2 (align corners off)',

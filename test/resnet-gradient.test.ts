@@ -14,6 +14,7 @@ import { createBackbone, type ResNet } from '../src/models/resnet.js';
 import { gaussian } from '../src/models/layers.js';
 import { Rng } from '../src/core/rng.js';
 import { loadModel, saveModel } from '../src/engine/model-io.js';
+import { probeWebGpuAdapter } from '../src/engine/webgpu.js';
 
 const images = gaussian(4 * 48 * 48, new Rng(3));
 const targets = gaussian(4 * 64, new Rng(4));
@@ -45,10 +46,9 @@ async function gradients(backend: BackendName): Promise<Map<string, Float32Array
   return out;
 }
 
-describe('ResNet training gradient', () => {
-  it('wasm matches cpu for every parameter (rel. error < 1e-4)', async () => {
+async function compareWholeGradient(backend: BackendName): Promise<void> {
     const ref = await gradients('cpu');
-    const got = await gradients('wasm');
+    const got = await gradients(backend);
     assert.equal(got.size, ref.size);
     let worst = 0;
     let worstName = '';
@@ -63,8 +63,17 @@ describe('ResNet training gradient', () => {
       const rel = diff / Math.max(scale, 1e-12);
       if (rel > worst) [worst, worstName] = [rel, name];
     }
-    console.log(`# [wasm] resnet-tiny whole gradient (${ref.size - 1} tensors): worst rel. error ${worst.toExponential(2)} at ${worstName}`);
+    console.log(`# [${backend}] resnet-tiny whole gradient (${ref.size - 1} tensors): worst rel. error ${worst.toExponential(2)} at ${worstName}`);
     assert.ok(worst < 1e-4, `worst relative error ${worst} at ${worstName}`);
+}
+
+describe('ResNet training gradient', () => {
+  it('wasm matches cpu for every parameter (rel. error < 1e-4)', () => compareWholeGradient('wasm'));
+
+  it('webgpu matches cpu for every parameter (rel. error < 1e-4)', async (t) => {
+    const adapter = await probeWebGpuAdapter();
+    if (!adapter) return t.skip('no WebGPU adapter on this machine (no GPU driver and no Mesa >= 24 lavapipe)');
+    await compareWholeGradient('webgpu');
   });
 
   it('save and load restore weights, BN statistics and optimizer state exactly', async () => {

@@ -77,7 +77,7 @@ export function explainDecodeError(err: unknown, format: 'raster' | 'dicom'): st
   const msg = describeError(err);
   if (format === 'dicom') return msg;
   if (/empty file/.test(msg)) return msg;
-  if (/unsupported image format/i.test(msg)) return 'unsupported or corrupt image data (the decoder recognises no image format in it)';
+  if (/unsupported image format/i.test(msg)) return 'corrupt or not image data (its content matches no known image format)';
   if (/premature|truncat|end of (file|stream)|not enough|short/i.test(msg)) return `truncated image data (${msg})`;
   if (/pixel limit/i.test(msg)) return `image too large (over ${MAX_PIXELS} pixels)`;
   return `corrupt image data (${msg})`;

@@ -1,0 +1,62 @@
+/** The `eden` CLI as a user runs it: output, JSON, exit codes and one-line errors. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const root = path.join(import.meta.dirname, '..');
+
+function eden(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), ...args], { encoding: 'utf8', cwd: root, env: { ...process.env, NO_COLOR: '1' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('eden CLI', () => {
+  it('inspect summarises the bundled samples with their labels', () => {
+    const r = eden('inspect', 'samples/hannover_covid19');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^images: 24$/m);
+    assert.match(r.stdout, /labels: .*labels\.csv, key column 'image_id', 24 of 24 images labelled/);
+    assert.match(r.stdout, /projection: /);
+    // The licence and attribution files are named as non-images, and the summary says so.
+    assert.match(r.stdout, /summary: 24 usable, 2 skipped \(not an image file \(2\)\)/);
+  });
+
+  it('inspect --json prints a machine-readable report', () => {
+    const r = eden('inspect', '--json', 'samples/hannover_covid19');
+    assert.equal(r.status, 0, r.stderr);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.images, 24);
+    assert.equal(report.layout, 'folder');
+    assert.equal(report.bitDepths['8'], 24);
+  });
+
+  it('misuse exits non-zero with a one-line message', () => {
+    for (const args of [['inspect'], ['frobnicate'], ['inspect', '--nope', 'x']]) {
+      const r = eden(...args);
+      assert.notEqual(r.status, 0);
+      assert.equal(r.stderr.trim().split('\n').length, 1, `stderr for ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^error: /);
+    }
+  });
+
+  it('a folder with no usable image is an error; a missing folder is named', () => {
+    const empty = mkdtempSync(path.join(tmpdir(), 'eden-empty-'));
+    const r = eden('inspect', empty);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /no usable images in /);
+    const m = eden('inspect', '/no/such/dir');
+    assert.equal(m.status, 1);
+    assert.equal(m.stderr.trim(), 'eden: /no/such/dir: no such file or folder');
+  });
+
+  it('every command has --help', () => {
+    for (const args of [['--help'], ['inspect', '--help']]) {
+      const r = eden(...args);
+      assert.equal(r.status, 0);
+      assert.match(r.stdout, /Usage: eden/);
+    }
+  });
+});

@@ -1,0 +1,156 @@
+/**
+ * Folder scanning, bad-input reporting, the segmentation layout, label manifests, and the
+ * prefetching, caching dataset — on real radiographs with bad files planted among them.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { scanDataset } from '../src/data/scan.js';
+import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
+import { ImageDataset } from '../src/data/dataset.js';
+import type { SkippedFile } from '../src/data/scan.js';
+import { Rng } from '../src/core/rng.js';
+
+const samples = path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19');
+const sampleFiles = readdirSync(samples).filter((f) => f.endsWith('.png'));
+const wingspan = path.join(import.meta.dirname, '..', '..', 'shared', 'data', 'wingspan_ctr');
+
+/** A folder of 6 good radiographs (one in a subfolder) and one bad file of each kind. */
+function plantedFolder(): { dir: string; bad: Record<string, string> } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'eden-planted-'));
+  mkdirSync(path.join(dir, 'sub'));
+  sampleFiles.slice(0, 5).forEach((f) => copyFileSync(path.join(samples, f), path.join(dir, f)));
+  copyFileSync(path.join(samples, sampleFiles[5]!), path.join(dir, 'sub', sampleFiles[5]!));
+  const good = readFileSync(path.join(samples, sampleFiles[6]!));
+  const rng = new Rng(1);
+  const random = Buffer.from(Array.from({ length: 4096 }, () => rng.int(256)));
+  const bad = {
+    'truncated.png': good.subarray(0, Math.floor(good.length / 2)),
+    'empty.png': Buffer.alloc(0),
+    // Full length, IEND intact, image data overwritten in the middle.
+    'corrupt.png': Buffer.concat([good.subarray(0, 200), random.subarray(0, 3000), good.subarray(3200)]),
+    'notes.txt': Buffer.from('not an image'),
+    'random.dcm': random,
+    'fake.jpg': Buffer.from('<html>a web page saved as .jpg</html>'),
+  };
+  for (const [name, bytes] of Object.entries(bad)) writeFileSync(path.join(dir, name), bytes);
+  return { dir, bad: Object.fromEntries(Object.keys(bad).map((n) => [n, path.join(dir, n)])) };
+}
+
+describe('scan and inspect', () => {
+  let planted: ReturnType<typeof plantedFolder>;
+  before(() => {
+    planted = plantedFolder();
+  });
+
+  it('names every bad file with its problem and counts the good ones', async () => {
+    const report = await inspectDataset([planted.dir]);
+    assert.equal(report.images, 6);
+    const reasons = Object.fromEntries(report.skipped.map((s) => [path.basename(s.path), s.category]));
+    assert.deepEqual(reasons, {
+      'corrupt.png': 'corrupt',
+      'empty.png': 'empty file',
+      'fake.jpg': 'corrupt',
+      'notes.txt': 'not an image file',
+      'random.dcm': 'corrupt',
+      'truncated.png': 'truncated',
+    });
+    for (const s of report.skipped) assert.ok(s.message.startsWith(`${s.path}: `), s.message);
+    const text = formatInspectReport(report);
+    assert.match(text, /summary: 6 usable, 6 skipped \(corrupt \(3\), /);
+    assert.match(text, /random\.dcm: not a readable DICOM file/);
+    assert.match(text, /truncated\.png: truncated image data/);
+    assert.match(text, /empty\.png: empty file \(0 bytes\)/);
+  });
+
+  it('reports wingspan_ctr as 259 images with heart, left_lung and right_lung masks', async () => {
+    const report = await inspectDataset([wingspan]);
+    assert.equal(report.layout, 'segmentation');
+    assert.equal(report.images, 259);
+    assert.deepEqual(report.structures, { heart: 259, left_lung: 259, right_lung: 259 });
+    assert.deepEqual(report.sizes, { '512x512': 259 });
+    assert.equal(report.skipped.length, 0);
+  });
+
+  it('finds DICOM files without an extension by their magic bytes', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-dcm-'));
+    copyFileSync(path.join(import.meta.dirname, 'fixtures', 'dicom', 'mono2-12bit.dcm'), path.join(dir, 'IM000001'));
+    const scan = await scanDataset([dir]);
+    assert.equal(scan.images.length, 1);
+    assert.equal(scan.images[0]!.format, 'dicom');
+  });
+
+  it('pairs masks by stem, reports orphan and wrong-size masks, reads a label manifest', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-seg-'));
+    for (const d of ['images', 'masks/heart', 'masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
+    const stems = sampleFiles.slice(0, 3).map((f) => f.replace('.png', ''));
+    for (const s of stems) copyFileSync(path.join(samples, `${s}.png`), path.join(root, 'images', `${s}.png`));
+    const sizes = await Promise.all(stems.map((s) => sharp(path.join(samples, `${s}.png`)).metadata()));
+    const meta = sizes[0]!;
+    const mask = (w: number, h: number): Promise<unknown> =>
+      sharp(Buffer.from(Array.from({ length: w * h }, (_, i) => (i % w > w / 2 ? 200 : 20))), { raw: { width: w, height: h, channels: 1 } }).png().toBuffer();
+    for (const [i, s] of stems.entries()) writeFileSync(path.join(root, 'masks', 'heart', `${s}.png`), (await mask(sizes[i]!.width!, sizes[i]!.height!)) as Buffer);
+    writeFileSync(path.join(root, 'masks', 'lungs', `${stems[0]}.png`), (await mask(meta.width!, meta.height!)) as Buffer);
+    writeFileSync(path.join(root, 'masks', 'lungs', `${stems[1]}.png`), (await mask(32, 32)) as Buffer); // wrong size
+    writeFileSync(path.join(root, 'masks', 'lungs', 'orphan.png'), (await mask(32, 32)) as Buffer);
+    writeFileSync(path.join(root, 'labels.csv'), `image_id,finding\n${stems[0]},a\n${stems[1]},b\n`);
+
+    const report = await inspectDataset([root]);
+    assert.equal(report.images, 3);
+    assert.deepEqual(report.structures, { heart: 3, lungs: 1 });
+    assert.deepEqual(report.skippedByReason, { 'mask size mismatch': 1, 'mask without image': 1 });
+    assert.equal(report.labels?.matched, 2);
+    assert.deepEqual(report.labels?.columns, { finding: { a: 1, b: 1 } });
+
+    // The dataset binarises (> 127) and resizes masks with the image; the wrong-size one is reported.
+    const scan = await scanDataset([root]);
+    const reported: SkippedFile[] = [];
+    const ds = new ImageDataset(scan.images, { size: 64, onSkip: (s) => reported.push(s) });
+    const samplesOut = [];
+    for await (const s of ds.iterate()) samplesOut.push(s);
+    assert.equal(samplesOut.length, 3);
+    const first = samplesOut.find((s) => s.entry.stem === stems[0])!;
+    assert.deepEqual(Object.keys(first.masks).sort(), ['heart', 'lungs']);
+    const heart = first.masks['heart']!;
+    assert.ok(heart.every((v) => v === 0 || v === 1));
+    assert.equal(heart[0], 0); // left half dark
+    assert.equal(heart[63], 1); // right half bright
+    assert.equal(reported.length, 1);
+    assert.match(reported[0]!.message, /mask size 32x32 differs/);
+  });
+
+  it('a missing path is an error naming it', async () => {
+    await assert.rejects(scanDataset(['/no/such/folder']), /no such file or folder/);
+  });
+});
+
+describe('ImageDataset', () => {
+  it('serves [0, 1] images of the working size, skips bad files once, caches on disk', async () => {
+    const { dir } = plantedFolder();
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'eden-cache-'));
+    const scan = await scanDataset([dir]);
+    const reported: string[] = [];
+    const ds = new ImageDataset(scan.images, { size: 96, cache: 'disk', cacheDir, onSkip: (s) => reported.push(path.basename(s.path)) });
+    const usable = await ds.validate();
+    assert.equal(usable.length, 6);
+    assert.deepEqual(reported.sort(), ['corrupt.png', 'empty.png', 'fake.jpg', 'random.dcm', 'truncated.png']);
+    const first = await ds.get(usable[0]!);
+    assert.equal(first!.image.length, 96 * 96);
+    assert.ok(first!.image.every((v) => v >= 0 && v <= 1));
+    assert.equal(readdirSync(cacheDir).length, 6);
+
+    // A fresh dataset reads the disk cache: identical values; bad files reported again, once.
+    const again = new ImageDataset(scan.images, { size: 96, cache: 'disk', cacheDir });
+    const cached = await again.get(usable[0]!);
+    assert.deepEqual(Array.from(cached!.image), Array.from(first!.image));
+
+    // Iteration order is the order asked for, with bad files left out.
+    const order = [...usable].reverse();
+    const seen: number[] = [];
+    for await (const s of ds.iterate(order, 3)) seen.push(s.index);
+    assert.deepEqual(seen, order);
+  });
+});
