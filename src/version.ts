@@ -1,2 +1,4 @@
-/** Eden's version, as in package.json. */
-export const VERSION = '0.1.0';
+/** Eden's version, read from package.json (one level above both src/ and dist/). */
+import { createRequire } from 'node:module';
+
+export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;

@@ -103,7 +103,7 @@ function suite(backend: BackendName, skipReason: () => string | undefined): void
         const reason = skipReason();
         if (reason) return t.skip(reason);
         const r = await parity(backend, c.fn, c.specs);
-        console.log(`# [${backend}] ${formatParity(c.name, r)}`);
+        console.log(`[${backend}] ${formatParity(c.name, r)}`);
         assert.ok(r.worst < TOLERANCE, `${c.name}: relative error ${r.worst} >= ${TOLERANCE}`);
       });
     }
@@ -116,7 +116,7 @@ let webgpuSkip: string | undefined = 'not probed';
 before(async () => {
   const adapter = await probeWebGpuAdapter();
   webgpuSkip = adapter ? undefined : 'no WebGPU adapter on this machine (no GPU driver and no Mesa >= 24 lavapipe)';
-  if (adapter) console.log(`# webgpu adapter: ${adapter}`);
+  if (adapter) console.log(`webgpu adapter: ${adapter}`);
 });
 suite('webgpu', () => webgpuSkip);
 
@@ -142,7 +142,7 @@ describe('bilinear resize gradient against its hand-built transpose', () => {
           worst = Math.max(worst, Math.abs(expected - gotData[i]!));
           basis.dispose();
         }
-        console.log(`# [${backend}] resize grad vs transpose (align=${alignCorners}, half=${halfPixel}): max abs error ${worst.toExponential(2)}`);
+        console.log(`[${backend}] resize grad vs transpose (align=${alignCorners}, half=${halfPixel}): max abs error ${worst.toExponential(2)}`);
         assert.ok(worst < 1e-4, `max abs error ${worst}`);
       });
     }

@@ -24,7 +24,7 @@ function loss(net: ResNet): tf.Scalar {
   const x = tf.tensor4d(images, [4, 48, 48, 1]);
   const { pooled } = net.forward(x, { training: true });
   const q = tf.div(pooled, tf.norm(pooled, 2, 1, true));
-  const k = tf.tensor2d(targets, [4, 64]).slice([0, 0], [4, q.shape[1]]);
+  const k = tf.tensor2d(targets, [4, 64]).slice([0, 0], [4, q.shape[1]!]);
   const kn = tf.div(k, tf.norm(k, 2, 1, true));
   const logits = tf.div(tf.matMul(q, kn, false, true), 0.2);
   return tf.neg(tf.mean(tf.sum(tf.mul(tf.oneHot(tf.range(0, 4, 1, 'int32'), 4), tf.logSoftmax(logits)), 1))) as tf.Scalar;
@@ -63,7 +63,7 @@ async function compareWholeGradient(backend: BackendName): Promise<void> {
       const rel = diff / Math.max(scale, 1e-12);
       if (rel > worst) [worst, worstName] = [rel, name];
     }
-    console.log(`# [${backend}] resnet-tiny whole gradient (${ref.size - 1} tensors): worst rel. error ${worst.toExponential(2)} at ${worstName}`);
+    console.log(`[${backend}] resnet-tiny whole gradient (${ref.size - 1} tensors): worst rel. error ${worst.toExponential(2)} at ${worstName}`);
     assert.ok(worst < 1e-4, `worst relative error ${worst} at ${worstName}`);
 }
 
