@@ -7,6 +7,9 @@ import { Command, CommanderError } from 'commander';
 import { EdenError } from '../core/errors.js';
 import { VERSION } from '../version.js';
 import { registerInspect } from './inspect.js';
+import { registerPretrain } from './pretrain.js';
+import { registerDecompose } from './decompose.js';
+import { registerCheckpoint } from './checkpoint.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -16,6 +19,9 @@ export function buildProgram(): Command {
     .version(VERSION)
     .exitOverride();
   registerInspect(program);
+  registerPretrain(program);
+  registerDecompose(program);
+  registerCheckpoint(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

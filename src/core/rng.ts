@@ -77,3 +77,26 @@ export class Rng {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/**
+ * A seed derived from a base seed and counters (stage, epoch, sample index...), so that each
+ * sample's random draws do not depend on the order in which samples are processed: views made
+ * ahead of time, out of order, or after a resume are identical.
+ */
+export function deriveSeed(...parts: number[]): number {
+  let h = 0x811c9dc5;
+  for (const p of parts) {
+    // FNV-1a over the 4 bytes of each part, then a murmur3 finaliser.
+    let v = p >>> 0;
+    for (let i = 0; i < 4; i++) {
+      h = Math.imul(h ^ (v & 0xff), 0x01000193);
+      v >>>= 8;
+    }
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}

@@ -108,6 +108,8 @@ export interface ForwardContext {
   training: boolean;
   /** Momentum of the running statistics (PyTorch convention: new = (1 - m) * old + m * batch). */
   bnMomentum?: number;
+  /** In training, update the running statistics (default true); false for validation passes. */
+  updateStats?: boolean;
 }
 
 /**
@@ -126,7 +128,7 @@ export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, c
     return tf.add(tf.mul(tf.sub(x, mean), scale), beta) as tf.Tensor4D;
   }
   const { y, mean, variance } = batchNormTrain(x, gamma, beta, eps);
-  updateRunningStats(store, name, mean, variance, x.size / x.shape[3], ctx.bnMomentum ?? 0.1);
+  if (ctx.updateStats !== false) updateRunningStats(store, name, mean, variance, x.size / x.shape[3], ctx.bnMomentum ?? 0.1);
   return y;
 }
 

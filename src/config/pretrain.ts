@@ -1,0 +1,231 @@
+/**
+ * Pretraining configuration: plain data, merged once (defaults -> preset -> JSON file -> flags),
+ * validated with "did you mean" hints, frozen, and saved in every checkpoint.
+ * Every default cites METHOD.md (the paper and its reference code) or says why Eden differs.
+ */
+import { configError } from '../core/errors.js';
+import { DEFAULT_VIEW_OPTIONS, type ViewOptions } from './views.js';
+// Type-only imports (erased at run time) of the string unions their modules define.
+import type { BackendName } from '../engine/backend.js';
+import type { CacheMode } from '../data/dataset.js';
+import type { IntensityMode } from '../data/intensity.js';
+
+export interface PretrainConfig {
+  preset: string;
+  /** Seeds every random draw of the run (init, split, order, anchors, views, queue). */
+  seed: number;
+  backend: BackendName;
+  data: {
+    paths: string[];
+    /** Images are cached at imageSize x imageSize; anchors are cut from that (parts at level 4 are imageSize/4). */
+    imageSize: number;
+    cache: CacheMode;
+    cacheDir: string;
+    intensity: IntensityMode;
+    /** Fraction of images held out for the validation loss. */
+    valFraction: number;
+    /** Views decoded / augmented ahead of training, in images. */
+    prefetch: number;
+  };
+  model: {
+    backbone: string;
+    /** Channels of the stem / first stage (64 = torchvision's full width). */
+    width: number;
+    /** Output size of the projection head (128, METHOD.md §3). */
+    projectionDim: number;
+  };
+  views: ViewOptions;
+  anchor: { mode: 'grid' | 'random'; margin: number };
+  contrast: {
+    /** tau (METHOD.md §5). */
+    temperature: number;
+    /** K (METHOD.md §4). */
+    queueSize: number;
+    /** m of the EMA teacher (METHOD.md §3). */
+    momentum: number;
+    /** Purposive pruner on for levels > 0 (METHOD.md §4); false gives the ablation / MoCo-v2. */
+    prune: boolean;
+    pruneThreshold: number;
+  };
+  curriculum: {
+    /** Decomposition level n of each stage (METHOD.md §5: 0 -> 2 -> 4). */
+    levels: number[];
+    /** Epochs of each stage: one number for all, or one per stage. */
+    epochs: number | number[];
+  };
+  optim: {
+    batchSize: number;
+    /** Learning rate for batch 256; scaled linearly with batchSize (METHOD.md §5). */
+    baseLr: number;
+    momentum: number;
+    weightDecay: number;
+  };
+  run: {
+    dir: string;
+    /** Write `last` every this many steps too (0: only at the end of each epoch). */
+    checkpointEverySteps: number;
+    /** Stop each epoch after this many steps (0: no limit). For smoke runs. */
+    maxStepsPerEpoch: number;
+  };
+}
+
+export type PresetName = 'tiny' | 'cpu' | 'paper';
+
+const BASE: PretrainConfig = {
+  preset: 'cpu',
+  seed: 0,
+  backend: 'wasm',
+  data: { paths: [], imageSize: 384, cache: 'memory', cacheDir: '.eden-cache', intensity: 'auto', valFraction: 0.05, prefetch: 32 },
+  model: { backbone: 'resnet18', width: 32, projectionDim: 128 },
+  views: { ...DEFAULT_VIEW_OPTIONS, size: 128 },
+  anchor: { mode: 'grid', margin: 1 / 16 },
+  contrast: { temperature: 0.2, queueSize: 4096, momentum: 0.999, prune: true, pruneThreshold: 0.8 },
+  curriculum: { levels: [0, 2, 4], epochs: 10 },
+  optim: { batchSize: 32, baseLr: 0.03, momentum: 0.9, weightDecay: 1e-4 },
+  run: { dir: 'runs/pretrain', checkpointEverySteps: 0, maxStepsPerEpoch: 0 },
+};
+
+/** Presets override BASE; each value says where it comes from. */
+const PRESETS: Record<PresetName, DeepPartial<PretrainConfig>> = {
+  // Tests and smoke runs: seconds on 2 cores. Not a useful model.
+  tiny: {
+    preset: 'tiny',
+    data: { imageSize: 96, valFraction: 0.15, prefetch: 8 },
+    model: { backbone: 'resnet-tiny', width: 8 },
+    views: { size: 48 },
+    contrast: { queueSize: 64 },
+    curriculum: { levels: [0, 2], epochs: 1 },
+    optim: { batchSize: 8 },
+  },
+  // ~830 unlabeled radiographs on 2 CPU cores in about an hour (the measured step time is in the
+  // pretraining issue's note): ResNet-18 at half width, 128 px views, queue 4096.
+  cpu: { preset: 'cpu' },
+  // The paper (METHOD.md §3-5): ResNet-50, 224 px, batch 256, K = 65536, m = 0.999, tau = 0.2,
+  // lr 0.03 for batch 256, 200 epochs for each of n = 0, 2, 4. Needs a GPU (webgpu backend).
+  paper: {
+    preset: 'paper',
+    backend: 'webgpu',
+    data: { imageSize: 896, valFraction: 0.05 },
+    model: { backbone: 'resnet50', width: 64 },
+    views: { size: 224 },
+    contrast: { queueSize: 65536 },
+    curriculum: { levels: [0, 2, 4], epochs: 200 },
+    optim: { batchSize: 256 },
+  },
+};
+
+export const PRESET_NAMES = Object.keys(PRESETS) as PresetName[];
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends (infer U)[] ? U[] : T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+  }
+  return d[a.length]![b.length]!;
+}
+
+function suggest(key: string, options: string[]): string {
+  const best = options.map((o) => [o, distance(key, o)] as const).sort((x, y) => x[1] - y[1])[0];
+  return best && best[1] <= Math.max(2, key.length / 3) ? ` (did you mean '${best[0]}'?)` : ` (known: ${options.join(', ')})`;
+}
+
+/** Merge `override` into `base`, checking every key and type against `base`. */
+function merge(base: unknown, override: unknown, where: string): unknown {
+  if (override === undefined) return base;
+  if (isPlainObject(base)) {
+    if (!isPlainObject(override)) throw configError(`${where || 'config'} must be an object, got ${JSON.stringify(override)}`);
+    const out: Record<string, unknown> = { ...base };
+    for (const [k, v] of Object.entries(override)) {
+      const path = where ? `${where}.${k}` : k;
+      if (!(k in base)) throw configError(`unknown config field '${path}'${suggest(k, Object.keys(base))}`);
+      out[k] = merge(base[k], v, path);
+    }
+    return out;
+  }
+  if (Array.isArray(base)) {
+    if (!Array.isArray(override)) throw configError(`${where} must be a list, got ${JSON.stringify(override)}`);
+    return override;
+  }
+  if (where === 'curriculum.epochs') return override; // number or list
+  if (typeof override !== typeof base) throw configError(`${where} must be a ${typeof base}, got ${JSON.stringify(override)}`);
+  return override;
+}
+
+/** Checks of values, once merged. */
+export function validatePretrainConfig(c: PretrainConfig): void {
+  const positiveInt = (v: number, name: string): void => {
+    if (!Number.isInteger(v) || v <= 0) throw configError(`${name} must be a positive integer, got ${v}`);
+  };
+  positiveInt(c.data.imageSize, 'data.imageSize');
+  positiveInt(c.views.size, 'views.size');
+  positiveInt(c.model.width, 'model.width');
+  positiveInt(c.contrast.queueSize, 'contrast.queueSize');
+  positiveInt(c.optim.batchSize, 'optim.batchSize');
+  if (c.optim.batchSize < 2) throw configError('optim.batchSize must be at least 2 (batch norm needs two samples)');
+  if (!(c.contrast.temperature > 0)) throw configError(`contrast.temperature must be > 0, got ${c.contrast.temperature}`);
+  if (!(c.contrast.momentum >= 0 && c.contrast.momentum <= 1)) throw configError(`contrast.momentum must be in [0, 1], got ${c.contrast.momentum}`);
+  if (!(c.data.valFraction >= 0 && c.data.valFraction < 1)) throw configError(`data.valFraction must be in [0, 1), got ${c.data.valFraction}`);
+  if (c.curriculum.levels.length === 0) throw configError('curriculum.levels must name at least one level');
+  for (const n of c.curriculum.levels) if (!Number.isInteger(n) || n < 0 || n > 10) throw configError(`curriculum levels must be integers in [0, 10], got ${n}`);
+  const epochs = Array.isArray(c.curriculum.epochs) ? c.curriculum.epochs : [c.curriculum.epochs];
+  if (Array.isArray(c.curriculum.epochs) && epochs.length !== c.curriculum.levels.length) {
+    throw configError(`curriculum.epochs lists ${epochs.length} stages but curriculum.levels has ${c.curriculum.levels.length}`);
+  }
+  for (const e of epochs) if (!Number.isInteger(e) || e < 1) throw configError(`curriculum.epochs must be positive integers, got ${e}`);
+  const maxLevel = Math.max(...c.curriculum.levels);
+  const partSide = c.data.imageSize / 2 ** Math.ceil(maxLevel / 2);
+  if (partSide < 8) throw configError(`data.imageSize ${c.data.imageSize} leaves ${partSide.toFixed(1)} px parts at level ${maxLevel}; raise it`);
+  if (!['grid', 'random'].includes(c.anchor.mode)) throw configError(`anchor.mode must be 'grid' or 'random', got '${c.anchor.mode}'`);
+  if (!['memory', 'disk', 'none'].includes(c.data.cache)) throw configError(`data.cache must be memory, disk or none, got '${c.data.cache}'`);
+}
+
+/** Resolve defaults -> preset -> each override in turn; validated and frozen. */
+export function resolvePretrainConfig(preset: string, ...overrides: unknown[]): PretrainConfig {
+  const p = PRESETS[preset as PresetName];
+  if (!p) throw configError(`unknown preset '${preset}'${suggest(preset, PRESET_NAMES)}`);
+  let config = merge(BASE, p, '') as PretrainConfig;
+  for (const o of overrides) config = merge(config, o, '') as PretrainConfig;
+  validatePretrainConfig(config);
+  return deepFreeze(config);
+}
+
+/** `a.b.c=value` -> { a: { b: { c: value } } }, value parsed as JSON when it parses, else a string. */
+export function parseAssignment(assignment: string): Record<string, unknown> {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw configError(`--set expects key=value, got '${assignment}'`);
+  const keys = assignment.slice(0, eq).split('.');
+  const raw = assignment.slice(eq + 1);
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = raw;
+  }
+  return keys.reduceRight<unknown>((acc, k) => ({ [k]: acc }), value) as Record<string, unknown>;
+}
+
+/** Stage epochs as a list. */
+export function stageEpochs(c: PretrainConfig): number[] {
+  return Array.isArray(c.curriculum.epochs) ? c.curriculum.epochs : c.curriculum.levels.map(() => c.curriculum.epochs as number);
+}
+
+/** lr = baseLr * batch / 256 (METHOD.md §5). */
+export function scaledLearningRate(c: PretrainConfig): number {
+  return (c.optim.baseLr * c.optim.batchSize) / 256;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (typeof o === 'object' && o !== null) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,55 @@
+/**
+ * InfoNCE with the purposive pruner (METHOD.md §4-5), vectorised with masks:
+ *
+ *   q [B, C], k [B, C]: L2-normalised student queries and teacher keys (C = 128)
+ *   queue [K, C]: L2-normalised negatives
+ *   lpos = sum(q * k)                    [B, 1]
+ *   lneg = q queue^T                     [B, K]
+ *   pruned = lneg >= threshold           [B, K]  (per query; the positive is always kept)
+ *   logits = [lpos, lneg masked] / tau   [B, 1 + K]
+ *   loss = mean(-log_softmax(logits)[:, 0])
+ *
+ * Pruned logits are replaced by a large negative constant (not -inf, so no inf/NaN can appear in
+ * the gradient), which is exactly exp(.) = 0 in float32.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export interface InfoNceOptions {
+  temperature: number;
+  /** Raw-cosine threshold of the purposive pruner; undefined turns the pruner off. */
+  pruneThreshold?: number;
+}
+
+export interface InfoNceResult {
+  loss: tf.Scalar;
+  /** Fraction of the B x K negatives pruned (0 when the pruner is off). */
+  prunedFraction: tf.Scalar;
+}
+
+const MASKED = -1e9;
+
+export function l2Normalize(x: tf.Tensor2D, eps = 1e-12): tf.Tensor2D {
+  return tf.div(x, tf.maximum(tf.norm(x, 2, 1, true), eps));
+}
+
+/** Boolean [B, K]: negatives the pruner removes for each query. */
+export function pruneMask(lneg: tf.Tensor2D, threshold: number): tf.Tensor2D {
+  return tf.greaterEqual(lneg, threshold) as tf.Tensor2D;
+}
+
+export function infoNce(q: tf.Tensor2D, k: tf.Tensor2D, queue: tf.Tensor2D, options: InfoNceOptions): InfoNceResult {
+  return tf.tidy(() => {
+    const lpos = tf.sum(tf.mul(q, k), 1, true); // [B, 1]
+    let lneg: tf.Tensor2D = tf.matMul(q, queue, false, true); // [B, K]
+    let prunedFraction: tf.Scalar = tf.scalar(0);
+    if (options.pruneThreshold !== undefined) {
+      const mask = pruneMask(lneg, options.pruneThreshold);
+      prunedFraction = tf.mean(tf.cast(mask, 'float32'));
+      lneg = tf.where(mask, tf.fill(lneg.shape, MASKED), lneg) as tf.Tensor2D;
+    }
+    const logits = tf.div(tf.concat([lpos, lneg], 1), options.temperature); // [B, 1 + K]
+    const logProb = tf.logSoftmax(logits);
+    const loss = tf.neg(tf.mean(logProb.slice([0, 0], [-1, 1]))) as tf.Scalar;
+    return { loss, prunedFraction };
+  });
+}
