@@ -1,0 +1,146 @@
+/**
+ * Adam pretraining end to end on the bundled radiographs (tiny preset): checkpoints, exact resume
+ * after an interruption (in-process abort, SIGINT and SIGKILL of the CLI), a non-finite loss
+ * stopping the run with the last good checkpoint intact, and config validation.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { resolvePretrainConfig, type PretrainConfig } from '../src/config/pretrain.js';
+import { pretrain, checkpointPaths } from '../src/train/pretrain.js';
+import { readCheckpoint } from '../src/train/checkpoint.js';
+import { diffCheckpoints } from '../src/train/checkpoint-diff.js';
+
+const root = path.join(import.meta.dirname, '..');
+const samples = path.join(root, 'samples', 'hannover_covid19');
+const cli = path.join(root, 'src', 'cli', 'main.ts');
+const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'eden-pretrain-'));
+
+/** Two stages (n = 0, 2), two epochs each, 2 steps per epoch: 8 steps. */
+function config(dir: string, extra: object = {}): PretrainConfig {
+  return resolvePretrainConfig('tiny', { data: { paths: [samples] }, curriculum: { levels: [0, 2], epochs: 2 }, run: { dir, checkpointEverySteps: 1 } }, extra);
+}
+
+const CLI_FLAGS = ['--preset', 'tiny', '--levels', '0,2', '--epochs', '2', '--checkpoint-every', '1'];
+
+function runCli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('eden pretrain (tiny preset, bundled radiographs)', () => {
+  let reference: string;
+  before(async () => {
+    reference = tmp();
+    await pretrain(config(reference));
+  });
+
+  it('writes self-describing checkpoints and per-step metrics', async () => {
+    const p = checkpointPaths(reference);
+    for (const f of [p.last, p.best, p.stage(0, 0), p.stage(1, 2)]) assert.ok(existsSync(f), `${f} missing`);
+    const { meta, content } = await readCheckpoint(p.last);
+    assert.deepEqual(meta.position, { stage: 2, epoch: 0, batch: 0, globalStep: 8 });
+    assert.equal(meta.config.contrast.temperature, 0.2);
+    assert.equal(meta.split.train.length + meta.split.val.length, 24);
+    for (const prefix of ['student/backbone.conv1.weight', 'teacher/backbone.conv1.weight', 'queue/keys', 'optimizer/velocity/backbone.conv1.weight', 'student/head.fc.2.weight']) {
+      assert.ok(content.tensors.has(prefix), prefix);
+    }
+    const lines = readFileSync(path.join(reference, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const steps = lines.filter((l) => l.type === 'step');
+    assert.deepEqual(steps.map((l) => l.step), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.ok(steps.every((l) => Number.isFinite(l.loss) && l.lr > 0 && l.images_per_s > 0));
+    // The pruner is off at n = 0 and on at n = 2.
+    assert.ok(steps.filter((l) => l.level === 0).every((l) => l.pruned === 0));
+    assert.equal(lines.filter((l) => l.type === 'epoch').length, 4);
+  });
+
+  it('resumes after an in-process interruption to exactly the same weights', async () => {
+    const dir = tmp();
+    const controller = new AbortController();
+    const first = await pretrain(config(dir), { signal: controller.signal, hooks: { onStep: (e) => e.globalStep === 3 && controller.abort() } });
+    assert.equal(first.interrupted, true);
+    assert.deepEqual(first.position, { stage: 0, epoch: 1, batch: 1, globalStep: 3 });
+    const second = await pretrain(config(dir), { resumeFrom: checkpointPaths(dir).last });
+    assert.equal(second.interrupted, false);
+    const d = await diffCheckpoints(reference, dir);
+    assert.equal(d.maxAbsDiff, 0, `resumed run differs: ${JSON.stringify(d.tensors.filter((t) => t.maxAbsDiff > 0).slice(0, 3))}`);
+    // metrics.jsonl has each step once.
+    const steps = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step').map((l) => l.step);
+    assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('a CLI run killed with SIGKILL resumes with --resume to the same weights (checkpoint diff prints max_abs_diff=0)', async () => {
+    const dir = tmp();
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'pretrain', samples, ...CLI_FLAGS, '--out', dir], { cwd: root, stdio: 'ignore' });
+    const last = checkpointPaths(dir).last;
+    const exited = new Promise((r) => child.on('exit', r));
+    // Kill as soon as the first checkpoint exists (mid-run), or let it finish if it is faster.
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (existsSync(last) || child.exitCode !== null) {
+          clearInterval(poll);
+          child.kill('SIGKILL');
+          resolve();
+        }
+      }, 5);
+    });
+    await exited;
+    const killedAt = (await readCheckpoint(last)).meta.position.globalStep;
+    assert.ok(killedAt < 8, `the run finished (step ${killedAt}) before it could be killed`);
+    const resumed = runCli(['pretrain', '--resume', dir]);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    const diff = runCli(['checkpoint', 'diff', reference, dir]);
+    assert.equal(diff.status, 0, diff.stderr);
+    assert.match(diff.stdout, /^max_abs_diff=0$/m);
+  });
+
+  it('Ctrl-C (SIGINT) saves a checkpoint at the current step and exits with 130', async () => {
+    const dir = tmp();
+    // A longer run (60 steps), interrupted as soon as its first step is reported.
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'pretrain', samples, '--preset', 'tiny', '--levels', '0', '--epochs', '30', '--out', dir], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CI: '1' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (/\[1\/60\]/.test(stderr) && !child.killed) child.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    assert.equal(code, 130, stderr);
+    assert.match(stdout, /interrupted; resume with: eden pretrain --resume /);
+    assert.match(stderr, /saving a checkpoint at the current step/);
+    const { meta } = await readCheckpoint(checkpointPaths(dir).last);
+    assert.ok(meta.position.globalStep >= 1 && meta.position.globalStep < 60, `saved at step ${meta.position.globalStep}`);
+  });
+
+  it('stops on a non-finite loss, naming the step, with the last good checkpoint intact', async () => {
+    const dir = tmp();
+    await assert.rejects(pretrain(config(dir, { optim: { baseLr: 1e30 } })), (err: Error & { kind?: string }) => {
+      assert.equal(err.kind, 'non-finite-loss');
+      assert.match(err.message, /the loss became (NaN|Infinity|-Infinity) at stage 1 \(level 0\), epoch 1, step \d/);
+      assert.match(err.message, /still holds the last good state/);
+      return true;
+    });
+    const { meta, content } = await readCheckpoint(checkpointPaths(dir).last);
+    assert.ok(meta.position.globalStep >= 1);
+    for (const [name, rec] of content.tensors) assert.ok(rec.data.every((v) => Number.isFinite(v)), `${name} holds non-finite values`);
+  });
+
+  it('refuses to overwrite a run, and validates config with hints', async () => {
+    await assert.rejects(pretrain(config(reference)), /already holds a run .* --resume/);
+    assert.throws(() => resolvePretrainConfig('tiny', { optim: { batchsize: 4 } }), /unknown config field 'optim.batchsize' \(did you mean 'batchSize'\?\)/);
+    assert.throws(() => resolvePretrainConfig('tiny', { optim: { batchSize: 1 } }), /at least 2/);
+    assert.throws(() => resolvePretrainConfig('tny'), /unknown preset 'tny' \(did you mean 'tiny'\?\)/);
+    assert.throws(() => resolvePretrainConfig('tiny', { curriculum: { levels: [0, 2], epochs: [1, 2, 3] } }), /lists 3 stages/);
+    const r = runCli(['pretrain', '--set', 'contrast.tau=0.1']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /^eden: unknown config field 'contrast.tau'/m);
+  });
+});
