@@ -7,7 +7,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { parity, formatParity, type InputSpec } from './helpers/parity.js';
-import { batchNormTrain } from '../src/models/layers.js';
+import { batchNormFromPrimitives, batchNormTrain } from '../src/models/layers.js';
 import { probeWebGpuAdapter } from '../src/engine/webgpu.js';
 import type { BackendName } from '../src/engine/backend.js';
 
@@ -47,9 +47,22 @@ convCases.push({
 
 const otherCases: OpCase[] = [
   {
-    name: 'batch norm (train, from primitives)',
+    name: 'batch norm (train; fused native kernel when active)',
     specs: [{ shape: [4, 5, 6, 7], scale: 2, shift: 0.5 }, { shape: [7] }, { shape: [7] }],
     fn: (x, g, b) => batchNormTrain(x as tf.Tensor4D, g!, b!).y,
+  },
+  {
+    name: 'batch norm (train, from primitives)',
+    specs: [{ shape: [4, 5, 6, 7], scale: 2, shift: 0.5 }, { shape: [7] }, { shape: [7] }],
+    fn: (x, g, b) => batchNormFromPrimitives(x as tf.Tensor4D, g!, b!).y,
+  },
+  {
+    name: 'batch norm statistics outputs (mean, variance)',
+    specs: [{ shape: [3, 4, 5, 6], scale: 3, shift: -1 }],
+    fn: (x) => {
+      const r = batchNormTrain(x as tf.Tensor4D, tf.ones([6]), tf.zeros([6]));
+      return tf.concat([r.mean, r.variance]);
+    },
   },
   {
     name: 'max pool 3x3 stride 2 same',

@@ -125,7 +125,7 @@ export function registerPretrain(program: Command): void {
       };
       process.on('SIGINT', onSigint);
       const prep = createProgress('decoding images');
-      const bar = createProgress('pretraining');
+      const bar = createProgress('pretraining', process.stderr, 'stage {stage} (n={level}) epoch {epoch} [{bar}] step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}');
       let lastLine = 0;
       let nonImages = 0;
       const plain = !process.stderr.isTTY || !!process.env['CI'];
@@ -147,7 +147,7 @@ export function registerPretrain(program: Command): void {
               );
             },
             onStep: (e) => {
-              bar.update(e.globalStep, e.totalSteps, { stage: e.stage + 1 });
+              bar.update(e.globalStep, e.totalSteps, { stage: e.stage + 1, level: e.level, epoch: `${e.epoch + 1}/${e.epochs}`, loss: e.loss.toFixed(4), ips: e.imagesPerSecond.toFixed(1) });
               const now = Date.now();
               if (plain && (now - lastLine > 10000 || e.globalStep === 1 || e.globalStep === e.totalSteps)) {
                 process.stderr.write(`${formatStep(e)} [${e.globalStep}/${e.totalSteps}]\n`);

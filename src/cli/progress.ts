@@ -6,23 +6,25 @@ export interface Progress {
   stop(): void;
 }
 
-export function createProgress(label: string, stream: NodeJS.WriteStream = process.stderr): Progress {
+export function createProgress(label: string, stream: NodeJS.WriteStream = process.stderr, format?: string): Progress {
   if (stream.isTTY && !process.env['CI']) {
     const bar = new cliProgress.SingleBar(
-      { format: `${label} [{bar}] {value}/{total} {percentage}% | ETA {eta_formatted}`, stream, hideCursor: true, clearOnComplete: true },
+      { format: format ?? `${label} [{bar}] {value}/{total} {percentage}% | ETA {eta_formatted}`, stream, hideCursor: true, clearOnComplete: true },
       cliProgress.Presets.shades_classic,
     );
     let started = false;
     return {
       update(done, total, payload) {
         if (!started) {
-          bar.start(total, 0, payload);
+          bar.start(total, done, payload);
           started = true;
         }
         bar.update(done, payload);
       },
       stop() {
         if (started) bar.stop();
+        // A later update starts the bar again (e.g. after an epoch summary line).
+        started = false;
       },
     };
   }

@@ -13,6 +13,7 @@ import { EdenError } from '../core/errors.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 import { initWebGpu } from './webgpu.js';
 import { registerGradientFixes } from './gradients.js';
+import { registerNativeKernels } from './native.js';
 
 export const BACKENDS = ['wasm', 'cpu', 'webgpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -45,6 +46,8 @@ export async function useBackend(name: BackendName = 'wasm'): Promise<BackendNam
   if (name === 'wasm') {
     configureWasm();
     registerWasmKernels();
+    // Native oneDNN kernels where the addon is built; the wasm kernels otherwise.
+    registerNativeKernels();
   } else if (name === 'webgpu') {
     await initWebGpu();
   }

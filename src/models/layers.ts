@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../core/rng.js';
+import { fusedBatchNormTrain, nativeFusedAvailable } from '../engine/native.js';
 
 /** A flat, ordered set of named variables: trainable parameters and buffers (BN statistics). */
 export class ParameterStore {
@@ -134,6 +135,15 @@ export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, c
 
 /** The training-mode batch norm itself: y = (x - mean) * rsqrt(var + eps) * gamma + beta. */
 export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5): { y: tf.Tensor4D; mean: tf.Tensor; variance: tf.Tensor } {
+  if (nativeFusedAvailable()) {
+    const r = fusedBatchNormTrain(x, gamma, beta, eps);
+    return { y: r.y as tf.Tensor4D, mean: r.mean, variance: r.variance };
+  }
+  return batchNormFromPrimitives(x, gamma, beta, eps);
+}
+
+/** The same computation from broadcast primitives, for backends without the fused kernel. */
+export function batchNormFromPrimitives(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5): { y: tf.Tensor4D; mean: tf.Tensor; variance: tf.Tensor } {
   const mean = tf.mean(x, [0, 1, 2]);
   const centered = tf.sub(x, mean);
   const variance = tf.mean(tf.square(centered), [0, 1, 2]);

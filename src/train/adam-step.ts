@@ -10,7 +10,6 @@ import * as tf from '@tensorflow/tfjs';
 import type { Encoder } from '../models/encoder.js';
 import { infoNce, l2Normalize } from '../ssl/loss.js';
 import type { MemoryQueue } from '../ssl/queue.js';
-import { updateMomentum } from '../ssl/momentum.js';
 import type { SgdMomentum } from './optimizer.js';
 
 export interface StepInputs {
@@ -53,8 +52,8 @@ export function adamStep(student: Encoder, teacher: Encoder, queue: MemoryQueue,
   const loss = value.dataSync()[0]!;
   const prunedFraction = pruned!.dataSync()[0]!;
   if (Number.isFinite(loss)) {
-    optimizer.step(params, byName, s.learningRate);
-    updateMomentum(teacher.trainableVariables(), params, s.momentum);
+    // SGD and the EMA teacher update in one pass (METHOD.md §3, §5).
+    optimizer.step(params, byName, s.learningRate, { params: teacher.trainableVariables(), ema: s.momentum });
     queue.enqueue(k);
   }
   tf.dispose([value, pruned!, k, ...Object.values(grads)]);

@@ -5,6 +5,7 @@
  * state (checkpointed by parameter name) and the learning rate can change every step.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedSgdEma } from '../engine/native.js';
 
 export class SgdMomentum {
   readonly momentum: number;
@@ -17,21 +18,30 @@ export class SgdMomentum {
     this.weightDecay = args.weightDecay;
   }
 
-  step(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number): void {
+  /**
+   * One step over `params`; with `teacher` and `ema`, also the teacher's EMA update of each
+   * parameter right after it (fused into one pass over memory by the native kernels when active).
+   */
+  step(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number, teacher?: { params: Map<string, tf.Variable>; ema: number }): void {
     tf.tidy(() => {
       for (const [name, p] of params) {
         const g0 = grads.get(name);
         if (!g0) continue;
-        const g = this.weightDecay ? tf.add(g0, tf.mul(p, this.weightDecay)) : g0;
-        let v = this.velocity.get(name);
-        if (!v) {
-          // PyTorch initialises the buffer to the first gradient.
-          v = tf.variable(g.clone(), false);
-          this.velocity.set(name, v);
-        } else {
-          v.assign(tf.add(tf.mul(v, this.momentum), g));
+        const t = teacher?.params.get(name);
+        if (teacher && !t) throw new Error(`parameter '${name}' has no teacher counterpart`);
+        const first = !this.velocity.has(name);
+        if (first) {
+          const zeros = tf.zerosLike(p);
+          this.velocity.set(name, tf.variable(zeros, false));
+          zeros.dispose(); // the variable alone owns the buffer: the fused kernel may write it in place
         }
+        if (fusedSgdEma(p, g0, this.velocity.get(name)!, t, { lr, momentum: this.momentum, weightDecay: this.weightDecay, ema: teacher?.ema ?? 1, first })) continue;
+        const g = this.weightDecay ? tf.add(g0, tf.mul(p, this.weightDecay)) : g0;
+        const v = this.velocity.get(name)!;
+        // PyTorch initialises the buffer to the first gradient.
+        v.assign(first ? g : tf.add(tf.mul(v, this.momentum), g));
         p.assign(tf.sub(p, tf.mul(v, lr)));
+        if (t && teacher!.ema !== 1) t.assign(tf.add(tf.mul(t, teacher!.ema), tf.mul(p, 1 - teacher!.ema)));
       }
     });
   }

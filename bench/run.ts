@@ -1,0 +1,149 @@
+/**
+ * `npm run bench`: one Adam pretraining step (teacher forward, student forward/backward, SGD,
+ * EMA, enqueue, purposive pruner on) on random single-channel images, as in
+ * ../shared/bench/torch_adam_step.py. Prints one JSON line per workload with images_per_s
+ * (median over steps after warm-up) and peak_rss_mb; each workload runs in its own process so
+ * its peak RSS is its own. A benchmark, not a test: nothing fails on time.
+ *
+ *   npm run bench                                  # workloads a and b on wasm
+ *   npm run bench -- --workload a --with-torch     # also the PyTorch reference, and the ratio
+ *   npm run bench -- --workload a --profile        # time per kernel for one step
+ *   npm run bench -- --backend webgpu
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { useBackend, type BackendName } from '../src/engine/backend.js';
+import { Encoder } from '../src/models/encoder.js';
+import { MemoryQueue } from '../src/ssl/queue.js';
+import { SgdMomentum } from '../src/train/optimizer.js';
+import { adamStep } from '../src/train/adam-step.js';
+import { copyVariables } from '../src/ssl/momentum.js';
+
+interface Workload {
+  name: string;
+  arch: string;
+  width: number;
+  size: number;
+  batch: number;
+  queue: number;
+}
+
+const WORKLOADS: Record<string, Workload> = {
+  a: { name: 'a', arch: 'resnet18', width: 64, size: 128, batch: 16, queue: 16384 },
+  b: { name: 'b', arch: 'resnet50', width: 64, size: 224, batch: 8, queue: 16384 },
+  // The `cpu` pretraining preset's step (not in the default run).
+  cpu: { name: 'cpu', arch: 'resnet18', width: 32, size: 128, batch: 32, queue: 4096 },
+};
+const DEFAULT_WORKLOADS = ['a', 'b'];
+
+const { values } = parseArgs({
+  options: {
+    workload: { type: 'string', multiple: true },
+    backend: { type: 'string', default: 'wasm' },
+    steps: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '2' },
+    child: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    'with-torch': { type: 'boolean', default: false },
+  },
+});
+
+async function runChild(w: Workload): Promise<void> {
+  const backend = values.backend as BackendName;
+  await useBackend(backend);
+  const args = { backbone: w.arch, width: w.width, projectionDim: 128, seed: 0 };
+  const student = new Encoder(args);
+  const teacher = new Encoder(args);
+  copyVariables(teacher.namedVariables(), student.namedVariables());
+  const queue = new MemoryQueue(w.queue, 128, 1);
+  const optimizer = new SgdMomentum({ momentum: 0.9, weightDecay: 1e-4 });
+  const settings = { temperature: 0.2, pruneThreshold: 0.8, momentum: 0.999, learningRate: (0.03 * w.batch) / 256 };
+  const times: number[] = [];
+  const steps = Number(values.steps);
+  const warmup = Number(values.warmup);
+  for (let i = 0; i < warmup + steps; i++) {
+    const queries = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i) as tf.Tensor4D;
+    const keys = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i + 1) as tf.Tensor4D;
+    await tf.ready();
+    const t0 = performance.now();
+    adamStep(student, teacher, queue, optimizer, { queries, keys }, settings); // reads the loss back: synchronised
+    const dt = (performance.now() - t0) / 1000;
+    if (i >= warmup) times.push(dt);
+    tf.dispose([queries, keys]);
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)]!;
+  const line = {
+    engine: `eden-tfjs-${tf.version.tfjs}-${backend}`,
+    workload: w.name,
+    arch: w.arch,
+    width: w.width,
+    size: w.size,
+    batch: w.batch,
+    queue: w.queue,
+    step_s_median: Number(median.toFixed(4)),
+    images_per_s: Number((w.batch / median).toFixed(3)),
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+  console.log(JSON.stringify(line));
+  if (values.profile) {
+    const queries = tf.randomNormal([w.batch, w.size, w.size, 1]) as tf.Tensor4D;
+    const keys = tf.randomNormal([w.batch, w.size, w.size, 1]) as tf.Tensor4D;
+    const info = await tf.profile(() => {
+      adamStep(student, teacher, queue, optimizer, { queries, keys }, settings);
+    });
+    const byKernel = new Map<string, { ms: number; calls: number }>();
+    for (const k of info.kernels) {
+      const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+      const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+      e.ms += ms;
+      e.calls++;
+      byKernel.set(k.name, e);
+    }
+    const total = [...byKernel.values()].reduce((s, e) => s + e.ms, 0);
+    const rows = [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms);
+    console.log(`# profile of one step (${info.kernels.length} kernel calls, ${total.toFixed(0)} ms in kernels)`);
+    for (const [name, e] of rows.slice(0, 25)) console.log(`#   ${name.padEnd(24)} ${e.ms.toFixed(1).padStart(9)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)}%  ${String(e.calls).padStart(5)} calls`);
+  }
+}
+
+function torchReference(w: Workload): Record<string, unknown> | undefined {
+  const script = path.join(import.meta.dirname, '..', '..', 'shared', 'bench', 'torch_adam_step.py');
+  if (!existsSync(script)) {
+    console.error(`# PyTorch reference skipped: ${script} not found`);
+    return undefined;
+  }
+  const r = spawnSync('/usr/bin/python3', [script, '--arch', w.arch, '--width', String(w.width), '--size', String(w.size), '--batch', String(w.batch), '--queue', String(w.queue), '--threads', '2'], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.error(`# PyTorch reference failed (is Debian's python3-torch installed?): ${r.stderr.trim().split('\n').pop()}`);
+    return undefined;
+  }
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+}
+
+if (values.child) {
+  await runChild(WORKLOADS[values.child]!);
+} else {
+  const names = values.workload?.length ? values.workload : DEFAULT_WORKLOADS;
+  for (const name of names) {
+    const w = WORKLOADS[name];
+    if (!w) throw new Error(`unknown workload '${name}': expected one of ${Object.keys(WORKLOADS).join(', ')}`);
+    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!];
+    if (values.profile) args.push('--profile');
+    const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('{') || l.startsWith('#'));
+    for (const l of lines) console.log(l);
+    if (values['with-torch']) {
+      const torch = torchReference(w);
+      const eden = lines.find((l) => l.startsWith('{'));
+      if (torch && eden) {
+        console.log(JSON.stringify(torch));
+        const ratio = (JSON.parse(eden).images_per_s as number) / (torch['images_per_s'] as number);
+        console.log(JSON.stringify({ workload: name, ratio_eden_to_pytorch: Number(ratio.toFixed(3)) }));
+      }
+    }
+  }
+}

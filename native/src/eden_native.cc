@@ -1,0 +1,542 @@
+// Eden's native kernels: oneDNN (the library PyTorch's CPU convolutions use) behind TF.js's wasm
+// backend. Every function works in place on the wasm heap: TF.js passes the heap's ArrayBuffer and
+// byte offsets of NHWC tensors and HWIO filters, oneDNN reads and writes them directly (no copies).
+// Primitives are created once per shape and cached. All calls are synchronous, as TF.js kernels
+// must be.
+#include <node_api.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+#include <algorithm>
+#include <cmath>
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+namespace {
+
+dnnl::engine& cpuEngine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+dnnl::stream& cpuStream() {
+  static dnnl::stream s(cpuEngine());
+  return s;
+}
+
+#define NAPI_CALL(env, call)                                   \
+  do {                                                         \
+    if ((call) != napi_ok) {                                   \
+      napi_throw_error((env), nullptr, "N-API call failed: " #call); \
+      return nullptr;                                          \
+    }                                                          \
+  } while (0)
+
+struct Args {
+  uint8_t* heap = nullptr;
+  size_t heapLength = 0;
+  int32_t* params = nullptr;
+  size_t paramCount = 0;
+};
+
+// (heap: ArrayBuffer, params: Int32Array)
+bool readArgs(napi_env env, napi_callback_info info, Args& a) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, nullptr, "expected (heap: ArrayBuffer, params: Int32Array)");
+    return false;
+  }
+  void* data = nullptr;
+  if (napi_get_arraybuffer_info(env, argv[0], &data, &a.heapLength) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "first argument must be the wasm heap's ArrayBuffer");
+    return false;
+  }
+  a.heap = static_cast<uint8_t*>(data);
+  napi_typedarray_type type;
+  size_t length;
+  void* pdata;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(env, argv[1], &type, &length, &pdata, &buffer, &offset) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, nullptr, "second argument must be an Int32Array of parameters");
+    return false;
+  }
+  a.params = static_cast<int32_t*>(pdata);
+  a.paramCount = length;
+  return true;
+}
+
+float* at(const Args& a, int32_t offset) { return reinterpret_cast<float*>(a.heap + offset); }
+
+// Conv parameters, in this order in `params`:
+//  0 xOff 1 wOff 2 yOff  3 N 4 H 5 W 6 Ci  7 KH 8 KW 9 Co  10 OH 11 OW
+//  12 strideH 13 strideW 14 dilH 15 dilW (TF convention, 1 = none)  16 padTop 17 padLeft 18 padBottom 19 padRight
+struct ConvShape {
+  memory::dims src, wei, dst, strides, dilates, padL, padR;
+  std::string key;
+};
+
+ConvShape convShape(const int32_t* p) {
+  ConvShape s;
+  s.src = {p[3], p[6], p[4], p[5]};    // logical NCHW dims; the format tag says NHWC in memory
+  s.wei = {p[9], p[6], p[7], p[8]};    // OIHW logical; HWIO in memory
+  s.dst = {p[3], p[9], p[10], p[11]};
+  s.strides = {p[12], p[13]};
+  s.dilates = {p[14] - 1, p[15] - 1};  // oneDNN counts dilation from 0
+  s.padL = {p[16], p[17]};
+  s.padR = {p[18], p[19]};
+  s.key.reserve(96);
+  for (int i = 3; i < 20; i++) {
+    s.key += std::to_string(p[i]);
+    s.key += ',';
+  }
+  return s;
+}
+
+// Weights are passed as HWIO, but oneDNN's fast convolutions (brgconv / jit avx512) want their
+// own blocked weight layouts: each primitive is created with `any` weights and a reorder to or
+// from HWIO runs around it when the chosen layout differs (the weights are small next to the
+// activations, which stay NHWC in place).
+struct ConvPrims {
+  memory::desc src, wei, dst;
+  dnnl::convolution_forward fwd;
+  dnnl::convolution_backward_data bwdData;
+  dnnl::convolution_backward_weights bwdWeights;
+  memory::desc fwdWei, bwdDataWei, bwdWeightsWei;
+  // Reorders HWIO -> primitive layout (forward, backward data) and back (backward weights).
+  dnnl::reorder toFwd, toBwdData, fromBwdWeights;
+  memory fwdWeiMem, bwdDataWeiMem, bwdWeightsWeiMem;
+};
+
+std::mutex cacheMutex;
+std::unordered_map<std::string, std::shared_ptr<ConvPrims>> convCache;
+
+std::shared_ptr<ConvPrims> convPrims(const ConvShape& s) {
+  std::lock_guard<std::mutex> lock(cacheMutex);
+  auto it = convCache.find(s.key);
+  if (it != convCache.end()) return it->second;
+  auto P = std::make_shared<ConvPrims>();
+  auto& eng = cpuEngine();
+  P->src = memory::desc(s.src, dt::f32, tag::nhwc);
+  P->wei = memory::desc(s.wei, dt::f32, tag::hwio);
+  P->dst = memory::desc(s.dst, dt::f32, tag::nhwc);
+  const memory::desc anyWei(s.wei, dt::f32, tag::any);
+  dnnl::convolution_forward::desc fd(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, P->src, anyWei, P->dst, s.strides, s.dilates, s.padL, s.padR);
+  dnnl::convolution_forward::primitive_desc fpd(fd, eng);
+  P->fwd = dnnl::convolution_forward(fpd);
+  P->fwdWei = fpd.weights_desc();
+  dnnl::convolution_backward_data::desc bd(dnnl::algorithm::convolution_direct, P->src, anyWei, P->dst, s.strides, s.dilates, s.padL, s.padR);
+  dnnl::convolution_backward_data::primitive_desc bdpd(bd, eng, fpd);
+  P->bwdData = dnnl::convolution_backward_data(bdpd);
+  P->bwdDataWei = bdpd.weights_desc();
+  dnnl::convolution_backward_weights::desc wd(dnnl::algorithm::convolution_direct, P->src, anyWei, P->dst, s.strides, s.dilates, s.padL, s.padR);
+  dnnl::convolution_backward_weights::primitive_desc wpd(wd, eng, fpd);
+  P->bwdWeights = dnnl::convolution_backward_weights(wpd);
+  P->bwdWeightsWei = wpd.diff_weights_desc();
+  if (P->fwdWei != P->wei) {
+    P->fwdWeiMem = memory(P->fwdWei, eng);
+    P->toFwd = dnnl::reorder(dnnl::reorder::primitive_desc(eng, P->wei, eng, P->fwdWei));
+  }
+  if (P->bwdDataWei != P->wei) {
+    P->bwdDataWeiMem = memory(P->bwdDataWei, eng);
+    P->toBwdData = dnnl::reorder(dnnl::reorder::primitive_desc(eng, P->wei, eng, P->bwdDataWei));
+  }
+  if (P->bwdWeightsWei != P->wei) {
+    P->bwdWeightsWeiMem = memory(P->bwdWeightsWei, eng);
+    P->fromBwdWeights = dnnl::reorder(dnnl::reorder::primitive_desc(eng, P->bwdWeightsWei, eng, P->wei));
+  }
+  convCache.emplace(s.key, P);
+  return P;
+}
+
+napi_value runConv(napi_env env, napi_callback_info info, int which) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  if (a.paramCount < 20) {
+    napi_throw_range_error(env, nullptr, "conv expects 20 parameters");
+    return nullptr;
+  }
+  try {
+    const ConvShape s = convShape(a.params);
+    auto P = convPrims(s);
+    auto& eng = cpuEngine();
+    memory x(P->src, eng, at(a, a.params[0]));
+    memory w(P->wei, eng, at(a, a.params[1]));
+    memory y(P->dst, eng, at(a, a.params[2]));
+    auto& stream = cpuStream();
+    if (which == 0) {
+      memory wk = w;
+      if (P->fwdWei != P->wei) {
+        P->toFwd.execute(stream, w, P->fwdWeiMem);
+        wk = P->fwdWeiMem;
+      }
+      P->fwd.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, y}});
+    } else if (which == 1) {
+      // x <- dx, y <- dy
+      memory wk = w;
+      if (P->bwdDataWei != P->wei) {
+        P->toBwdData.execute(stream, w, P->bwdDataWeiMem);
+        wk = P->bwdDataWeiMem;
+      }
+      P->bwdData.execute(stream, {{DNNL_ARG_DIFF_SRC, x}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DIFF_DST, y}});
+    } else {
+      // w <- dw, y <- dy
+      if (P->bwdWeightsWei != P->wei) {
+        P->bwdWeights.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_WEIGHTS, P->bwdWeightsWeiMem}, {DNNL_ARG_DIFF_DST, y}});
+        P->fromBwdWeights.execute(stream, P->bwdWeightsWeiMem, w);
+      } else {
+        P->bwdWeights.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_WEIGHTS, w}, {DNNL_ARG_DIFF_DST, y}});
+      }
+    }
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    napi_throw_error(env, nullptr, (std::string("oneDNN: ") + e.what()).c_str());
+  }
+  return nullptr;
+}
+
+napi_value Conv2D(napi_env env, napi_callback_info info) { return runConv(env, info, 0); }
+napi_value Conv2DBackpropInput(napi_env env, napi_callback_info info) { return runConv(env, info, 1); }
+napi_value Conv2DBackpropFilter(napi_env env, napi_callback_info info) { return runConv(env, info, 2); }
+
+// MatMul: 0 aOff 1 bOff 2 cOff 3 batch 4 M 5 K 6 N 7 transA 8 transB 9 aBatchStride(0 = broadcast) 10 bBatchStride
+struct MatMulPrim {
+  dnnl::matmul prim;
+  memory::desc a, b, c;
+};
+std::unordered_map<std::string, std::shared_ptr<MatMulPrim>> matmulCache;
+
+napi_value MatMul(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  if (a.paramCount < 11) {
+    napi_throw_range_error(env, nullptr, "matmul expects 11 parameters");
+    return nullptr;
+  }
+  const int32_t* p = a.params;
+  const memory::dim B = p[3], M = p[4], K = p[5], N = p[6];
+  const bool ta = p[7] != 0, tb = p[8] != 0;
+  const bool aBroadcast = p[9] == 0, bBroadcast = p[10] == 0;
+  std::string key;
+  for (int i = 3; i < 11; i++) key += std::to_string(p[i]) + ",";
+  try {
+    std::shared_ptr<MatMulPrim> mp;
+    {
+      std::lock_guard<std::mutex> lock(cacheMutex);
+      auto it = matmulCache.find(key);
+      if (it != matmulCache.end()) mp = it->second;
+    }
+    if (!mp) {
+      mp = std::make_shared<MatMulPrim>();
+      // Strides express the transposes: A is [B, M, K] read from [B, K, M] when transposed.
+      memory::dims aStrides = ta ? memory::dims{aBroadcast ? 0 : M * K, 1, M} : memory::dims{aBroadcast ? 0 : M * K, K, 1};
+      memory::dims bStrides = tb ? memory::dims{bBroadcast ? 0 : K * N, 1, K} : memory::dims{bBroadcast ? 0 : K * N, N, 1};
+      mp->a = memory::desc({aBroadcast ? 1 : B, M, K}, dt::f32, aStrides);
+      mp->b = memory::desc({bBroadcast ? 1 : B, K, N}, dt::f32, bStrides);
+      mp->c = memory::desc({B, M, N}, dt::f32, tag::abc);
+      dnnl::matmul::desc d(mp->a, mp->b, mp->c);
+      mp->prim = dnnl::matmul(dnnl::matmul::primitive_desc(d, cpuEngine()));
+      std::lock_guard<std::mutex> lock(cacheMutex);
+      matmulCache.emplace(key, mp);
+    }
+    auto& eng = cpuEngine();
+    memory am(mp->a, eng, at(a, p[0]));
+    memory bm(mp->b, eng, at(a, p[1]));
+    memory cm(mp->c, eng, at(a, p[2]));
+    auto& stream = cpuStream();
+    mp->prim.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    napi_throw_error(env, nullptr, (std::string("oneDNN: ") + e.what()).c_str());
+  }
+  return nullptr;
+}
+
+// ---- Memory-bound kernels: plain loops, vectorised by the compiler, split over OpenMP threads.
+
+// Per-channel reduction of a [rows, C] view (NHWC over N, H, W): 0 xOff 1 outOff 2 rows 3 C 4 mean
+// Double accumulators: batch-norm statistics sum ~1e5 rows.
+napi_value ReduceRows(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  const int32_t* p = a.params;
+  const float* x = at(a, p[0]);
+  float* out = at(a, p[1]);
+  const int64_t rows = p[2], C = p[3];
+  const bool mean = p[4] != 0;
+  std::vector<double> total(C, 0.0);
+#pragma omp parallel if (rows * C > 65536)
+  {
+    std::vector<double> acc(C, 0.0);
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < rows; r++) {
+      const float* row = x + r * C;
+      for (int64_t c = 0; c < C; c++) acc[c] += row[c];
+    }
+#pragma omp critical
+    for (int64_t c = 0; c < C; c++) total[c] += acc[c];
+  }
+  const double scale = mean ? 1.0 / static_cast<double>(rows) : 1.0;
+  for (int64_t c = 0; c < C; c++) out[c] = static_cast<float>(total[c] * scale);
+  return nullptr;
+}
+
+// Elementwise binary op with the broadcasts a network uses:
+// 0 op (0 add, 1 sub, 2 mul, 3 div) 1 aOff 2 bOff 3 outOff 4 n (output size) 5 C 6 mode
+// mode 0: same shape; 1: a is a scalar; 2: b is a scalar; 3: b is per-channel [C]; 4: a is per-channel [C]
+template <typename F>
+void binaryLoop(const float* A, const float* B, float* O, int64_t n, int64_t C, int mode, F f) {
+  if (mode == 0 || mode == 1 || mode == 2) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; i++) O[i] = f(mode == 1 ? A[0] : A[i], mode == 2 ? B[0] : B[i]);
+    return;
+  }
+  const int64_t rows = n / C;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t base = r * C;
+    if (mode == 3)
+      for (int64_t c = 0; c < C; c++) O[base + c] = f(A[base + c], B[c]);
+    else
+      for (int64_t c = 0; c < C; c++) O[base + c] = f(A[c], B[base + c]);
+  }
+}
+
+napi_value Binary(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  const int32_t* p = a.params;
+  const float* A = at(a, p[1]);
+  const float* B = at(a, p[2]);
+  float* O = at(a, p[3]);
+  const int64_t n = p[4], C = p[5];
+  const int mode = p[6];
+  switch (p[0]) {
+    case 0: binaryLoop(A, B, O, n, C, mode, [](float x, float y) { return x + y; }); break;
+    case 1: binaryLoop(A, B, O, n, C, mode, [](float x, float y) { return x - y; }); break;
+    case 2: binaryLoop(A, B, O, n, C, mode, [](float x, float y) { return x * y; }); break;
+    case 3: binaryLoop(A, B, O, n, C, mode, [](float x, float y) { return x / y; }); break;
+    default: napi_throw_range_error(env, nullptr, "unknown binary op");
+  }
+  return nullptr;
+}
+
+// Max-pool gradient (first maximum of each window wins, as TF's cpu kernel):
+// 0 xOff 1 dyOff 2 dxOff 3 N 4 H 5 W 6 C 7 OH 8 OW 9 sh 10 sw 11 fh 12 fw 13 padTop 14 padLeft
+napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  const int32_t* p = a.params;
+  const float* x = at(a, p[0]);
+  const float* dy = at(a, p[1]);
+  float* dx = at(a, p[2]);
+  const int64_t N = p[3], H = p[4], W = p[5], C = p[6], OH = p[7], OW = p[8];
+  const int sh = p[9], sw = p[10], fh = p[11], fw = p[12], top = p[13], left = p[14];
+  std::memset(dx, 0, sizeof(float) * N * H * W * C);
+  // Parallel over images: windows of one image may overlap, images never do.
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < N; b++) {
+    std::vector<float> best(C);
+    std::vector<int64_t> bestAt(C);
+    const int64_t xb = b * H * W * C;
+    for (int64_t oy = 0; oy < OH; oy++) {
+      for (int64_t ox = 0; ox < OW; ox++) {
+        std::fill(bestAt.begin(), bestAt.end(), -1);
+        for (int ky = 0; ky < fh; ky++) {
+          const int64_t y = oy * sh - top + ky;
+          if (y < 0 || y >= H) continue;
+          for (int kx = 0; kx < fw; kx++) {
+            const int64_t xx = ox * sw - left + kx;
+            if (xx < 0 || xx >= W) continue;
+            const int64_t base = xb + (y * W + xx) * C;
+            for (int64_t c = 0; c < C; c++) {
+              const float v = x[base + c];
+              if (bestAt[c] < 0 || v > best[c]) {
+                best[c] = v;
+                bestAt[c] = base + c;
+              }
+            }
+          }
+        }
+        const int64_t dyb = ((b * OH + oy) * OW + ox) * C;
+        for (int64_t c = 0; c < C; c++)
+          if (bestAt[c] >= 0) dx[bestAt[c]] += dy[dyb + c];
+      }
+    }
+  }
+  return nullptr;
+}
+
+float asFloat(int32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// Training-mode batch norm over [rows, C] (NHWC): statistics in double, two passes.
+// 0 xOff 1 gammaOff 2 betaOff 3 yOff 4 meanOff 5 varOff 6 rows 7 C 8 eps (float bits)
+napi_value BatchNormForward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  const int32_t* p = a.params;
+  const float* x = at(a, p[0]);
+  const float* gamma = at(a, p[1]);
+  const float* beta = at(a, p[2]);
+  float* y = at(a, p[3]);
+  float* meanOut = at(a, p[4]);
+  float* varOut = at(a, p[5]);
+  const int64_t rows = p[6], C = p[7];
+  const double eps = asFloat(p[8]);
+  std::vector<double> sum(C, 0.0), sq(C, 0.0);
+#pragma omp parallel if (rows * C > 65536)
+  {
+    std::vector<double> acc(C, 0.0);
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < C; c++) acc[c] += x[r * C + c];
+#pragma omp critical
+    for (int64_t c = 0; c < C; c++) sum[c] += acc[c];
+  }
+  std::vector<float> mean(C), scale(C), shift(C);
+  for (int64_t c = 0; c < C; c++) mean[c] = static_cast<float>(sum[c] / rows);
+#pragma omp parallel if (rows * C > 65536)
+  {
+    std::vector<double> acc(C, 0.0);
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < C; c++) {
+        const double d = x[r * C + c] - mean[c];
+        acc[c] += d * d;
+      }
+#pragma omp critical
+    for (int64_t c = 0; c < C; c++) sq[c] += acc[c];
+  }
+  for (int64_t c = 0; c < C; c++) {
+    const double var = sq[c] / rows;
+    meanOut[c] = mean[c];
+    varOut[c] = static_cast<float>(var);
+    scale[c] = static_cast<float>(gamma[c] / std::sqrt(var + eps));
+    shift[c] = beta[c] - mean[c] * scale[c];
+  }
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * scale[c] + shift[c];
+  return nullptr;
+}
+
+// Its gradient: dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * rstd * (dy - (dbeta + xhat * dgamma) / rows)
+// 0 xOff 1 gammaOff 2 meanOff 3 varOff 4 dyOff 5 dxOff 6 dgammaOff 7 dbetaOff 8 rows 9 C 10 eps
+napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  const int32_t* p = a.params;
+  const float* x = at(a, p[0]);
+  const float* gamma = at(a, p[1]);
+  const float* mean = at(a, p[2]);
+  const float* var = at(a, p[3]);
+  const float* dy = at(a, p[4]);
+  float* dx = at(a, p[5]);
+  float* dgamma = at(a, p[6]);
+  float* dbeta = at(a, p[7]);
+  const int64_t rows = p[8], C = p[9];
+  const double eps = asFloat(p[10]);
+  std::vector<float> rstd(C);
+  for (int64_t c = 0; c < C; c++) rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
+  std::vector<double> sdy(C, 0.0), sdyx(C, 0.0);
+#pragma omp parallel if (rows * C > 65536)
+  {
+    std::vector<double> a1(C, 0.0), a2(C, 0.0);
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < C; c++) {
+        const float g = dy[r * C + c];
+        a1[c] += g;
+        a2[c] += g * (x[r * C + c] - mean[c]) * rstd[c];
+      }
+#pragma omp critical
+    for (int64_t c = 0; c < C; c++) {
+      sdy[c] += a1[c];
+      sdyx[c] += a2[c];
+    }
+  }
+  std::vector<float> k1(C), k2(C), k3(C);
+  for (int64_t c = 0; c < C; c++) {
+    dbeta[c] = static_cast<float>(sdy[c]);
+    dgamma[c] = static_cast<float>(sdyx[c]);
+    k1[c] = gamma[c] * rstd[c];
+    k2[c] = static_cast<float>(sdy[c] / rows);
+    k3[c] = static_cast<float>(sdyx[c] / rows) * rstd[c];
+  }
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < C; c++) {
+      const int64_t i = r * C + c;
+      dx[i] = k1[c] * (dy[i] - k2[c] - (x[i] - mean[c]) * k3[c]);
+    }
+  return nullptr;
+}
+
+// Fused SGD (momentum, weight decay; PyTorch semantics) and EMA teacher update, in place:
+//   g' = g + wd p;  v = first ? g' : mu v + g';  p -= lr v;  t = m t + (1 - m) p
+// 0 pOff 1 gOff 2 vOff 3 tOff (-1: no teacher) 4 n 5 lr 6 mu 7 wd 8 m (float bits) 9 first
+napi_value SgdEma(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  const int32_t* q = a.params;
+  float* p = at(a, q[0]);
+  const float* g = at(a, q[1]);
+  float* v = at(a, q[2]);
+  float* t = q[3] >= 0 ? at(a, q[3]) : nullptr;
+  const int64_t n = q[4];
+  const float lr = asFloat(q[5]), mu = asFloat(q[6]), wd = asFloat(q[7]), m = asFloat(q[8]);
+  const bool first = q[9] != 0;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i] + wd * p[i];
+    const float vi = first ? gi : mu * v[i] + gi;
+    v[i] = vi;
+    const float pi = p[i] - lr * vi;
+    p[i] = pi;
+    if (t) t[i] = m * t[i] + (1.0f - m) * pi;
+  }
+  return nullptr;
+}
+
+napi_value Version(napi_env env, napi_callback_info) {
+  const dnnl_version_t* v = dnnl_version();
+  std::string s = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+  napi_value out;
+  napi_create_string_utf8(env, s.c_str(), s.size(), &out);
+  return out;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"conv2d", nullptr, Conv2D, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv2dBackpropInput", nullptr, Conv2DBackpropInput, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"conv2dBackpropFilter", nullptr, Conv2DBackpropFilter, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"matmul", nullptr, MatMul, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"reduceRows", nullptr, ReduceRows, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"maxPoolGrad", nullptr, MaxPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"batchNormForward", nullptr, BatchNormForward, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"batchNormBackward", nullptr, BatchNormBackward, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sgdEma", nullptr, SgdEma, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"version", nullptr, Version, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  NAPI_CALL(env, napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

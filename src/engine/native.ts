@@ -1,0 +1,343 @@
+/**
+ * The optional native kernel provider (issue: close the gap to PyTorch on CPU). An N-API addon
+ * over oneDNN (native/, built with `npm run build:native` where g++ and Debian's libdnnl-dev
+ * exist) serves the heavy kernels of TF.js's wasm backend: Conv2D, both conv gradients,
+ * (batched) MatMul, per-channel Mean/Sum, broadcast Add/Sub/Multiply/RealDiv and MaxPoolGrad;
+ * Identity and same-dtype Cast become copy-free. It reads and writes the wasm heap in place: TF.js keeps autograd, memory
+ * management and every other kernel. Without the addon (not built, or EDEN_NATIVE=0) Eden runs on
+ * the wasm kernels, with the same results within float tolerance.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface NativeAddon {
+  conv2d(heap: ArrayBuffer, params: Int32Array): void;
+  conv2dBackpropInput(heap: ArrayBuffer, params: Int32Array): void;
+  conv2dBackpropFilter(heap: ArrayBuffer, params: Int32Array): void;
+  matmul(heap: ArrayBuffer, params: Int32Array): void;
+  reduceRows(heap: ArrayBuffer, params: Int32Array): void;
+  binary(heap: ArrayBuffer, params: Int32Array): void;
+  maxPoolGrad(heap: ArrayBuffer, params: Int32Array): void;
+  batchNormForward(heap: ArrayBuffer, params: Int32Array): void;
+  batchNormBackward(heap: ArrayBuffer, params: Int32Array): void;
+  sgdEma(heap: ArrayBuffer, params: Int32Array): void;
+  version(): string;
+}
+
+type Info = tf.TensorInfo;
+type Attrs = Record<string, unknown>;
+interface KernelArgs {
+  inputs: tf.NamedTensorInfoMap;
+  backend: BackendWasm;
+  attrs: Attrs;
+}
+
+let addon: NativeAddon | null | undefined;
+let loadError: string | undefined;
+let registered = false;
+const fallbacks = new Map<string, tf.KernelConfig>();
+
+/** The addon, or null when it is unavailable (see nativeStatus for why). */
+export function loadNative(): NativeAddon | null {
+  if (addon !== undefined) return addon;
+  if (process.env['EDEN_NATIVE'] === '0') {
+    loadError = 'disabled by EDEN_NATIVE=0';
+    return (addon = null);
+  }
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const file = path.join(root, 'native', 'build', 'Release', 'eden_native.node');
+  try {
+    addon = createRequire(import.meta.url)(file) as NativeAddon;
+  } catch (err) {
+    loadError = `not built (${(err as Error).message.split('\n')[0]}); build it with 'npm run build:native' (needs g++ and libdnnl-dev)`;
+    addon = null;
+  }
+  return addon;
+}
+
+/** 'oneDNN 2.6.3' when the native kernels are active, else the reason they are not. */
+export function nativeStatus(): { active: boolean; detail: string } {
+  const a = loadNative();
+  return a ? { active: registered, detail: a.version() } : { active: false, detail: loadError ?? 'unavailable' };
+}
+
+function offset(backend: BackendWasm, t: Info): number {
+  return backend.dataIdMap.get(t.dataId)!.memoryOffset;
+}
+
+function heap(backend: BackendWasm): ArrayBuffer {
+  return backend.wasm.HEAPU8.buffer as ArrayBuffer;
+}
+
+function pair(v: unknown): [number, number] {
+  return typeof v === 'number' ? [v, v] : [(v as number[])[0]!, (v as number[])[1]!];
+}
+
+function isNhwc(f: unknown): boolean {
+  return f === undefined || f === 'NHWC' || f === 'channelsLast';
+}
+
+function fallback(name: string, args: KernelArgs): Info {
+  return fallbacks.get(name)!.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
+}
+
+/** The 20 conv parameters the addon expects (see eden_native.cc). */
+function convParams(info: tf.backend_util.Conv2DInfo, xOff: number, wOff: number, yOff: number): Int32Array {
+  const p = info.padInfo;
+  return Int32Array.from([
+    xOff, wOff, yOff,
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels,
+    info.filterHeight, info.filterWidth, info.outChannels,
+    info.outHeight, info.outWidth,
+    info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth,
+    p.top, p.left, p.bottom, p.right,
+  ]);
+}
+
+function conv2d(args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  const filter = inputs['filter']!;
+  if (!isNhwc(attrs['dataFormat']) || x.dtype !== 'float32') return fallback('Conv2D', args);
+  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], pair(attrs['strides']), pair(attrs['dilations'] ?? 1), attrs['pad'] as 'same', attrs['dimRoundingMode'] as 'floor' | undefined);
+  const out = backend.makeOutput(info.outShape, 'float32');
+  addon!.conv2d(heap(backend), convParams(info, offset(backend, x), offset(backend, filter), offset(backend, out)));
+  return out;
+}
+
+function conv2dBackpropInput(args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const dy = inputs['dy']!;
+  const filter = inputs['filter']!;
+  if (!isNhwc(attrs['dataFormat'])) return fallback('Conv2DBackpropInput', args);
+  const inputShape = attrs['inputShape'] as [number, number, number, number];
+  const info = tf.backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], pair(attrs['strides']), 1, attrs['pad'] as 'same', attrs['dimRoundingMode'] as 'floor' | undefined);
+  const dx = backend.makeOutput(inputShape, 'float32');
+  addon!.conv2dBackpropInput(heap(backend), convParams(info, offset(backend, dx), offset(backend, filter), offset(backend, dy)));
+  return dx;
+}
+
+function conv2dBackpropFilter(args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  const dy = inputs['dy']!;
+  if (!isNhwc(attrs['dataFormat'])) return fallback('Conv2DBackpropFilter', args);
+  const filterShape = attrs['filterShape'] as [number, number, number, number];
+  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, pair(attrs['strides']), 1, attrs['pad'] as 'same', attrs['dimRoundingMode'] as 'floor' | undefined);
+  const dw = backend.makeOutput(filterShape, 'float32');
+  addon!.conv2dBackpropFilter(heap(backend), convParams(info, offset(backend, x), offset(backend, dw), offset(backend, dy)));
+  return dw;
+}
+
+function batchMatMul(args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const a = inputs['a']!;
+  const b = inputs['b']!;
+  const ta = attrs['transposeA'] === true;
+  const tb = attrs['transposeB'] === true;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback('BatchMatMul', args);
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const m = ta ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+  const k = ta ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+  const n = tb ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+  const kb = tb ? b.shape[rb - 1]! : b.shape[rb - 2]!;
+  const batchA = a.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const batchB = b.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const sameOuter = a.shape.slice(0, -2).join(',') === b.shape.slice(0, -2).join(',');
+  // Same batch dims, or one side without batch (broadcast); anything else goes to wasm.
+  if (k !== kb || !(sameOuter || batchA === 1 || batchB === 1)) return fallback('BatchMatMul', args);
+  const batch = Math.max(batchA, batchB);
+  const outer = batchA >= batchB ? a.shape.slice(0, -2) : b.shape.slice(0, -2);
+  const out = backend.makeOutput([...outer, m, n], 'float32');
+  addon!.matmul(heap(backend), Int32Array.from([offset(backend, a), offset(backend, b), offset(backend, out), batch, m, k, n, ta ? 1 : 0, tb ? 1 : 0, batchA === 1 && batch > 1 ? 0 : 1, batchB === 1 && batch > 1 ? 0 : 1]));
+  return out;
+}
+
+/** Mean / Sum over every axis but the last (batch-norm statistics and their gradients). */
+function reduceChannels(name: 'Mean' | 'Sum', args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  const rank = x.shape.length;
+  const axes = (Array.isArray(attrs['axis']) ? (attrs['axis'] as number[]) : [attrs['axis'] as number]).map((a) => (a < 0 ? a + rank : a)).sort((a, b) => a - b);
+  const allButLast = rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i);
+  if (!allButLast || x.dtype !== 'float32') return fallback(name, args);
+  const c = x.shape[rank - 1]!;
+  const rows = x.shape.slice(0, -1).reduce((p, q) => p * q, 1);
+  const out = backend.makeOutput(attrs['keepDims'] ? [...new Array<number>(rank - 1).fill(1), c] : [c], 'float32');
+  addon!.reduceRows(heap(backend), Int32Array.from([offset(backend, x), offset(backend, out), rows, c, name === 'Mean' ? 1 : 0]));
+  return out;
+}
+
+const BINARY_OPS = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3 } as const;
+
+/** Same shape, a scalar, or a per-channel vector against an NHWC tensor; others go to wasm. */
+function binary(name: keyof typeof BINARY_OPS, args: KernelArgs): Info {
+  const { inputs, backend } = args;
+  const a = inputs['a']!;
+  const b = inputs['b']!;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(name, args);
+  const size = (s: number[]): number => s.reduce((p, q) => p * q, 1);
+  const same = (x: number[], y: number[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  const perChannel = (v: number[], full: number[]): boolean => {
+    const c = full[full.length - 1]!;
+    return v.length <= full.length && v[v.length - 1] === c && size(v) === c;
+  };
+  let mode: number;
+  let outShape: number[];
+  if (same(a.shape, b.shape)) [mode, outShape] = [0, a.shape];
+  else if (size(a.shape) === 1 && b.shape.length >= a.shape.length) [mode, outShape] = [1, b.shape];
+  else if (size(b.shape) === 1 && a.shape.length >= b.shape.length) [mode, outShape] = [2, a.shape];
+  else if (perChannel(b.shape, a.shape)) [mode, outShape] = [3, a.shape];
+  else if (perChannel(a.shape, b.shape)) [mode, outShape] = [4, b.shape];
+  else return fallback(name, args);
+  const n = size(outShape);
+  const out = backend.makeOutput(outShape, 'float32');
+  addon!.binary(heap(backend), Int32Array.from([BINARY_OPS[name], offset(backend, a), offset(backend, b), offset(backend, out), n, outShape[outShape.length - 1] ?? 1, mode]));
+  return out;
+}
+
+function maxPoolGrad(args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const dy = inputs['dy']!;
+  const input = inputs['input']!;
+  const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], attrs['filterSize'] as [number, number], attrs['strides'] as [number, number], 1, attrs['pad'] as 'same', attrs['dimRoundingMode'] as 'floor' | undefined);
+  const dx = backend.makeOutput(input.shape, 'float32');
+  addon!.maxPoolGrad(
+    heap(backend),
+    Int32Array.from([offset(backend, input), offset(backend, dy), offset(backend, dx), info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.strideHeight, info.strideWidth, info.effectiveFilterHeight, info.effectiveFilterWidth, info.padInfo.top, info.padInfo.left]),
+  );
+  return dx;
+}
+
+/** Identity, and Cast to the same dtype, share the input's memory instead of copying it. */
+function shareInput(name: 'Identity' | 'Cast', args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  if (name === 'Cast' && attrs['dtype'] !== x.dtype) return fallback(name, args);
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/** Float parameters travel in the Int32Array as their bit patterns. */
+function floatBits(x: number): number {
+  return new Int32Array(new Float32Array([x]).buffer)[0]!;
+}
+
+export const FUSED_BATCH_NORM = 'EdenBatchNormTrain';
+const FUSED_BATCH_NORM_GRAD = 'EdenBatchNormTrainGrad';
+
+/** x [..., C], gamma [C], beta [C] -> [y, mean, variance] (biased), one pass over memory each. */
+function batchNormForward(args: KernelArgs): Info[] {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  const c = x.shape[x.shape.length - 1]!;
+  const y = backend.makeOutput(x.shape, 'float32');
+  const mean = backend.makeOutput([c], 'float32');
+  const variance = backend.makeOutput([c], 'float32');
+  const o = (t: Info): number => offset(backend, t);
+  addon!.batchNormForward(heap(backend), Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['beta']!), o(y), o(mean), o(variance), x.shape.slice(0, -1).reduce((p, q) => p * q, 1), c, floatBits(attrs['epsilon'] as number)]));
+  return [y, mean, variance];
+}
+
+function batchNormBackward(args: KernelArgs): Info[] {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  const c = x.shape[x.shape.length - 1]!;
+  const dx = backend.makeOutput(x.shape, 'float32');
+  const dgamma = backend.makeOutput([c], 'float32');
+  const dbeta = backend.makeOutput([c], 'float32');
+  const o = (t: Info): number => offset(backend, t);
+  addon!.batchNormBackward(
+    heap(backend),
+    Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['mean']!), o(inputs['variance']!), o(inputs['dy']!), o(dx), o(dgamma), o(dbeta), x.shape.slice(0, -1).reduce((p, q) => p * q, 1), c, floatBits(attrs['epsilon'] as number)]),
+  );
+  return [dx, dgamma, dbeta];
+}
+
+/** True when the fused kernels below can run: the wasm backend is active with the addon. */
+export function nativeFusedAvailable(): boolean {
+  return registered && tf.getBackend() === 'wasm';
+}
+
+/**
+ * Training-mode batch norm as one native kernel with a native gradient (saves x and the
+ * statistics only: less memory and time than the version built from primitives).
+ */
+export function fusedBatchNormTrain(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+  const [y, mean, variance] = tf.engine().runKernel(FUSED_BATCH_NORM, { x, gamma, beta } as unknown as tf.NamedTensorMap, { epsilon } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+  return { y: y!, mean: mean!, variance: variance! };
+}
+
+/**
+ * Fused SGD step and EMA teacher update for one parameter, in place on the wasm heap:
+ *   g' = g + wd p;  v = first ? g' : mu v + g';  p -= lr v;  t = m t + (1 - m) p.
+ * Returns false (nothing done) when it cannot run in place: then the caller uses tf ops.
+ */
+export function fusedSgdEma(p: tf.Variable, g: tf.Tensor, v: tf.Variable, t: tf.Variable | undefined, s: { lr: number; momentum: number; weightDecay: number; ema: number; first: boolean }): boolean {
+  if (!nativeFusedAvailable()) return false;
+  const backend = tf.backend() as unknown as BackendWasm;
+  // In-place writes are safe only for buffers no other tensor shares.
+  for (const x of t ? [p, v, t] : [p, v]) if (backend.refCount(x.dataId) !== 1 || x.dtype !== 'float32') return false;
+  if (g.dtype !== 'float32' || g.size !== p.size) return false;
+  const o = (x: tf.Tensor): number => backend.dataIdMap.get(x.dataId)!.memoryOffset;
+  addon!.sgdEma(heap(backend), Int32Array.from([o(p), o(g), o(v), t ? o(t) : -1, p.size, floatBits(s.lr), floatBits(s.momentum), floatBits(s.weightDecay), floatBits(s.ema), s.first ? 1 : 0]));
+  return true;
+}
+
+/**
+ * Register the native kernels on the wasm backend if the addon loads (idempotent). Returns whether
+ * they are active. Must run after Eden's wasm kernels are registered (their versions are the
+ * fallbacks for unsupported layouts).
+ */
+export function registerNativeKernels(): boolean {
+  if (registered) return true;
+  if (!loadNative()) return false;
+  const kernels: [string, (a: KernelArgs) => Info][] = [
+    ['Conv2D', conv2d],
+    ['Conv2DBackpropInput', conv2dBackpropInput],
+    ['Conv2DBackpropFilter', conv2dBackpropFilter],
+    ['BatchMatMul', batchMatMul],
+    ['Mean', (a) => reduceChannels('Mean', a)],
+    ['Sum', (a) => reduceChannels('Sum', a)],
+    ['Add', (a) => binary('Add', a)],
+    ['Sub', (a) => binary('Sub', a)],
+    ['Multiply', (a) => binary('Multiply', a)],
+    ['RealDiv', (a) => binary('RealDiv', a)],
+    ['MaxPoolGrad', maxPoolGrad],
+    ['Identity', (a) => shareInput('Identity', a)],
+    ['Cast', (a) => shareInput('Cast', a)],
+  ];
+  for (const [name, fn] of kernels) {
+    const previous = tf.getKernel(name, 'wasm');
+    if (!previous) continue;
+    fallbacks.set(name, previous);
+    tf.unregisterKernel(name, 'wasm');
+    // Keep the previous kernel's setupFunc: it binds the wasm functions the fallback calls.
+    tf.registerKernel({ kernelName: name, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc, setupFunc: previous.setupFunc });
+  }
+  tf.registerKernel({ kernelName: FUSED_BATCH_NORM, backendName: 'wasm', kernelFunc: batchNormForward as unknown as tf.KernelFunc });
+  tf.registerKernel({ kernelName: FUSED_BATCH_NORM_GRAD, backendName: 'wasm', kernelFunc: batchNormBackward as unknown as tf.KernelFunc });
+  tf.registerGradient({
+    kernelName: FUSED_BATCH_NORM,
+    inputsToSave: ['x', 'gamma'],
+    outputsToSave: [false, true, true],
+    gradFunc: (dys, saved, attrs) => {
+      const [x, gamma, mean, variance] = saved as tf.Tensor[];
+      const [dy, dmean, dvariance] = (Array.isArray(dys) ? dys : [dys]) as (tf.Tensor | null)[];
+      const [dx, dgamma, dbeta] = tf.engine().runKernel(FUSED_BATCH_NORM_GRAD, { x, gamma, mean, variance, dy: dy ?? tf.zerosLike(x!) } as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as tf.Tensor[];
+      // Gradients reaching the statistics outputs (none in training, where they only feed the
+      // running averages): d mean / dx = 1/rows, d var / dx = 2 (x - mean) / rows.
+      const rows = x!.size / x!.shape[x!.shape.length - 1]!;
+      let dxTotal = dx!;
+      if (dmean) dxTotal = tf.add(dxTotal, tf.div(dmean, rows));
+      if (dvariance) dxTotal = tf.add(dxTotal, tf.mul(tf.sub(x!, mean!), tf.div(tf.mul(dvariance, 2), rows)));
+      return { x: () => dxTotal, gamma: () => dgamma!, beta: () => dbeta! };
+    },
+  });
+  registered = true;
+  return true;
+}
