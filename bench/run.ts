@@ -36,6 +36,8 @@ const WORKLOADS: Record<string, Workload> = {
   b: { name: 'b', arch: 'resnet50', width: 64, size: 224, batch: 8, queue: 16384 },
   // The `cpu` pretraining preset's step (not in the default run).
   cpu: { name: 'cpu', arch: 'resnet18', width: 32, size: 128, batch: 32, queue: 4096 },
+  // Smoke test of a backend (seconds).
+  tiny: { name: 'tiny', arch: 'resnet-tiny', width: 8, size: 64, batch: 8, queue: 256 },
 };
 const DEFAULT_WORKLOADS = ['a', 'b'];
 
@@ -69,7 +71,7 @@ async function runChild(w: Workload): Promise<void> {
     const keys = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i + 1) as tf.Tensor4D;
     await tf.ready();
     const t0 = performance.now();
-    adamStep(student, teacher, queue, optimizer, { queries, keys }, settings); // reads the loss back: synchronised
+    await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings); // reads the loss back: synchronised
     const dt = (performance.now() - t0) / 1000;
     if (i >= warmup) times.push(dt);
     tf.dispose([queries, keys]);
@@ -92,8 +94,8 @@ async function runChild(w: Workload): Promise<void> {
   if (values.profile) {
     const queries = tf.randomNormal([w.batch, w.size, w.size, 1]) as tf.Tensor4D;
     const keys = tf.randomNormal([w.batch, w.size, w.size, 1]) as tf.Tensor4D;
-    const info = await tf.profile(() => {
-      adamStep(student, teacher, queue, optimizer, { queries, keys }, settings);
+    const info = await tf.profile(async () => {
+      await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings);
     });
     const byKernel = new Map<string, { ms: number; calls: number }>();
     for (const k of info.kernels) {

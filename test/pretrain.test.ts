@@ -13,6 +13,7 @@ import { resolvePretrainConfig, type PretrainConfig } from '../src/config/pretra
 import { pretrain, checkpointPaths } from '../src/train/pretrain.js';
 import { readCheckpoint } from '../src/train/checkpoint.js';
 import { diffCheckpoints } from '../src/train/checkpoint-diff.js';
+import { probeWebGpuAdapter } from '../src/engine/webgpu.js';
 
 const root = path.join(import.meta.dirname, '..');
 const samples = path.join(root, 'samples', 'hannover_covid19');
@@ -131,6 +132,19 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     const { meta, content } = await readCheckpoint(checkpointPaths(dir).last);
     assert.ok(meta.position.globalStep >= 1);
     for (const [name, rec] of content.tensors) assert.ok(rec.data.every((v) => Number.isFinite(v)), `${name} holds non-finite values`);
+  });
+
+  it('trains on webgpu too, with the same first-step loss as wasm (where an adapter exists)', async (t) => {
+    if (!(await probeWebGpuAdapter())) return t.skip('no WebGPU adapter on this machine (no GPU driver and no Mesa >= 24 lavapipe)');
+    const losses: Record<string, number> = {};
+    for (const backend of ['webgpu', 'wasm'] as const) {
+      const dir = tmp();
+      await pretrain(config(dir, { backend, curriculum: { levels: [2], epochs: 1 }, run: { maxStepsPerEpoch: 1 } }), {
+        hooks: { onStep: (e) => (losses[backend] ??= e.loss) },
+      });
+    }
+    console.log(`first-step loss: webgpu ${losses['webgpu']}, wasm ${losses['wasm']}`);
+    assert.ok(Math.abs(losses['webgpu']! - losses['wasm']!) < 1e-3 * Math.abs(losses['wasm']!), JSON.stringify(losses));
   });
 
   it('refuses to overwrite a run, and validates config with hints', async () => {

@@ -125,12 +125,12 @@ describe('momentum teacher', () => {
     const teacherBefore = [...teacher.trainableVariables()].map(([n, v]) => [n, v.arraySync()] as const);
     const xq = x(1);
     const xk = x(2);
-    adamStep(student, teacher, queue, opt, { queries: xq, keys: xk }, { temperature: 0.2, pruneThreshold: 0.8, momentum: 1, learningRate: 0.1 });
+    await adamStep(student, teacher, queue, opt, { queries: xq, keys: xk }, { temperature: 0.2, pruneThreshold: 0.8, momentum: 1, learningRate: 0.1 });
     for (const [n, v] of teacherBefore) assert.deepEqual(teacher.trainableVariables().get(n)!.arraySync(), v, `teacher ${n} changed`);
     assert.notDeepEqual(student.trainableVariables().get('head.fc.2.bias')!.arraySync(), teacher.trainableVariables().get('head.fc.2.bias')!.arraySync());
     const counts: number[] = [];
     for (let i = 0; i < 20; i++) {
-      adamStep(student, teacher, queue, opt, { queries: xq, keys: xk }, { temperature: 0.2, pruneThreshold: 0.8, momentum: 0.99, learningRate: 0.01 });
+      await adamStep(student, teacher, queue, opt, { queries: xq, keys: xk }, { temperature: 0.2, pruneThreshold: 0.8, momentum: 0.99, learningRate: 0.01 });
       counts.push(tf.memory().numTensors);
     }
     assert.equal(new Set(counts).size, 1, `tensor count moved: ${counts.join(',')}`);

@@ -34,7 +34,11 @@ export function teacherKeys(teacher: Encoder, x: tf.Tensor4D, updateStats = true
   return tf.tidy(() => l2Normalize(teacher.project(x, { training: true, updateStats })));
 }
 
-export function adamStep(student: Encoder, teacher: Encoder, queue: MemoryQueue, optimizer: SgdMomentum, inputs: StepInputs, s: StepSettings): StepMetrics {
+/**
+ * Async because the loss is read back with data(): WebGPU in Node has no synchronous read path
+ * (TF.js's readSync needs OffscreenCanvas).
+ */
+export async function adamStep(student: Encoder, teacher: Encoder, queue: MemoryQueue, optimizer: SgdMomentum, inputs: StepInputs, s: StepSettings): Promise<StepMetrics> {
   const params = student.trainableVariables();
   const k = teacherKeys(teacher, inputs.keys);
   let pruned: tf.Scalar | undefined;
@@ -49,8 +53,7 @@ export function adamStep(student: Encoder, teacher: Encoder, queue: MemoryQueue,
     const g = grads[v.name];
     if (g) byName.set(name, g);
   }
-  const loss = value.dataSync()[0]!;
-  const prunedFraction = pruned!.dataSync()[0]!;
+  const [loss, prunedFraction] = [(await value.data())[0]!, (await pruned!.data())[0]!];
   if (Number.isFinite(loss)) {
     // SGD and the EMA teacher update in one pass (METHOD.md §3, §5).
     optimizer.step(params, byName, s.learningRate, { params: teacher.trainableVariables(), ema: s.momentum });
@@ -61,11 +64,13 @@ export function adamStep(student: Encoder, teacher: Encoder, queue: MemoryQueue,
 }
 
 /** The same loss without any update: validation. BN uses batch statistics without updating them. */
-export function adamLoss(student: Encoder, teacher: Encoder, queue: MemoryQueue, inputs: StepInputs, s: Pick<StepSettings, 'temperature' | 'pruneThreshold'>): number {
-  return tf.tidy(() => {
+export async function adamLoss(student: Encoder, teacher: Encoder, queue: MemoryQueue, inputs: StepInputs, s: Pick<StepSettings, 'temperature' | 'pruneThreshold'>): Promise<number> {
+  const loss = tf.tidy(() => {
     const k = teacherKeys(teacher, inputs.keys, false);
     const q = l2Normalize(student.project(inputs.queries, { training: true, updateStats: false }));
-    const r = infoNce(q, k, queue.keys, s);
-    return r.loss.dataSync()[0]!;
+    return infoNce(q, k, queue.keys, s).loss;
   });
+  const value = (await loss.data())[0]!;
+  loss.dispose();
+  return value;
 }

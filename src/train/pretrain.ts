@@ -203,7 +203,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
             const lr = cosineLearningRate(epoch * stepsPerEpoch + b, stageSteps, baseLr);
             const queries = tf.tensor4d(views.queries, [batch, s, s, 1]);
             const keys = tf.tensor4d(views.keys, [batch, s, s, 1]);
-            const m = adamStep(state.student, state.teacher, state.queue, state.optimizer, { queries, keys }, { ...settings, learningRate: lr });
+            const m = await adamStep(state.student, state.teacher, state.queue, state.optimizer, { queries, keys }, { ...settings, learningRate: lr });
             tf.dispose([queries, keys]);
             if (!Number.isFinite(m.loss)) {
               throw new EdenError(
@@ -274,7 +274,7 @@ async function validate(state: TrainingState, dataset: ImageDataset, val: number
     const queries = tf.tensor4d(qs, [size, s, s, 1]);
     const keys = tf.tensor4d(ks, [size, s, s, 1]);
     const pruneThreshold = a.config.contrast.prune && a.level > 0 ? a.config.contrast.pruneThreshold : undefined;
-    sum += adamLoss(state.student, state.teacher, state.queue, { queries, keys }, { temperature: a.config.contrast.temperature, pruneThreshold }) * size;
+    sum += (await adamLoss(state.student, state.teacher, state.queue, { queries, keys }, { temperature: a.config.contrast.temperature, pruneThreshold })) * size;
     count += size;
     tf.dispose([queries, keys]);
   }
