@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
+import { registerWebGpuKernels } from './wasm-kernels.js';
 
 let ready: Promise<void> | undefined;
 let adapterDescription: string | undefined;
@@ -73,6 +74,7 @@ export async function initWebGpu(): Promise<void> {
     const info = adapter.info ?? {};
     adapterDescription = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
     await import('@tensorflow/tfjs-backend-webgpu');
+    registerWebGpuKernels();
     // ENGINE.md bug 5: split-K matmul with a transposed second operand gives wrong values on every
     // driver. Program type 3 is the plain tiled matmul.
     tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', 3);

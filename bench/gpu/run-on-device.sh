@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs on the device machine from the repository root, with .gpu carried: PyTorch CUDA, then
+# Eden on webgpu (Dawn on NVIDIA's Vulkan driver), same workloads. Results to $OUT.
+set -uo pipefail
+G=.gpu
+for f in $G/*.deb; do dpkg -x "$f" /; done; ldconfig
+export VK_ICD_FILENAMES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$VK_ICD_FILENAMES" ] || export VK_ICD_FILENAMES=$(ls /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json 2>/dev/null | head -1)
+xz -dc $G/node.xz > /tmp/node && chmod +x /tmp/node
+tar -C $G -xJf $G/webgpu.tar.xz
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $OUT/gpu.txt
+echo "vulkan icd: $VK_ICD_FILENAMES"
+for w in "resnet18 64 128 16" "resnet50 64 224 8"; do
+  set -- $w
+  timeout 90 python3 $G/torch_cuda_step.py --shared $G --arch $1 --width $2 --size $3 --batch $4 | tee -a $OUT/results.jsonl
+done
+for w in a b; do
+  (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --profile) 2>&1 | grep -v "^Warning\|^ERROR" | tee -a $OUT/eden.log
+done
+grep '^{' $OUT/eden.log >> $OUT/results.jsonl
