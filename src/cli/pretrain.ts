@@ -8,6 +8,8 @@ import { EdenError } from '../core/errors.js';
 import { checkpointPaths, pretrain, type StepEvent } from '../train/pretrain.js';
 import { plotLossCurve } from '../report/loss-curve.js';
 import { createProgress } from './progress.js';
+import { nativeStatus } from '../engine/native.js';
+import { readCheckpoint } from '../train/checkpoint.js';
 import { parseList, parsePositiveInt } from './options.js';
 
 /** The bundled sample radiographs, used when no data are given. */
@@ -130,6 +132,7 @@ export function registerPretrain(program: Command): void {
       let nonImages = 0;
       const plain = !process.stderr.isTTY || !!process.env['CI'];
       try {
+        const config0 = config ?? (await readCheckpoint(resumeFrom!)).meta.config;
         const result = await pretrain(config!, {
           resumeFrom,
           signal: controller.signal,
@@ -140,6 +143,10 @@ export function registerPretrain(program: Command): void {
             onWarning: (m) => process.stderr.write(`eden: warning: ${m}\n`),
             onStart: (i) => {
               prep.stop();
+              const engine = nativeStatus();
+              if (config0.backend === 'wasm') {
+                process.stderr.write(engine.active ? `engine: wasm with native kernels (${engine.detail})\n` : `engine: wasm without native kernels (${engine.detail}); CPU training is several times slower\n`);
+              }
               if (nonImages) process.stderr.write(`ignored ${nonImages} file(s) that are not images\n`);
               process.stderr.write(
                 `${i.resumedAt ? `resuming at step ${i.resumedAt.globalStep} (stage ${i.resumedAt.stage + 1}, epoch ${i.resumedAt.epoch + 1}, batch ${i.resumedAt.batch}); ` : ''}` +

@@ -76,11 +76,11 @@ const BASE: PretrainConfig = {
   seed: 0,
   backend: 'wasm',
   data: { paths: [], imageSize: 384, cache: 'memory', cacheDir: '.eden-cache', intensity: 'auto', valFraction: 0.05, prefetch: 32 },
-  model: { backbone: 'resnet18', width: 32, projectionDim: 128 },
+  model: { backbone: 'resnet18', width: 64, projectionDim: 128 },
   views: { ...DEFAULT_VIEW_OPTIONS, size: 128 },
   anchor: { mode: 'grid', margin: 1 / 16 },
   contrast: { temperature: 0.2, queueSize: 4096, momentum: 0.999, prune: true, pruneThreshold: 0.8 },
-  curriculum: { levels: [0, 2, 4], epochs: 16 },
+  curriculum: { levels: [0, 2, 4], epochs: 45 },
   optim: { batchSize: 32, baseLr: 0.03, momentum: 0.9, weightDecay: 1e-4 },
   run: { dir: 'runs/pretrain', checkpointEverySteps: 0, maxStepsPerEpoch: 0 },
 };
@@ -97,9 +97,10 @@ const PRESETS: Record<PresetName, DeepPartial<PretrainConfig>> = {
     curriculum: { levels: [0, 2], epochs: 1 },
     optim: { batchSize: 8 },
   },
-  // ~830 unlabeled radiographs on 2 CPU cores in about an hour: ResNet-18 at half width, 128 px
-  // views, batch 32, queue 4096 runs at 12.2 images/s on wasm (`npm run bench -- --workload cpu`,
-  // 2026-11-26), so an epoch of 830 images takes ~68 s and 3 stages x 16 epochs ~55 min.
+  // ~830 unlabeled radiographs on 2 CPU cores in about an hour, with the native kernels
+  // (`npm run build:native`): ResNet-18 (full width), 128 px views, batch 32, queue 4096 trained at
+  // 34.7 images/s end to end on ../shared/data's 827 images (23 s per epoch, 2026-11-26), so
+  // 3 stages x 45 epochs take ~52 min plus ~35 s of decoding. On plain wasm it is ~10x slower.
   cpu: { preset: 'cpu' },
   // The paper (METHOD.md §3-5): ResNet-50, 224 px, batch 256, K = 65536, m = 0.999, tau = 0.2,
   // lr 0.03 for batch 256, 200 epochs for each of n = 0, 2, 4. Needs a GPU (webgpu backend).
