@@ -1,6 +1,6 @@
 /**
- * Eden's public API, listed name by name. Layers: core -> engine -> data -> models
- * (-> anatomy -> ssl -> train -> eval in later modules). Tensors are NHWC throughout.
+ * Eden's public API, listed name by name. Layers: core -> config -> engine -> data -> anatomy ->
+ * models -> ssl -> train -> embed / interop -> report. Tensors are NHWC throughout.
  */
 export { VERSION } from './version.js';
 
@@ -31,3 +31,45 @@ export { inspectDataset, formatInspectReport, type InspectReport } from './data/
 // models
 export { ParameterStore, batchNorm, batchNormTrain, type ForwardContext } from './models/layers.js';
 export { ResNet, createBackbone, BACKBONES, type ResNetArgs, type BackboneOutput } from './models/resnet.js';
+
+// models: encoder and its files
+export { Encoder, type EncoderArgs } from './models/encoder.js';
+export { saveEncoder, loadEncoder, ENCODER_FORMAT, type EncoderFileMeta } from './models/encoder-file.js';
+export { encoderFromTfjs, type TfjsEncoderManifest } from './models/encoder-tfjs.js';
+
+// config
+export { resolvePretrainConfig, parseAssignment, stageEpochs, scaledLearningRate, PRESET_NAMES, type PretrainConfig, type PresetName } from './config/pretrain.js';
+export { DEFAULT_VIEW_OPTIONS, type ViewOptions } from './config/views.js';
+
+// anatomy
+export { decompose, gridShape, sampleAnchor, type Part, type AnchorOptions } from './anatomy/decomposer.js';
+export { drawParts } from './anatomy/draw.js';
+export { makeView, randomResizedCropBox, gaussianBlur, rotate } from './data/views.js';
+
+// ssl
+export { infoNce, pruneMask, l2Normalize, type InfoNceOptions, type InfoNceResult } from './ssl/loss.js';
+export { MemoryQueue } from './ssl/queue.js';
+export { updateMomentum, copyVariables } from './ssl/momentum.js';
+
+// train
+export { adamStep, adamLoss, teacherKeys, type StepInputs, type StepSettings, type StepMetrics } from './train/adam-step.js';
+export { SgdMomentum, cosineLearningRate } from './train/optimizer.js';
+export { pretrain, checkpointPaths, type PretrainHooks, type PretrainOptions, type PretrainResult, type StepEvent, type EpochEvent } from './train/pretrain.js';
+export { saveCheckpoint, readCheckpoint, restoreState, CHECKPOINT_FORMAT, type CheckpointMeta, type TrainingPosition, type TrainingState } from './train/checkpoint.js';
+export { diffCheckpoints, formatCheckpointDiff, type CheckpointDiff } from './train/checkpoint-diff.js';
+export { epochOrder, viewBatches, imageViews, batchesPerEpoch } from './train/view-batches.js';
+
+// engine: native kernels
+export { nativeStatus, loadNative, registerNativeKernels } from './engine/native.js';
+
+// embed and interop
+export { embedFiles, embedBatch, prepareImage, type EmbedOptions, type Embeddings, type Preprocess } from './embed/embed.js';
+export { importTorchCheckpoint, findStateDict, type ImportReport } from './interop/import-torch.js';
+export { readTorchFile, parseTorchFile, type TorchTensor } from './interop/torch-file.js';
+export { unpickle, PickleError, PyTuple, PyObject, type PyValue } from './interop/pickle.js';
+export { exportOnnx } from './interop/onnx.js';
+export { exportSafetensors, exportTfjs, loadEncoderTfjs, torchStateDict } from './interop/export.js';
+
+// report
+export { plotLossCurve, readMetrics } from './report/loss-curve.js';
+export { renderVegaLite } from './report/plot.js';

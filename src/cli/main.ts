@@ -10,6 +10,7 @@ import { registerInspect } from './inspect.js';
 import { registerPretrain } from './pretrain.js';
 import { registerDecompose } from './decompose.js';
 import { registerCheckpoint } from './checkpoint.js';
+import { registerInterop } from './interop.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerPretrain(program);
   registerDecompose(program);
   registerCheckpoint(program);
+  registerInterop(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

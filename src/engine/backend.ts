@@ -56,6 +56,11 @@ export async function useBackend(name: BackendName = 'wasm'): Promise<BackendNam
     if (!ok) throw new EdenError('engine', `TensorFlow.js could not initialise the '${name}' backend`);
   }
   await tf.ready();
+  if (name === 'cpu') {
+    // The cpu backend's first write prints a banner recommending tfjs-node, which cannot install
+    // here (ENGINE.md); Eden uses cpu on purpose (reference, small jobs).
+    (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
+  }
   return name;
 }
 

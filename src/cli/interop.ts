@@ -1,0 +1,78 @@
+import { Command, Option } from 'commander';
+import { dump } from 'npyjs';
+import { EdenError } from '../core/errors.js';
+import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
+import { writeFileAtomic } from '../engine/tensor-file.js';
+import { loadEncoder, saveEncoder } from '../models/encoder-file.js';
+import { BACKBONES } from '../models/resnet.js';
+import { importTorchCheckpoint } from '../interop/import-torch.js';
+import { embedFiles, type Preprocess } from '../embed/embed.js';
+import { exportSafetensors, exportTfjs } from '../interop/export.js';
+import { exportOnnx } from '../interop/onnx.js';
+import { createProgress } from './progress.js';
+import { parsePositiveInt } from './options.js';
+
+export function registerInterop(program: Command): void {
+  program
+    .command('import-torch')
+    .description("convert a PyTorch ResNet checkpoint (.pth: torchvision, MoCo-style, the Adam authors' ResNet-50) into an Eden encoder checkpoint")
+    .argument('<file.pth>', 'a torch.save file: a state dict, or a training checkpoint holding one')
+    .addOption(new Option('--arch <name>', 'the architecture the weights are for').choices(BACKBONES).makeOptionMandatory())
+    .requiredOption('--out <ckpt>', 'encoder checkpoint to write (.safetensors)')
+    .action(async (file: string, opts: { arch: string; out: string }) => {
+      await useBackend('cpu');
+      const { encoder, report } = await importTorchCheckpoint(file, { arch: opts.arch });
+      await saveEncoder(opts.out, encoder, { hasHead: report.head === 'imported', source: file });
+      encoder.dispose();
+      process.stdout.write(
+        [
+          `imported ${report.loaded} tensors of ${report.arch} (width ${report.width}) from ${file}`,
+          report.conv1ChannelsSummed ? `conv1: ${report.conv1ChannelsSummed} input channels summed into 1 (grey input)` : 'conv1: 1 input channel',
+          `projection head: ${report.head}`,
+          `ignored: ${report.ignored.length ? report.ignored.slice(0, 8).join(', ') + (report.ignored.length > 8 ? `, ... (${report.ignored.length} in all)` : '') : 'nothing'}`,
+          `wrote ${opts.out}`,
+        ].join('\n') + '\n',
+      );
+    });
+
+  program
+    .command('embed')
+    .description('write Eve (pooled embeddings [N, D], or dense feature maps) of images as a NumPy .npy file')
+    .requiredOption('--checkpoint <ckpt>', 'encoder or pretraining checkpoint')
+    .argument('<images...>', 'image files (PNG, JPEG, TIFF, DICOM...)')
+    .requiredOption('--out <file.npy>', 'output .npy (float32)')
+    .option('--dense', 'write the feature maps [N, h, w, D] instead of the pooled embeddings')
+    .addOption(new Option('--preprocess <mode>', "'default': intensity window, resize, normalise as in training; 'none': pixel / 255 at the image's own size").choices(['default', 'none']).default('default'))
+    .option('--size <px>', "input size for --preprocess default (default: the checkpoint's training view size)", parsePositiveInt)
+    .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
+    .action(async (images: string[], opts: { checkpoint: string; out: string; dense?: boolean; preprocess: Preprocess; size?: number; backend: BackendName }) => {
+      await useBackend(opts.backend);
+      const { encoder, meta } = await loadEncoder(opts.checkpoint);
+      const progress = createProgress('embedding');
+      const out = await embedFiles(encoder, images, { preprocess: opts.preprocess, size: opts.size, inputSize: meta.inputSize, dense: opts.dense, onProgress: (d, t) => progress.update(d, t) });
+      progress.stop();
+      encoder.dispose();
+      await writeFileAtomic(opts.out, new Uint8Array(dump(out.data, out.shape)));
+      process.stdout.write(`wrote ${opts.out}: float32 [${out.shape.join(', ')}]\n`);
+    });
+
+  program
+    .command('export')
+    .description('export an encoder for deployment: ONNX (batch norm folded, dynamic batch), safetensors (PyTorch names), or TF.js (the browser viewer)')
+    .argument('<ckpt>', 'encoder or pretraining checkpoint')
+    .addOption(new Option('--format <format>', 'output format').choices(['onnx', 'safetensors', 'tfjs']).makeOptionMandatory())
+    .requiredOption('--out <path>', 'output file (onnx, safetensors) or folder (tfjs)')
+    .action(async (ckpt: string, opts: { format: 'onnx' | 'safetensors' | 'tfjs'; out: string }) => {
+      await useBackend('cpu');
+      const { encoder, meta } = await loadEncoder(ckpt);
+      try {
+        if (opts.format === 'onnx') await exportOnnx(encoder, meta, opts.out);
+        else if (opts.format === 'safetensors') await exportSafetensors(encoder, meta, opts.out);
+        else if (opts.format === 'tfjs') await exportTfjs(encoder, meta, opts.out);
+        else throw new EdenError('config', `unknown format ${String(opts.format)}`);
+      } finally {
+        encoder.dispose();
+      }
+      process.stdout.write(`wrote ${opts.out} (${opts.format}, ${meta.args.backbone} width ${meta.args.width})\n`);
+    });
+}

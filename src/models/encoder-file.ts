@@ -1,0 +1,73 @@
+/**
+ * Encoder checkpoints: the weights downstream work needs (backbone, and the projection head when
+ * there is one) in one safetensors file with its architecture in the metadata, so that
+ * `loadEncoder` rebuilds the model with no other input. `loadEncoder` also reads pretraining
+ * checkpoints (their student, as MoCo and Adam use the query encoder downstream).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { EdenError } from '../core/errors.js';
+import { loadTensorFile, saveTensorFile, type TensorFile } from '../engine/tensor-file.js';
+import { Encoder, type EncoderArgs } from './encoder.js';
+
+export const ENCODER_FORMAT = 'eden-encoder-1';
+
+export interface EncoderFileMeta {
+  format: string;
+  args: EncoderArgs;
+  /** False when the file has no projection head (e.g. imported from a supervised model). */
+  hasHead: boolean;
+  /** Side of the views the encoder was trained on, when known. */
+  inputSize?: number;
+  /** Where the weights came from (file, run, checkpoint position...). */
+  source: string;
+}
+
+export async function saveEncoder(file: string, encoder: Encoder, meta: Omit<EncoderFileMeta, 'format' | 'args'>): Promise<void> {
+  const tensors = new Map<string, tf.Tensor>();
+  for (const [n, v] of encoder.namedVariables()) if (meta.hasHead || !n.startsWith('head.')) tensors.set(n, v);
+  const full: EncoderFileMeta = { format: ENCODER_FORMAT, args: encoder.args, ...meta };
+  await saveTensorFile(file, tensors, { format: ENCODER_FORMAT, eden: JSON.stringify(full) });
+}
+
+function assignFrom(content: TensorFile, encoder: Encoder, prefix: string, withHead: boolean, file: string): void {
+  for (const [name, v] of encoder.namedVariables()) {
+    if (!withHead && name.startsWith('head.')) continue;
+    const rec = content.tensors.get(prefix + name);
+    if (!rec) throw new EdenError('checkpoint', `${file}: missing tensor '${prefix + name}'`);
+    if (rec.shape.join(',') !== v.shape.join(',')) throw new EdenError('checkpoint', `${file}: '${prefix + name}' is [${rec.shape}], the encoder expects [${v.shape}]`);
+    tf.tidy(() => v.assign(tf.tensor(rec.data, rec.shape, rec.dtype)));
+  }
+}
+
+/** Load an encoder from an encoder file or a pretraining checkpoint. */
+export async function loadEncoder(file: string): Promise<{ encoder: Encoder; meta: EncoderFileMeta }> {
+  const content = await loadTensorFile(file);
+  const format = content.metadata['format'];
+  const eden = JSON.parse(content.metadata['eden'] ?? '{}') as Record<string, unknown>;
+  let meta: EncoderFileMeta;
+  let prefix = '';
+  if (format === ENCODER_FORMAT) {
+    meta = eden as unknown as EncoderFileMeta;
+  } else if (format === 'eden-pretrain-1') {
+    const config = eden['config'] as { model: { backbone: string; width: number; projectionDim: number }; views: { size: number }; seed: number };
+    const position = eden['position'] as { globalStep: number };
+    meta = {
+      format,
+      args: { backbone: config.model.backbone, width: config.model.width, projectionDim: config.model.projectionDim, seed: 0 },
+      hasHead: true,
+      inputSize: config.views.size,
+      source: `${file} (student, step ${position.globalStep})`,
+    };
+    prefix = 'student/';
+  } else {
+    throw new EdenError('checkpoint', `${file} is not an Eden encoder or pretraining checkpoint (format '${format ?? 'none'}'); import PyTorch weights with 'eden import-torch'`);
+  }
+  const encoder = new Encoder(meta.args);
+  try {
+    assignFrom(content, encoder, prefix, meta.hasHead, file);
+  } catch (err) {
+    encoder.dispose();
+    throw err;
+  }
+  return { encoder, meta };
+}
