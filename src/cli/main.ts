@@ -11,6 +11,7 @@ import { registerPretrain } from './pretrain.js';
 import { registerDecompose } from './decompose.js';
 import { registerCheckpoint } from './checkpoint.js';
 import { registerInterop } from './interop.js';
+import { registerEvaluate } from './evaluate.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerDecompose(program);
   registerCheckpoint(program);
   registerInterop(program);
+  registerEvaluate(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

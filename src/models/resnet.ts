@@ -75,11 +75,35 @@ export class ResNet {
 
   /** x: [B, H, W, C] -> feature map and pooled Eve. */
   forward(x: tf.Tensor4D, ctx: ForwardContext): BackboneOutput {
-    const s = this.store;
-    let h = tf.relu(batchNorm(s, 'bn1', conv(s, 'conv1', x, 2, 3), ctx));
-    h = maxPool3x3s2(h);
-    for (const b of this.blocks) h = this.block(h, b, ctx);
+    const { stages } = this.forwardFeatures(x, ctx);
+    const h = stages[stages.length - 1]!;
     return { featureMap: h, pooled: tf.mean(h, [1, 2]) as tf.Tensor2D };
+  }
+
+  /**
+   * The multi-scale features a U-Net decoder needs: the stem after ReLU (stride 2) and the output
+   * of each stage (strides 4, 8, 16, 32).
+   */
+  forwardFeatures(x: tf.Tensor4D, ctx: ForwardContext): { stem: tf.Tensor4D; stages: tf.Tensor4D[] } {
+    const s = this.store;
+    const stem = tf.relu(batchNorm(s, 'bn1', conv(s, 'conv1', x, 2, 3), ctx)) as tf.Tensor4D;
+    let h = maxPool3x3s2(stem);
+    const stages: tf.Tensor4D[] = [];
+    let stage = 0;
+    for (const b of this.blocks) {
+      const n = Number(b.name.slice('layer'.length, b.name.indexOf('.')));
+      if (n !== stage && stage > 0) stages.push(h); // the previous stage ended
+      stage = n;
+      h = this.block(h, b, ctx);
+    }
+    stages.push(h);
+    return { stem, stages };
+  }
+
+  /** Channels of the stem and of each stage's output. */
+  get stageChannels(): { stem: number; stages: number[] } {
+    const expansion = this.args.block === 'basic' ? 1 : 4;
+    return { stem: this.args.width, stages: this.args.depths.map((_, i) => this.args.width * 2 ** i * expansion) };
   }
 
   private block(x: tf.Tensor4D, b: { name: string; stride: number; downsample: boolean }, ctx: ForwardContext): tf.Tensor4D {

@@ -1,0 +1,60 @@
+import { Command, Option } from 'commander';
+import path from 'node:path';
+import { EdenError } from '../core/errors.js';
+import { EVALUATE_PRESETS, resolveEvaluateConfig } from '../config/evaluate.js';
+import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
+import { evaluate, TASKS, type Task } from '../eval/evaluate.js';
+import { resolveSources } from '../eval/models.js';
+import { BACKBONES } from '../models/resnet.js';
+import { parseList, parsePositiveInt } from './options.js';
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** 'lungs=left_lung+right_lung' -> { lungs: ['left_lung', 'right_lung'] } */
+function parseCombine(value: string, previous: Record<string, string[]>): Record<string, string[]> {
+  const m = /^([\w-]+)=([\w-]+(?:\+[\w-]+)+)$/.exec(value);
+  if (!m) throw new EdenError('config', `--combine expects name=a+b(+c...), got '${value}'`);
+  return { ...previous, [m[1]!]: m[2]!.split('+') };
+}
+
+export function registerEvaluate(program: Command): void {
+  program
+    .command('evaluate')
+    .description('judge checkpoints side by side: few-shot segmentation (U-Net, Dice), locality and compositionality of Eve; writes report.md, report.json and plots')
+    .requiredOption('--data <dir>', 'labelled folder in the images/ + masks/<structure>/ layout')
+    .option('--checkpoint <ckpt>', 'encoder or pretraining checkpoint, or a run directory (repeatable)', collect, [])
+    .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
+    .addOption(new Option('--task <task>', 'what to evaluate').choices([...TASKS, 'all']).default('all'))
+    .addOption(new Option('--preset <name>', 'tiny (tests) | cpu (about an hour on 2 cores) | paper').choices(EVALUATE_PRESETS).default('cpu'))
+    .option('--shots <list>', 'labelled images per fine-tuning, e.g. 3,6,12,24', parseList)
+    .option('--seeds <n>', 'seeds per setting', parsePositiveInt)
+    .option('--steps <n>', 'fine-tuning steps per run', parsePositiveInt)
+    .option('--size <px>', 'segmentation input size (multiple of 32)', parsePositiveInt)
+    .option('--seed <n>', 'base seed', Number)
+    .option('--structures <list>', 'structures to segment (after --combine)', parseList)
+    .option('--combine <name=a+b>', 'unite masks into one structure, e.g. lungs=left_lung+right_lung (repeatable)', parseCombine, {})
+    .addOption(new Option('--arch <name>', "architecture of the 'random' baseline when no checkpoint gives it").choices(BACKBONES))
+    .option('--width <n>', "width of the 'random' baseline", parsePositiveInt)
+    .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
+    .requiredOption('--out <dir>', 'output folder for report.json, report.md and plots')
+    .action(async (opts: { data: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string }) => {
+      await useBackend(opts.backend);
+      const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed });
+      const sources = await resolveSources(opts.checkpoint, opts.baseline, { backbone: opts.arch, width: opts.width });
+      const t0 = Date.now();
+      const report = await evaluate({
+        data: opts.data,
+        tasks: opts.task === 'all' ? [...TASKS] : [opts.task],
+        sources,
+        config,
+        out: opts.out,
+        command: ['eden', ...process.argv.slice(2)].join(' '),
+        structures: opts.structures,
+        combine: opts.combine,
+        onLog: (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(`wrote ${path.join(opts.out, 'report.md')}, ${path.join(opts.out, 'report.json')} and ${report.plots.join(', ')} in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+    });
+}

@@ -1,0 +1,165 @@
+/**
+ * Locality and compositionality of Eve (METHOD.md §6).
+ *
+ * Locality: patches around anatomical landmarks, derived automatically from heart and lung masks
+ * (see `landmarks`), embedded; kNN landmark-identity accuracy, silhouette score, and a 2-D t-SNE
+ * of the embeddings.
+ *
+ * Compositionality: random square "wholes" split into 2 (left | right), 3 (three vertical strips)
+ * or 4 (2 x 2) parts; the cosine between Eve(whole) and the mean of Eve(parts), each crop resized
+ * to the encoder's input size.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { TSNE } from '@saehrimnir/druidjs';
+import { deriveSeed, Rng } from '../core/rng.js';
+import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
+import { extractRegion } from '../data/views.js';
+import { resizeGrey } from '../data/resize.js';
+import type { ResNet } from '../models/resnet.js';
+import { cosine, knnAccuracy, silhouette } from './metrics.js';
+
+/** Eve of square crops [size * size each] under `backbone` in evaluation mode. */
+export async function embedCrops(backbone: ResNet, crops: Float32Array[], size: number): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  for (let start = 0; start < crops.length; start += 16) {
+    const batch = crops.slice(start, start + 16);
+    const x = tf.tensor4d(Float32Array.from(batch.flatMap((c) => Array.from(c, (v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [batch.length, size, size, 1]);
+    const y = tf.tidy(() => backbone.forward(x, { training: false }).pooled);
+    const data = (await y.data()) as Float32Array;
+    const d = y.shape[1];
+    for (let i = 0; i < batch.length; i++) out.push(data.slice(i * d, (i + 1) * d));
+    tf.dispose([x, y]);
+  }
+  return out;
+}
+
+function crop(image: Float32Array, side: number, x: number, y: number, w: number, h: number, size: number): Float32Array {
+  return resizeGrey(extractRegion(image, side, { x, y, width: w, height: h }), w, h, size, size);
+}
+
+// ---- Compositionality
+
+export interface CompositionResult {
+  /** Cosines per number of parts. */
+  byParts: Record<string, number[]>;
+}
+
+/** Parts of a whole (x, y, w, h) for n in {2, 3, 4}. */
+export function splitWhole(x: number, y: number, w: number, h: number, n: number): [number, number, number, number][] {
+  if (n === 2) return [[x, y, Math.floor(w / 2), h], [x + Math.floor(w / 2), y, w - Math.floor(w / 2), h]];
+  if (n === 3) {
+    const a = Math.round(w / 3);
+    const b = Math.round((2 * w) / 3);
+    return [[x, y, a, h], [x + a, y, b - a, h], [x + b, y, w - b, h]];
+  }
+  const hw = Math.floor(w / 2);
+  const hh = Math.floor(h / 2);
+  return [[x, y, hw, hh], [x + hw, y, w - hw, hh], [x, y + hh, hw, h - hh], [x + hw, y + hh, w - hw, h - hh]];
+}
+
+export async function compositionality(backbone: ResNet, images: Float32Array[], side: number, o: { wholes: number; size: number; wholeFraction: number; seed: number }): Promise<CompositionResult> {
+  const rng = new Rng(deriveSeed(o.seed, 51));
+  const byParts: Record<string, number[]> = { '2': [], '3': [], '4': [] };
+  const w = Math.round(side * o.wholeFraction);
+  for (let i = 0; i < o.wholes; i++) {
+    const img = images[rng.int(images.length)]!;
+    const x = rng.int(side - w + 1);
+    const y = rng.int(side - w + 1);
+    const n = 2 + (i % 3);
+    const parts = splitWhole(x, y, w, w, n);
+    const crops = [crop(img, side, x, y, w, w, o.size), ...parts.map(([px, py, pw, ph]) => crop(img, side, px, py, pw, ph, o.size))];
+    const e = await embedCrops(backbone, crops, o.size);
+    const agg = new Float32Array(e[0]!.length);
+    for (const p of e.slice(1)) for (let k = 0; k < agg.length; k++) agg[k]! += p[k]! / parts.length;
+    byParts[String(n)]!.push(cosine(e[0]!, agg));
+  }
+  return { byParts };
+}
+
+// ---- Locality
+
+export const LANDMARKS = [
+  'right lung apex',
+  'left lung apex',
+  'right costophrenic angle',
+  'left costophrenic angle',
+  'right lung centroid',
+  'left lung centroid',
+  'right hilum',
+  'left hilum',
+  'heart centroid',
+  'heart apex',
+] as const;
+
+/**
+ * Ten landmarks from binary masks [side * side] of the patient's right lung (image left), left
+ * lung (image right) and heart:
+ *  apex = topmost pixel of each lung (mean x of that row);
+ *  costophrenic angle = the lung pixel furthest down and outwards (max y - x on the image left,
+ *    max y + x on the image right);
+ *  centroid = mean position; hilum = the medial edge of each lung on its centroid's row;
+ *  heart apex = the heart pixel furthest down and to the image right (max y + x).
+ * Returns null when a mask is empty.
+ */
+export function landmarks(rightLung: Float32Array, leftLung: Float32Array, heart: Float32Array, side: number): [number, number][] | null {
+  const pts = (m: Float32Array): [number, number][] => {
+    const out: [number, number][] = [];
+    for (let i = 0; i < m.length; i++) if (m[i]! > 0.5) out.push([i % side, Math.floor(i / side)]);
+    return out;
+  };
+  const [r, l, h] = [pts(rightLung), pts(leftLung), pts(heart)];
+  if (!r.length || !l.length || !h.length) return null;
+  const centroid = (p: [number, number][]): [number, number] => [p.reduce((s, q) => s + q[0], 0) / p.length, p.reduce((s, q) => s + q[1], 0) / p.length];
+  const apex = (p: [number, number][]): [number, number] => {
+    const top = Math.min(...p.map((q) => q[1]));
+    const row = p.filter((q) => q[1] === top);
+    return [row.reduce((s, q) => s + q[0], 0) / row.length, top];
+  };
+  const argmax = (p: [number, number][], f: (q: [number, number]) => number): [number, number] => p.reduce((best, q) => (f(q) > f(best) ? q : best), p[0]!);
+  const hilum = (p: [number, number][], medialIsRight: boolean): [number, number] => {
+    const [, cy] = centroid(p);
+    const row = p.filter((q) => q[1] === Math.round(cy));
+    const use = row.length ? row : p;
+    return argmax(use, (q) => (medialIsRight ? q[0] : -q[0]));
+  };
+  return [
+    apex(r),
+    apex(l),
+    argmax(r, (q) => q[1] - q[0]),
+    argmax(l, (q) => q[1] + q[0]),
+    centroid(r),
+    centroid(l),
+    hilum(r, true),
+    hilum(l, false),
+    centroid(h),
+    argmax(h, (q) => q[1] + q[0]),
+  ];
+}
+
+export interface LocalityResult {
+  knnAccuracy: number;
+  silhouette: number;
+  /** 2-D t-SNE coordinates and the landmark index of each patch. */
+  embedding2d: [number, number][];
+  labels: number[];
+  patches: number;
+}
+
+export async function locality(backbone: ResNet, items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number; seed: number }): Promise<LocalityResult> {
+  const p = Math.max(8, Math.round(side * o.patchFraction));
+  const crops: Float32Array[] = [];
+  const labels: number[] = [];
+  for (const item of items) {
+    item.points.forEach(([x, y], k) => {
+      const x0 = Math.min(side - p, Math.max(0, Math.round(x - p / 2)));
+      const y0 = Math.min(side - p, Math.max(0, Math.round(y - p / 2)));
+      crops.push(crop(item.image, side, x0, y0, p, p, o.size));
+      labels.push(k);
+    });
+  }
+  const emb = await embedCrops(backbone, crops, o.size);
+  const tsne = new TSNE(emb.map((e) => Array.from(e)), { perplexity: Math.min(30, Math.max(5, Math.floor(emb.length / 10))), seed: deriveSeed(o.seed, 61) % 2 ** 31, d: 2 } as never);
+  // druidjs returns the 2-D coordinates as an array of [x, y] rows for array input.
+  const arr = tsne.transform() as unknown as number[][];
+  return { knnAccuracy: knnAccuracy(emb, labels, 5), silhouette: silhouette(emb, labels), embedding2d: arr.map((r) => [r[0]!, r[1]!]), labels, patches: emb.length };
+}

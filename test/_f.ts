@@ -1,0 +1,11 @@
+import { useBackend } from '../src/engine/backend.js';
+import { resolveEvaluateConfig } from '../src/config/evaluate.js';
+import { loadSegmentationData, fewShotSegmentation, summarise } from '../src/eval/fewshot.js';
+import { randomSource } from '../src/eval/models.js';
+await useBackend('wasm');
+const cfg = resolveEvaluateConfig('cpu', { shots: [6], seeds: 1, steps: 60 });
+let t = Date.now();
+const data = await loadSegmentationData('../shared/data/wingspan_ctr', cfg.segmentation.size, { combine: { lungs: ['left_lung', 'right_lung'] }, testFraction: 0.2, maxTestImages: 60, seed: 0 });
+console.log('loaded', data.samples.length, data.structures, data.test.length, Date.now() - t); t = Date.now();
+const runs = await fewShotSegmentation([randomSource('resnet18', 64, 1)], data, cfg, (r) => console.log(JSON.stringify(r.dice), r.seconds));
+console.log(summarise(runs, data.structures), Date.now() - t);

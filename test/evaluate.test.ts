@@ -1,0 +1,111 @@
+/**
+ * Evaluation: metrics against hand computations, landmarks on synthetic masks, the U-Net's shapes
+ * and loss, and `eden evaluate --preset tiny` end to end on wingspan_ctr.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { dice, knnAccuracy, rocAuc, silhouette, std, kde } from '../src/eval/metrics.js';
+import { landmarks, splitWhole } from '../src/eval/probes.js';
+import { segmentationLoss } from '../src/eval/fewshot.js';
+import { UNet } from '../src/models/unet.js';
+import { createBackbone } from '../src/models/resnet.js';
+import { useBackend } from '../src/engine/backend.js';
+
+const root = path.join(import.meta.dirname, '..');
+const wingspan = path.join(root, '..', 'shared', 'data', 'wingspan_ctr');
+
+describe('metrics', () => {
+  it('Dice by hand: 2 x 2 / (3 + 3), and 1 for two empty masks', () => {
+    assert.equal(dice([1, 1, 1, 0, 0], [0, 1, 1, 1, 0]), (2 * 2) / 6);
+    assert.equal(dice([0, 0], [0, 0]), 1);
+    assert.equal(dice([0.6, 0.4], [1, 1]), 2 / 3);
+  });
+
+  it('ROC AUC by hand, with ties counted half', () => {
+    // Pairs (pos, neg): (0.8 > 0.3), (0.8 > 0.5), (0.5 = 0.5: 1/2), (0.5 > 0.3) -> 3.5 / 4
+    assert.equal(rocAuc([0.3, 0.5, 0.8, 0.5], [0, 0, 1, 1]), 3.5 / 4);
+    assert.equal(rocAuc([0.1, 0.9], [1, 0]), 0);
+  });
+
+  it('kNN accuracy and silhouette separate clean clusters from mixed ones', () => {
+    const a = [[1, 0.1], [1, -0.1], [0.9, 0]].map((p) => Float32Array.from(p));
+    const b = [[0.1, 1], [-0.1, 1], [0, 0.9]].map((p) => Float32Array.from(p));
+    const labels = [0, 0, 0, 1, 1, 1];
+    assert.equal(knnAccuracy([...a, ...b], labels, 2), 1);
+    assert.ok(silhouette([...a, ...b], labels) > 0.9);
+    assert.ok(silhouette([...a, ...b], [0, 1, 0, 1, 0, 1]) < 0);
+    assert.ok(Math.abs(std([2, 4, 4, 4, 5, 5, 7, 9]) - 2.138) < 1e-3);
+    const density = kde([0, 0, 0], [-1, 0, 1]);
+    assert.ok(density[1]! > density[0]! && Math.abs(density[0]! - density[2]!) < 1e-12);
+  });
+});
+
+describe('landmarks and parts', () => {
+  it('finds the ten landmarks on synthetic lung and heart masks', () => {
+    const side = 40;
+    const rect = (x0: number, y0: number, x1: number, y1: number): Float32Array => Float32Array.from({ length: side * side }, (_, i) => (i % side >= x0 && i % side <= x1 && Math.floor(i / side) >= y0 && Math.floor(i / side) <= y1 ? 1 : 0));
+    const p = landmarks(rect(4, 5, 15, 30), rect(24, 6, 35, 30), rect(14, 20, 28, 34), side)!;
+    assert.deepEqual(p[0], [9.5, 5]); // right lung apex: top row, mean x
+    assert.deepEqual(p[1], [29.5, 6]);
+    assert.deepEqual(p[2], [4, 30]); // right costophrenic angle: lowest, outermost (image left)
+    assert.deepEqual(p[3], [35, 30]);
+    assert.deepEqual(p[4], [9.5, 17.5]); // centroids
+    assert.deepEqual(p[6], [15, 18]); // right hilum: medial edge (image right) on the centroid row (rounded)
+    assert.deepEqual(p[7], [24, 18]);
+    assert.deepEqual(p[9], [28, 34]); // heart apex: lowest, image right
+    assert.equal(landmarks(new Float32Array(side * side), rect(0, 0, 1, 1), rect(0, 0, 1, 1), side), null);
+  });
+
+  it('splits a whole into 2, 3 and 4 parts that tile it', () => {
+    for (const n of [2, 3, 4]) {
+      const parts = splitWhole(10, 20, 31, 31, n);
+      assert.equal(parts.length, n);
+      assert.equal(parts.reduce((a, [, , w, h]) => a + w * h, 0), 31 * 31);
+    }
+  });
+});
+
+describe('U-Net', () => {
+  it('gives one logit per structure at the input size, and a loss that is 0-ish when right', async () => {
+    await useBackend('wasm');
+    const unet = new UNet(createBackbone('resnet-tiny', { width: 8 }), { classes: 2, decoderChannels: [16, 16, 8, 8, 8] });
+    const y = unet.forward(tf.zeros([2, 64, 96, 1]) as tf.Tensor4D, { training: true });
+    assert.deepEqual(y.shape, [2, 64, 96, 2]);
+    const target = tf.tensor4d([1, 0, 0, 1], [1, 2, 2, 1]);
+    const good = segmentationLoss(tf.tensor4d([20, -20, -20, 20], [1, 2, 2, 1]), target).dataSync()[0]!;
+    const bad = segmentationLoss(tf.tensor4d([-20, 20, 20, -20], [1, 2, 2, 1]), target).dataSync()[0]!;
+    assert.ok(good < 0.35 && bad > 1.5, `good ${good}, bad ${bad}`);
+    unet.dispose();
+    unet.encoder.dispose();
+  });
+});
+
+describe('eden evaluate (tiny preset)', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
+  it('writes report.json with Dice values, report.md and the plots', () => {
+    const out = mkdtempSync(path.join(tmpdir(), 'eden-eval-'));
+    const run = mkdtempSync(path.join(tmpdir(), 'eden-eval-run-'));
+    const pre = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'pretrain', '--preset', 'tiny', '--out', run], { cwd: root, encoding: 'utf8' });
+    assert.equal(pre.status, 0, pre.stderr);
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', '--preset', 'tiny', '--task', 'fewshot-seg', '--data', wingspan, '--checkpoint', run, '--baseline', 'random', '--shots', '3', '--seeds', '1', '--combine', 'lungs=left_lung+right_lung', '--out', out],
+      { cwd: root, encoding: 'utf8' },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+    assert.deepEqual(report.fewshot.structures, ['lungs', 'heart']);
+    assert.equal(report.fewshot.runs.length, 2);
+    for (const run of report.fewshot.runs) {
+      for (const s of ['lungs', 'heart']) assert.ok(run.dice[s] >= 0 && run.dice[s] <= 1, `${run.model} ${s} ${run.dice[s]}`);
+      // The k training images never overlap the fixed test split.
+      assert.ok(run.train.every((f: string) => !report.fewshot.testImages.includes(f)));
+    }
+    assert.ok(existsSync(path.join(out, 'report.md')) && existsSync(path.join(out, 'fewshot.png')));
+    assert.match(readFileSync(path.join(out, 'report.md'), 'utf8'), /\| random \| \d+\.\d ± 0\.0 \|/);
+  });
+});
