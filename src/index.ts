@@ -73,3 +73,14 @@ export { exportSafetensors, exportTfjs, loadEncoderTfjs, torchStateDict } from '
 // report
 export { plotLossCurve, readMetrics } from './report/loss-curve.js';
 export { renderVegaLite } from './report/plot.js';
+
+// evaluation
+export { resolveEvaluateConfig, EVALUATE_PRESETS, type EvaluateConfig } from './config/evaluate.js';
+export { evaluate, reportMarkdown, TASKS, SEGMENTATION_FOLDER_TASKS, type Task, type EvaluateOptions, type EvaluationReport } from './eval/evaluate.js';
+export { loadSegmentationData, fewShotSegmentation, fineTuneAndTest, segmentationLoss, summarise, type SegmentationData, type FewShotRun, type FewShotSummaryRow } from './eval/fewshot.js';
+export { loadClassificationData, linearProbe, fineTuneClassifier, type ClassificationData, type ClassificationScores } from './eval/classify.js';
+export { compositionality, locality, landmarks, splitWhole, embedCrops, LANDMARKS, type LocalityResult, type CompositionResult } from './eval/probes.js';
+export { dice, rocAuc, knnAccuracy, silhouette, cosine, kde, mean, std } from './eval/metrics.js';
+export { checkpointSource, randomSource, resolveSources, type ModelSource } from './eval/models.js';
+export { UNet, type UNetArgs } from './models/unet.js';
+export { augmentPair, DEFAULT_PAIRED_AUGMENT, type PairedAugmentOptions } from './data/paired-transforms.js';

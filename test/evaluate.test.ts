@@ -109,3 +109,26 @@ describe('eden evaluate (tiny preset)', { skip: existsSync(wingspan) ? undefined
     assert.match(readFileSync(path.join(out, 'report.md'), 'utf8'), /\| random \| \d+\.\d ± 0\.0 \|/);
   });
 });
+
+describe('eden evaluate --task classify (tiny preset)', () => {
+  const data = path.join(root, '..', 'shared', 'data');
+  for (const [name, args] of [
+    ['a folder with a CSV manifest and a split column (nih1000_64px)', ['--data', path.join(data, 'nih1000_64px'), '--label-column', 'abnormal']],
+    ['a MedMNIST .npz (pneumoniamnist)', ['--data', path.join(data, 'pneumoniamnist', 'pneumoniamnist.npz')]],
+  ] as [string, string[]][]) {
+    it(`reports linear-probe and fine-tuned AUC and accuracy on ${name}`, (t) => {
+      if (!existsSync(args[1]!)) return t.skip(`${args[1]} not found`);
+      const out = mkdtempSync(path.join(tmpdir(), 'eden-cls-'));
+      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', '--preset', 'tiny', '--task', 'classify', ...args, '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--out', out], { cwd: root, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+      assert.deepEqual(report.classification.classes, ['0', '1']);
+      const res = report.classification.results.random;
+      for (const k of ['linearProbe', 'fineTune']) {
+        assert.ok(res[k].meanAuc >= 0 && res[k].meanAuc <= 1, `${k} AUC ${res[k].meanAuc}`);
+        assert.ok(res[k].accuracy >= 0 && res[k].accuracy <= 1);
+      }
+      assert.match(readFileSync(path.join(out, 'report.md'), 'utf8'), /\| random \| 0\.\d{3} \|/);
+    });
+  }
+});

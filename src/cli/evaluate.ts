@@ -3,7 +3,7 @@ import path from 'node:path';
 import { EdenError } from '../core/errors.js';
 import { EVALUATE_PRESETS, resolveEvaluateConfig } from '../config/evaluate.js';
 import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
-import { evaluate, TASKS, type Task } from '../eval/evaluate.js';
+import { evaluate, SEGMENTATION_FOLDER_TASKS, TASKS, type Task } from '../eval/evaluate.js';
 import { resolveSources } from '../eval/models.js';
 import { BACKBONES } from '../models/resnet.js';
 import { parseList, parsePositiveInt } from './options.js';
@@ -23,10 +23,12 @@ export function registerEvaluate(program: Command): void {
   program
     .command('evaluate')
     .description('judge checkpoints side by side: few-shot segmentation (U-Net, Dice), locality and compositionality of Eve; writes report.md, report.json and plots')
-    .requiredOption('--data <dir>', 'labelled folder in the images/ + masks/<structure>/ layout')
+    .requiredOption('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; with a CSV of labels for classify) or a MedMNIST-style .npz (classify)')
     .option('--checkpoint <ckpt>', 'encoder or pretraining checkpoint, or a run directory (repeatable)', collect, [])
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
-    .addOption(new Option('--task <task>', 'what to evaluate').choices([...TASKS, 'all']).default('all'))
+    .addOption(new Option('--task <task>', "what to evaluate ('all' = fewshot-seg, locality and compositionality)").choices([...TASKS, 'all']).default('all'))
+    .option('--labels <csv>', 'classify: CSV manifest with labels (default: labels.csv in the folder)')
+    .option('--label-column <name>', "classify: the manifest's label column (default: 'label')")
     .addOption(new Option('--preset <name>', 'tiny (tests) | cpu (about an hour on 2 cores) | paper').choices(EVALUATE_PRESETS).default('cpu'))
     .option('--shots <list>', 'labelled images per fine-tuning, e.g. 3,6,12,24', parseList)
     .option('--seeds <n>', 'seeds per setting', parsePositiveInt)
@@ -39,14 +41,16 @@ export function registerEvaluate(program: Command): void {
     .option('--width <n>', "width of the 'random' baseline", parsePositiveInt)
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
     .requiredOption('--out <dir>', 'output folder for report.json, report.md and plots')
-    .action(async (opts: { data: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string }) => {
+    .action(async (opts: { labels?: string; labelColumn?: string; data: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string }) => {
       await useBackend(opts.backend);
       const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed });
       const sources = await resolveSources(opts.checkpoint, opts.baseline, { backbone: opts.arch, width: opts.width });
       const t0 = Date.now();
       const report = await evaluate({
         data: opts.data,
-        tasks: opts.task === 'all' ? [...TASKS] : [opts.task],
+        tasks: opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task],
+        labels: opts.labels,
+        labelColumn: opts.labelColumn,
         sources,
         config,
         out: opts.out,
@@ -55,6 +59,7 @@ export function registerEvaluate(program: Command): void {
         combine: opts.combine,
         onLog: (line) => process.stderr.write(`${line}\n`),
       });
-      process.stdout.write(`wrote ${path.join(opts.out, 'report.md')}, ${path.join(opts.out, 'report.json')} and ${report.plots.join(', ')} in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+      const files = [path.join(opts.out, 'report.md'), path.join(opts.out, 'report.json'), ...report.plots.map((p) => path.join(opts.out, p))];
+      process.stdout.write(`wrote ${files.join(', ')} in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
     });
 }

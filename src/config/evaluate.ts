@@ -22,6 +22,18 @@ export interface EvaluateConfig {
   };
   locality: { images: number; size: number; patchFraction: number };
   compositionality: { wholes: number; size: number; wholeFraction: number };
+  classification: {
+    size: number;
+    /** Full-batch epochs of the linear probe (logistic regression on frozen Eve). */
+    probeEpochs: number;
+    /** Steps, batch and learning rate of full fine-tuning. */
+    fineTuneSteps: number;
+    batchSize: number;
+    lr: number;
+    /** Caps on the images used (a seeded subsample), 0 for no cap. */
+    maxTrain: number;
+    maxTest: number;
+  };
 }
 
 const PRESETS: Record<string, EvaluateConfig> = {
@@ -32,6 +44,7 @@ const PRESETS: Record<string, EvaluateConfig> = {
     segmentation: { size: 64, steps: 4, batchSize: 2, lr: 1e-3, shots: [3], seeds: 1, testFraction: 0.2, maxTestImages: 6 },
     locality: { images: 6, size: 64, patchFraction: 1 / 8 },
     compositionality: { wholes: 12, size: 64, wholeFraction: 0.5 },
+    classification: { size: 64, probeEpochs: 50, fineTuneSteps: 3, batchSize: 4, lr: 3e-4, maxTrain: 24, maxTest: 16 },
   },
   // 3/6/12/24 shots x 3 seeds x 3 checkpoints on a ~259-image folder in about an hour on 2 cores
   // with the native kernels (measured figures in the evaluation issue's note).
@@ -41,6 +54,7 @@ const PRESETS: Record<string, EvaluateConfig> = {
     segmentation: { size: 160, steps: 120, batchSize: 8, lr: 1e-3, shots: [3, 6, 12, 24], seeds: 3, testFraction: 0.2, maxTestImages: 60 },
     locality: { images: 120, size: 128, patchFraction: 1 / 8 },
     compositionality: { wholes: 300, size: 128, wholeFraction: 0.5 },
+    classification: { size: 128, probeEpochs: 300, fineTuneSteps: 200, batchSize: 16, lr: 3e-4, maxTrain: 1000, maxTest: 500 },
   },
   // The paper's protocol (METHOD.md §6): 224 px, 3/6/12/24 shots; longer fine-tuning.
   paper: {
@@ -49,6 +63,7 @@ const PRESETS: Record<string, EvaluateConfig> = {
     segmentation: { size: 224, steps: 1000, batchSize: 8, lr: 1e-3, shots: [3, 6, 12, 24], seeds: 3, testFraction: 0.2, maxTestImages: 1000 },
     locality: { images: 500, size: 224, patchFraction: 1 / 8 },
     compositionality: { wholes: 1000, size: 224, wholeFraction: 0.5 },
+    classification: { size: 224, probeEpochs: 500, fineTuneSteps: 2000, batchSize: 32, lr: 3e-4, maxTrain: 0, maxTest: 0 },
   },
 };
 

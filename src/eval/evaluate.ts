@@ -13,9 +13,12 @@ import { fewShotSegmentation, loadSegmentationData, summarise, type FewShotRun, 
 import { kde, mean, std } from './metrics.js';
 import type { ModelSource } from './models.js';
 import { compositionality, landmarks, LANDMARKS, locality, type LocalityResult } from './probes.js';
+import { fineTuneClassifier, linearProbe, loadClassificationData, type ClassificationScores } from './classify.js';
 
-export const TASKS = ['fewshot-seg', 'locality', 'compositionality'] as const;
+export const TASKS = ['fewshot-seg', 'locality', 'compositionality', 'classify'] as const;
 export type Task = (typeof TASKS)[number];
+/** `--task all` on a segmentation folder; classification needs labels and is asked for by name. */
+export const SEGMENTATION_FOLDER_TASKS: Task[] = ['fewshot-seg', 'locality', 'compositionality'];
 
 export interface EvaluateOptions {
   data: string;
@@ -26,6 +29,9 @@ export interface EvaluateOptions {
   command: string;
   structures?: string[];
   combine?: Record<string, string[]>;
+  /** Classification: CSV manifest and its label column (folders), or a .npz as `data`. */
+  labels?: string;
+  labelColumn?: string;
   onLog?: (line: string) => void;
 }
 
@@ -39,6 +45,7 @@ export interface EvaluationReport {
   fewshot?: { structures: string[]; testImages: string[]; trainPool: number; runs: FewShotRun[]; summary: FewShotSummaryRow[]; seconds: number };
   locality?: { landmarks: readonly string[]; images: number; results: Record<string, Omit<LocalityResult, 'embedding2d' | 'labels'>>; seconds: number } | { skipped: string };
   compositionality?: { results: Record<string, { mean: number; std: number; byParts: Record<string, { mean: number; n: number }> }>; seconds: number };
+  classification?: { classes: string[]; train: number; test: number; results: Record<string, { linearProbe: ClassificationScores; fineTune: ClassificationScores }>; seconds: number };
   plots: string[];
 }
 
@@ -69,7 +76,22 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     report.plots.push(await plotFewShot(summary, path.join(o.out, 'fewshot.png')));
   }
 
-  const probes = o.tasks.filter((t) => t !== 'fewshot-seg');
+  if (o.tasks.includes('classify')) {
+    const t0 = Date.now();
+    const cfg = o.config.classification;
+    const data = await loadClassificationData(o.data, cfg.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.config.seed, maxTrain: cfg.maxTrain, maxTest: cfg.maxTest });
+    log(`classification: classes ${data.classes.join(', ')}; ${data.train.length} training and ${data.test.length} test images at ${cfg.size} px`);
+    const results: NonNullable<EvaluationReport['classification']>['results'] = {};
+    for (const s of o.sources) {
+      const linearProbeScores = await linearProbe(s, data, cfg);
+      const fineTune = await fineTuneClassifier(s, data, cfg, o.config.seed);
+      results[s.name] = { linearProbe: linearProbeScores, fineTune };
+      log(`classification, ${s.name}: linear probe AUC ${linearProbeScores.meanAuc.toFixed(3)} (accuracy ${(100 * linearProbeScores.accuracy).toFixed(1)}%), fine-tuned AUC ${fineTune.meanAuc.toFixed(3)} (accuracy ${(100 * fineTune.accuracy).toFixed(1)}%)`);
+    }
+    report.classification = { classes: data.classes, train: data.train.length, test: data.test.length, results, seconds: (Date.now() - t0) / 1000 };
+  }
+
+  const probes = o.tasks.filter((t) => t === 'locality' || t === 'compositionality');
   if (probes.length) {
     const data = await loadSegmentationData(o.data, PROBE_SIDE, { testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`) }).catch((err: Error) => err);
     if (data instanceof Error) throw data;
@@ -201,6 +223,15 @@ export function reportMarkdown(r: EvaluationReport): string {
     lines.push('', '## Compositionality', '', '| model | mean cosine | 2 parts | 3 parts | 4 parts |', '|---|---|---|---|---|');
     for (const [m, v] of Object.entries(r.compositionality.results)) lines.push(`| ${m} | ${v.mean.toFixed(3)} ± ${v.std.toFixed(3)} | ${['2', '3', '4'].map((k) => v.byParts[k]!.mean.toFixed(3)).join(' | ')} |`);
     lines.push('', '![compositionality](compositionality.png)');
+  }
+  if (r.classification) {
+    const c = r.classification;
+    lines.push('', '## Classification', '', `Classes: ${c.classes.join(', ')}; ${c.train} training and ${c.test} test images; linear probe = logistic regression on frozen Eve; fine-tuned = encoder + linear head, ${r.config.classification.fineTuneSteps} steps.`, '', '| model | linear probe AUC | linear probe accuracy | fine-tuned AUC | fine-tuned accuracy |', '|---|---|---|---|---|');
+    for (const [m, v] of Object.entries(c.results)) lines.push(`| ${m} | ${v.linearProbe.meanAuc.toFixed(3)} | ${(100 * v.linearProbe.accuracy).toFixed(1)}% | ${v.fineTune.meanAuc.toFixed(3)} | ${(100 * v.fineTune.accuracy).toFixed(1)}% |`);
+    if (c.classes.length > 2) {
+      lines.push('', '| model | ' + c.classes.map((k) => `AUC ${k} (probe / fine-tuned)`).join(' | ') + ' |', '|---|' + c.classes.map(() => '---').join('|') + '|');
+      for (const [m, v] of Object.entries(c.results)) lines.push(`| ${m} | ${c.classes.map((k) => `${v.linearProbe.aucPerClass[k]!.toFixed(3)} / ${v.fineTune.aucPerClass[k]!.toFixed(3)}`).join(' | ')} |`);
+    }
   }
   return `${lines.join('\n')}\n`;
 }

@@ -91,6 +91,12 @@ export function defineBatchNorm(store: ParameterStore, name: string, channels: n
   store.add(`${name}.running_var`, tf.ones([channels]), false);
 }
 
+/** PyTorch's default Linear init as tensors ([din, dout] weight, [dout] bias). */
+export function linearInit(din: number, dout: number, rng: Rng): { weight: tf.Tensor; bias: tf.Tensor } {
+  const bound = 1 / Math.sqrt(din);
+  return { weight: uniformInit([din, dout], bound, rng), bias: uniformInit([dout], bound, rng) };
+}
+
 export function defineLinear(store: ParameterStore, name: string, din: number, dout: number, rng: Rng): void {
   const bound = 1 / Math.sqrt(din);
   store.add(`${name}.weight`, uniformInit([din, dout], bound, rng));

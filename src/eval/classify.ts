@@ -1,0 +1,199 @@
+/**
+ * Classification (METHOD.md §6): a linear probe (logistic regression on frozen, standardised Eve)
+ * and full fine-tuning (encoder + linear head), reported as ROC AUC per class (one vs rest), mean
+ * AUC and accuracy on a test split.
+ *
+ * Data: a folder with a CSV manifest (`--labels`, `--label-column`; a `split` column with
+ * train/val(id)/test values is honoured, else a seeded 80/20 split), or a MedMNIST-style .npz
+ * (`train_images`, `train_labels`, `test_images`, `test_labels`; val is added to train).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { unzipSync } from 'fflate';
+import { parse as parseNpy } from 'npyjs';
+import { promises as fs } from 'node:fs';
+import { EdenError } from '../core/errors.js';
+import { deriveSeed, Rng } from '../core/rng.js';
+import type { EvaluateConfig } from '../config/evaluate.js';
+import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
+import { ImageDataset } from '../data/dataset.js';
+import { normalizeIntensity } from '../data/intensity.js';
+import { resizeGrey } from '../data/resize.js';
+import { scanDataset } from '../data/scan.js';
+import { augmentPair, DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
+import { linearInit } from '../models/layers.js';
+import type { ResNet } from '../models/resnet.js';
+import { rocAuc, mean } from './metrics.js';
+import type { ModelSource } from './models.js';
+
+export interface ClassificationData {
+  source: string;
+  classes: string[];
+  train: { image: Float32Array; label: number }[];
+  test: { image: Float32Array; label: number }[];
+  size: number;
+}
+
+function subsample<T>(items: T[], cap: number, rng: Rng): T[] {
+  return cap > 0 && items.length > cap ? rng.shuffle([...items]).slice(0, cap) : items;
+}
+
+/** Load labelled images for classification at `size`, [0, 1] per-image windowed. */
+export async function loadClassificationData(source: string, size: number, o: { labels?: string; labelColumn?: string; seed: number; maxTrain: number; maxTest: number }): Promise<ClassificationData> {
+  const rng = new Rng(deriveSeed(o.seed, 71));
+  let train: ClassificationData['train'] = [];
+  let test: ClassificationData['test'] = [];
+  let classes: string[];
+  if (source.endsWith('.npz')) {
+    const files = unzipSync(await fs.readFile(source));
+    const arr = (key: string): { data: Uint8Array; shape: number[] } | undefined => {
+      const f = files[`${key}.npy`];
+      if (!f) return undefined;
+      const a = parseNpy(f.buffer.slice(f.byteOffset, f.byteOffset + f.byteLength) as ArrayBuffer);
+      return { data: new Uint8Array((a.data as Uint8Array).buffer, (a.data as Uint8Array).byteOffset, (a.data as Uint8Array).byteLength), shape: a.shape };
+    };
+    const split = (name: string): ClassificationData['train'] => {
+      const im = arr(`${name}_images`);
+      const lb = arr(`${name}_labels`);
+      if (!im || !lb) return [];
+      if (im.shape.length !== 3) throw new EdenError('data', `${source}: ${name}_images must be [N, H, W] grey images, got [${im.shape}]`);
+      const [n, h, w] = im.shape as [number, number, number];
+      return Array.from({ length: n }, (_, i) => {
+        const grey = { width: w, height: h, data: Float32Array.from(im.data.subarray(i * h * w, (i + 1) * h * w)), bitDepth: 8, encoding: 'npz' };
+        return { image: resizeGrey(normalizeIntensity(grey), w, h, size, size), label: lb.data[i]! };
+      });
+    };
+    train = [...split('train'), ...split('val')];
+    test = split('test');
+    if (!train.length || !test.length) throw new EdenError('data', `${source}: expected train_images/train_labels and test_images/test_labels arrays`);
+    classes = [...new Set([...train, ...test].map((x) => x.label))].sort((a, b) => a - b).map(String);
+    const index = new Map(classes.map((c, i) => [Number(c), i]));
+    train = train.map((x) => ({ ...x, label: index.get(x.label)! }));
+    test = test.map((x) => ({ ...x, label: index.get(x.label)! }));
+  } else {
+    const scan = await scanDataset([source], { labels: o.labels });
+    if (!scan.manifest) throw new EdenError('data', `${source}: no label manifest; give --labels FILE.csv (or put labels.csv in the folder)`);
+    const column = o.labelColumn ?? (scan.manifest.labelColumns.includes('label') ? 'label' : undefined);
+    if (!column || !scan.manifest.labelColumns.includes(column)) throw new EdenError('data', `${scan.manifest.file}: choose the label column with --label-column (columns: ${scan.manifest.labelColumns.join(', ')})`);
+    const labelled = scan.images.filter((e) => e.labels?.[column] !== undefined && e.labels[column] !== '');
+    classes = [...new Set(labelled.map((e) => e.labels![column]!))].sort();
+    if (classes.length < 2) throw new EdenError('data', `${scan.manifest.file}: column '${column}' has ${classes.length} class(es); need at least 2`);
+    const ds = new ImageDataset(labelled, { size });
+    const items: { image: Float32Array; label: number; split?: string }[] = [];
+    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), split: s.entry.labels!['split'] });
+    const hasSplit = items.some((x) => x.split === 'test');
+    if (hasSplit) {
+      train = items.filter((x) => x.split !== 'test');
+      test = items.filter((x) => x.split === 'test');
+    } else {
+      const order = rng.shuffle([...items]);
+      const n = Math.max(1, Math.round(order.length * 0.2));
+      test = order.slice(0, n);
+      train = order.slice(n);
+    }
+  }
+  return { source, classes, train: subsample(train, o.maxTrain, rng), test: subsample(test, o.maxTest, rng), size };
+}
+
+async function features(backbone: ResNet, images: Float32Array[], size: number): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  for (let i = 0; i < images.length; i += 32) {
+    const batch = images.slice(i, i + 32);
+    const x = tf.tensor4d(Float32Array.from(batch.flatMap((im) => Array.from(im, (v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [batch.length, size, size, 1]);
+    const y = tf.tidy(() => backbone.forward(x, { training: false }).pooled);
+    const d = (await y.data()) as Float32Array;
+    for (let j = 0; j < batch.length; j++) out.push(d.slice(j * y.shape[1], (j + 1) * y.shape[1]));
+    tf.dispose([x, y]);
+  }
+  return out;
+}
+
+export interface ClassificationScores {
+  aucPerClass: Record<string, number>;
+  meanAuc: number;
+  accuracy: number;
+}
+
+function scores(prob: Float32Array, labels: number[], classes: string[]): ClassificationScores {
+  const c = classes.length;
+  const aucPerClass: Record<string, number> = {};
+  // Binary tasks report the positive class only (both one-vs-rest AUCs are equal).
+  const report = c === 2 ? [1] : classes.map((_, k) => k);
+  for (const k of report) aucPerClass[classes[k]!] = rocAuc(labels.map((_, i) => prob[i * c + k]!), labels.map((l) => (l === k ? 1 : 0)));
+  let correct = 0;
+  labels.forEach((l, i) => {
+    let best = 0;
+    for (let k = 1; k < c; k++) if (prob[i * c + k]! > prob[i * c + best]!) best = k;
+    if (best === l) correct++;
+  });
+  return { aucPerClass, meanAuc: mean(Object.values(aucPerClass).filter(Number.isFinite)), accuracy: correct / labels.length };
+}
+
+/** Logistic regression on frozen, standardised Eve (full batch, Adam, L2 1e-4). */
+export async function linearProbe(source: ModelSource, data: ClassificationData, cfg: EvaluateConfig['classification']): Promise<ClassificationScores> {
+  const backbone = await source.create();
+  try {
+    const ftr = await features(backbone, data.train.map((x) => x.image), data.size);
+    const fte = await features(backbone, data.test.map((x) => x.image), data.size);
+    const d = ftr[0]!.length;
+    const c = data.classes.length;
+    const mu = new Float32Array(d);
+    const sd = new Float32Array(d);
+    for (const f of ftr) for (let k = 0; k < d; k++) mu[k]! += f[k]! / ftr.length;
+    for (const f of ftr) for (let k = 0; k < d; k++) sd[k]! += (f[k]! - mu[k]!) ** 2 / ftr.length;
+    for (let k = 0; k < d; k++) sd[k] = Math.sqrt(sd[k]!) + 1e-6;
+    const stack = (fs: Float32Array[]): tf.Tensor2D => tf.tensor2d(Float32Array.from(fs.flatMap((f) => Array.from(f, (v, k) => (v - mu[k]!) / sd[k]!))), [fs.length, d]);
+    const xtr = stack(ftr);
+    const xte = stack(fte);
+    const ytr = tf.oneHot(tf.tensor1d(data.train.map((x) => x.label), 'int32'), c);
+    const w = tf.variable(tf.zeros([d, c]));
+    const b = tf.variable(tf.zeros([c]));
+    const opt = tf.train.adam(0.01);
+    for (let e = 0; e < cfg.probeEpochs; e++) {
+      tf.dispose(opt.minimize(() => tf.add(tf.losses.softmaxCrossEntropy(ytr, tf.add(tf.matMul(xtr, w), b)), tf.mul(1e-4, tf.sum(tf.square(w)))) as tf.Scalar, true, [w, b]) ?? []);
+    }
+    const prob = tf.tidy(() => tf.softmax(tf.add(tf.matMul(xte, w), b)));
+    const result = scores((await prob.data()) as Float32Array, data.test.map((x) => x.label), data.classes);
+    tf.dispose([xtr, xte, ytr, w, b, prob]);
+    opt.dispose();
+    return result;
+  } finally {
+    backbone.dispose();
+  }
+}
+
+/** Fine-tune encoder + linear head with cross-entropy and seeded augmentation. */
+export async function fineTuneClassifier(source: ModelSource, data: ClassificationData, cfg: EvaluateConfig['classification'], seed: number): Promise<ClassificationScores> {
+  const backbone = await source.create();
+  const c = data.classes.length;
+  const d = backbone.featureDim;
+  const rng = new Rng(deriveSeed(seed, 81));
+  const init = linearInit(d, c, rng);
+  const w = tf.variable(init.weight);
+  const b = tf.variable(init.bias);
+  const opt = tf.train.adam(cfg.lr);
+  const s = data.size;
+  const norm = (im: Float32Array): Float32Array => im.map((v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std);
+  try {
+    for (let step = 0; step < cfg.fineTuneSteps; step++) {
+      const batch = Array.from({ length: Math.min(cfg.batchSize, data.train.length) }, () => data.train[rng.int(data.train.length)]!);
+      const xs = Float32Array.from(batch.flatMap((x) => Array.from(norm(augmentPair(x.image, [], s, DEFAULT_PAIRED_AUGMENT, rng).image))));
+      const x = tf.tensor4d(xs, [batch.length, s, s, 1]);
+      const y = tf.oneHot(tf.tensor1d(batch.map((v) => v.label), 'int32'), c);
+      tf.dispose(opt.minimize(() => tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(backbone.forward(x, { training: true }).pooled, w), b)) as tf.Scalar, true, [...backbone.store.trainable(), w, b]) ?? []);
+      tf.dispose([x, y]);
+    }
+    const probs: number[] = [];
+    for (let i = 0; i < data.test.length; i += 32) {
+      const batch = data.test.slice(i, i + 32);
+      const x = tf.tensor4d(Float32Array.from(batch.flatMap((v) => Array.from(norm(v.image)))), [batch.length, s, s, 1]);
+      const p = tf.tidy(() => tf.softmax(tf.add(tf.matMul(backbone.forward(x, { training: false }).pooled, w), b)));
+      probs.push(...((await p.data()) as Float32Array));
+      tf.dispose([x, p]);
+    }
+    return scores(Float32Array.from(probs), data.test.map((x) => x.label), data.classes);
+  } finally {
+    tf.dispose([w, b]);
+    opt.dispose();
+    backbone.dispose();
+  }
+}
