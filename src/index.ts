@@ -84,3 +84,6 @@ export { dice, rocAuc, knnAccuracy, silhouette, cosine, kde, mean, std } from '.
 export { checkpointSource, randomSource, resolveSources, type ModelSource } from './eval/models.js';
 export { UNet, type UNetArgs } from './models/unet.js';
 export { augmentPair, DEFAULT_PAIRED_AUGMENT, type PairedAugmentOptions } from './data/paired-transforms.js';
+
+// interfaces: the anatomy explorer's server
+export { buildServer, defaultViewerDir, type ServeOptions } from './server/app.js';

@@ -12,6 +12,7 @@ import { registerDecompose } from './decompose.js';
 import { registerCheckpoint } from './checkpoint.js';
 import { registerInterop } from './interop.js';
 import { registerEvaluate } from './evaluate.js';
+import { registerServe } from './serve.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerCheckpoint(program);
   registerInterop(program);
   registerEvaluate(program);
+  registerServe(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

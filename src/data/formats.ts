@@ -8,6 +8,11 @@ export const DICOM_EXTENSIONS = new Set(['.dcm', '.dicom', '.dic']);
 
 export type ImageFormat = 'raster' | 'dicom';
 
+/** DICOM Part 10 bytes carry 'DICM' at offset 128. */
+export function hasDicomBytes(bytes: Uint8Array): boolean {
+  return bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d;
+}
+
 /** DICOM Part 10 files carry 'DICM' at byte 128. */
 export async function hasDicomMagic(file: string): Promise<boolean> {
   let handle: fs.FileHandle | undefined;

@@ -1,0 +1,144 @@
+/**
+ * The anatomy explorer in a real browser (Debian's chromium, driven by playwright-core): load the
+ * page, upload bundled radiographs, click inside the heart, check that the similarity map is drawn
+ * and peaks at the click, on both inference paths (in the page, and the server fallback); bad
+ * files show a message and the page keeps working; the server refuses paths outside the viewer.
+ * The screenshot is saved to test-artifacts/explorer.png.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import type { FastifyInstance } from 'fastify';
+import { useBackend } from '../../src/engine/backend.js';
+import { loadEncoder } from '../../src/models/encoder-file.js';
+import { buildServer } from '../../src/server/app.js';
+import { checkpointPaths } from '../../src/train/pretrain.js';
+
+const root = path.join(import.meta.dirname, '..', '..');
+const samples = path.join(root, 'samples', 'hannover_covid19');
+const CHROMIUM = '/usr/bin/chromium';
+const skip = !existsSync(CHROMIUM) ? `${CHROMIUM} not found: apt-get install chromium (.ci/run does)` : !existsSync(path.join(root, 'dist', 'viewer', 'index.html')) ? "the viewer is not built: run 'npm run build'" : undefined;
+
+describe('anatomy explorer (chromium)', { skip }, () => {
+  let app: FastifyInstance;
+  let url: string;
+  let browser: Browser;
+  const tmp = mkdtempSync(path.join(tmpdir(), 'eden-e2e-'));
+
+  before(async () => {
+    // EDEN_E2E_CHECKPOINT: show a real model (for the README's screenshot); default a tiny run.
+    let checkpoint = process.env['EDEN_E2E_CHECKPOINT'];
+    if (!checkpoint) {
+      const run = path.join(tmp, 'run');
+      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'pretrain', '--preset', 'tiny', '--out', run], { cwd: root, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      checkpoint = checkpointPaths(run).last;
+    }
+    await useBackend('wasm');
+    const { encoder, meta } = await loadEncoder(checkpoint);
+    app = await buildServer({ encoder, meta, data: samples, maxDataImages: 8 });
+    url = `${await app.listen({ port: 0, host: '127.0.0.1' })}/`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await app?.close();
+  });
+
+  async function open(query = ''): Promise<Page> {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.goto(url + query);
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('ready'), undefined, { timeout: 60000 });
+    return page;
+  }
+
+  async function clickHeartAndCheck(page: Page): Promise<void> {
+    await page.setInputFiles('#file-a', path.join(samples, '00870a9c.png'));
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('click a point'), undefined, { timeout: 60000 });
+    await page.setInputFiles('#file-b', path.join(samples, '00d96e05.png'));
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('B:'), undefined, { timeout: 60000 });
+    // The heart: below the middle, to the image's right of the centre line (the patient's left).
+    const canvas = page.locator('#canvas-a');
+    const box = (await canvas.boundingBox())!;
+    const [u, v] = [0.56, 0.66];
+    await canvas.click({ position: { x: u * box.width, y: v * box.height } });
+    await page.waitForFunction(() => (window as unknown as { eden: { heat: { a?: Float32Array } } }).eden.heat.a !== undefined);
+    const result = await page.evaluate(() => {
+      const s = (window as unknown as { eden: { heat: { a: Float32Array; b?: Float32Array; grid: [number, number] }; bestB?: unknown } }).eden;
+      const heat = Array.from(s.heat.a);
+      const best = heat.indexOf(Math.max(...heat));
+      const [h, w] = s.heat.grid;
+      // Is the map drawn? Sample the canvas where the click was: the overlay tints the grey.
+      const c = document.getElementById('canvas-a') as HTMLCanvasElement;
+      const px = c.getContext('2d')!.getImageData(Math.round(0.56 * c.width), Math.round(0.6 * c.height), 1, 1).data;
+      return { best, h, w, max: heat[best], tinted: !(px[0] === px[1] && px[1] === px[2]), hasB: s.heat.b !== undefined && s.bestB !== undefined };
+    });
+    const [bu, bv] = [((result.best % result.w) + 0.5) / result.w, (Math.floor(result.best / result.w) + 0.5) / result.h];
+    console.log(`heat map ${result.h}x${result.w}: maximum ${result.max!.toFixed(3)} at (${bu.toFixed(2)}, ${bv.toFixed(2)}), click at (${u}, ${v})`);
+    assert.ok(Math.abs(bu - u) <= 1 / result.w && Math.abs(bv - v) <= 1 / result.h, 'the similarity maximum is not at the click');
+    assert.ok(result.tinted, 'no heat map drawn over the image');
+    assert.ok(result.hasB, 'no map or best match on image B');
+  }
+
+  it('in-page inference: upload, click inside the heart, heat map peaks at the click; dataset matches shown', async () => {
+    const page = await open();
+    assert.match((await page.textContent('#model'))!, /inference in the page/);
+    await clickHeartAndCheck(page);
+    await page.waitForSelector('#matches figure img', { timeout: 30000 });
+    assert.ok((await page.locator('#matches figure').count()) >= 1);
+    const dir = path.join(root, 'test-artifacts');
+    mkdirSync(dir, { recursive: true });
+    await page.screenshot({ path: path.join(dir, 'explorer.png') });
+    await page.close();
+  });
+
+  it('server inference (the fallback for large models) gives the same behaviour', async () => {
+    const page = await open('?inference=server');
+    assert.match((await page.textContent('#model'))!, /inference on the server/);
+    await clickHeartAndCheck(page);
+    await page.close();
+  });
+
+  it('bad input shows a readable message and the page keeps working', async () => {
+    const page = await open();
+    const text = path.join(tmp, 'notes.png');
+    writeFileSync(text, 'this is not an image');
+    await page.setInputFiles('#file-a', text);
+    await page.waitForFunction(() => (document.getElementById('error')?.textContent ?? '').length > 0);
+    assert.match((await page.textContent('#error'))!, /notes\.png: not an image Eden can read/);
+    const dicom = path.join(tmp, 'broken.dcm');
+    const bytes = Buffer.alloc(600, 7);
+    bytes.write('DICM', 128, 'latin1');
+    writeFileSync(dicom, bytes);
+    await page.setInputFiles('#file-a', dicom);
+    await page.waitForFunction(() => /broken\.dcm/.test(document.getElementById('error')?.textContent ?? ''));
+    assert.match((await page.textContent('#error'))!, /broken\.dcm: .*(DICOM|pixel)/);
+    const huge = path.join(tmp, 'huge.png');
+    await sharp({ create: { width: 10000, height: 9000, channels: 3, background: '#000' } }).toColourspace('b-w').png().toFile(huge);
+    await page.setInputFiles('#file-a', huge);
+    await page.waitForFunction(() => /huge\.png/.test(document.getElementById('error')?.textContent ?? ''));
+    assert.match((await page.textContent('#error'))!, /huge\.png: image too large \(10000x9000/);
+    // Still working:
+    await clickHeartAndCheck(page);
+    await page.close();
+  });
+
+  it('the server serves only the viewer and its API: path traversal is refused', async () => {
+    for (const p of ['../package.json', '..%2f..%2fpackage.json', 'assets/..%2f..%2f..%2fpackage.json', '%2e%2e/%2e%2e/etc/passwd']) {
+      const r = await fetch(url + p);
+      assert.ok([400, 403, 404].includes(r.status), `${p} answered ${r.status}`);
+      assert.doesNotMatch(await r.text(), /"name": "eden-anatomy"|root:x:0/);
+    }
+    const info = await (await fetch(`${url}api/info`)).json();
+    assert.equal(info.data.images, 8);
+  });
+});

@@ -1,0 +1,13 @@
+// The browser build replaces src/engine/native.ts (an N-API addon loader) with this stub: the
+// fused native kernels never exist in a browser.
+import type * as tf from '@tensorflow/tfjs';
+
+export function nativeFusedAvailable(): boolean {
+  return false;
+}
+export function fusedBatchNormTrain(): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+  throw new Error('native kernels are not available in the browser');
+}
+export function fusedSgdEma(): boolean {
+  return false;
+}
