@@ -51,7 +51,7 @@ const PRESETS: Record<string, EvaluateConfig> = {
   cpu: {
     preset: 'cpu',
     seed: 0,
-    segmentation: { size: 160, steps: 120, batchSize: 8, lr: 1e-3, shots: [3, 6, 12, 24], seeds: 3, testFraction: 0.2, maxTestImages: 60 },
+    segmentation: { size: 160, steps: 100, batchSize: 8, lr: 1e-3, shots: [3, 6, 12, 24], seeds: 3, testFraction: 0.2, maxTestImages: 60 },
     locality: { images: 120, size: 128, patchFraction: 1 / 8 },
     compositionality: { wholes: 300, size: 128, wholeFraction: 0.5 },
     classification: { size: 128, probeEpochs: 300, fineTuneSteps: 200, batchSize: 16, lr: 3e-4, maxTrain: 1000, maxTest: 500 },
