@@ -6,11 +6,7 @@ import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
 import { evaluate, SEGMENTATION_FOLDER_TASKS, TASKS, type Task } from '../eval/evaluate.js';
 import { resolveSources } from '../eval/models.js';
 import { BACKBONES } from '../models/resnet.js';
-import { parseList, parsePositiveInt } from './options.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect, parseList, parsePositiveInt } from './options.js';
 
 /** 'lungs=left_lung+right_lung' -> { lungs: ['left_lung', 'right_lung'] } */
 function parseCombine(value: string, previous: Record<string, string[]>): Record<string, string[]> {

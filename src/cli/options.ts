@@ -12,3 +12,8 @@ export function parsePositiveInt(value: string): number {
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
   return n;
 }
+
+/** For repeatable options: each use appends its value. */
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

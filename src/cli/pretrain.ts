@@ -10,7 +10,7 @@ import { plotLossCurve } from '../report/loss-curve.js';
 import { createProgress } from './progress.js';
 import { nativeStatus } from '../engine/native.js';
 import { readCheckpoint } from '../train/checkpoint.js';
-import { parseList, parsePositiveInt } from './options.js';
+import { collect, parseList, parsePositiveInt } from './options.js';
 
 /** The bundled sample radiographs, used when no data are given. */
 export function bundledSamples(): string {
@@ -38,10 +38,6 @@ interface PretrainFlags {
   checkpointEvery?: number;
   maxStepsPerEpoch?: number;
   cache?: string;
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 /** Flags -> a partial config (only what was given). */

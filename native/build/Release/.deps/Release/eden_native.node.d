@@ -1,1 +1,0 @@
-cmd_Release/eden_native.node := ln -f "Release/obj.target/eden_native.node" "Release/eden_native.node" 2>/dev/null || (rm -rf "Release/eden_native.node" && cp -af "Release/obj.target/eden_native.node" "Release/eden_native.node")

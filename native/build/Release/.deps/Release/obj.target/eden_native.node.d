@@ -1,1 +1,0 @@
-cmd_Release/obj.target/eden_native.node := g++ -o Release/obj.target/eden_native.node -shared -pthread -rdynamic -fopenmp -m64  -Wl,-soname=eden_native.node -Wl,--start-group Release/obj.target/eden_native/src/eden_native.o -Wl,--end-group -ldnnl
