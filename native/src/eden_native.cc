@@ -75,7 +75,8 @@ bool readArgs(napi_env env, napi_callback_info info, Args& a) {
   return true;
 }
 
-float* at(const Args& a, int32_t offset) { return reinterpret_cast<float*>(a.heap + offset); }
+// Offsets travel in an Int32Array but are unsigned: the wasm heap may grow past 2 GiB.
+float* at(const Args& a, int32_t offset) { return reinterpret_cast<float*>(a.heap + static_cast<uint32_t>(offset)); }
 
 // Conv parameters, in this order in `params`:
 //  0 xOff 1 wOff 2 yOff  3 N 4 H 5 W 6 Ci  7 KH 8 KW 9 Co  10 OH 11 OW
@@ -487,7 +488,7 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
 
 // Fused SGD (momentum, weight decay; PyTorch semantics) and EMA teacher update, in place:
 //   g' = g + wd p;  v = first ? g' : mu v + g';  p -= lr v;  t = m t + (1 - m) p
-// 0 pOff 1 gOff 2 vOff 3 tOff (-1: no teacher) 4 n 5 lr 6 mu 7 wd 8 m (float bits) 9 first
+// 0 pOff 1 gOff 2 vOff 3 tOff 4 n 5 lr 6 mu 7 wd 8 m (float bits) 9 first 10 hasTeacher
 napi_value SgdEma(napi_env env, napi_callback_info info) {
   Args a;
   if (!readArgs(env, info, a)) return nullptr;
@@ -495,7 +496,7 @@ napi_value SgdEma(napi_env env, napi_callback_info info) {
   float* p = at(a, q[0]);
   const float* g = at(a, q[1]);
   float* v = at(a, q[2]);
-  float* t = q[3] >= 0 ? at(a, q[3]) : nullptr;
+  float* t = q[10] != 0 ? at(a, q[3]) : nullptr;
   const int64_t n = q[4];
   const float lr = asFloat(q[5]), mu = asFloat(q[6]), wd = asFloat(q[7]), m = asFloat(q[8]);
   const bool first = q[9] != 0;

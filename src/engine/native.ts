@@ -12,6 +12,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { EdenError } from '../core/errors.js';
 
 interface NativeAddon {
   conv2d(heap: ArrayBuffer, params: Int32Array): void;
@@ -65,7 +66,13 @@ export function nativeStatus(): { active: boolean; detail: string } {
 }
 
 function offset(backend: BackendWasm, t: Info): number {
-  return backend.dataIdMap.get(t.dataId)!.memoryOffset;
+  const at = backend.dataIdMap.get(t.dataId)!.memoryOffset;
+  // TF.js does not check its wasm malloc: offset 0 means the 4 GiB wasm32 heap is exhausted, and
+  // writing there would corrupt the heap.
+  if (at === 0 && t.shape.reduce((a, b) => a * b, 1) > 0) {
+    throw new EdenError('engine', `out of wasm memory: the ${t.shape.join('x')} tensor does not fit in the 4 GiB wasm heap; use a smaller batch or image size`);
+  }
+  return at;
 }
 
 function heap(backend: BackendWasm): ArrayBuffer {
@@ -284,7 +291,7 @@ export function fusedSgdEma(p: tf.Variable, g: tf.Tensor, v: tf.Variable, t: tf.
   for (const x of t ? [p, v, t] : [p, v]) if (backend.refCount(x.dataId) !== 1 || x.dtype !== 'float32') return false;
   if (g.dtype !== 'float32' || g.size !== p.size) return false;
   const o = (x: tf.Tensor): number => backend.dataIdMap.get(x.dataId)!.memoryOffset;
-  addon!.sgdEma(heap(backend), Int32Array.from([o(p), o(g), o(v), t ? o(t) : -1, p.size, floatBits(s.lr), floatBits(s.momentum), floatBits(s.weightDecay), floatBits(s.ema), s.first ? 1 : 0]));
+  addon!.sgdEma(heap(backend), Int32Array.from([o(p), o(g), o(v), t ? o(t) : 0, p.size, floatBits(s.lr), floatBits(s.momentum), floatBits(s.weightDecay), floatBits(s.ema), s.first ? 1 : 0, t ? 1 : 0]));
   return true;
 }
 
