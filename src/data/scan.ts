@@ -89,13 +89,17 @@ async function walk(dir: string): Promise<string[]> {
   return out;
 }
 
-async function isDir(p: string): Promise<boolean> {
+async function statKind(p: string): Promise<'dir' | 'file' | undefined> {
   try {
-    return (await fs.stat(p)).isDirectory();
+    const st = await fs.stat(p);
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
+
+const isDir = async (p: string): Promise<boolean> => (await statKind(p)) === 'dir';
+const fileExists = async (p: string): Promise<boolean> => (await statKind(p)) === 'file';
 
 async function collectImages(files: string[], root: string, result: ScanResult): Promise<ImageEntry[]> {
   const images: ImageEntry[] = [];
@@ -155,14 +159,6 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
     }
   }
   return result;
-}
-
-async function fileExists(p: string): Promise<boolean> {
-  try {
-    return (await fs.stat(p)).isFile();
-  } catch {
-    return false;
-  }
 }
 
 /** Pairs masks with images by stem; returns the images kept (one per stem). */

@@ -21,8 +21,8 @@ import { resizeGrey } from '../data/resize.js';
 import { scanDataset } from '../data/scan.js';
 import { augmentPair, DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
 import { linearInit } from '../models/layers.js';
-import type { ResNet } from '../models/resnet.js';
 import { rocAuc, mean } from './metrics.js';
+import { embedCrops } from './probes.js';
 import type { ModelSource } from './models.js';
 
 export interface ClassificationData {
@@ -94,18 +94,8 @@ export async function loadClassificationData(source: string, size: number, o: { 
   return { source, classes, train: subsample(train, o.maxTrain, rng), test: subsample(test, o.maxTest, rng), size };
 }
 
-async function features(backbone: ResNet, images: Float32Array[], size: number): Promise<Float32Array[]> {
-  const out: Float32Array[] = [];
-  for (let i = 0; i < images.length; i += 32) {
-    const batch = images.slice(i, i + 32);
-    const x = tf.tensor4d(Float32Array.from(batch.flatMap((im) => Array.from(im, (v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [batch.length, size, size, 1]);
-    const y = tf.tidy(() => backbone.forward(x, { training: false }).pooled);
-    const d = (await y.data()) as Float32Array;
-    for (let j = 0; j < batch.length; j++) out.push(d.slice(j * y.shape[1], (j + 1) * y.shape[1]));
-    tf.dispose([x, y]);
-  }
-  return out;
-}
+/** Frozen Eve of [0, 1] images: the same embedding as the locality and compositionality probes. */
+const features = embedCrops;
 
 export interface ClassificationScores {
   aucPerClass: Record<string, number>;
