@@ -264,6 +264,23 @@ napi_value MatMul(napi_env env, napi_callback_info info) {
 
 // ---- Memory-bound kernels: plain loops, vectorised by the compiler, split over OpenMP threads.
 
+// Per-channel sums over the rows of a [rows, C] view, split across OpenMP threads in double
+// precision: `accumulate(r, acc)` adds row r's terms into acc ([k][C] accumulators). Returns the
+// totals, [k][C].
+template <typename F>
+std::vector<double> channelSums(int64_t rows, int64_t C, int k, F accumulate) {
+  std::vector<double> total(k * C, 0.0);
+#pragma omp parallel if (rows * C > 65536)
+  {
+    std::vector<double> acc(k * C, 0.0);
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < rows; r++) accumulate(r, acc.data());
+#pragma omp critical
+    for (int64_t i = 0; i < k * C; i++) total[i] += acc[i];
+  }
+  return total;
+}
+
 // Per-channel reduction of a [rows, C] view (NHWC over N, H, W): 0 xOff 1 outOff 2 rows 3 C 4 mean
 // Double accumulators: batch-norm statistics sum ~1e5 rows.
 napi_value ReduceRows(napi_env env, napi_callback_info info) {
@@ -274,18 +291,9 @@ napi_value ReduceRows(napi_env env, napi_callback_info info) {
   float* out = at(a, p[1]);
   const int64_t rows = p[2], C = p[3];
   const bool mean = p[4] != 0;
-  std::vector<double> total(C, 0.0);
-#pragma omp parallel if (rows * C > 65536)
-  {
-    std::vector<double> acc(C, 0.0);
-#pragma omp for schedule(static) nowait
-    for (int64_t r = 0; r < rows; r++) {
-      const float* row = x + r * C;
-      for (int64_t c = 0; c < C; c++) acc[c] += row[c];
-    }
-#pragma omp critical
-    for (int64_t c = 0; c < C; c++) total[c] += acc[c];
-  }
+  const std::vector<double> total = channelSums(rows, C, 1, [&](int64_t r, double* acc) {
+    for (int64_t c = 0; c < C; c++) acc[c] += x[r * C + c];
+  });
   const double scale = mean ? 1.0 / static_cast<double>(rows) : 1.0;
   for (int64_t c = 0; c < C; c++) out[c] = static_cast<float>(total[c] * scale);
   return nullptr;
@@ -397,30 +405,17 @@ napi_value BatchNormForward(napi_env env, napi_callback_info info) {
   float* varOut = at(a, p[5]);
   const int64_t rows = p[6], C = p[7];
   const double eps = asFloat(p[8]);
-  std::vector<double> sum(C, 0.0), sq(C, 0.0);
-#pragma omp parallel if (rows * C > 65536)
-  {
-    std::vector<double> acc(C, 0.0);
-#pragma omp for schedule(static) nowait
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t c = 0; c < C; c++) acc[c] += x[r * C + c];
-#pragma omp critical
-    for (int64_t c = 0; c < C; c++) sum[c] += acc[c];
-  }
+  const std::vector<double> sum = channelSums(rows, C, 1, [&](int64_t r, double* acc) {
+    for (int64_t c = 0; c < C; c++) acc[c] += x[r * C + c];
+  });
   std::vector<float> mean(C), scale(C), shift(C);
   for (int64_t c = 0; c < C; c++) mean[c] = static_cast<float>(sum[c] / rows);
-#pragma omp parallel if (rows * C > 65536)
-  {
-    std::vector<double> acc(C, 0.0);
-#pragma omp for schedule(static) nowait
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t c = 0; c < C; c++) {
-        const double d = x[r * C + c] - mean[c];
-        acc[c] += d * d;
-      }
-#pragma omp critical
-    for (int64_t c = 0; c < C; c++) sq[c] += acc[c];
-  }
+  const std::vector<double> sq = channelSums(rows, C, 1, [&](int64_t r, double* acc) {
+    for (int64_t c = 0; c < C; c++) {
+      const double d = x[r * C + c] - mean[c];
+      acc[c] += d * d;
+    }
+  });
   for (int64_t c = 0; c < C; c++) {
     const double var = sq[c] / rows;
     meanOut[c] = mean[c];
@@ -452,23 +447,16 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
   const double eps = asFloat(p[10]);
   std::vector<float> rstd(C);
   for (int64_t c = 0; c < C; c++) rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
-  std::vector<double> sdy(C, 0.0), sdyx(C, 0.0);
-#pragma omp parallel if (rows * C > 65536)
-  {
-    std::vector<double> a1(C, 0.0), a2(C, 0.0);
-#pragma omp for schedule(static) nowait
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t c = 0; c < C; c++) {
-        const float g = dy[r * C + c];
-        a1[c] += g;
-        a2[c] += g * (x[r * C + c] - mean[c]) * rstd[c];
-      }
-#pragma omp critical
+  // Row r adds dy to sums[0][c] and dy * xhat to sums[1][c].
+  const std::vector<double> sums = channelSums(rows, C, 2, [&](int64_t r, double* acc) {
     for (int64_t c = 0; c < C; c++) {
-      sdy[c] += a1[c];
-      sdyx[c] += a2[c];
+      const float g = dy[r * C + c];
+      acc[c] += g;
+      acc[C + c] += g * (x[r * C + c] - mean[c]) * rstd[c];
     }
-  }
+  });
+  const double* sdy = sums.data();
+  const double* sdyx = sums.data() + C;
   std::vector<float> k1(C), k2(C), k3(C);
   for (int64_t c = 0; c < C; c++) {
     dbeta[c] = static_cast<float>(sdy[c]);

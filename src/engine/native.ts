@@ -69,7 +69,7 @@ function offset(backend: BackendWasm, t: Info): number {
   const at = backend.dataIdMap.get(t.dataId)!.memoryOffset;
   // TF.js does not check its wasm malloc: offset 0 means the 4 GiB wasm32 heap is exhausted, and
   // writing there would corrupt the heap.
-  if (at === 0 && t.shape.reduce((a, b) => a * b, 1) > 0) {
+  if (at === 0 && tf.util.sizeFromShape(t.shape) > 0) {
     throw new EdenError('engine', `out of wasm memory: the ${t.shape.join('x')} tensor does not fit in the 4 GiB wasm heap; use a smaller batch or image size`);
   }
   return at;
@@ -77,6 +77,11 @@ function offset(backend: BackendWasm, t: Info): number {
 
 function heap(backend: BackendWasm): ArrayBuffer {
   return backend.wasm.HEAPU8.buffer as ArrayBuffer;
+}
+
+/** Rows of an NHWC tensor seen as [rows, C]: every axis but the last. */
+function rowsOf(t: Info): number {
+  return tf.util.sizeFromShape(t.shape.slice(0, -1));
 }
 
 function pair(v: unknown): [number, number] {
@@ -173,7 +178,7 @@ function reduceChannels(name: 'Mean' | 'Sum', args: KernelArgs): Info {
   const allButLast = rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i);
   if (!allButLast || x.dtype !== 'float32') return fallback(name, args);
   const c = x.shape[rank - 1]!;
-  const rows = x.shape.slice(0, -1).reduce((p, q) => p * q, 1);
+  const rows = rowsOf(x);
   const out = backend.makeOutput(attrs['keepDims'] ? [...new Array<number>(rank - 1).fill(1), c] : [c], 'float32');
   addon!.reduceRows(heap(backend), Int32Array.from([offset(backend, x), offset(backend, out), rows, c, name === 'Mean' ? 1 : 0]));
   return out;
@@ -187,7 +192,7 @@ function binary(name: keyof typeof BINARY_OPS, args: KernelArgs): Info {
   const a = inputs['a']!;
   const b = inputs['b']!;
   if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(name, args);
-  const size = (s: number[]): number => s.reduce((p, q) => p * q, 1);
+  const size = tf.util.sizeFromShape;
   const same = (x: number[], y: number[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
   const perChannel = (v: number[], full: number[]): boolean => {
     const c = full[full.length - 1]!;
@@ -246,7 +251,7 @@ function batchNormForward(args: KernelArgs): Info[] {
   const mean = backend.makeOutput([c], 'float32');
   const variance = backend.makeOutput([c], 'float32');
   const o = (t: Info): number => offset(backend, t);
-  addon!.batchNormForward(heap(backend), Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['beta']!), o(y), o(mean), o(variance), x.shape.slice(0, -1).reduce((p, q) => p * q, 1), c, floatBits(attrs['epsilon'] as number)]));
+  addon!.batchNormForward(heap(backend), Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['beta']!), o(y), o(mean), o(variance), rowsOf(x), c, floatBits(attrs['epsilon'] as number)]));
   return [y, mean, variance];
 }
 
@@ -260,7 +265,7 @@ function batchNormBackward(args: KernelArgs): Info[] {
   const o = (t: Info): number => offset(backend, t);
   addon!.batchNormBackward(
     heap(backend),
-    Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['mean']!), o(inputs['variance']!), o(inputs['dy']!), o(dx), o(dgamma), o(dbeta), x.shape.slice(0, -1).reduce((p, q) => p * q, 1), c, floatBits(attrs['epsilon'] as number)]),
+    Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['mean']!), o(inputs['variance']!), o(inputs['dy']!), o(dx), o(dgamma), o(dbeta), rowsOf(x), c, floatBits(attrs['epsilon'] as number)]),
   );
   return [dx, dgamma, dbeta];
 }
