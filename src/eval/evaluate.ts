@@ -93,8 +93,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
 
   const probes = o.tasks.filter((t) => t === 'locality' || t === 'compositionality');
   if (probes.length) {
-    const data = await loadSegmentationData(o.data, PROBE_SIDE, { testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`) }).catch((err: Error) => err);
-    if (data instanceof Error) throw data;
+    const data = await loadSegmentationData(o.data, PROBE_SIDE, { testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`) });
     if (probes.includes('compositionality')) {
       const t0 = Date.now();
       const results: NonNullable<EvaluationReport['compositionality']>['results'] = {};
@@ -113,15 +112,16 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
       report.plots.push(await plotDensity(curves, path.join(o.out, 'compositionality.png')));
     }
     if (probes.includes('locality')) {
+      // The probe data (loaded once, above) hold every structure's mask; locality needs three.
       const names = ['right_lung', 'left_lung', 'heart'];
-      const scan = await loadSegmentationData(o.data, PROBE_SIDE, { structures: names, testFraction: 0, maxTestImages: 0, seed: o.config.seed }).catch((err: Error) => err);
-      if (scan instanceof Error) {
-        report.locality = { skipped: `locality needs heart, left_lung and right_lung masks: ${scan.message}` };
+      const at = names.map((n) => data.structures.indexOf(n));
+      if (at.some((i) => i < 0)) {
+        report.locality = { skipped: `locality needs heart, left_lung and right_lung masks: ${o.data} has ${data.structures.join(', ')}` };
         log(`locality skipped: ${report.locality.skipped}`);
       } else {
         const t0 = Date.now();
-        const items = scan.samples
-          .map((x) => ({ image: x.image, points: landmarks(x.masks[0]!, x.masks[1]!, x.masks[2]!, PROBE_SIDE) }))
+        const items = data.samples
+          .map((x) => ({ image: x.image, points: landmarks(x.masks[at[0]!]!, x.masks[at[1]!]!, x.masks[at[2]!]!, PROBE_SIDE) }))
           .filter((x): x is { image: Float32Array; points: [number, number][] } => x.points !== null)
           .slice(0, o.config.locality.images);
         const results: Record<string, Omit<LocalityResult, 'embedding2d' | 'labels'>> = {};
