@@ -132,3 +132,28 @@ describe('eden evaluate --task classify (tiny preset)', () => {
     });
   }
 });
+
+describe('evaluation loops free their tensors', () => {
+  it('few-shot fine-tuning, the linear probe and classifier fine-tuning leave tf.memory().numTensors as they found it', async () => {
+    await useBackend('wasm');
+    const { resolveEvaluateConfig } = await import('../src/config/evaluate.js');
+    const { fineTuneAndTest } = await import('../src/eval/fewshot.js');
+    const { linearProbe, fineTuneClassifier } = await import('../src/eval/classify.js');
+    const { randomSource } = await import('../src/eval/models.js');
+    const cfg = resolveEvaluateConfig('tiny');
+    const size = cfg.segmentation.size;
+    const image = (k: number): Float32Array => Float32Array.from({ length: size * size }, (_, i) => ((i * (k + 3)) % 97) / 97);
+    const mask = (k: number): Float32Array => Float32Array.from({ length: size * size }, (_, i) => ((i % size) > size / 2 + k ? 1 : 0));
+    const seg = { root: 'synthetic', structures: ['a'], samples: [0, 1, 2, 3].map((k) => ({ file: `s${k}`, image: image(k), masks: [mask(k)] })), test: [3], trainPool: [0, 1, 2] };
+    const cls = { source: 'synthetic', classes: ['0', '1'], train: [0, 1, 2, 3].map((k) => ({ image: image(k), label: k % 2 })), test: [4, 5].map((k) => ({ image: image(k), label: k % 2 })), size };
+    const source = randomSource('resnet-tiny', 8, 1);
+    const counts: number[] = [];
+    for (let run = 0; run < 2; run++) {
+      await fineTuneAndTest(source, seg, [0, 1, 2], cfg.segmentation, run);
+      await linearProbe(source, cls, cfg.classification);
+      await fineTuneClassifier(source, cls, cfg.classification, run);
+      counts.push(tf.memory().numTensors);
+    }
+    assert.equal(counts[1], counts[0], `tensor count moved: ${counts.join(' -> ')}`);
+  });
+});

@@ -97,6 +97,18 @@ export async function loadClassificationData(source: string, size: number, o: { 
 /** Frozen Eve of [0, 1] images: the same embedding as the locality and compositionality probes. */
 const features = embedCrops;
 
+/** Labels -> one-hot [N, C], without leaving the index tensor behind. */
+function oneHot(labels: number[], classes: number): tf.Tensor2D {
+  return tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), classes) as tf.Tensor2D);
+}
+
+/** A trainable variable taking over `init` (which is disposed). */
+function variableOf(init: tf.Tensor): tf.Variable {
+  const v = tf.variable(init);
+  init.dispose();
+  return v;
+}
+
 export interface ClassificationScores {
   aucPerClass: Record<string, number>;
   meanAuc: number;
@@ -134,9 +146,9 @@ export async function linearProbe(source: ModelSource, data: ClassificationData,
     const stack = (fs: Float32Array[]): tf.Tensor2D => tf.tensor2d(Float32Array.from(fs.flatMap((f) => Array.from(f, (v, k) => (v - mu[k]!) / sd[k]!))), [fs.length, d]);
     const xtr = stack(ftr);
     const xte = stack(fte);
-    const ytr = tf.oneHot(tf.tensor1d(data.train.map((x) => x.label), 'int32'), c);
-    const w = tf.variable(tf.zeros([d, c]));
-    const b = tf.variable(tf.zeros([c]));
+    const ytr = oneHot(data.train.map((x) => x.label), c);
+    const w = variableOf(tf.zeros([d, c]));
+    const b = variableOf(tf.zeros([c]));
     const opt = tf.train.adam(0.01);
     for (let e = 0; e < cfg.probeEpochs; e++) {
       tf.dispose(opt.minimize(() => tf.add(tf.losses.softmaxCrossEntropy(ytr, tf.add(tf.matMul(xtr, w), b)), tf.mul(1e-4, tf.sum(tf.square(w)))) as tf.Scalar, true, [w, b]) ?? []);
@@ -158,8 +170,8 @@ export async function fineTuneClassifier(source: ModelSource, data: Classificati
   const d = backbone.featureDim;
   const rng = new Rng(deriveSeed(seed, 81));
   const init = linearInit(d, c, rng);
-  const w = tf.variable(init.weight);
-  const b = tf.variable(init.bias);
+  const w = variableOf(init.weight);
+  const b = variableOf(init.bias);
   const opt = tf.train.adam(cfg.lr);
   const s = data.size;
   const norm = (im: Float32Array): Float32Array => im.map((v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std);
@@ -168,7 +180,7 @@ export async function fineTuneClassifier(source: ModelSource, data: Classificati
       const batch = Array.from({ length: Math.min(cfg.batchSize, data.train.length) }, () => data.train[rng.int(data.train.length)]!);
       const xs = Float32Array.from(batch.flatMap((x) => Array.from(norm(augmentPair(x.image, [], s, DEFAULT_PAIRED_AUGMENT, rng).image))));
       const x = tf.tensor4d(xs, [batch.length, s, s, 1]);
-      const y = tf.oneHot(tf.tensor1d(batch.map((v) => v.label), 'int32'), c);
+      const y = oneHot(batch.map((v) => v.label), c);
       tf.dispose(opt.minimize(() => tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(backbone.forward(x, { training: true }).pooled, w), b)) as tf.Scalar, true, [...backbone.store.trainable(), w, b]) ?? []);
       tf.dispose([x, y]);
     }
