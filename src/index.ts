@@ -76,11 +76,16 @@ export { renderVegaLite } from './report/plot.js';
 
 // evaluation
 export { resolveEvaluateConfig, EVALUATE_PRESETS, type EvaluateConfig } from './config/evaluate.js';
-export { evaluate, reportMarkdown, TASKS, SEGMENTATION_FOLDER_TASKS, type Task, type EvaluateOptions, type EvaluationReport } from './eval/evaluate.js';
-export { loadSegmentationData, fewShotSegmentation, fineTuneAndTest, segmentationLoss, summarise, type SegmentationData, type FewShotRun, type FewShotSummaryRow } from './eval/fewshot.js';
-export { loadClassificationData, linearProbe, fineTuneClassifier, type ClassificationData, type ClassificationScores } from './eval/classify.js';
-export { compositionality, locality, landmarks, splitWhole, embedCrops, LANDMARKS, type LocalityResult, type CompositionResult } from './eval/probes.js';
-export { dice, rocAuc, knnAccuracy, silhouette, cosine, kde, mean, std } from './eval/metrics.js';
+export { reportMarkdown } from './eval/report.js';
+export { evaluate, TASKS, SEGMENTATION_FOLDER_TASKS, type Task, type EvaluateOptions, type EvaluationReport } from './eval/evaluate.js';
+export { loadSegmentationData, fewShotSegmentation, fineTuneAndTest, atlasPrediction, drawSplit, summarise, compareFewShot, type SegmentationData, type FewShotRun, type FewShotSummaryRow, type FewShotComparison, type FewShotHooks } from './eval/fewshot.js';
+export { trainSegmenter, segmentationLoss, normaliseInput, SEGMENTATION_MODES, type SegmentationMode, type SegmenterTrainingOptions, type TrainedSegmenter, type LabelledImage } from './train/segmenter.js';
+export { pairedBootstrap, formatDifference, quantileSorted, type PairedDifference } from './eval/statistics.js';
+export { parseDerived, deriveMask, components, distanceTransformSquared, boundary, DERIVED_KINDS, type DerivedStructure, type DerivedKind } from './eval/targets.js';
+export { recalibrateBatchNorm } from './models/recalibrate.js';
+export { loadClassificationData, linearProbe, fineTuneClassifier, pairedAucDifference, type ClassificationData, type ClassificationScores } from './eval/classify.js';
+export { compositionality, locality, rawPixelLocality, landmarks, landmarkPatches, splitWhole, embedCrops, recalibrateOnCrops, LANDMARKS, type LocalityResult, type CompositionResult } from './eval/probes.js';
+export { dice, rocAuc, knnAccuracy, silhouette, cosine, kde, mean, std, surfaceDistance } from './eval/metrics.js';
 export { checkpointSource, randomSource, resolveSources, type ModelSource } from './eval/models.js';
 export { UNet, type UNetArgs } from './models/unet.js';
 export { augmentPair, DEFAULT_PAIRED_AUGMENT, type PairedAugmentOptions } from './data/paired-transforms.js';

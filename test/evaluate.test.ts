@@ -11,7 +11,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { dice, knnAccuracy, rocAuc, silhouette, std, kde } from '../src/eval/metrics.js';
 import { landmarks, splitWhole } from '../src/eval/probes.js';
-import { segmentationLoss } from '../src/eval/fewshot.js';
+import { segmentationLoss } from '../src/train/segmenter.js';
 import { UNet } from '../src/models/unet.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { useBackend } from '../src/engine/backend.js';
@@ -99,14 +99,27 @@ describe('eden evaluate (tiny preset)', { skip: existsSync(wingspan) ? undefined
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
     assert.deepEqual(report.fewshot.structures, ['lungs', 'heart']);
-    assert.equal(report.fewshot.runs.length, 2);
-    for (const run of report.fewshot.runs) {
-      for (const s of ['lungs', 'heart']) assert.ok(run.dice[s] >= 0 && run.dice[s] <= 1, `${run.model} ${s} ${run.dice[s]}`);
-      // The k training images never overlap the fixed test split.
-      assert.ok(run.train.every((f: string) => !report.fewshot.testImages.includes(f)));
+    // The atlas, then each model in the default modes (frozen, finetune).
+    assert.deepEqual(
+      report.fewshot.runs.map((r: { model: string; mode: string }) => `${r.model}/${r.mode}`),
+      ['atlas/atlas', `${path.basename(run)}/frozen`, `${path.basename(run)}/finetune`, 'random/frozen', 'random/finetune'],
+    );
+    for (const r of report.fewshot.runs) {
+      for (const s of ['lungs', 'heart']) {
+        assert.ok(r.dice[s] >= 0 && r.dice[s] <= 1, `${r.model} ${s} ${r.dice[s]}`);
+        assert.equal(r.perImage[s].dice.length, report.fewshot.testImages.length);
+      }
+      // The k training images and the validation images never overlap the fixed test split or each other.
+      assert.ok([...r.train, ...r.val].every((f: string) => !report.fewshot.testImages.includes(f)));
+      assert.ok(r.val.every((f: string) => !r.train.includes(f)));
     }
-    assert.ok(existsSync(path.join(out, 'report.md')) && existsSync(path.join(out, 'fewshot.png')));
-    assert.match(readFileSync(path.join(out, 'report.md'), 'utf8'), /\| random \| \d+\.\d ± 0\.0 \|/);
+    // Every pair within a mode, the atlas included, per structure and their mean.
+    assert.equal(report.fewshot.comparisons.length, 2 * 3 * 3);
+    assert.ok(existsSync(path.join(out, 'report.md')) && existsSync(path.join(out, 'fewshot-frozen.png')) && existsSync(path.join(out, 'fewshot-finetune.png')));
+    const md = readFileSync(path.join(out, 'report.md'), 'utf8');
+    assert.match(md, /\| random \| \d+\.\d ± 0\.0 \|/);
+    assert.match(md, /\| atlas \(no network\) \| \d+\.\d ± 0\.0 \|/);
+    assert.match(md, /\| random − atlas \| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]\*? \|/);
   });
 });
 
@@ -149,7 +162,7 @@ describe('evaluation loops free their tensors', () => {
     const source = randomSource('resnet-tiny', 8, 1);
     const counts: number[] = [];
     for (let run = 0; run < 2; run++) {
-      await fineTuneAndTest(source, seg, [0, 1, 2], cfg.segmentation, run);
+      for (const mode of ['finetune', 'frozen', 'linear'] as const) await fineTuneAndTest(source, seg, { train: [0, 1, 2], val: [3] }, cfg.segmentation, run, mode);
       await linearProbe(source, cls, cfg.classification);
       await fineTuneClassifier(source, cls, cfg.classification, run);
       counts.push(tf.memory().numTensors);

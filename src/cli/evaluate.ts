@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
 import { EdenError } from '../core/errors.js';
-import { EVALUATE_PRESETS, resolveEvaluateConfig } from '../config/evaluate.js';
+import { EVALUATE_PRESETS, resolveEvaluateConfig, SEGMENTATION_MODES } from '../config/evaluate.js';
 import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
 import { evaluate, SEGMENTATION_FOLDER_TASKS, TASKS, type Task } from '../eval/evaluate.js';
 import { resolveSources } from '../eval/models.js';
@@ -18,7 +18,7 @@ function parseCombine(value: string, previous: Record<string, string[]>): Record
 export function registerEvaluate(program: Command): void {
   program
     .command('evaluate')
-    .description('judge checkpoints side by side: few-shot segmentation (U-Net, Dice), locality and compositionality of Eve; writes report.md, report.json and plots')
+    .description('judge checkpoints side by side against floors (atlas, random init, raw pixels) with paired intervals: few-shot segmentation (frozen, fine-tuned, linear), locality, compositionality, classification; writes report.md, report.json and plots')
     .requiredOption('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; with a CSV of labels for classify) or a MedMNIST-style .npz (classify)')
     .option('--checkpoint <ckpt>', 'encoder or pretraining checkpoint, or a run directory (repeatable)', collect, [])
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
@@ -31,15 +31,17 @@ export function registerEvaluate(program: Command): void {
     .option('--steps <n>', 'fine-tuning steps per run', parsePositiveInt)
     .option('--size <px>', 'segmentation input size (multiple of 32)', parsePositiveInt)
     .option('--seed <n>', 'base seed', Number)
-    .option('--structures <list>', 'structures to segment (after --combine)', parseList)
+    .option('--mode <list>', `few-shot segmentation modes: ${SEGMENTATION_MODES.join(', ')} (default of the cpu preset: frozen,finetune)`, parseList)
+    .option('--structures <list>', 'structures to segment (after --combine); derived targets as BASE:apex, BASE:costophrenic, BASE:border (e.g. lungs:apex,heart:border)', parseList)
     .option('--combine <name=a+b>', 'unite masks into one structure, e.g. lungs=left_lung+right_lung (repeatable)', parseCombine, {})
     .addOption(new Option('--arch <name>', "architecture of the 'random' baseline when no checkpoint gives it").choices(BACKBONES))
     .option('--width <n>', "width of the 'random' baseline", parsePositiveInt)
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
     .requiredOption('--out <dir>', 'output folder for report.json, report.md and plots')
-    .action(async (opts: { labels?: string; labelColumn?: string; data: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string }) => {
+    .option('--resume', 'reuse the finished few-shot runs of the same configuration in --out (fewshot-runs.jsonl)')
+    .action(async (opts: { labels?: string; labelColumn?: string; data: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean }) => {
       await useBackend(opts.backend);
-      const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed });
+      const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode });
       const sources = await resolveSources(opts.checkpoint, opts.baseline, { backbone: opts.arch, width: opts.width });
       const t0 = Date.now();
       const report = await evaluate({
@@ -53,6 +55,7 @@ export function registerEvaluate(program: Command): void {
         command: ['eden', ...process.argv.slice(2)].join(' '),
         structures: opts.structures,
         combine: opts.combine,
+        resume: opts.resume,
         onLog: (line) => process.stderr.write(`${line}\n`),
       });
       const files = [path.join(opts.out, 'report.md'), path.join(opts.out, 'report.json'), ...report.plots.map((p) => path.join(opts.out, p))];

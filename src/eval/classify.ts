@@ -22,6 +22,8 @@ import { scanDataset } from '../data/scan.js';
 import { augmentPair, DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
 import { linearInit } from '../models/layers.js';
 import { rocAuc, mean } from './metrics.js';
+import { quantileSorted, type PairedDifference } from './statistics.js';
+import { recalibrateBatchNorm } from '../models/recalibrate.js';
 import { embedCrops } from './probes.js';
 import type { ModelSource } from './models.js';
 
@@ -113,9 +115,11 @@ export interface ClassificationScores {
   aucPerClass: Record<string, number>;
   meanAuc: number;
   accuracy: number;
+  /** Test-set probabilities [test images x classes], row-major: kept for paired comparisons. */
+  probabilities?: number[];
 }
 
-function scores(prob: Float32Array, labels: number[], classes: string[]): ClassificationScores {
+export function scores(prob: ArrayLike<number>, labels: number[], classes: string[]): ClassificationScores {
   const c = classes.length;
   const aucPerClass: Record<string, number> = {};
   // Binary tasks report the positive class only (both one-vs-rest AUCs are equal).
@@ -127,13 +131,57 @@ function scores(prob: Float32Array, labels: number[], classes: string[]): Classi
     for (let k = 1; k < c; k++) if (prob[i * c + k]! > prob[i * c + best]!) best = k;
     if (best === l) correct++;
   });
-  return { aucPerClass, meanAuc: mean(Object.values(aucPerClass).filter(Number.isFinite)), accuracy: correct / labels.length };
+  return { aucPerClass, meanAuc: mean(Object.values(aucPerClass).filter(Number.isFinite)), accuracy: correct / labels.length, probabilities: Array.from(prob) };
+}
+
+/**
+ * Mean AUC of A minus that of B, paired: a two-way bootstrap over seeds and test images (the same
+ * resampled images for both models), as eval/statistics.ts does for per-image scores.
+ */
+export function pairedAucDifference(a: number[][], b: number[][], labels: number[], classes: string[], o: { replicates?: number; seed?: number } = {}): PairedDifference {
+  const seeds = a.length;
+  const c = classes.length;
+  const n = labels.length;
+  const auc = (probs: number[], pick: Int32Array): number => {
+    const picked = Array.from(pick, (i) => probs.slice(i * c, i * c + c));
+    return scores(picked.flat(), Array.from(pick, (i) => labels[i]!), classes).meanAuc;
+  };
+  const all = Int32Array.from({ length: n }, (_, i) => i);
+  const diff = (pickSeeds: number[], pick: Int32Array): number => mean(pickSeeds.map((s) => auc(a[s]!, pick) - auc(b[s]!, pick)));
+  const observed = diff([...Array(seeds).keys()], all);
+  const rng = new Rng(o.seed ?? 0x5eed);
+  const replicates = o.replicates ?? 2000;
+  const values: number[] = [];
+  for (let r = 0; r < replicates; r++) {
+    const pickSeeds = Array.from({ length: seeds }, () => (seeds === 1 ? 0 : rng.int(seeds)));
+    const pick = Int32Array.from({ length: n }, () => rng.int(n));
+    const v = diff(pickSeeds, pick);
+    if (Number.isFinite(v)) values.push(v);
+  }
+  values.sort((x, y) => x - y);
+  const lo = quantileSorted(values, 0.025);
+  const hi = quantileSorted(values, 0.975);
+  return { mean: observed, lo, hi, significant: lo > 0 || hi < 0, seeds, images: n };
 }
 
 /** Logistic regression on frozen, standardised Eve (full batch, Adam, L2 1e-4). */
 export async function linearProbe(source: ModelSource, data: ClassificationData, cfg: EvaluateConfig['classification']): Promise<ClassificationScores> {
   const backbone = await source.create();
   try {
+    // Batch-norm statistics re-estimated on the training images (see models/recalibrate.ts).
+    const s = data.size;
+    function* batches(): Generator<tf.Tensor4D> {
+      for (let i = 0; i + 2 <= Math.min(data.train.length, 256); i += 32) {
+        const batch = data.train.slice(i, Math.min(i + 32, 256));
+        const x = tf.tensor4d(Float32Array.from(batch.flatMap((v) => Array.from(v.image, (p) => (p - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [batch.length, s, s, 1]);
+        try {
+          yield x;
+        } finally {
+          x.dispose();
+        }
+      }
+    }
+    recalibrateBatchNorm(backbone, batches());
     const ftr = await features(backbone, data.train.map((x) => x.image), data.size);
     const fte = await features(backbone, data.test.map((x) => x.image), data.size);
     const d = ftr[0]!.length;

@@ -1,20 +1,23 @@
 /**
- * Few-shot segmentation (METHOD.md §6): a U-Net on each encoder, fine-tuned on k labelled images
- * drawn with a seed from the train split, evaluated by Dice on a fixed test split of the same
- * folder (never overlapping; both saved in the report). One sigmoid output per structure, loss
- * BCE + soft Dice, image and masks augmented together by a seeded transform.
+ * Few-shot segmentation (METHOD.md §6), in the modes of train/segmenter.ts (finetune, frozen,
+ * linear) beside an atlas floor (the thresholded mean of the k training masks: no network).
+ * For each (shots, seed): k training images and a validation split for early stopping are drawn
+ * from the train pool; every model and mode gets the same images, seeds and augmentation draws, and
+ * is tested on one fixed test split of the same folder (never overlapping; all listed in the
+ * report). Per test image and structure, Dice and the 95% Hausdorff distance are kept, so that
+ * models can be compared pairwise (eval/statistics.ts).
  */
-import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import type { EvaluateConfig } from '../config/evaluate.js';
 import { ImageDataset, type Sample } from '../data/dataset.js';
-import { augmentPair, DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
+import { DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
 import { scanDataset } from '../data/scan.js';
-import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
-import { UNet } from '../models/unet.js';
-import { dice, mean, std } from './metrics.js';
+import { trainSegmenter, type SegmentationMode } from '../train/segmenter.js';
+import { dice, mean, std, surfaceDistance } from './metrics.js';
 import type { ModelSource } from './models.js';
+import { pairedBootstrap, type PairedDifference } from './statistics.js';
+import { deriveMask, parseDerived } from './targets.js';
 
 export interface SegmentationData {
   root: string;
@@ -37,11 +40,21 @@ export async function loadSegmentationData(root: string, size: number, o: { stru
   for (const [name, parts] of Object.entries(combine)) for (const p of parts) if (!scan.structures.includes(p)) throw new EdenError('data', `${root}: --combine ${name}=${parts.join('+')} names '${p}', which is not among ${scan.structures.join(', ')}`);
   const consumed = new Set(Object.values(combine).flat());
   const structures = o.structures ?? [...Object.keys(combine), ...scan.structures.filter((s) => !consumed.has(s))];
-  for (const s of structures) if (!scan.structures.includes(s) && !combine[s]) throw new EdenError('data', `${root}: no structure '${s}'; found ${scan.structures.join(', ')}${Object.keys(combine).length ? ` and combined ${Object.keys(combine).join(', ')}` : ''}`);
+  // A derived structure (targets.ts) names its base mask: a structure of the folder or a combined one.
+  const derived = new Map(structures.map((s) => [s, parseDerived(s)] as const));
+  const baseOf = (s: string): string => derived.get(s)?.base ?? s;
+  for (const s of structures) {
+    const b = baseOf(s);
+    if (!scan.structures.includes(b) && !combine[b]) throw new EdenError('data', `${root}: no structure '${b}'${b !== s ? ` (the base of '${s}')` : ''}; found ${scan.structures.join(', ')}${Object.keys(combine).length ? ` and combined ${Object.keys(combine).join(', ')}` : ''}`);
+  }
   const dataset = new ImageDataset(scan.images, { size, cache: 'none', onSkip: (s) => o.onSkip?.(s.message) });
   const samples: SegmentationData['samples'] = [];
   for await (const sample of dataset.iterate()) {
-    const masks = structures.map((s) => unite(sample, combine[s] ?? [s]));
+    const masks = structures.map((s) => {
+      const base = unite(sample, combine[baseOf(s)] ?? [baseOf(s)]);
+      const d = derived.get(s);
+      return base && d ? deriveMask(base, size, d) : base;
+    });
     if (masks.some((m) => m === undefined)) {
       o.onSkip?.(`${sample.entry.path}: left out (missing a mask of ${structures.join(', ')})`);
       continue;
@@ -64,127 +77,208 @@ function unite(sample: Sample, parts: string[]): Float32Array | undefined {
 
 export interface FewShotRun {
   model: string;
+  /** 'atlas' for the no-network floor. */
+  mode: SegmentationMode | 'atlas';
   shots: number;
   seed: number;
   train: string[];
+  val: string[];
+  /** Mean over the test split, per structure. */
   dice: Record<string, number>;
+  /** Per test image (in the order of the report's testImages), per structure. */
+  perImage: Record<string, { dice: number[]; hd95: number[] }>;
+  steps: number;
+  bestStep: number;
+  valDice: number;
   seconds: number;
 }
 
-function normalise(image: Float32Array): Float32Array {
-  return image.map((v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std);
+/** Dice and HD95 of per-structure probabilities against the test masks. */
+function score(data: SegmentationData, probs: Float32Array[][]): Pick<FewShotRun, 'dice' | 'perImage'> {
+  const size = Math.round(Math.sqrt(data.samples[0]!.image.length));
+  const perImage: FewShotRun['perImage'] = Object.fromEntries(data.structures.map((s) => [s, { dice: [], hd95: [] }]));
+  data.test.forEach((idx, j) => {
+    data.structures.forEach((s, k) => {
+      const truth = data.samples[idx]!.masks[k]!;
+      perImage[s]!.dice.push(dice(probs[j]![k]!, truth));
+      perImage[s]!.hd95.push(surfaceDistance(probs[j]![k]!, truth, size).hd95);
+    });
+  });
+  return { dice: Object.fromEntries(data.structures.map((s) => [s, mean(perImage[s]!.dice)])), perImage };
 }
 
-/** Fine-tune one encoder on `train` and return the mean Dice per structure on the test split. */
-export async function fineTuneAndTest(source: ModelSource, data: SegmentationData, train: number[], cfg: EvaluateConfig['segmentation'], seed: number): Promise<Record<string, number>> {
-  const size = cfg.size;
-  const c = data.structures.length;
+/** The atlas floor: each structure's mean training mask, thresholded at 0.5, predicted for every image. */
+export function atlasPrediction(data: SegmentationData, train: number[]): Float32Array[] {
+  return data.structures.map((_, k) => {
+    const px = data.samples[0]!.image.length;
+    const m = new Float32Array(px);
+    for (const i of train) {
+      const mask = data.samples[i]!.masks[k]!;
+      for (let p = 0; p < px; p++) m[p]! += mask[p]! / train.length;
+    }
+    return m.map((v) => (v >= 0.5 ? 1 : 0));
+  });
+}
+
+/** Train one encoder in one mode on `train`, early-stop on `val`, and score the test split. */
+export async function fineTuneAndTest(source: ModelSource, data: SegmentationData, split: { train: number[]; val: number[] }, cfg: EvaluateConfig['segmentation'], seed: number, mode: SegmentationMode = 'finetune'): Promise<Omit<FewShotRun, 'model' | 'mode' | 'shots' | 'seed' | 'train' | 'val' | 'seconds'>> {
   const backbone = await source.create();
-  const unet = new UNet(backbone, { classes: c, seed });
-  const optimizer = tf.train.adam(cfg.lr);
-  const rng = new Rng(deriveSeed(seed, 31));
-  const px = size * size;
+  const labelled = (i: number): { image: Float32Array; masks: Float32Array[] } => data.samples[i]!;
   try {
-    let cursor = train.length;
-    let order: number[] = [];
-    for (let step = 0; step < cfg.steps; step++) {
-      const b = Math.min(cfg.batchSize, Math.max(2, train.length));
-      const xs = new Float32Array(b * px);
-      const ys = new Float32Array(b * px * c);
-      for (let j = 0; j < b; j++) {
-        if (cursor >= order.length) {
-          order = rng.shuffle([...train]);
-          cursor = 0;
-        }
-        const s = data.samples[order[cursor++]!]!;
-        const aug = augmentPair(s.image, s.masks, size, DEFAULT_PAIRED_AUGMENT, rng);
-        xs.set(normalise(aug.image), j * px);
-        for (let i = 0; i < px; i++) for (let k = 0; k < c; k++) ys[(j * px + i) * c + k] = aug.masks[k]![i]!;
-      }
-      const x = tf.tensor4d(xs, [b, size, size, 1]);
-      const y = tf.tensor4d(ys, [b, size, size, c]);
-      const cost = optimizer.minimize(() => segmentationLoss(unet.forward(x, { training: true }), y), true, unet.trainable());
-      const value = cost ? (await cost.data())[0]! : NaN;
-      tf.dispose([x, y, cost!]);
-      if (!Number.isFinite(value)) throw new EdenError('non-finite-loss', `segmentation fine-tuning of ${source.name} diverged at step ${step + 1} (loss ${value}); lower the learning rate`);
+    const trained = await trainSegmenter(backbone, split.train.map(labelled), split.val.map(labelled), {
+      mode,
+      size: cfg.size,
+      batchSize: cfg.batchSize,
+      lr: cfg.lr,
+      encoderLrMultiplier: cfg.encoderLrMultiplier,
+      linearLr: cfg.linearLr,
+      maxSteps: mode === 'linear' ? cfg.linearSteps : cfg.steps,
+      evalEvery: cfg.evalEvery,
+      patience: cfg.patience,
+      bnBatches: cfg.bnBatches,
+      augment: DEFAULT_PAIRED_AUGMENT,
+      seed,
+    });
+    try {
+      const probs = await trained.predict(data.test.map((i) => data.samples[i]!.image));
+      return { ...score(data, probs), steps: trained.steps, bestStep: trained.bestStep, valDice: trained.valDice };
+    } finally {
+      trained.dispose();
     }
-    // Test: Dice per image and structure, averaged over the test split.
-    const scores: number[][] = data.structures.map(() => []);
-    for (let start = 0; start < data.test.length; start += 8) {
-      const batch = data.test.slice(start, start + 8);
-      const x = tf.tensor4d(Float32Array.from(batch.flatMap((i) => Array.from(normalise(data.samples[i]!.image)))), [batch.length, size, size, 1]);
-      const prob = tf.tidy(() => tf.sigmoid(unet.forward(x, { training: false })));
-      const p = (await prob.data()) as Float32Array;
-      tf.dispose([x, prob]);
-      batch.forEach((idx, j) => {
-        for (let k = 0; k < c; k++) {
-          const pred = new Float32Array(px);
-          for (let i = 0; i < px; i++) pred[i] = p[(j * px + i) * c + k]!;
-          scores[k]!.push(dice(pred, data.samples[idx]!.masks[k]!));
-        }
-      });
-    }
-    return Object.fromEntries(data.structures.map((s, k) => [s, mean(scores[k]!)]));
   } finally {
-    optimizer.dispose();
-    unet.dispose();
     backbone.dispose();
   }
 }
 
-/** BCE with logits + soft Dice (per structure, over the batch). */
-export function segmentationLoss(logits: tf.Tensor4D, target: tf.Tensor4D): tf.Scalar {
-  return tf.tidy(() => {
-    const bce = tf.losses.sigmoidCrossEntropy(target, logits);
-    const p = tf.sigmoid(logits);
-    const inter = tf.sum(tf.mul(p, target), [0, 1, 2]);
-    const total = tf.add(tf.sum(p, [0, 1, 2]), tf.sum(target, [0, 1, 2]));
-    const diceLoss = tf.sub(1, tf.mean(tf.div(tf.add(tf.mul(inter, 2), 1), tf.add(total, 1))));
-    return tf.add(bce, diceLoss) as tf.Scalar;
-  });
+/** The k training images and the validation split of one (shots, seed), the same for every model. */
+export function drawSplit(data: SegmentationData, shots: number, seed: number, valImages: number): { train: number[]; val: number[] } {
+  if (shots > data.trainPool.length) throw new EdenError('data', `${shots} shots need ${shots} training images; the train pool has ${data.trainPool.length}`);
+  const order = new Rng(seed).shuffle([...data.trainPool]);
+  const train = order.slice(0, shots).sort((a, b) => a - b);
+  const val = order.slice(shots, shots + valImages).sort((a, b) => a - b);
+  return { train, val };
+}
+
+export interface FewShotHooks {
+  /** A finished run of the same configuration to use instead of running it again (resume). */
+  reuse?: (key: Pick<FewShotRun, 'model' | 'mode' | 'shots' | 'seed'>) => FewShotRun | undefined;
+  /** Each run as it finishes (for progress, and for saving partial results). */
+  onRun?: (run: FewShotRun, done: number, total: number, reused: boolean) => void | Promise<void>;
+}
+
+/** Every (shots, seed) x model x mode run, plus the atlas per (shots, seed). */
+export async function fewShotSegmentation(sources: ModelSource[], data: SegmentationData, config: EvaluateConfig, hooks: FewShotHooks = {}): Promise<FewShotRun[]> {
+  const cfg = config.segmentation;
+  const runs: FewShotRun[] = [];
+  const total = cfg.shots.length * cfg.seeds * (1 + sources.length * cfg.modes.length);
+  const names = (idx: number[]): string[] => idx.map((i) => data.samples[i]!.file);
+  const record = async (run: FewShotRun, reused: boolean): Promise<void> => {
+    runs.push(run);
+    await hooks.onRun?.(run, runs.length, total, reused);
+  };
+  for (const shots of cfg.shots) {
+    for (let s = 0; s < cfg.seeds; s++) {
+      const seed = deriveSeed(config.seed, 41, shots, s);
+      const split = drawSplit(data, shots, seed, cfg.valImages);
+      const common = { shots, seed: s, train: names(split.train), val: names(split.val) };
+      const t0 = Date.now();
+      const atlas = atlasPrediction(data, split.train);
+      await record({ model: 'atlas', mode: 'atlas', ...common, ...score(data, data.test.map(() => atlas)), steps: 0, bestStep: 0, valDice: NaN, seconds: (Date.now() - t0) / 1000 }, false);
+      for (const source of sources) {
+        for (const mode of cfg.modes) {
+          const previous = hooks.reuse?.({ model: source.name, mode, shots, seed: s });
+          if (previous) {
+            await record(previous, true);
+            continue;
+          }
+          const t1 = Date.now();
+          const r = await fineTuneAndTest(source, data, split, cfg, seed, mode);
+          await record({ model: source.name, mode, ...common, ...r, seconds: (Date.now() - t1) / 1000 }, false);
+        }
+      }
+    }
+  }
+  return runs;
 }
 
 export interface FewShotSummaryRow {
   model: string;
+  mode: FewShotRun['mode'];
   shots: number;
   structure: string;
+  /** Mean and std over seeds of the test-split mean Dice. */
   mean: number;
   std: number;
+  /** Mean over seeds and images of HD95 in pixels at the evaluation size (empty predictions count as the image diagonal). */
+  hd95: number;
   n: number;
 }
 
-export function summarise(runs: FewShotRun[], structures: string[]): FewShotSummaryRow[] {
+/** HD95 with the no-surface case (NaN) replaced by the image diagonal, the worst possible value. */
+function hd95OrDiagonal(values: number[], size: number): number[] {
+  return values.map((v) => (Number.isFinite(v) ? v : Math.SQRT2 * size));
+}
+
+/** Per image values of a run for `structure` ('mean' averages the structures per image). */
+function perImage(r: FewShotRun, structures: string[], structure: string, metric: 'dice' | 'hd95', size: number): number[] {
+  const of = (s: string): number[] => (metric === 'dice' ? r.perImage[s]!.dice : hd95OrDiagonal(r.perImage[s]!.hd95, size));
+  if (structure !== 'mean') return of(structure);
+  const all = structures.map(of);
+  return all[0]!.map((_, i) => mean(all.map((a) => a[i]!)));
+}
+
+export function summarise(runs: FewShotRun[], structures: string[], size: number): FewShotSummaryRow[] {
   const rows: FewShotSummaryRow[] = [];
-  const keys = [...new Set(runs.map((r) => `${r.model}\u0000${r.shots}`))];
+  const keys = [...new Set(runs.map((r) => JSON.stringify([r.mode, r.model, r.shots])))];
   for (const key of keys) {
-    const [model, shots] = key.split('\u0000') as [string, string];
-    const group = runs.filter((r) => r.model === model && r.shots === Number(shots));
+    const [mode, model, shots] = JSON.parse(key) as [FewShotRun['mode'], string, number];
+    const group = runs.filter((r) => r.mode === mode && r.model === model && r.shots === shots);
     for (const s of [...structures, 'mean']) {
-      const values = group.map((r) => (s === 'mean' ? mean(structures.map((t) => r.dice[t]!)) : r.dice[s]!));
-      rows.push({ model, shots: Number(shots), structure: s, mean: mean(values), std: std(values), n: values.length });
+      const values = group.map((r) => mean(perImage(r, structures, s, 'dice', size)));
+      const hd = group.map((r) => mean(perImage(r, structures, s, 'hd95', size)));
+      rows.push({ model, mode, shots, structure: s, mean: mean(values), std: std(values), hd95: mean(hd), n: values.length });
     }
   }
   return rows;
 }
 
-/** Every (model, shots, seed) run; the k images of a (shots, seed) are the same for every model. */
-export async function fewShotSegmentation(sources: ModelSource[], data: SegmentationData, config: EvaluateConfig, onRun?: (run: FewShotRun, done: number, total: number) => void): Promise<FewShotRun[]> {
-  const cfg = config.segmentation;
-  const runs: FewShotRun[] = [];
-  const total = sources.length * cfg.shots.length * cfg.seeds;
-  for (const shots of cfg.shots) {
-    if (shots > data.trainPool.length) throw new EdenError('data', `${shots} shots need ${shots} training images; the train split has ${data.trainPool.length}`);
-    for (let s = 0; s < cfg.seeds; s++) {
-      const seed = deriveSeed(config.seed, 41, shots, s);
-      const train = new Rng(seed).shuffle([...data.trainPool]).slice(0, shots).sort((a, b) => a - b);
-      for (const source of sources) {
-        const t0 = Date.now();
-        const d = await fineTuneAndTest(source, data, train, cfg, seed);
-        const run: FewShotRun = { model: source.name, shots, seed: s, train: train.map((i) => data.samples[i]!.file), dice: d, seconds: (Date.now() - t0) / 1000 };
-        runs.push(run);
-        onRun?.(run, runs.length, total);
+export interface FewShotComparison {
+  /** The mode of A and B ('atlas' rows compare against the atlas in that mode's table). */
+  mode: SegmentationMode;
+  shots: number;
+  structure: string;
+  a: string;
+  b: string;
+  /** Dice of A minus Dice of B, paired over seeds and test images. */
+  dice: PairedDifference;
+}
+
+/**
+ * Every pair of models within each mode (the atlas joins every mode), per shots and structure
+ * (and their mean): the mean paired Dice difference with its 95% two-way bootstrap interval.
+ */
+export function compareFewShot(runs: FewShotRun[], structures: string[], size: number, o: { replicates?: number; seed?: number } = {}): FewShotComparison[] {
+  const out: FewShotComparison[] = [];
+  const modes = [...new Set(runs.map((r) => r.mode))].filter((m): m is SegmentationMode => m !== 'atlas');
+  const shotsList = [...new Set(runs.map((r) => r.shots))];
+  for (const mode of modes) {
+    const models = [...new Set(runs.filter((r) => r.mode === mode).map((r) => r.model)), 'atlas'];
+    for (const shots of shotsList) {
+      const bySeed = (model: string): FewShotRun[] =>
+        runs.filter((r) => r.shots === shots && r.model === model && (model === 'atlas' ? r.mode === 'atlas' : r.mode === mode)).sort((x, y) => x.seed - y.seed);
+      for (let i = 0; i < models.length; i++) {
+        for (let j = i + 1; j < models.length; j++) {
+          const ra = bySeed(models[i]!);
+          const rb = bySeed(models[j]!);
+          if (!ra.length || ra.length !== rb.length) continue;
+          for (const s of [...structures, 'mean']) {
+            const a = ra.map((r) => perImage(r, structures, s, 'dice', size));
+            const b = rb.map((r) => perImage(r, structures, s, 'dice', size));
+            out.push({ mode, shots, structure: s, a: models[i]!, b: models[j]!, dice: pairedBootstrap(a, b, { replicates: o.replicates, seed: deriveSeed(o.seed ?? 0, 91, shots, i, j) }) });
+          }
+        }
       }
     }
   }
-  return runs;
+  return out;
 }

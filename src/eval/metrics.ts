@@ -1,4 +1,6 @@
 /** Evaluation metrics as pure functions (MONAI-style: compute, then aggregate). */
+import { quantileSorted } from './statistics.js';
+import { boundary, distanceTransformSquared } from './targets.js';
 
 /** Dice of two binary masks: 2|P & G| / (|P| + |G|); 1 when both are empty. */
 export function dice(pred: ArrayLike<number>, truth: ArrayLike<number>, threshold = 0.5): number {
@@ -103,4 +105,32 @@ export function kde(values: number[], grid: number[]): number[] {
   const s = std(values) || 1e-3;
   const h = 1.06 * s * n ** -0.2;
   return grid.map((x) => values.reduce((acc, v) => acc + Math.exp(-0.5 * ((x - v) / h) ** 2), 0) / (n * h * Math.sqrt(2 * Math.PI)));
+}
+
+/**
+ * Symmetric surface distances between two binary masks [side * side], in pixels: HD95 is the
+ * larger of the two directed 95th percentiles of boundary-to-boundary distances (MONAI's
+ * `compute_hausdorff_distance(percentile=95)`), the mean surface distance averages both directions.
+ * Both masks empty: 0. Exactly one empty: NaN (no surface to measure; reports count it as the
+ * image diagonal, the worst possible value).
+ */
+export function surfaceDistance(pred: ArrayLike<number>, truth: ArrayLike<number>, side: number, threshold = 0.5): { hd95: number; mean: number } {
+  const p = Float32Array.from(pred as ArrayLike<number>, (v) => (v > threshold ? 1 : 0));
+  const t = Float32Array.from(truth as ArrayLike<number>, (v) => (v > 0.5 ? 1 : 0));
+  const bp = boundary(p, side);
+  const bt = boundary(t, side);
+  const np = bp.reduce((a, b) => a + b, 0);
+  const nt = bt.reduce((a, b) => a + b, 0);
+  if (np === 0 && nt === 0) return { hd95: 0, mean: 0 };
+  if (np === 0 || nt === 0) return { hd95: NaN, mean: NaN };
+  const toT = distanceTransformSquared(bt, side);
+  const toP = distanceTransformSquared(bp, side);
+  const dPT: number[] = [];
+  const dTP: number[] = [];
+  for (let i = 0; i < bp.length; i++) {
+    if (bp[i]) dPT.push(Math.sqrt(toT[i]!));
+    if (bt[i]) dTP.push(Math.sqrt(toP[i]!));
+  }
+  const q95 = (xs: number[]): number => quantileSorted(xs.sort((a, b) => a - b), 0.95);
+  return { hd95: Math.max(q95(dPT), q95(dTP)), mean: (dPT.reduce((a, b) => a + b, 0) + dTP.reduce((a, b) => a + b, 0)) / (dPT.length + dTP.length) };
 }

@@ -6,8 +6,18 @@
  * of the embeddings.
  *
  * Compositionality: random square "wholes" split into 2 (left | right), 3 (three vertical strips)
- * or 4 (2 x 2) parts; the cosine between Eve(whole) and the mean of Eve(parts), each crop resized
- * to the encoder's input size.
+ * or 4 (2 x 2) parts, each crop resized to the encoder's input size. Three numbers:
+ *  - raw cosine (the paper's): cos(Eve(whole), mean Eve(parts)). Pooled ReLU features are
+ *    non-negative and share a large common component, so this is near 1 for any encoder, random
+ *    ones included;
+ *  - centred cosine: the same after subtracting the encoder's mean Eve over random crops of the
+ *    same shape (wholes and each part shape have their own mean), so only what distinguishes this
+ *    region from any other counts;
+ *  - part-to-whole retrieval: each whole's centred, averaged parts ranked against its own centred
+ *    whole and M other wholes (top-1 accuracy, mean rank; chance is 1/(M+1) and (M+2)/2).
+ *
+ * Both probes use every encoder frozen, with its batch-norm statistics re-estimated on random crops
+ * of the probe's own scales (models/recalibrate.ts), as the few-shot probes do.
  */
 import * as tf from '@tensorflow/tfjs';
 import { TSNE } from '@saehrimnir/druidjs';
@@ -15,8 +25,9 @@ import { deriveSeed, Rng } from '../core/rng.js';
 import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { extractRegion } from '../data/views.js';
 import { resizeGrey } from '../data/resize.js';
+import { recalibrateBatchNorm } from '../models/recalibrate.js';
 import type { ResNet } from '../models/resnet.js';
-import { cosine, knnAccuracy, silhouette } from './metrics.js';
+import { cosine, knnAccuracy, mean, silhouette } from './metrics.js';
 
 /** Eve of square crops [size * size each] under `backbone` in evaluation mode. */
 export async function embedCrops(backbone: ResNet, crops: Float32Array[], size: number): Promise<Float32Array[]> {
@@ -37,11 +48,52 @@ function crop(image: Float32Array, side: number, x: number, y: number, w: number
   return resizeGrey(extractRegion(image, side, { x, y, width: w, height: h }), w, h, size, size);
 }
 
+/** `n` crops of w x h at random positions of random images, resized to `size`. */
+function randomCrops(images: Float32Array[], side: number, w: number, h: number, size: number, n: number, rng: Rng): Float32Array[] {
+  return Array.from({ length: n }, () => crop(images[rng.int(images.length)]!, side, rng.int(side - w + 1), rng.int(side - h + 1), w, h, size));
+}
+
+/**
+ * Re-estimate the backbone's batch-norm statistics on random crops of the given shapes (the
+ * probe's own inputs), in batches of 16. Every encoder of an evaluation gets the same crops.
+ */
+export function recalibrateOnCrops(backbone: ResNet, images: Float32Array[], side: number, shapes: [number, number][], size: number, perShape: number, seed: number): void {
+  const rng = new Rng(deriveSeed(seed, 57));
+  const crops = shapes.flatMap(([w, h]) => randomCrops(images, side, w, h, size, perShape, rng));
+  const order = rng.shuffle([...crops.keys()]);
+  function* batches(): Generator<tf.Tensor4D> {
+    for (let start = 0; start + 2 <= order.length; start += 16) {
+      const batch = order.slice(start, start + 16).map((i) => crops[i]!);
+      const x = tf.tensor4d(Float32Array.from(batch.flatMap((c) => Array.from(c, (v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [batch.length, size, size, 1]);
+      try {
+        yield x;
+      } finally {
+        x.dispose();
+      }
+    }
+  }
+  recalibrateBatchNorm(backbone, batches());
+}
+
+function meanVector(vs: Float32Array[]): Float32Array {
+  const out = new Float32Array(vs[0]!.length);
+  for (const v of vs) for (let k = 0; k < out.length; k++) out[k]! += v[k]! / vs.length;
+  return out;
+}
+
+function minus(a: Float32Array, b: Float32Array): Float32Array {
+  return a.map((v, k) => v - b[k]!);
+}
+
 // ---- Compositionality
 
 export interface CompositionResult {
-  /** Cosines per number of parts. */
+  /** Raw cosines per number of parts (the paper's measure). */
   byParts: Record<string, number[]>;
+  /** Centred cosines per number of parts. */
+  centredByParts: Record<string, number[]>;
+  /** Part-to-whole retrieval among `candidates` wholes (the true one included). */
+  retrieval: { top1: number; meanRank: number; candidates: number };
 }
 
 /** Parts of a whole (x, y, w, h) for n in {2, 3, 4}. */
@@ -57,10 +109,24 @@ export function splitWhole(x: number, y: number, w: number, h: number, n: number
   return [[x, y, hw, hh], [x + hw, y, w - hw, hh], [x, y + hh, hw, h - hh], [x + hw, y + hh, w - hw, h - hh]];
 }
 
-export async function compositionality(backbone: ResNet, images: Float32Array[], side: number, o: { wholes: number; size: number; wholeFraction: number; seed: number }): Promise<CompositionResult> {
+export async function compositionality(backbone: ResNet, images: Float32Array[], side: number, o: { wholes: number; size: number; wholeFraction: number; seed: number; retrieval: number; centring: number }): Promise<CompositionResult> {
+  const w = Math.round(side * o.wholeFraction);
+  // The shapes a crop can have: the whole, and each part shape (n = 3 parts differ by a pixel at most).
+  const shapeKey = (pw: number, ph: number): string => `${Math.round((3 * pw) / w)}x${Math.round((2 * ph) / w)}`;
+  const shapes = new Map<string, [number, number]>();
+  for (const n of [2, 3, 4]) for (const [, , pw, ph] of [[0, 0, w, w], ...splitWhole(0, 0, w, w, n)]) shapes.set(shapeKey(pw!, ph!), [pw!, ph!]);
+  recalibrateOnCrops(backbone, images, side, [...shapes.values()], o.size, Math.max(8, Math.ceil(o.centring / 2)), o.seed);
+
+  // Centring: the mean Eve of random crops of each shape.
+  const rngCentre = new Rng(deriveSeed(o.seed, 52));
+  const centre = new Map<string, Float32Array>();
+  for (const [key, [pw, ph]] of shapes) centre.set(key, meanVector(await embedCrops(backbone, randomCrops(images, side, pw, ph, o.size, o.centring, rngCentre), o.size)));
+
   const rng = new Rng(deriveSeed(o.seed, 51));
   const byParts: Record<string, number[]> = { '2': [], '3': [], '4': [] };
-  const w = Math.round(side * o.wholeFraction);
+  const centredByParts: Record<string, number[]> = { '2': [], '3': [], '4': [] };
+  const wholesCentred: Float32Array[] = [];
+  const partsCentred: Float32Array[] = [];
   for (let i = 0; i < o.wholes; i++) {
     const img = images[rng.int(images.length)]!;
     const x = rng.int(side - w + 1);
@@ -69,11 +135,27 @@ export async function compositionality(backbone: ResNet, images: Float32Array[],
     const parts = splitWhole(x, y, w, w, n);
     const crops = [crop(img, side, x, y, w, w, o.size), ...parts.map(([px, py, pw, ph]) => crop(img, side, px, py, pw, ph, o.size))];
     const e = await embedCrops(backbone, crops, o.size);
-    const agg = new Float32Array(e[0]!.length);
-    for (const p of e.slice(1)) for (let k = 0; k < agg.length; k++) agg[k]! += p[k]! / parts.length;
-    byParts[String(n)]!.push(cosine(e[0]!, agg));
+    byParts[String(n)]!.push(cosine(e[0]!, meanVector(e.slice(1))));
+    const whole = minus(e[0]!, centre.get(shapeKey(w, w))!);
+    const agg = meanVector(e.slice(1).map((p, j) => minus(p, centre.get(shapeKey(parts[j]![2], parts[j]![3]))!)));
+    centredByParts[String(n)]!.push(cosine(whole, agg));
+    wholesCentred.push(whole);
+    partsCentred.push(agg);
   }
-  return { byParts };
+
+  // Retrieval: each whole's parts against its own whole and M others (seeded draw).
+  const m = Math.min(o.retrieval, o.wholes - 1);
+  const rngRetrieval = new Rng(deriveSeed(o.seed, 53));
+  let top1 = 0;
+  let rankSum = 0;
+  for (let i = 0; i < o.wholes; i++) {
+    const others = rngRetrieval.shuffle([...Array(o.wholes).keys()].filter((j) => j !== i)).slice(0, m);
+    const own = cosine(partsCentred[i]!, wholesCentred[i]!);
+    const rank = 1 + others.filter((j) => cosine(partsCentred[i]!, wholesCentred[j]!) >= own).length;
+    if (rank === 1) top1++;
+    rankSum += rank;
+  }
+  return { byParts, centredByParts, retrieval: { top1: top1 / o.wholes, meanRank: rankSum / o.wholes, candidates: m + 1 } };
 }
 
 // ---- Locality
@@ -145,7 +227,8 @@ export interface LocalityResult {
   patches: number;
 }
 
-export async function locality(backbone: ResNet, items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number; seed: number }): Promise<LocalityResult> {
+/** The landmark patches of `items` (crops of p x p around each point, resized to `size`) and their landmark indices. */
+export function landmarkPatches(items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number }): { crops: Float32Array[]; labels: number[]; patch: number } {
   const p = Math.max(8, Math.round(side * o.patchFraction));
   const crops: Float32Array[] = [];
   const labels: number[] = [];
@@ -157,6 +240,26 @@ export async function locality(backbone: ResNet, items: { image: Float32Array; p
       labels.push(k);
     });
   }
+  return { crops, labels, patch: p };
+}
+
+/**
+ * The no-network floor of locality: each patch's pixels at 16 x 16, centred on their mean (so the
+ * cosine is the pixels' correlation). Whatever an encoder adds must beat this.
+ */
+export function rawPixelLocality(items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number }): Pick<LocalityResult, 'knnAccuracy' | 'silhouette' | 'patches'> {
+  const { crops, labels } = landmarkPatches(items, side, o);
+  const vectors = crops.map((c) => {
+    const small = resizeGrey(c, o.size, o.size, 16, 16);
+    const m = mean(Array.from(small));
+    return small.map((v) => v - m);
+  });
+  return { knnAccuracy: knnAccuracy(vectors, labels, 5), silhouette: silhouette(vectors, labels), patches: vectors.length };
+}
+
+export async function locality(backbone: ResNet, items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number; seed: number }): Promise<LocalityResult> {
+  const { crops, labels, patch } = landmarkPatches(items, side, o);
+  recalibrateOnCrops(backbone, items.map((i) => i.image), side, [[patch, patch]], o.size, Math.min(128, Math.max(32, crops.length)), o.seed);
   const emb = await embedCrops(backbone, crops, o.size);
   const tsne = new TSNE(emb.map((e) => Array.from(e)), { perplexity: Math.min(30, Math.max(5, Math.floor(emb.length / 10))), seed: deriveSeed(o.seed, 61) % 2 ** 31, d: 2 } as never);
   // druidjs returns the 2-D coordinates as an array of [x, y] rows for array input.

@@ -27,6 +27,12 @@ export interface BackboneOutput {
   pooled: tf.Tensor2D;
 }
 
+/** The stem after ReLU (stride 2) and each stage's output (strides 4, 8, 16, 32). */
+export interface EncoderFeatures {
+  stem: tf.Tensor4D;
+  stages: tf.Tensor4D[];
+}
+
 export class ResNet {
   readonly store = new ParameterStore();
   readonly args: Required<ResNetArgs>;
@@ -84,7 +90,7 @@ export class ResNet {
    * The multi-scale features a U-Net decoder needs: the stem after ReLU (stride 2) and the output
    * of each stage (strides 4, 8, 16, 32).
    */
-  forwardFeatures(x: tf.Tensor4D, ctx: ForwardContext): { stem: tf.Tensor4D; stages: tf.Tensor4D[] } {
+  forwardFeatures(x: tf.Tensor4D, ctx: ForwardContext): EncoderFeatures {
     const s = this.store;
     const stem = tf.relu(batchNorm(s, 'bn1', conv(s, 'conv1', x, 2, 3), ctx)) as tf.Tensor4D;
     let h = maxPool3x3s2(stem);

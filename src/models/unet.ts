@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../core/rng.js';
 import { batchNorm, conv, defineBatchNorm, defineConv, ParameterStore, type ForwardContext } from './layers.js';
-import type { ResNet } from './resnet.js';
+import type { EncoderFeatures, ResNet } from './resnet.js';
 
 export interface UNetArgs {
   classes: number;
@@ -26,9 +26,13 @@ export class UNet {
   constructor(encoder: ResNet, args: UNetArgs) {
     this.encoder = encoder;
     this.classes = args.classes;
-    this.channels = args.decoderChannels ?? [256, 128, 64, 32, 16];
-    const rng = new Rng(args.seed ?? 0);
     const { stem, stages } = encoder.stageChannels;
+    // segmentation_models_pytorch's default decoder (256, 128, 64, 32, 16), narrowed for narrow
+    // encoders (half of each skip's channels, at least 8) so that a CPU-sized encoder does not
+    // carry a decoder many times its size. ResNet-18/50 at full width get the default exactly.
+    const scaled = [stages[3]! / 2, stages[2]! / 2, stages[1]! / 2, stages[0]! / 2, stem / 4];
+    this.channels = args.decoderChannels ?? [256, 128, 64, 32, 16].map((c, i) => Math.max(8, Math.min(c, scaled[i]!)));
+    const rng = new Rng(args.seed ?? 0);
     // Skips for blocks 0..4: stage3 (/16), stage2 (/8), stage1 (/4), stem (/2), none (/1).
     const skips = [stages[2]!, stages[1]!, stages[0]!, stem, 0];
     let cin = stages[3]!;
@@ -45,7 +49,15 @@ export class UNet {
 
   /** x [B, H, W, 1] (H, W multiples of 32) -> logits [B, H, W, classes]. */
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-    const { stem, stages } = this.encoder.forwardFeatures(x, ctx);
+    return this.decode(this.encoder.forwardFeatures(x, ctx), ctx);
+  }
+
+  /**
+   * The decoder alone, on the encoder's multi-scale features. A frozen encoder's features can be
+   * computed outside the gradient tape (in inference mode) and passed here.
+   */
+  decode(features: EncoderFeatures, ctx: ForwardContext): tf.Tensor4D {
+    const { stem, stages } = features;
     const skips: (tf.Tensor4D | undefined)[] = [stages[2], stages[1], stages[0], stem, undefined];
     let h = stages[3]!;
     const d = this.decoder;

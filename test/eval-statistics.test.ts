@@ -1,0 +1,180 @@
+/**
+ * The pieces that make an evaluation discriminating, checked by hand: paired bootstrap intervals,
+ * derived targets (apex, costophrenic, border), surface distances, the atlas, and batch-norm
+ * re-estimation.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { formatDifference, pairedBootstrap, quantileSorted } from '../src/eval/statistics.js';
+import { boundary, components, deriveMask, distanceTransformSquared, parseDerived } from '../src/eval/targets.js';
+import { surfaceDistance } from '../src/eval/metrics.js';
+import { atlasPrediction, drawSplit, type SegmentationData } from '../src/eval/fewshot.js';
+import { recalibrateBatchNorm } from '../src/models/recalibrate.js';
+import { createBackbone } from '../src/models/resnet.js';
+import { useBackend } from '../src/engine/backend.js';
+import { Rng } from '../src/core/rng.js';
+
+const side = 32;
+/** A binary mask with the rectangle [x0, x1] x [y0, y1] (inclusive) set. */
+function rect(x0: number, y0: number, x1: number, y1: number, into: Float32Array = new Float32Array(side * side)): Float32Array {
+  for (let y = y0; y <= y1; y++) for (let x = x0; x <= x1; x++) into[y * side + x] = 1;
+  return into;
+}
+const count = (m: ArrayLike<number>): number => Array.from(m).filter((v) => v > 0.5).length;
+
+describe('paired bootstrap', () => {
+  it('quantiles interpolate linearly', () => {
+    assert.equal(quantileSorted([0, 10, 20, 30, 40], 0.5), 20);
+    assert.equal(quantileSorted([0, 10], 0.25), 2.5);
+    assert.equal(quantileSorted([0, 10, 20], 1), 20);
+  });
+
+  it('finds a constant improvement significant and gives its exact mean', () => {
+    const rng = new Rng(1);
+    const b = Array.from({ length: 5 }, () => Array.from({ length: 40 }, () => 0.6 + 0.2 * rng.next()));
+    const a = b.map((row) => row.map((v, i) => v + 0.03 + (i % 2 ? 0.01 : -0.01)));
+    const d = pairedBootstrap(a, b, { replicates: 500, seed: 3 });
+    assert.ok(Math.abs(d.mean - 0.03) < 1e-12, `${d.mean}`);
+    assert.ok(d.lo > 0 && d.lo < 0.03 && d.hi > 0.03, `${d.lo} ${d.hi}`);
+    assert.equal(d.significant, true);
+    assert.match(formatDifference(d), /^\+3\.0 \[\+\d\.\d, \+\d\.\d\]\*$/);
+  });
+
+  it('does not call identical models different, and its interval matches the normal theory for one seed', () => {
+    const rng = new Rng(2);
+    const n = 400;
+    const diffs = Array.from({ length: n }, () => rng.uniform(-1, 1)); // mean ~0, sd 1/sqrt(3)
+    const a = [diffs];
+    const b = [diffs.map(() => 0)];
+    const d = pairedBootstrap(a, b, { replicates: 4000, seed: 5 });
+    const m = diffs.reduce((x, y) => x + y, 0) / n;
+    const sd = Math.sqrt(diffs.reduce((x, y) => x + (y - m) ** 2, 0) / (n - 1));
+    const half = 1.96 * (sd / Math.sqrt(n));
+    assert.ok(Math.abs(d.hi - d.lo - 2 * half) / (2 * half) < 0.1, `width ${d.hi - d.lo} vs ${2 * half}`);
+    assert.ok(d.lo < m && m < d.hi);
+    const same = pairedBootstrap([diffs], [diffs], { replicates: 200 });
+    assert.deepEqual([same.mean, same.lo, same.hi, same.significant], [0, 0, 0, false]);
+  });
+
+  it('widens with seed-to-seed disagreement that per-image resampling alone would miss', () => {
+    // Two seeds: A wins by 10 points in one, loses by 8 in the other, identically on every image.
+    const b = [Array(30).fill(0.5), Array(30).fill(0.5)];
+    const a = [Array(30).fill(0.6), Array(30).fill(0.42)];
+    const d = pairedBootstrap(a, b, { replicates: 1000, seed: 7 });
+    assert.ok(d.lo <= -0.079 && d.hi >= 0.099, `${d.lo} ${d.hi}`);
+    assert.equal(d.significant, false);
+    assert.throws(() => pairedBootstrap(a, [b[0]!]), /same seeds/);
+  });
+});
+
+describe('derived targets', () => {
+  it('parses BASE:KIND[PERCENT] and refuses unknown kinds with the list', () => {
+    assert.deepEqual(parseDerived('lungs:apex'), { name: 'lungs:apex', base: 'lungs', kind: 'apex', percent: 15 });
+    assert.deepEqual(parseDerived('heart:border3'), { name: 'heart:border3', base: 'heart', kind: 'border', percent: 3 });
+    assert.equal(parseDerived('heart'), undefined);
+    assert.throws(() => parseDerived('heart:middle'), /BASE:apex, BASE:costophrenic or BASE:border/);
+  });
+
+  it('labels connected components (8-connectivity)', () => {
+    const m = rect(1, 1, 3, 3);
+    rect(4, 4, 5, 5, m); // touches diagonally: same component
+    rect(20, 20, 22, 22, m);
+    assert.deepEqual(components(m, side).map((c) => c.length), [9 + 4, 9]);
+  });
+
+  it('apex: the top 15% rows of each lung, both lungs of a combined mask', () => {
+    // Two 'lungs' 20 rows high: the top 3 rows (15% of 20) of each.
+    const m = rect(2, 5, 11, 24);
+    rect(18, 6, 27, 25, m);
+    const apex = deriveMask(m, side, { kind: 'apex', percent: 15 });
+    assert.equal(count(apex), 2 * 3 * 10);
+    assert.equal(apex[5 * side + 2], 1);
+    assert.equal(apex[8 * side + 2], 0); // row 8 is the 4th row of the left lung
+    assert.equal(apex[8 * side + 18], 1); // row 8 is the 3rd row of the right lung
+  });
+
+  it('costophrenic: the bottom rows of the lateral half, away from the midline on each side', () => {
+    const m = rect(2, 5, 11, 24); // image left: lateral = left half, x 2..6.5
+    rect(18, 5, 27, 24, m); // image right: lateral = right half, x 22.5..27
+    const cp = deriveMask(m, side, { kind: 'costophrenic', percent: 15 });
+    assert.equal(count(cp), 2 * 3 * 5);
+    assert.equal(cp[24 * side + 2], 1);
+    assert.equal(cp[24 * side + 11], 0);
+    assert.equal(cp[24 * side + 27], 1);
+    assert.equal(cp[24 * side + 18], 0);
+  });
+
+  it('border: a band of the given half-width on both sides of the boundary', () => {
+    const m = rect(8, 8, 23, 23);
+    const band = deriveMask(m, side, { kind: 'border', percent: 100 / side }); // 1 px
+    // The boundary ring (16x16 - 14x14 = 60), the ring 1 px outside (18x18 - 16x16 = 68) less its
+    // 4 corners (sqrt(2) from the nearest boundary pixel), and the ring 1 px inside (14x14 - 12x12 = 52).
+    assert.equal(count(band), 60 + (68 - 4) + 52);
+    assert.equal(band[16 * side + 16], 0);
+  });
+
+  it('distance transform agrees with brute force', () => {
+    const rng = new Rng(3);
+    const on = Array.from({ length: side * side }, () => rng.next() < 0.02);
+    const d = distanceTransformSquared(on, side);
+    for (let i = 0; i < side * side; i += 37) {
+      let best = Infinity;
+      for (let j = 0; j < side * side; j++) if (on[j]) best = Math.min(best, (i % side - (j % side)) ** 2 + (Math.floor(i / side) - Math.floor(j / side)) ** 2);
+      assert.equal(d[i], best);
+    }
+    assert.equal(count(boundary(rect(0, 0, 3, 3), side)), 12);
+  });
+});
+
+describe('surface distance and the atlas', () => {
+  it('HD95 and mean surface distance by hand', () => {
+    const a = rect(5, 5, 14, 14);
+    const b = rect(8, 5, 17, 14); // shifted 3 px right
+    const r = surfaceDistance(a, b, side);
+    assert.equal(r.hd95, 3);
+    assert.ok(r.mean > 0 && r.mean <= 3);
+    assert.deepEqual(surfaceDistance(a, a, side), { hd95: 0, mean: 0 });
+    assert.ok(Number.isNaN(surfaceDistance(new Float32Array(side * side), a, side).hd95));
+    assert.deepEqual(surfaceDistance(new Float32Array(side * side), new Float32Array(side * side), side), { hd95: 0, mean: 0 });
+  });
+
+  it('the atlas is the thresholded mean of the training masks', () => {
+    const img = new Float32Array(side * side);
+    const data: SegmentationData = {
+      root: 'x',
+      structures: ['s'],
+      samples: [rect(0, 0, 9, 9), rect(5, 0, 14, 9), rect(20, 20, 25, 25), rect(0, 0, 1, 1)].map((m, i) => ({ file: `f${i}`, image: img, masks: [m] })),
+      test: [3],
+      trainPool: [0, 1, 2],
+    };
+    const [atlas] = atlasPrediction(data, [0, 1, 2]);
+    // A pixel needs 2 of 3 masks: only the overlap of the first two (x 5..9, y 0..9).
+    assert.equal(count(atlas!), 50);
+    assert.equal(atlas![5], 1);
+    assert.equal(atlas![4], 0);
+    const split = drawSplit(data, 2, 11, 5);
+    assert.equal(split.train.length, 2);
+    assert.equal(split.val.length, 1);
+    assert.ok(split.train.every((i) => !split.val.includes(i) && data.trainPool.includes(i)));
+    assert.throws(() => drawSplit(data, 4, 1, 0), /4 shots need 4 training images; the train pool has 3/);
+  });
+});
+
+describe('batch-norm re-estimation', () => {
+  it('sets the running statistics to the average of the batch statistics, weights untouched', async () => {
+    await useBackend('wasm');
+    const net = createBackbone('resnet-tiny', { width: 4, seed: 1 });
+    const before = net.store.get('conv1.weight').arraySync();
+    const xs = [1, 2, 3].map((s) => tf.randomNormal([4, 32, 32, 1], 0.3, 1.5, 'float32', s) as tf.Tensor4D);
+    assert.equal(recalibrateBatchNorm(net, xs), 3);
+    // bn1 normalises conv1's output: its running mean must be the mean of the three batch means.
+    const expected = tf.tidy(() => tf.addN(xs.map((x) => tf.mean(tf.conv2d(x, net.store.get('conv1.weight') as unknown as tf.Tensor4D, 2, [[0, 0], [3, 3], [3, 3], [0, 0]]), [0, 1, 2]))).div(3));
+    const got = net.store.get('bn1.running_mean');
+    const err = tf.tidy(() => tf.max(tf.abs(tf.sub(expected, got))).dataSync()[0]!);
+    assert.ok(err < 1e-5, `running mean off by ${err}`);
+    assert.deepEqual(net.store.get('conv1.weight').arraySync(), before);
+    tf.dispose([...xs, expected]);
+    net.dispose();
+  });
+});
