@@ -17,12 +17,12 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../src/engine/backend.js';
-import { infoNce, l2Normalize, pruneMask } from '../src/ssl/loss.js';
+import { infoNce, l2Normalize, pruneMask, upperQuantile } from '../src/ssl/loss.js';
 import { MemoryQueue } from '../src/ssl/queue.js';
 import { updateMomentum, copyVariables } from '../src/ssl/momentum.js';
 import { Encoder } from '../src/models/encoder.js';
 import { SgdMomentum, cosineLearningRate } from '../src/train/optimizer.js';
-import { adamStep } from '../src/train/adam-step.js';
+import { adamStep, keySpread } from '../src/train/adam-step.js';
 
 const Q = [[1, 0.2, -0.3, 0.5], [0.1, 1, 0.4, -0.2], [-0.5, 0.3, 1, 0.1]];
 const K = [[0.9, 0.1, -0.2, 0.6], [0.3, 0.8, 0.2, 0.1], [-0.4, 0.2, 0.9, 0.3]];
@@ -58,6 +58,30 @@ describe('InfoNCE and the purposive pruner', () => {
       for (let i = 0; i < 3; i++) for (let j = 0; j < 4; j++) assert.ok(Math.abs(r.grad[i]![j]! - g.grad[i]![j]!) < 1e-5, `grad[${i}][${j}]`);
     });
   }
+
+  it('reports the positive and negative cosines it saw (diagnostics), computed by hand', () => {
+    const unit = (v: number[]): number[] => v.map((x) => x / Math.hypot(...v));
+    const [q, k, queue] = [Q.map(unit), K.map(unit), QUEUE.map(unit)];
+    const dot = (a: number[], b: number[]): number => a.reduce((s, x, i) => s + x * b[i]!, 0);
+    const pos = q.reduce((s, qi, i) => s + dot(qi, k[i]!), 0) / 3;
+    const negs = q.flatMap((qi) => queue.map((kj) => dot(qi, kj)));
+    const r = infoNce(l2Normalize(tf.tensor2d(Q)), l2Normalize(tf.tensor2d(K)), l2Normalize(tf.tensor2d(QUEUE)), { temperature: 0.2, pruneThreshold: 0.8 });
+    assert.ok(Math.abs(r.positive.dataSync()[0]! - pos) < 1e-6);
+    assert.ok(Math.abs(r.negativeMean.dataSync()[0]! - negs.reduce((a, b) => a + b, 0) / negs.length) < 1e-6);
+    // 15 values: the 99.9th percentile is the largest (the pruned 0.861 of GOLDEN.mask).
+    assert.ok(Math.abs(r.negativeP999.dataSync()[0]! - Math.max(...negs)) < 1e-6);
+    // 1000 values 0..999: the top ceil(0.001 * 1000) = 1 value -> 999; 2000 values -> the 2nd largest.
+    assert.equal(upperQuantile(tf.range(0, 1000), 0.999).dataSync()[0], 999);
+    assert.equal(upperQuantile(tf.range(0, 2000), 0.999).dataSync()[0], 1998);
+  });
+
+  it('key spread: ~1 for keys spread over the sphere, 0 for identical keys', () => {
+    // The 2 x 2 identity as keys: per-dimension std over the batch (population) 0.5, times sqrt(2).
+    assert.ok(Math.abs(keySpread(tf.tensor2d([[1, 0], [0, 1]])).dataSync()[0]! - 0.5 * Math.SQRT2) < 1e-6);
+    assert.equal(keySpread(tf.tensor2d([[0.6, 0.8], [0.6, 0.8], [0.6, 0.8]])).dataSync()[0], 0);
+    const random = l2Normalize(tf.randomNormal([4096, 128], 0, 1, 'float32', 1) as tf.Tensor2D);
+    assert.ok(Math.abs(keySpread(random).dataSync()[0]! - 1) < 0.02);
+  });
 
   it('masks per query, by threshold, never the positive', () => {
     const q = l2Normalize(tf.tensor2d(Q));

@@ -66,7 +66,7 @@ function flagOverrides(f: PretrainFlags, paths: string[]): Record<string, unknow
 }
 
 function formatStep(e: StepEvent): string {
-  return `stage ${e.stage + 1} (n=${e.level}) epoch ${e.epoch + 1}/${e.epochs} step ${e.batch}/${e.batches} loss ${e.loss.toFixed(4)} pruned ${(100 * e.prunedFraction).toFixed(1)}% lr ${e.lr.toExponential(2)} ${e.imagesPerSecond.toFixed(1)} img/s`;
+  return `stage ${e.stage + 1} (n=${e.level}) epoch ${e.epoch + 1}/${e.epochs} step ${e.batch}/${e.batches} loss ${e.loss.toFixed(4)} pos ${e.positive.toFixed(3)} neg ${e.negativeMean.toFixed(3)} (p99.9 ${e.negativeP999.toFixed(3)}) key spread ${e.keySpread.toFixed(3)} pruned ${(100 * e.prunedFraction).toFixed(2)}% lr ${e.lr.toExponential(2)} ${e.imagesPerSecond.toFixed(1)} img/s`;
 }
 
 export function registerPretrain(program: Command): void {
@@ -123,7 +123,7 @@ export function registerPretrain(program: Command): void {
       };
       process.on('SIGINT', onSigint);
       const prep = createProgress('decoding images');
-      const bar = createProgress('pretraining', process.stderr, 'stage {stage} (n={level}) epoch {epoch} [{bar}] step {value}/{total} | loss {loss} | {ips} img/s | ETA {eta_formatted}');
+      const bar = createProgress('pretraining', process.stderr, 'stage {stage} (n={level}) epoch {epoch} [{bar}] step {value}/{total} | loss {loss} | pos {pos} neg {neg} | {ips} img/s | ETA {eta_formatted}');
       let lastLine = 0;
       let nonImages = 0;
       const plain = !process.stderr.isTTY || !!process.env['CI'];
@@ -150,7 +150,7 @@ export function registerPretrain(program: Command): void {
               );
             },
             onStep: (e) => {
-              bar.update(e.globalStep, e.totalSteps, { stage: e.stage + 1, level: e.level, epoch: `${e.epoch + 1}/${e.epochs}`, loss: e.loss.toFixed(4), ips: e.imagesPerSecond.toFixed(1) });
+              bar.update(e.globalStep, e.totalSteps, { stage: e.stage + 1, level: e.level, epoch: `${e.epoch + 1}/${e.epochs}`, loss: e.loss.toFixed(4), pos: e.positive.toFixed(2), neg: e.negativeMean.toFixed(2), ips: e.imagesPerSecond.toFixed(1) });
               const now = Date.now();
               if (plain && (now - lastLine > 10000 || e.globalStep === 1 || e.globalStep === e.totalSteps)) {
                 process.stderr.write(`${formatStep(e)} [${e.globalStep}/${e.totalSteps}]\n`);
@@ -160,14 +160,15 @@ export function registerPretrain(program: Command): void {
             onEpoch: (e) => {
               bar.stop();
               process.stderr.write(
-                `stage ${e.stage + 1} (n=${e.level}) epoch ${e.epoch + 1}: train loss ${e.trainLoss.toFixed(4)}${e.valLoss !== null ? `, validation loss ${e.valLoss.toFixed(4)}${e.isBest ? ' (best)' : ''}` : ''}, ${e.seconds.toFixed(1)} s\n`,
+                `stage ${e.stage + 1} (n=${e.level}) epoch ${e.epoch + 1}: train loss ${e.trainLoss.toFixed(4)}${e.valLoss !== null ? `, validation loss ${e.valLoss.toFixed(4)}${e.isBest ? ' (best)' : ''}` : ''}` +
+                  `${e.valRetrieval !== null ? `, held-out retrieval ${(100 * e.valRetrieval).toFixed(1)}% (chance ${(100 * e.retrievalChance!).toFixed(1)}%)` : ''}, ${e.seconds.toFixed(1)} s\n`,
               );
             },
           },
         });
         bar.stop();
         const runDir = result.runDir;
-        await plotLossCurve(path.join(runDir, 'metrics.jsonl'), path.join(runDir, 'loss.png')).catch((err: unknown) => process.stderr.write(`eden: warning: loss curve not drawn (${String(err)})\n`));
+        await plotLossCurve(path.join(runDir, 'metrics.jsonl'), path.join(runDir, 'loss.png'), { queueSize: config0.contrast.queueSize }).catch((err: unknown) => process.stderr.write(`eden: warning: loss curve not drawn (${String(err)})\n`));
         process.stdout.write(`${result.interrupted ? 'interrupted; resume with: eden pretrain --resume ' + runDir : 'done'}\n`);
         process.stdout.write(`last checkpoint: ${result.lastCheckpoint}\n`);
         if (result.bestCheckpoint) process.stdout.write(`best checkpoint: ${result.bestCheckpoint}\n`);

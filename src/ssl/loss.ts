@@ -24,6 +24,10 @@ export interface InfoNceResult {
   loss: tf.Scalar;
   /** Fraction of the B x K negatives pruned (0 when the pruner is off). */
   prunedFraction: tf.Scalar;
+  /** Diagnostics: mean q.k+, and the mean and 99.9th percentile of the raw q.k- over all B x K (before pruning). */
+  positive: tf.Scalar;
+  negativeMean: tf.Scalar;
+  negativeP999: tf.Scalar;
 }
 
 const MASKED = -1e9;
@@ -37,10 +41,23 @@ export function pruneMask(lneg: tf.Tensor2D, threshold: number): tf.Tensor2D {
   return tf.greaterEqual(lneg, threshold) as tf.Tensor2D;
 }
 
+/** The q-th quantile (q in (0, 1)) of every value of `x`, from its top ceil((1 - q) n) values. */
+export function upperQuantile(x: tf.Tensor, q: number): tf.Scalar {
+  return tf.tidy(() => {
+    const flat = tf.reshape(x, [-1]) as tf.Tensor1D;
+    const k = Math.max(1, Math.ceil((1 - q) * flat.size - 1e-9)); // - 1e-9: (1 - 0.999) * 1000 is 1.0000000000000009
+    return tf.min(tf.topk(flat, k).values) as tf.Scalar;
+  });
+}
+
 export function infoNce(q: tf.Tensor2D, k: tf.Tensor2D, queue: tf.Tensor2D, options: InfoNceOptions): InfoNceResult {
   return tf.tidy(() => {
     const lpos = tf.sum(tf.mul(q, k), 1, true); // [B, 1]
     let lneg: tf.Tensor2D = tf.matMul(q, queue, false, true); // [B, K]
+    // Diagnostics: not part of the loss, so no gradient is taken through them.
+    const positive = tf.mean(lpos) as tf.Scalar;
+    const negativeMean = tf.mean(lneg) as tf.Scalar;
+    const negativeP999 = upperQuantile(lneg, 0.999);
     let prunedFraction: tf.Scalar = tf.scalar(0);
     if (options.pruneThreshold !== undefined) {
       const mask = pruneMask(lneg, options.pruneThreshold);
@@ -50,6 +67,6 @@ export function infoNce(q: tf.Tensor2D, k: tf.Tensor2D, queue: tf.Tensor2D, opti
     const logits = tf.div(tf.concat([lpos, lneg], 1), options.temperature); // [B, 1 + K]
     const logProb = tf.logSoftmax(logits);
     const loss = tf.neg(tf.mean(logProb.slice([0, 0], [-1, 1]))) as tf.Scalar;
-    return { loss, prunedFraction };
+    return { loss, prunedFraction, positive, negativeMean, negativeP999 };
   });
 }

@@ -28,6 +28,22 @@ export interface StepSettings {
 export interface StepMetrics {
   loss: number;
   prunedFraction: number;
+  /** Mean cosine of each query with its positive key. */
+  positive: number;
+  /** Mean and 99.9th percentile of the raw cosines of the queries with the queue (before pruning). */
+  negativeMean: number;
+  negativeP999: number;
+  /**
+   * Spread of the teacher's keys: the std over the batch of each dimension of the L2-normalised keys,
+   * averaged over dimensions, times sqrt(dim). Keys spread uniformly over the sphere give ~1; keys
+   * that all point one way (collapse) give ~0.
+   */
+  keySpread: number;
+}
+
+/** keySpread of L2-normalised keys [B, C] (see StepMetrics). */
+export function keySpread(k: tf.Tensor2D): tf.Scalar {
+  return tf.tidy(() => tf.mul(tf.mean(tf.sqrt(tf.moments(k, 0).variance)), Math.sqrt(k.shape[1])) as tf.Scalar);
 }
 
 export function teacherKeys(teacher: Encoder, x: tf.Tensor4D, updateStats = true): tf.Tensor2D {
@@ -41,11 +57,11 @@ export function teacherKeys(teacher: Encoder, x: tf.Tensor4D, updateStats = true
 export async function adamStep(student: Encoder, teacher: Encoder, queue: MemoryQueue, optimizer: SgdMomentum, inputs: StepInputs, s: StepSettings): Promise<StepMetrics> {
   const params = student.trainableVariables();
   const k = teacherKeys(teacher, inputs.keys);
-  let pruned: tf.Scalar | undefined;
+  let diagnostics: tf.Tensor1D | undefined;
   const { value, grads } = tf.variableGrads(() => {
     const q = l2Normalize(student.project(inputs.queries, { training: true }));
     const r = infoNce(q, k, queue.keys, { temperature: s.temperature, pruneThreshold: s.pruneThreshold });
-    pruned = tf.keep(r.prunedFraction);
+    diagnostics = tf.keep(tf.stack([r.loss, r.prunedFraction, r.positive, r.negativeMean, r.negativeP999, keySpread(k)]) as tf.Tensor1D);
     return r.loss;
   }, [...params.values()]);
   const byName = new Map<string, tf.Tensor>();
@@ -53,24 +69,30 @@ export async function adamStep(student: Encoder, teacher: Encoder, queue: Memory
     const g = grads[v.name];
     if (g) byName.set(name, g);
   }
-  const [loss, prunedFraction] = [(await value.data())[0]!, (await pruned!.data())[0]!];
+  // One read-back for every number of the step.
+  const [loss, prunedFraction, positive, negativeMean, negativeP999, spread] = Array.from(await diagnostics!.data()) as [number, number, number, number, number, number];
   if (Number.isFinite(loss)) {
     // SGD and the EMA teacher update in one pass (METHOD.md §3, §5).
     optimizer.step(params, byName, s.learningRate, { params: teacher.trainableVariables(), ema: s.momentum });
     queue.enqueue(k);
   }
-  tf.dispose([value, pruned!, k, ...Object.values(grads)]);
-  return { loss, prunedFraction };
+  tf.dispose([value, diagnostics!, k, ...Object.values(grads)]);
+  return { loss, prunedFraction, positive, negativeMean, negativeP999, keySpread: spread };
 }
 
-/** The same loss without any update: validation. BN uses batch statistics without updating them. */
-export async function adamLoss(student: Encoder, teacher: Encoder, queue: MemoryQueue, inputs: StepInputs, s: Pick<StepSettings, 'temperature' | 'pruneThreshold'>): Promise<number> {
-  const loss = tf.tidy(() => {
+/**
+ * The same loss without any update: validation. BN uses batch statistics without updating them.
+ * Also a cheap learning signal: the fraction of queries whose own key is the most similar among
+ * the batch's keys (chance: 1 / batch).
+ */
+export async function adamLoss(student: Encoder, teacher: Encoder, queue: MemoryQueue, inputs: StepInputs, s: Pick<StepSettings, 'temperature' | 'pruneThreshold'>): Promise<{ loss: number; retrieval: number }> {
+  const out = tf.tidy(() => {
     const k = teacherKeys(teacher, inputs.keys, false);
     const q = l2Normalize(student.project(inputs.queries, { training: true, updateStats: false }));
-    return infoNce(q, k, queue.keys, s).loss;
+    const own = tf.equal(tf.argMax(tf.matMul(q, k, false, true), 1), tf.range(0, q.shape[0], 1, 'int32'));
+    return tf.stack([infoNce(q, k, queue.keys, s).loss, tf.mean(tf.cast(own, 'float32'))]);
   });
-  const value = (await loss.data())[0]!;
-  loss.dispose();
-  return value;
+  const [loss, retrieval] = Array.from(await out.data()) as [number, number];
+  out.dispose();
+  return { loss, retrieval };
 }

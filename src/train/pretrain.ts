@@ -21,6 +21,7 @@ import { adamLoss, adamStep } from './adam-step.js';
 import { cosineLearningRate, SgdMomentum } from './optimizer.js';
 import { readCheckpoint, restoreState, saveCheckpoint, type CheckpointMeta, type TrainingPosition, type TrainingState } from './checkpoint.js';
 import { batchesPerEpoch, epochOrder, imageViews, viewBatches } from './view-batches.js';
+import { LearningWatch, RunningMeans } from './learning-watch.js';
 
 export interface StepEvent {
   stage: number;
@@ -34,6 +35,10 @@ export interface StepEvent {
   loss: number;
   lr: number;
   prunedFraction: number;
+  positive: number;
+  negativeMean: number;
+  negativeP999: number;
+  keySpread: number;
   imagesPerSecond: number;
 }
 
@@ -44,11 +49,33 @@ export interface EpochEvent {
   globalStep: number;
   trainLoss: number;
   valLoss: number | null;
+  /** Held-out learning signal: share of validation queries whose own key is the nearest of the batch's (chance 1 / batch). */
+  valRetrieval: number | null;
+  /** Chance level of valRetrieval. */
+  retrievalChance: number | null;
   isBest: boolean;
   seconds: number;
 }
 
+/** A batch about to be trained on (see PretrainHooks.onBatch). */
+export interface BatchEvent {
+  position: TrainingPosition;
+  level: number;
+  lr: number;
+  /** [B * S * S] each, NHWC with one channel: exactly what the step consumes. */
+  queries: Float32Array;
+  keys: Float32Array;
+  /** Dataset indices of the batch's images. */
+  indices: number[];
+  /** The state before the step (read it, do not change it). */
+  state: TrainingState;
+}
+
 export interface PretrainHooks {
+  /** Before each training step, with its inputs: for exporting batches to another implementation. */
+  onBatch?(e: BatchEvent): void | Promise<void>;
+  /** Before each validation batch, with its inputs (the same views every epoch of a stage). */
+  onValidationBatch?(e: { stage: number; level: number; queries: Float32Array; keys: Float32Array }): void | Promise<void>;
   onSkip?(file: SkippedFile): void;
   onPrepare?(done: number, total: number): void;
   onStart?(info: { trainImages: number; valImages: number; totalSteps: number; resumedAt?: TrainingPosition; parameters: number }): void;
@@ -179,6 +206,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
   };
 
   let interrupted = false;
+  const watch = new LearningWatch();
   try {
     for (let stage = position.stage; stage < levels.length && !interrupted; stage++) {
       const level = levels[stage]!;
@@ -195,12 +223,14 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
         const firstBatch = position.stage === stage && position.epoch === epoch ? position.batch : 0;
         let lossSum = 0;
         let lossCount = 0;
+        const epochStats = new RunningMeans();
         let b = firstBatch;
         let tick = Date.now();
         if (b < stepsPerEpoch) {
           for await (const views of viewBatches({ dataset, order, batchSize: batch, level, views: config.views, anchor: config.anchor, seed: config.seed, stage, epoch, startBatch: firstBatch, prefetch: config.data.prefetch })) {
             const s = config.views.size;
             const lr = cosineLearningRate(epoch * stepsPerEpoch + b, stageSteps, baseLr);
+            await hooks.onBatch?.({ position, level, lr, queries: views.queries, keys: views.keys, indices: views.indices, state });
             const queries = tf.tensor4d(views.queries, [batch, s, s, 1]);
             const keys = tf.tensor4d(views.keys, [batch, s, s, 1]);
             const m = await adamStep(state.student, state.teacher, state.queue, state.optimizer, { queries, keys }, { ...settings, learningRate: lr });
@@ -215,11 +245,12 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
             b++;
             position = { stage, epoch, batch: b, globalStep: position.globalStep + 1 };
             const now = Date.now();
-            const event: StepEvent = { stage, level, epoch, epochs: epochs[stage]!, batch: b, batches: stepsPerEpoch, globalStep: position.globalStep, totalSteps, loss: m.loss, lr, prunedFraction: m.prunedFraction, imagesPerSecond: (batch * 1000) / Math.max(1, now - tick) };
+            const event: StepEvent = { stage, level, epoch, epochs: epochs[stage]!, batch: b, batches: stepsPerEpoch, globalStep: position.globalStep, totalSteps, lr, ...m, imagesPerSecond: (batch * 1000) / Math.max(1, now - tick) };
             tick = now;
             lossSum += m.loss;
             lossCount++;
-            await metricsFile.write(`${JSON.stringify({ type: 'step', stage: stage + 1, level, epoch: epoch + 1, step: position.globalStep, loss: m.loss, lr, pruned: m.prunedFraction, images_per_s: event.imagesPerSecond })}\n`);
+            epochStats.add(m);
+            await metricsFile.write(`${JSON.stringify({ type: 'step', stage: stage + 1, level, epoch: epoch + 1, step: position.globalStep, loss: m.loss, lr, pruned: m.prunedFraction, pos: m.positive, neg: m.negativeMean, neg_p999: m.negativeP999, key_spread: m.keySpread, images_per_s: event.imagesPerSecond })}\n`);
             hooks.onStep?.(event);
             const atEpochEnd = b >= stepsPerEpoch;
             if (!atEpochEnd && config.run.checkpointEverySteps > 0 && position.globalStep % config.run.checkpointEverySteps === 0) await save(paths.last, 'last', position);
@@ -233,16 +264,21 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
         }
         if (interrupted) break;
         // End of epoch: validation, then `last` (and `best`) pointing at the next epoch.
-        const valLoss = val.length >= 2 ? await validate(state, dataset, val, { level, config, stage, batch }) : null;
+        const validation = val.length >= 2 ? await validate(state, dataset, val, { level, config, stage, batch, onBatch: hooks.onValidationBatch }) : null;
+        const valLoss = validation?.loss ?? null;
         const next: TrainingPosition = { stage: epoch + 1 < epochs[stage]! ? stage : stage + 1, epoch: epoch + 1 < epochs[stage]! ? epoch + 1 : 0, batch: 0, globalStep: position.globalStep };
         const isBest = valLoss !== null && (best === null || best.stage !== stage || valLoss < best.valLoss);
         if (isBest) best = { valLoss: valLoss!, stage, globalStep: position.globalStep };
         position = next;
-        await metricsFile.write(`${JSON.stringify({ type: 'epoch', stage: stage + 1, level, epoch: epoch + 1, step: position.globalStep, train_loss: lossCount ? lossSum / lossCount : null, val_loss: valLoss })}\n`);
+        const means = epochStats.means();
+        await metricsFile.write(
+          `${JSON.stringify({ type: 'epoch', stage: stage + 1, level, epoch: epoch + 1, step: position.globalStep, train_loss: lossCount ? lossSum / lossCount : null, val_loss: valLoss, val_retrieval: validation?.retrieval ?? null, retrieval_chance: validation?.chance ?? null, pos: means?.positive ?? null, neg: means?.negativeMean ?? null, neg_p999: means?.negativeP999 ?? null, key_spread: means?.keySpread ?? null, pruned: means?.prunedFraction ?? null })}\n`,
+        );
+        if (means) for (const w of watch.check({ stage, level, epoch, epochs: epochs[stage]!, queueSize: config.contrast.queueSize, loss: lossSum / lossCount, ...means, valRetrieval: validation?.retrieval ?? null, retrievalChance: validation?.chance ?? null })) hooks.onWarning?.(w);
         await save(paths.last, 'last', position);
         if (isBest) await save(paths.best, 'best', position);
         if (next.stage !== stage) await save(paths.stage(stage, level), 'stage', position);
-        hooks.onEpoch?.({ stage, level, epoch, globalStep: position.globalStep, trainLoss: lossCount ? lossSum / lossCount : NaN, valLoss, isBest, seconds: (Date.now() - started) / 1000 });
+        hooks.onEpoch?.({ stage, level, epoch, globalStep: position.globalStep, trainLoss: lossCount ? lossSum / lossCount : NaN, valLoss, valRetrieval: validation?.retrieval ?? null, retrievalChance: validation?.chance ?? null, isBest, seconds: (Date.now() - started) / 1000 });
         if (options.signal?.aborted) interrupted = true;
       }
     }
@@ -253,11 +289,15 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
   return { runDir, lastCheckpoint: paths.last, bestCheckpoint: best ? paths.best : null, interrupted, position };
 }
 
-/** Validation InfoNCE: fixed views of held-out images at the stage's level, no updates. */
-async function validate(state: TrainingState, dataset: ImageDataset, val: number[], a: { level: number; config: PretrainConfig; stage: number; batch: number }): Promise<number> {
+/**
+ * Validation InfoNCE and the retrieval learning signal: fixed views of held-out images at the
+ * stage's level, no updates.
+ */
+async function validate(state: TrainingState, dataset: ImageDataset, val: number[], a: { level: number; config: PretrainConfig; stage: number; batch: number; onBatch?: PretrainHooks['onValidationBatch'] }): Promise<{ loss: number; retrieval: number; chance: number }> {
   const s = a.config.views.size;
   const size = Math.min(a.batch, val.length);
   let sum = 0;
+  let retrieved = 0;
   let count = 0;
   for (let start = 0; start + size <= val.length; start += size) {
     const qs = new Float32Array(size * s * s);
@@ -271,14 +311,17 @@ async function validate(state: TrainingState, dataset: ImageDataset, val: number
       qs.set(q, j * s * s);
       ks.set(k, j * s * s);
     }
+    await a.onBatch?.({ stage: a.stage, level: a.level, queries: qs, keys: ks });
     const queries = tf.tensor4d(qs, [size, s, s, 1]);
     const keys = tf.tensor4d(ks, [size, s, s, 1]);
     const pruneThreshold = a.config.contrast.prune && a.level > 0 ? a.config.contrast.pruneThreshold : undefined;
-    sum += (await adamLoss(state.student, state.teacher, state.queue, { queries, keys }, { temperature: a.config.contrast.temperature, pruneThreshold })) * size;
+    const r = await adamLoss(state.student, state.teacher, state.queue, { queries, keys }, { temperature: a.config.contrast.temperature, pruneThreshold });
+    sum += r.loss * size;
+    retrieved += r.retrieval * size;
     count += size;
     tf.dispose([queries, keys]);
   }
-  return sum / count;
+  return { loss: sum / count, retrieval: retrieved / count, chance: 1 / size };
 }
 
 async function exists(file: string): Promise<boolean> {
