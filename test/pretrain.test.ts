@@ -46,31 +46,79 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     assert.deepEqual(meta.position, { stage: 2, epoch: 0, batch: 0, globalStep: 8 });
     assert.equal(meta.config.contrast.temperature, 0.2);
     assert.equal(meta.split.train.length + meta.split.val.length, 24);
-    for (const prefix of ['student/backbone.conv1.weight', 'teacher/backbone.conv1.weight', 'queue/keys', 'optimizer/velocity/backbone.conv1.weight', 'student/head.fc.2.weight']) {
+    for (const prefix of ['student/backbone.conv1.weight', 'teacher/backbone.conv1.weight', 'queue/keys', 'optimizer/velocity/backbone.conv1.weight', 'student/head.fc.3.weight', 'student/head.fc.1.running_var']) {
       assert.ok(content.tensors.has(prefix), prefix);
     }
     const lines = readFileSync(path.join(reference, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const steps = lines.filter((l) => l.type === 'step');
     assert.deepEqual(steps.map((l) => l.step), [1, 2, 3, 4, 5, 6, 7, 8]);
     assert.ok(steps.every((l) => Number.isFinite(l.loss) && l.lr > 0 && l.images_per_s > 0));
-    // The pruner is off at n = 0 and on at n = 2.
+    // The pruner is off at n = 0 (see the wiring test below for n = 2).
     assert.ok(steps.filter((l) => l.level === 0).every((l) => l.pruned === 0));
     assert.equal(lines.filter((l) => l.type === 'epoch').length, 4);
+    // Diagnostics of every step and every epoch.
+    for (const l of steps) for (const k of ['pos', 'neg', 'neg_p999', 'key_spread']) assert.ok(Number.isFinite(l[k]), `step ${l.step} ${k}`);
+    for (const l of lines.filter((x) => x.type === 'epoch')) assert.ok(l.val_retrieval >= 0 && l.val_retrieval <= 1 && l.retrieval_chance > 0);
   });
 
-  it('resumes after an in-process interruption to exactly the same weights', async () => {
+  it('wires the pruner to the stage: a level-2 stage prunes, a level-0 stage never does', async () => {
+    // A threshold low enough that a level-2 stage must prune something in a real run.
     const dir = tmp();
-    const controller = new AbortController();
-    const first = await pretrain(config(dir), { signal: controller.signal, hooks: { onStep: (e) => e.globalStep === 3 && controller.abort() } });
-    assert.equal(first.interrupted, true);
-    assert.deepEqual(first.position, { stage: 0, epoch: 1, batch: 1, globalStep: 3 });
-    const second = await pretrain(config(dir), { resumeFrom: checkpointPaths(dir).last });
-    assert.equal(second.interrupted, false);
-    const d = await diffCheckpoints(reference, dir);
-    assert.equal(d.maxAbsDiff, 0, `resumed run differs: ${JSON.stringify(d.tensors.filter((t) => t.maxAbsDiff > 0).slice(0, 3))}`);
-    // metrics.jsonl has each step once.
-    const steps = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step').map((l) => l.step);
-    assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7, 8]);
+    await pretrain(config(dir, { contrast: { pruneThreshold: 0.2 } }));
+    const steps = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step');
+    assert.ok(steps.filter((l) => l.level === 0).every((l) => l.pruned === 0), 'level 0 pruned');
+    assert.ok(steps.filter((l) => l.level === 2).every((l) => l.pruned > 0), `level 2 did not prune: ${steps.map((l) => l.pruned)}`);
+    // And with the pruner off (the ablation) nothing is pruned at level 2 either.
+    const off = tmp();
+    await pretrain(config(off, { contrast: { pruneThreshold: 0.2, prune: false } }));
+    const offSteps = readFileSync(path.join(off, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step');
+    assert.ok(offSteps.every((l) => l.pruned === 0));
+  });
+
+  it('resumes after an in-process interruption at every step to exactly the same weights (mid-stage at n = 0 and n = 2, and at the stage boundary)', async () => {
+    // Steps 1-4 are stage 1 (n = 0), 5-8 stage 2 (n = 2, pruner on, optimiser restarted, queue full).
+    // An interruption after step 4 lands exactly on the boundary; after 5-7, mid-stage at n = 2.
+    const expected = [
+      { stage: 0, epoch: 0, batch: 1 }, { stage: 0, epoch: 1, batch: 0 }, { stage: 0, epoch: 1, batch: 1 }, { stage: 1, epoch: 0, batch: 0 },
+      { stage: 1, epoch: 0, batch: 1 }, { stage: 1, epoch: 1, batch: 0 }, { stage: 1, epoch: 1, batch: 1 },
+    ];
+    for (let at = 1; at <= 7; at++) {
+      const dir = tmp();
+      const controller = new AbortController();
+      const first = await pretrain(config(dir), { signal: controller.signal, hooks: { onStep: (e) => e.globalStep === at && controller.abort() } });
+      assert.equal(first.interrupted, true);
+      assert.deepEqual(first.position, { ...expected[at - 1], globalStep: at });
+      const resumedSteps: number[] = [];
+      const second = await pretrain(config(dir), { resumeFrom: checkpointPaths(dir).last, hooks: { onStep: (e) => resumedSteps.push(e.globalStep) } });
+      assert.equal(second.interrupted, false);
+      // A real resume: it continues at the saved step (a silent restart would run all 8 again).
+      assert.deepEqual(resumedSteps, Array.from({ length: 8 - at }, (_, i) => at + 1 + i));
+      const d = await diffCheckpoints(reference, dir);
+      assert.equal(d.maxAbsDiff, 0, `resumed after step ${at}, the run differs: ${JSON.stringify(d.tensors.filter((t) => t.maxAbsDiff > 0).slice(0, 3))}`);
+      // metrics.jsonl has each step once.
+      const steps = readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.type === 'step').map((l) => l.step);
+      assert.deepEqual(steps, [1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+  });
+
+  it('checkpoint diff reports a difference when there is one', async () => {
+    const { loadTensorFile, saveTensorFile } = await import('../src/engine/tensor-file.js');
+    const tf = await import('@tensorflow/tfjs');
+    const file = path.join(tmp(), 'perturbed.safetensors');
+    const content = await loadTensorFile(checkpointPaths(reference).last);
+    const tensors = new Map([...content.tensors].map(([n, r]) => [n, tf.tensor(r.data, r.shape, r.dtype)] as const));
+    const name = 'teacher/backbone.layer2.0.bn1.running_var';
+    const perturbed = content.tensors.get(name)!.data.slice();
+    perturbed[3] = perturbed[3]! + 1e-6;
+    tensors.get(name)!.dispose();
+    tensors.set(name, tf.tensor(perturbed, content.tensors.get(name)!.shape));
+    await saveTensorFile(file, tensors, content.metadata);
+    tf.dispose([...tensors.values()]);
+    const r = runCli(['checkpoint', 'diff', reference, file]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^tensors that differ: 1$/m);
+    assert.match(r.stdout, new RegExp(`^  ${name.replace(/[./]/g, '\\$&')}: \\d\\.\\d+e-\\d+$`, 'm'));
+    assert.doesNotMatch(r.stdout, /^max_abs_diff=0$/m);
   });
 
   it('a CLI run killed with SIGKILL resumes with --resume to the same weights (checkpoint diff prints max_abs_diff=0)', async () => {
@@ -93,9 +141,38 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     assert.ok(killedAt < 8, `the run finished (step ${killedAt}) before it could be killed`);
     const resumed = runCli(['pretrain', '--resume', dir]);
     assert.equal(resumed.status, 0, resumed.stderr);
+    // It resumed at the saved step, not from scratch: it says so, and its first step is the next one.
+    assert.match(resumed.stderr, new RegExp(`^resuming at step ${killedAt} `, 'm'));
+    const firstLogged = /\[(\d+)\/8\]/.exec(resumed.stderr);
+    assert.equal(Number(firstLogged?.[1]), killedAt + 1, resumed.stderr);
     const diff = runCli(['checkpoint', 'diff', reference, dir]);
     assert.equal(diff.status, 0, diff.stderr);
     assert.match(diff.stdout, /^max_abs_diff=0$/m);
+  });
+
+  it('--resume of a run killed before its first checkpoint starts it afresh from its config.json, and says so', async () => {
+    const dir = tmp();
+    const { writeFileSync } = await import('node:fs');
+    // What a run leaves when it dies before its first checkpoint: config.json and an empty metrics.jsonl.
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config(dir), null, 2));
+    writeFileSync(path.join(dir, 'metrics.jsonl'), '');
+    const r = runCli(['pretrain', '--resume', dir]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /has no checkpoint yet \(stopped before its first one\): starting it afresh from its config\.json/);
+    const d = runCli(['checkpoint', 'diff', reference, dir]);
+    assert.match(d.stdout, /^max_abs_diff=0$/m);
+    const none = runCli(['pretrain', '--resume', tmp()]);
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /nothing to resume \(no .*last\.safetensors and no config\.json\)/);
+  });
+
+  it('takes its folders as positional arguments or as --data, as eden evaluate does', () => {
+    const a = runCli(['pretrain', '--data', samples, ...CLI_FLAGS, '--max-steps-per-epoch', '1', '--levels', '0', '--epochs', '1', '--out', tmp()]);
+    assert.equal(a.status, 0, a.stderr);
+    assert.match(a.stderr, /20 training and 4 validation images/);
+    const e = runCli(['evaluate', '--checkpoint', reference, '--out', tmp()]);
+    assert.equal(e.status, 2);
+    assert.match(e.stderr, /no labelled data: give a folder \(eden evaluate DIR \.\.\.\) or --data DIR/);
   });
 
   it('Ctrl-C (SIGINT) saves a checkpoint at the current step and exits with 130', async () => {

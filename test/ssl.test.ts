@@ -23,6 +23,7 @@ import { updateMomentum, copyVariables } from '../src/ssl/momentum.js';
 import { Encoder } from '../src/models/encoder.js';
 import { SgdMomentum, cosineLearningRate } from '../src/train/optimizer.js';
 import { adamStep, keySpread } from '../src/train/adam-step.js';
+import { nativeCallCounts, nativeStatus } from '../src/engine/native.js';
 
 const Q = [[1, 0.2, -0.3, 0.5], [0.1, 1, 0.4, -0.2], [-0.5, 0.3, 1, 0.1]];
 const K = [[0.9, 0.1, -0.2, 0.6], [0.3, 0.8, 0.2, 0.1], [-0.4, 0.2, 0.9, 0.3]];
@@ -81,6 +82,20 @@ describe('InfoNCE and the purposive pruner', () => {
     assert.equal(keySpread(tf.tensor2d([[0.6, 0.8], [0.6, 0.8], [0.6, 0.8]])).dataSync()[0], 0);
     const random = l2Normalize(tf.randomNormal([4096, 128], 0, 1, 'float32', 1) as tf.Tensor2D);
     assert.ok(Math.abs(keySpread(random).dataSync()[0]! - 1) < 0.02);
+  });
+
+  it('prunes at the threshold itself and above, not just below (>=, METHOD.md §4)', () => {
+    // float32 neighbours of 0.8: the value below, 0.8 itself, the value above.
+    const below = Math.fround(0.8) - 2 ** -24 * 2;
+    const at = Math.fround(0.8);
+    const above = Math.fround(0.8) + 2 ** -24 * 2;
+    const mask = pruneMask(tf.tensor2d([[below, at, above, 0.5, 1]]), 0.8).dataSync();
+    assert.deepEqual(Array.from(mask), [0, 1, 1, 0, 1]);
+    // The same inside the loss, from unit vectors whose cosine with the query is exactly 0.8f.
+    const q = tf.tensor2d([[1, 0]]);
+    const queue = tf.tensor2d([[at, Math.sqrt(1 - at * at)], [below, Math.sqrt(1 - below * below)], [0.3, Math.sqrt(1 - 0.09)]]);
+    const r = infoNce(q, tf.tensor2d([[1, 0]]), queue, { temperature: 0.2, pruneThreshold: 0.8 });
+    assert.ok(Math.abs(r.prunedFraction.dataSync()[0]! - 1 / 3) < 1e-7);
   });
 
   it('masks per query, by threshold, never the positive', () => {
@@ -162,6 +177,57 @@ describe('momentum teacher', () => {
     student.dispose();
     teacher.dispose();
     queue.dispose();
+    opt.dispose();
+  });
+});
+
+describe('the EMA teacher as training updates it', () => {
+  it('SGD with momentum and weight decay, then xi <- m xi + (1 - m) theta: three steps against a hand computation', async () => {
+    // On the wasm backend: the native fused SGD+EMA kernel when the addon is active (its calls are
+    // counted inside the addon), the TF.js ops otherwise (test/native.test.ts reruns this file with
+    // EDEN_NATIVE=0). Non-trivial student, teacher, momentum buffers, m, weight decay and gradients.
+    await useBackend('wasm');
+    const [mu, wd, m] = [0.9, 0.01, 0.8];
+    const p0 = [0.5, -1.2, 2.0, 0.03];
+    const t0 = [0.1, 0.3, -0.4, 1.5];
+    const grads = [[0.2, -0.1, 0.05, 1.0], [-0.3, 0.4, 0.0, -0.5], [0.1, 0.1, -0.2, 0.25]];
+    const lrs = [0.1, 0.05, 0.02];
+    // By hand, in doubles.
+    let [p, v, t] = [[...p0], [0, 0, 0, 0], [...t0]];
+    const expected: { p: number[]; t: number[] }[] = [];
+    grads.forEach((g, step) => {
+      const gi = g.map((x, i) => x + wd * p[i]!);
+      v = step === 0 ? gi : v.map((x, i) => mu * x + gi[i]!);
+      p = p.map((x, i) => x - lrs[step]! * v[i]!);
+      t = t.map((x, i) => m * x + (1 - m) * p[i]!);
+      expected.push({ p: [...p], t: [...t] });
+    });
+    // A swapped EMA ((1 - m) t + m p) would give a teacher this far from the right one after step 1:
+    assert.ok(Math.abs((1 - m) * t0[0]! + m * expected[0]!.p[0]! - expected[0]!.t[0]!) > 0.1);
+
+    // Variables that own their buffers, as ParameterStore makes them (the fused kernel writes in place only then).
+    const own = (values: number[]): tf.Variable => {
+      const init = tf.tensor1d(values);
+      const v = tf.variable(init);
+      init.dispose();
+      return v;
+    };
+    const student = own(p0);
+    const teacher = own(t0);
+    const opt = new SgdMomentum({ momentum: mu, weightDecay: wd });
+    const before = nativeCallCounts()['sgdEma'] ?? 0;
+    for (let step = 0; step < 3; step++) {
+      const g = tf.tensor1d(grads[step]!);
+      opt.step(new Map([['w', student]]), new Map([['w', g]]), lrs[step]!, { params: new Map([['w', teacher]]), ema: m });
+      g.dispose();
+      const [ps, ts] = [student.dataSync(), teacher.dataSync()];
+      expected[step]!.p.forEach((e, i) => assert.ok(Math.abs(ps[i]! - e) < 1e-6, `step ${step + 1}: student[${i}] ${ps[i]} vs ${e}`));
+      expected[step]!.t.forEach((e, i) => assert.ok(Math.abs(ts[i]! - e) < 1e-6, `step ${step + 1}: teacher[${i}] ${ts[i]} vs ${e}`));
+    }
+    const fused = (nativeCallCounts()['sgdEma'] ?? 0) - before;
+    console.log(`SGD+EMA path: ${nativeStatus().active ? `native fused kernel (${fused} calls)` : `TF.js ops (${nativeStatus().detail})`}`);
+    if (nativeStatus().active) assert.equal(fused, 3);
+    tf.dispose([student, teacher]);
     opt.dispose();
   });
 });

@@ -66,7 +66,7 @@ ARCHS = {'resnet18': (False, [2, 2, 2, 2]), 'resnet34': (False, [3, 4, 6, 3]), '
 class Encoder(nn.Module):
     """torchvision's ResNet layout (names included) with a width multiplier and 1 input channel, plus the MoCo-v2 head."""
 
-    def __init__(self, arch, width, dim):
+    def __init__(self, arch, width, dim, head_norm='none'):
         super().__init__()
         bottleneck, depths = ARCHS[arch]
         self.conv1, self.bn1 = nn.Conv2d(1, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
@@ -78,7 +78,14 @@ class Encoder(nn.Module):
                 blocks.append(Block(cin, c, 2 if j == 0 and s > 0 else 1, bottleneck))
                 cin = c * (4 if bottleneck else 1)
             setattr(self, f'layer{s + 1}', nn.Sequential(*blocks))
-        self.fc = nn.Sequential(nn.Linear(cin, cin), nn.ReLU(), nn.Linear(cin, dim))
+        if head_norm == 'batchnorm':
+            # Linear -> BN -> ReLU -> Linear -> BN without affine (Eden stores the fixed 1/0 scale and
+            # shift of the last one as buffers: kept here as frozen parameters of the same names).
+            self.fc = nn.Sequential(nn.Linear(cin, cin), nn.BatchNorm1d(cin), nn.ReLU(), nn.Linear(cin, dim), nn.BatchNorm1d(dim))
+            self.fc[4].weight.requires_grad = False
+            self.fc[4].bias.requires_grad = False
+        else:
+            self.fc = nn.Sequential(nn.Linear(cin, cin), nn.ReLU(), nn.Linear(cin, dim))
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
@@ -89,7 +96,7 @@ class Encoder(nn.Module):
 
 def set_bn_momentum(model, m):
     for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             mod.momentum = m
 
 
@@ -110,7 +117,8 @@ def main(d):
     c = meta['config']
     init, tmeta = read_safetensors(os.path.join(d, 'init.safetensors'))
     arch, width, dim = c['model']['backbone'], c['model']['width'], c['model']['projectionDim']
-    student, teacher = Encoder(arch, width, dim), Encoder(arch, width, dim)
+    head_norm = c['model'].get('headNorm', 'none')
+    student, teacher = Encoder(arch, width, dim, head_norm), Encoder(arch, width, dim, head_norm)
     for role, net in (('student', student), ('teacher', teacher)):
         sd = {k[len(role) + 1:]: v for k, v in init.items() if k.startswith(role + '.')}
         sd.update({k: v for k, v in net.state_dict().items() if k.endswith('num_batches_tracked')})
@@ -131,7 +139,7 @@ def main(d):
     for stage, level in enumerate(levels):
         stage_steps = epochs[stage] * spe
         threshold = c['contrast']['pruneThreshold'] if c['contrast']['prune'] and level > 0 else None
-        opt = torch.optim.SGD(student.parameters(), lr=base_lr, momentum=c['optim']['momentum'], weight_decay=c['optim']['weightDecay'])
+        opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=base_lr, momentum=c['optim']['momentum'], weight_decay=c['optim']['weightDecay'])
         for epoch in range(epochs[stage]):
             for b in range(spe):
                 if step >= meta['steps']:
@@ -149,7 +157,8 @@ def main(d):
                 opt.step()
                 with torch.no_grad():
                     for pt, ps in zip(teacher.parameters(), student.parameters()):
-                        pt.mul_(m).add_(ps, alpha=1 - m)
+                        if ps.requires_grad:
+                            pt.mul_(m).add_(ps, alpha=1 - m)
                     idx = (ptr + torch.arange(B)) % K
                     queue[idx] = k
                     ptr = (ptr + B) % K

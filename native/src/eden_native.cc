@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 using dnnl::memory;
@@ -40,6 +41,13 @@ dnnl::stream& cpuStream() {
     }                                                          \
   } while (0)
 
+// Calls per entry point, so that tests can prove which kernels really ran (a kernel name alone
+// cannot tell the native Conv2D from the stock wasm one). Each kernel's property descriptor
+// carries a pointer to its counter as `data`; readArgs increments it.
+const char* const kKernelNames[] = {"conv2d", "conv2dBackpropInput", "conv2dBackpropFilter", "matmul", "reduceRows", "binary", "maxPoolGrad", "batchNormForward", "batchNormBackward", "sgdEma"};
+constexpr size_t kKernelCount = sizeof(kKernelNames) / sizeof(kKernelNames[0]);
+std::atomic<uint64_t> gCalls[kKernelCount];
+
 struct Args {
   uint8_t* heap = nullptr;
   size_t heapLength = 0;
@@ -51,10 +59,12 @@ struct Args {
 bool readArgs(napi_env env, napi_callback_info info, Args& a) {
   size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2) {
+  void* counter = nullptr;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, &counter) != napi_ok || argc < 2) {
     napi_throw_type_error(env, nullptr, "expected (heap: ArrayBuffer, params: Int32Array)");
     return false;
   }
+  if (counter) static_cast<std::atomic<uint64_t>*>(counter)->fetch_add(1, std::memory_order_relaxed);
   void* data = nullptr;
   if (napi_get_arraybuffer_info(env, argv[0], &data, &a.heapLength) != napi_ok) {
     napi_throw_type_error(env, nullptr, "first argument must be the wasm heap's ArrayBuffer");
@@ -508,20 +518,24 @@ napi_value Version(napi_env env, napi_callback_info) {
   return out;
 }
 
+// callCounts(): { conv2d: n, ... } since the addon was loaded.
+napi_value CallCounts(napi_env env, napi_callback_info) {
+  napi_value out;
+  NAPI_CALL(env, napi_create_object(env, &out));
+  for (size_t i = 0; i < kKernelCount; i++) {
+    napi_value n;
+    NAPI_CALL(env, napi_create_double(env, static_cast<double>(gCalls[i].load()), &n));
+    NAPI_CALL(env, napi_set_named_property(env, out, kKernelNames[i], n));
+  }
+  return out;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
-  napi_property_descriptor props[] = {
-      {"conv2d", nullptr, Conv2D, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"conv2dBackpropInput", nullptr, Conv2DBackpropInput, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"conv2dBackpropFilter", nullptr, Conv2DBackpropFilter, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"matmul", nullptr, MatMul, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"reduceRows", nullptr, ReduceRows, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"maxPoolGrad", nullptr, MaxPoolGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"batchNormForward", nullptr, BatchNormForward, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"batchNormBackward", nullptr, BatchNormBackward, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"sgdEma", nullptr, SgdEma, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"version", nullptr, Version, nullptr, nullptr, nullptr, napi_default, nullptr},
-  };
+  napi_callback kernels[kKernelCount] = {Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul, ReduceRows, Binary, MaxPoolGrad, BatchNormForward, BatchNormBackward, SgdEma};
+  napi_property_descriptor props[kKernelCount + 2];
+  for (size_t i = 0; i < kKernelCount; i++) props[i] = {kKernelNames[i], nullptr, kernels[i], nullptr, nullptr, nullptr, napi_default, &gCalls[i]};
+  props[kKernelCount] = {"version", nullptr, Version, nullptr, nullptr, nullptr, napi_default, nullptr};
+  props[kKernelCount + 1] = {"callCounts", nullptr, CallCounts, nullptr, nullptr, nullptr, napi_default, nullptr};
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
   return exports;
 }

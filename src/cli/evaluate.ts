@@ -19,7 +19,8 @@ export function registerEvaluate(program: Command): void {
   program
     .command('evaluate')
     .description('judge checkpoints side by side against floors (atlas, random init, raw pixels) with paired intervals: few-shot segmentation (frozen, fine-tuned, linear), locality, compositionality, classification; writes report.md, report.json and plots')
-    .requiredOption('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; with a CSV of labels for classify) or a MedMNIST-style .npz (classify)')
+    .argument('[data]', 'the labelled data, as --data')
+    .option('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; with a CSV of labels for classify) or a MedMNIST-style .npz (classify)')
     .option('--checkpoint <ckpt>', 'encoder or pretraining checkpoint, or a run directory (repeatable)', collect, [])
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
     .addOption(new Option('--task <task>', "what to evaluate ('all' = fewshot-seg, locality and compositionality)").choices([...TASKS, 'all']).default('all'))
@@ -39,13 +40,16 @@ export function registerEvaluate(program: Command): void {
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
     .requiredOption('--out <dir>', 'output folder for report.json, report.md and plots')
     .option('--resume', 'reuse the finished few-shot runs of the same configuration in --out (fewshot-runs.jsonl)')
-    .action(async (opts: { labels?: string; labelColumn?: string; data: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean }) => {
+    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean }) => {
+      if (positional && opts.data && positional !== opts.data) throw new EdenError('config', `two data paths given ('${positional}' and --data '${opts.data}'); evaluate one labelled folder at a time`);
+      const data = opts.data ?? positional;
+      if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden evaluate DIR ...) or --data DIR');
       await useBackend(opts.backend);
       const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode });
       const sources = await resolveSources(opts.checkpoint, opts.baseline, { backbone: opts.arch, width: opts.width });
       const t0 = Date.now();
       const report = await evaluate({
-        data: opts.data,
+        data,
         tasks: opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task],
         labels: opts.labels,
         labelColumn: opts.labelColumn,

@@ -19,6 +19,7 @@ export function bundledSamples(): string {
 
 interface PretrainFlags {
   preset: string;
+  data: string[];
   config?: string;
   set: string[];
   out?: string;
@@ -69,11 +70,21 @@ function formatStep(e: StepEvent): string {
   return `stage ${e.stage + 1} (n=${e.level}) epoch ${e.epoch + 1}/${e.epochs} step ${e.batch}/${e.batches} loss ${e.loss.toFixed(4)} pos ${e.positive.toFixed(3)} neg ${e.negativeMean.toFixed(3)} (p99.9 ${e.negativeP999.toFixed(3)}) key spread ${e.keySpread.toFixed(3)} pruned ${(100 * e.prunedFraction).toFixed(2)}% lr ${e.lr.toExponential(2)} ${e.imagesPerSecond.toFixed(1)} img/s`;
 }
 
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function registerPretrain(program: Command): void {
   program
     .command('pretrain')
     .description('Adam pretraining on unlabeled images: coarse-to-fine anatomy decomposition, purposive pruning, momentum contrast')
     .argument('[paths...]', 'image folders or files (default: the bundled sample radiographs)')
+    .option('--data <path>', 'an image folder or file, as the positional arguments (repeatable)', collect, [])
     .addOption(new Option('--preset <name>', 'tiny (tests, seconds) | cpu (about an hour on 2 cores) | paper').choices(PRESET_NAMES).default('cpu'))
     .option('--config <file>', 'JSON file with config fields to override (applied after the preset)')
     .option('--set <key=value>', 'override any config field, e.g. --set contrast.queueSize=8192 (repeatable)', collect, [])
@@ -95,14 +106,26 @@ export function registerPretrain(program: Command): void {
     .option('--checkpoint-every <steps>', 'also write the last checkpoint every N steps', Number)
     .option('--max-steps-per-epoch <n>', 'cap steps per epoch (smoke runs)', parsePositiveInt)
     .action(async (paths: string[], f: PretrainFlags) => {
+      paths = [...paths, ...f.data];
       let resumeFrom: string | undefined;
       let config;
       if (f.resume) {
         resumeFrom = checkpointPaths(f.resume).last;
-        try {
-          await fs.access(resumeFrom);
-        } catch {
-          throw new EdenError('checkpoint', `${f.resume}: no checkpoint to resume from (expected ${resumeFrom})`);
+        if (!(await exists(resumeFrom))) {
+          // Killed before its first checkpoint: start the same run again from its saved config.
+          const saved = path.join(f.resume, 'config.json');
+          if (!(await exists(saved))) throw new EdenError('checkpoint', `${f.resume}: nothing to resume (no ${resumeFrom} and no config.json); start a new run without --resume`);
+          let savedConfig: unknown;
+          try {
+            savedConfig = JSON.parse(await fs.readFile(saved, 'utf8'));
+          } catch (err) {
+            throw new EdenError('checkpoint', `${saved}: not a readable run configuration (${(err as Error).message})`);
+          }
+          const preset = (savedConfig as { preset?: string }).preset ?? 'cpu';
+          config = resolvePretrainConfig(preset, savedConfig, { run: { dir: f.resume } });
+          await fs.rm(path.join(f.resume, 'metrics.jsonl'), { force: true });
+          process.stderr.write(`eden: ${f.resume} has no checkpoint yet (stopped before its first one): starting it afresh from its config.json\n`);
+          resumeFrom = undefined;
         }
       } else {
         const fileOverrides = f.config ? JSON.parse(await fs.readFile(f.config, 'utf8').catch(() => { throw new EdenError('config', `cannot read config file ${f.config}`); })) : {};

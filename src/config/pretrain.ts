@@ -33,6 +33,8 @@ export interface PretrainConfig {
     width: number;
     /** Output size of the projection head (128, METHOD.md §3). */
     projectionDim: number;
+    /** 'none': the paper's Linear-ReLU-Linear head; 'batchnorm': with batch norm (models/encoder.ts says why). */
+    headNorm: 'none' | 'batchnorm';
   };
   views: ViewOptions;
   anchor: { mode: 'grid' | 'random'; margin: number };
@@ -76,7 +78,7 @@ const BASE: PretrainConfig = {
   seed: 0,
   backend: 'wasm',
   data: { paths: [], imageSize: 384, cache: 'memory', cacheDir: '.eden-cache', intensity: 'auto', valFraction: 0.05, prefetch: 32 },
-  model: { backbone: 'resnet18', width: 64, projectionDim: 128 },
+  model: { backbone: 'resnet18', width: 64, projectionDim: 128, headNorm: 'batchnorm' },
   views: { ...DEFAULT_VIEW_OPTIONS, size: 128 },
   anchor: { mode: 'grid', margin: 1 / 16 },
   contrast: { temperature: 0.2, queueSize: 4096, momentum: 0.999, prune: true, pruneThreshold: 0.8 },
@@ -108,7 +110,9 @@ const PRESETS: Record<PresetName, DeepPartial<PretrainConfig>> = {
     preset: 'paper',
     backend: 'webgpu',
     data: { imageSize: 896, valFraction: 0.05 },
-    model: { backbone: 'resnet50', width: 64 },
+    // The paper's head (Linear-ReLU-Linear); at this scale (75k images, batch 256) it is what the
+    // authors trained. At small scale it collapses (models/encoder.ts): the other presets use 'batchnorm'.
+    model: { backbone: 'resnet50', width: 64, headNorm: 'none' },
     views: { size: 224 },
     contrast: { queueSize: 65536 },
     curriculum: { levels: [0, 2, 4], epochs: 200 },
@@ -185,6 +189,7 @@ export function validatePretrainConfig(c: PretrainConfig): void {
   const maxLevel = Math.max(...c.curriculum.levels);
   const partSide = c.data.imageSize / 2 ** Math.ceil(maxLevel / 2);
   if (partSide < 8) throw configError(`data.imageSize ${c.data.imageSize} leaves ${partSide.toFixed(1)} px parts at level ${maxLevel}; raise it`);
+  if (!['none', 'batchnorm'].includes(c.model.headNorm)) throw configError(`model.headNorm must be 'none' or 'batchnorm', got '${c.model.headNorm}'`);
   if (!['grid', 'random'].includes(c.anchor.mode)) throw configError(`anchor.mode must be 'grid' or 'random', got '${c.anchor.mode}'`);
   if (!['memory', 'disk', 'none'].includes(c.data.cache)) throw configError(`data.cache must be memory, disk or none, got '${c.data.cache}'`);
 }

@@ -26,6 +26,8 @@ interface NativeAddon {
   batchNormBackward(heap: ArrayBuffer, params: Int32Array): void;
   sgdEma(heap: ArrayBuffer, params: Int32Array): void;
   version(): string;
+  /** Calls of each kernel inside the addon since it was loaded. */
+  callCounts(): Record<string, number>;
 }
 
 type Info = tf.TensorInfo;
@@ -57,6 +59,15 @@ export function loadNative(): NativeAddon | null {
     addon = null;
   }
   return addon;
+}
+
+/**
+ * How often each native kernel has run, counted inside the addon (empty when it is not loaded):
+ * the proof that the native code, not a stock kernel of the same name, did the work.
+ */
+export function nativeCallCounts(): Record<string, number> {
+  const a = loadNative();
+  return a ? a.callCounts() : {};
 }
 
 /** 'oneDNN 2.6.3' when the native kernels are active, else the reason they are not. */

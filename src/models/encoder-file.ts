@@ -49,11 +49,11 @@ export async function loadEncoder(file: string): Promise<{ encoder: Encoder; met
   if (format === ENCODER_FORMAT) {
     meta = eden as unknown as EncoderFileMeta;
   } else if (format === 'eden-pretrain-1') {
-    const config = eden['config'] as { model: { backbone: string; width: number; projectionDim: number }; views: { size: number }; seed: number };
+    const config = eden['config'] as { model: { backbone: string; width: number; projectionDim: number; headNorm?: 'none' | 'batchnorm' }; views: { size: number }; seed: number };
     const position = eden['position'] as { globalStep: number };
     meta = {
       format,
-      args: { backbone: config.model.backbone, width: config.model.width, projectionDim: config.model.projectionDim, seed: 0 },
+      args: { backbone: config.model.backbone, width: config.model.width, projectionDim: config.model.projectionDim, headNorm: config.model.headNorm ?? 'none', seed: 0 },
       hasHead: true,
       inputSize: config.views.size,
       source: `${file} (student, step ${position.globalStep})`,

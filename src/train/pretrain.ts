@@ -107,7 +107,7 @@ export function checkpointPaths(runDir: string): { dir: string; last: string; be
 }
 
 function buildState(config: PretrainConfig): TrainingState {
-  const encoderArgs = { backbone: config.model.backbone, width: config.model.width, projectionDim: config.model.projectionDim, seed: deriveSeed(config.seed, 11) };
+  const encoderArgs = { backbone: config.model.backbone, width: config.model.width, projectionDim: config.model.projectionDim, headNorm: config.model.headNorm ?? 'none', seed: deriveSeed(config.seed, 11) };
   const student = new Encoder(encoderArgs);
   const teacher = new Encoder(encoderArgs);
   copyVariables(teacher.namedVariables(), student.namedVariables());
