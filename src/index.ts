@@ -81,7 +81,8 @@ export { evaluate, TASKS, SEGMENTATION_FOLDER_TASKS, type Task, type EvaluateOpt
 export { loadSegmentationData, fewShotSegmentation, fineTuneAndTest, atlasPrediction, drawSplit, summarise, compareFewShot, type SegmentationData, type FewShotRun, type FewShotSummaryRow, type FewShotComparison, type FewShotHooks } from './eval/fewshot.js';
 export { trainSegmenter, segmentationLoss, normaliseInput, SEGMENTATION_MODES, type SegmentationMode, type SegmenterTrainingOptions, type TrainedSegmenter, type LabelledImage } from './train/segmenter.js';
 export { pairedBootstrap, formatDifference, quantileSorted, type PairedDifference } from './eval/statistics.js';
-export { parseDerived, deriveMask, components, distanceTransformSquared, boundary, DERIVED_KINDS, type DerivedStructure, type DerivedKind } from './eval/targets.js';
+export { parseDerived, deriveMask, DERIVED_KINDS, type DerivedStructure, type DerivedKind } from './data/derived-structures.js';
+export { components, distanceTransformSquared, boundary, largestComponents, horizontalExtent } from './data/masks.js';
 export { recalibrateBatchNorm } from './models/recalibrate.js';
 export { loadClassificationData, linearProbe, fineTuneClassifier, pairedAucDifference, type ClassificationData, type ClassificationScores } from './eval/classify.js';
 export { compositionality, locality, rawPixelLocality, landmarks, landmarkPatches, splitWhole, embedCrops, recalibrateOnCrops, LANDMARKS, type LocalityResult, type CompositionResult } from './eval/probes.js';

@@ -9,7 +9,7 @@ import { BACKBONES } from '../models/resnet.js';
 import { collect, parseList, parsePositiveInt } from './options.js';
 
 /** 'lungs=left_lung+right_lung' -> { lungs: ['left_lung', 'right_lung'] } */
-function parseCombine(value: string, previous: Record<string, string[]>): Record<string, string[]> {
+export function parseCombine(value: string, previous: Record<string, string[]>): Record<string, string[]> {
   const m = /^([\w-]+)=([\w-]+(?:\+[\w-]+)+)$/.exec(value);
   if (!m) throw new EdenError('config', `--combine expects name=a+b(+c...), got '${value}'`);
   return { ...previous, [m[1]!]: m[2]!.split('+') };

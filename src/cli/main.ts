@@ -13,6 +13,8 @@ import { registerCheckpoint } from './checkpoint.js';
 import { registerInterop } from './interop.js';
 import { registerEvaluate } from './evaluate.js';
 import { registerServe } from './serve.js';
+import { registerFinetune } from './finetune.js';
+import { registerSegment } from './segment.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -27,6 +29,8 @@ export function buildProgram(): Command {
   registerCheckpoint(program);
   registerInterop(program);
   registerEvaluate(program);
+  registerFinetune(program);
+  registerSegment(program);
   registerServe(program);
   for (const c of program.commands) c.exitOverride();
   return program;

@@ -9,7 +9,7 @@
  */
 import dicomParser from 'dicom-parser';
 import { createRequire } from 'node:module';
-import { rgbToGrey, type GreyImage } from './grey-image.js';
+import { rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
 
 const require = createRequire(import.meta.url);
 
@@ -163,6 +163,39 @@ export async function decodeDicom(bytes: Uint8Array): Promise<GreyImage> {
     inverted: pm.photometric === 'MONOCHROME1',
     window: center !== undefined && width !== undefined && width > 0 ? { center, width } : undefined,
     encoding: `dicom/${TS_NAMES[ts] ?? ts}`,
+    dicom: dicomReference(ds),
+  };
+}
+
+/** The identifiers and pixel spacing a derived object needs (undefined without the UIDs). */
+function dicomReference(ds: dicomParser.DataSet): DicomReference | undefined {
+  const str = (tag: string): string | undefined => ds.string(tag)?.trim() || undefined;
+  const [sopClassUid, sopInstanceUid, studyInstanceUid, seriesInstanceUid] = ['x00080016', 'x00080018', 'x0020000d', 'x0020000e'].map(str);
+  if (!sopClassUid || !sopInstanceUid || !studyInstanceUid || !seriesInstanceUid) return undefined;
+  const spacing = (tag: string): [number, number] | undefined => {
+    const v = str(tag)?.split('\\').map(Number);
+    return v && v.length === 2 && v.every((x) => Number.isFinite(x) && x > 0) ? [v[0]!, v[1]!] : undefined;
+  };
+  const pixel = spacing('x00280030');
+  const imager = pixel ? undefined : spacing('x00181164');
+  return {
+    sopClassUid,
+    sopInstanceUid,
+    studyInstanceUid,
+    seriesInstanceUid,
+    frameOfReferenceUid: str('x00200052'),
+    patientId: str('x00100020'),
+    patientName: str('x00100010'),
+    patientBirthDate: str('x00100030'),
+    patientSex: str('x00100040'),
+    studyDate: str('x00080020'),
+    studyTime: str('x00080030'),
+    studyId: str('x00200010'),
+    accessionNumber: str('x00080050'),
+    referringPhysicianName: str('x00080090'),
+    patientOrientation: str('x00200020')?.split('\\'),
+    pixelSpacing: pixel ?? imager,
+    pixelSpacingSource: pixel ? 'PixelSpacing' : imager ? 'ImagerPixelSpacing' : undefined,
   };
 }
 

@@ -12,6 +12,34 @@ export interface GreyImage {
   window?: { center: number; width: number };
   /** Short description of how the file was encoded, e.g. 'png', 'dicom/jpeg-lossless'. */
   encoding: string;
+  /** For DICOM input: the identifiers a derived object (e.g. a SEG) must reference, and the pixel spacing. */
+  dicom?: DicomReference;
+}
+
+/** Identifiers and geometry of a DICOM source image. */
+export interface DicomReference {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  studyInstanceUid: string;
+  seriesInstanceUid: string;
+  frameOfReferenceUid?: string;
+  patientId?: string;
+  patientName?: string;
+  patientBirthDate?: string;
+  patientSex?: string;
+  studyDate?: string;
+  studyTime?: string;
+  studyId?: string;
+  accessionNumber?: string;
+  referringPhysicianName?: string;
+  /** Patient Orientation (0020,0020), e.g. ['L', 'F']. */
+  patientOrientation?: string[];
+  /**
+   * Millimetres per pixel [row spacing, column spacing]: Pixel Spacing (0028,0030), else Imager
+   * Pixel Spacing (0018,1164) — at the detector, so areas from it are magnified by the projection.
+   */
+  pixelSpacing?: [number, number];
+  pixelSpacingSource?: 'PixelSpacing' | 'ImagerPixelSpacing';
 }
 
 /** Luminance (ITU-R BT.601, as libvips and most DICOM viewers use) from interleaved or planar RGB. */

@@ -19,8 +19,7 @@ import { ImageDataset } from '../data/dataset.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
 import { scanDataset } from '../data/scan.js';
-import { augmentPair, DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
-import { linearInit } from '../models/layers.js';
+import { trainClassifier } from '../train/classifier.js';
 import { rocAuc, mean } from './metrics.js';
 import { quantileSorted, type PairedDifference } from './statistics.js';
 import { recalibrateBatchNorm } from '../models/recalibrate.js';
@@ -211,39 +210,15 @@ export async function linearProbe(source: ModelSource, data: ClassificationData,
   }
 }
 
-/** Fine-tune encoder + linear head with cross-entropy and seeded augmentation. */
+/** Fine-tune encoder + linear head with cross-entropy and seeded augmentation (train/classifier.ts), a fixed number of steps. */
 export async function fineTuneClassifier(source: ModelSource, data: ClassificationData, cfg: EvaluateConfig['classification'], seed: number): Promise<ClassificationScores> {
   const backbone = await source.create();
-  const c = data.classes.length;
-  const d = backbone.featureDim;
-  const rng = new Rng(deriveSeed(seed, 81));
-  const init = linearInit(d, c, rng);
-  const w = variableOf(init.weight);
-  const b = variableOf(init.bias);
-  const opt = tf.train.adam(cfg.lr);
-  const s = data.size;
-  const norm = (im: Float32Array): Float32Array => im.map((v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std);
   try {
-    for (let step = 0; step < cfg.fineTuneSteps; step++) {
-      const batch = Array.from({ length: Math.min(cfg.batchSize, data.train.length) }, () => data.train[rng.int(data.train.length)]!);
-      const xs = Float32Array.from(batch.flatMap((x) => Array.from(norm(augmentPair(x.image, [], s, DEFAULT_PAIRED_AUGMENT, rng).image))));
-      const x = tf.tensor4d(xs, [batch.length, s, s, 1]);
-      const y = oneHot(batch.map((v) => v.label), c);
-      tf.dispose(opt.minimize(() => tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(backbone.forward(x, { training: true }).pooled, w), b)) as tf.Scalar, true, [...backbone.store.trainable(), w, b]) ?? []);
-      tf.dispose([x, y]);
-    }
-    const probs: number[] = [];
-    for (let i = 0; i < data.test.length; i += 32) {
-      const batch = data.test.slice(i, i + 32);
-      const x = tf.tensor4d(Float32Array.from(batch.flatMap((v) => Array.from(norm(v.image)))), [batch.length, s, s, 1]);
-      const p = tf.tidy(() => tf.softmax(tf.add(tf.matMul(backbone.forward(x, { training: false }).pooled, w), b)));
-      probs.push(...((await p.data()) as Float32Array));
-      tf.dispose([x, p]);
-    }
-    return scores(Float32Array.from(probs), data.test.map((x) => x.label), data.classes);
+    const trained = await trainClassifier(backbone, data.train, [], { classes: data.classes.length, size: data.size, steps: cfg.fineTuneSteps, batchSize: cfg.batchSize, lr: cfg.lr, seed });
+    const probs = await trained.predict(data.test.map((x) => x.image));
+    trained.dispose();
+    return scores(probs, data.test.map((x) => x.label), data.classes);
   } finally {
-    tf.dispose([w, b]);
-    opt.dispose();
     backbone.dispose();
   }
 }

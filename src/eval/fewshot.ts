@@ -10,70 +10,14 @@
 import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import type { EvaluateConfig } from '../config/evaluate.js';
-import { ImageDataset, type Sample } from '../data/dataset.js';
+import { loadSegmentationData, type SegmentationData } from '../data/segmentation-data.js';
 import { DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
-import { scanDataset } from '../data/scan.js';
+
+export { loadSegmentationData, type SegmentationData };
 import { trainSegmenter, type SegmentationMode } from '../train/segmenter.js';
 import { dice, mean, std, surfaceDistance } from './metrics.js';
 import type { ModelSource } from './models.js';
 import { pairedBootstrap, type PairedDifference } from './statistics.js';
-import { deriveMask, parseDerived } from './targets.js';
-
-export interface SegmentationData {
-  root: string;
-  structures: string[];
-  /** Samples with every structure's mask, at the evaluation size. */
-  samples: { file: string; image: Float32Array; masks: Float32Array[] }[];
-  test: number[];
-  trainPool: number[];
-}
-
-/**
- * Load a segmentation folder: `structures` filters, `combine` unites masks into a new structure
- * (e.g. lungs = left_lung + right_lung). Images lacking any requested mask are left out.
- */
-export async function loadSegmentationData(root: string, size: number, o: { structures?: string[]; combine?: Record<string, string[]>; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void }): Promise<SegmentationData> {
-  const scan = await scanDataset([root]);
-  if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: few-shot segmentation needs the images/ + masks/<structure>/ layout`);
-  for (const s of scan.skipped) o.onSkip?.(s.message);
-  const combine = o.combine ?? {};
-  for (const [name, parts] of Object.entries(combine)) for (const p of parts) if (!scan.structures.includes(p)) throw new EdenError('data', `${root}: --combine ${name}=${parts.join('+')} names '${p}', which is not among ${scan.structures.join(', ')}`);
-  const consumed = new Set(Object.values(combine).flat());
-  const structures = o.structures ?? [...Object.keys(combine), ...scan.structures.filter((s) => !consumed.has(s))];
-  // A derived structure (targets.ts) names its base mask: a structure of the folder or a combined one.
-  const derived = new Map(structures.map((s) => [s, parseDerived(s)] as const));
-  const baseOf = (s: string): string => derived.get(s)?.base ?? s;
-  for (const s of structures) {
-    const b = baseOf(s);
-    if (!scan.structures.includes(b) && !combine[b]) throw new EdenError('data', `${root}: no structure '${b}'${b !== s ? ` (the base of '${s}')` : ''}; found ${scan.structures.join(', ')}${Object.keys(combine).length ? ` and combined ${Object.keys(combine).join(', ')}` : ''}`);
-  }
-  const dataset = new ImageDataset(scan.images, { size, cache: 'none', onSkip: (s) => o.onSkip?.(s.message) });
-  const samples: SegmentationData['samples'] = [];
-  for await (const sample of dataset.iterate()) {
-    const masks = structures.map((s) => {
-      const base = unite(sample, combine[baseOf(s)] ?? [baseOf(s)]);
-      const d = derived.get(s);
-      return base && d ? deriveMask(base, size, d) : base;
-    });
-    if (masks.some((m) => m === undefined)) {
-      o.onSkip?.(`${sample.entry.path}: left out (missing a mask of ${structures.join(', ')})`);
-      continue;
-    }
-    samples.push({ file: sample.entry.path, image: sample.image, masks: masks as Float32Array[] });
-  }
-  if (samples.length < 2) throw new EdenError('data', `${root}: ${samples.length} usable image(s) with all masks; need at least 2`);
-  const order = new Rng(deriveSeed(o.seed, 21)).shuffle([...samples.keys()]);
-  const nTest = Math.min(o.maxTestImages, Math.max(1, Math.round(samples.length * o.testFraction)));
-  return { root, structures, samples, test: order.slice(0, nTest).sort((a, b) => a - b), trainPool: order.slice(nTest).sort((a, b) => a - b) };
-}
-
-function unite(sample: Sample, parts: string[]): Float32Array | undefined {
-  const ms = parts.map((p) => sample.masks[p]);
-  if (ms.some((m) => !m)) return undefined;
-  const out = new Float32Array(ms[0]!.length);
-  for (const m of ms) for (let i = 0; i < out.length; i++) if (m![i]! > 0.5) out[i] = 1;
-  return out;
-}
 
 export interface FewShotRun {
   model: string;

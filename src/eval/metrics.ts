@@ -1,6 +1,6 @@
 /** Evaluation metrics as pure functions (MONAI-style: compute, then aggregate). */
 import { quantileSorted } from './statistics.js';
-import { boundary, distanceTransformSquared } from './targets.js';
+import { boundary, distanceTransformSquared } from '../data/masks.js';
 
 /** Dice of two binary masks: 2|P & G| / (|P| + |G|); 1 when both are empty. */
 export function dice(pred: ArrayLike<number>, truth: ArrayLike<number>, threshold = 0.5): number {

@@ -16,7 +16,7 @@ export interface ModelSource {
 /** A checkpoint file or run directory (its `best`, else `last`, checkpoint). */
 export async function checkpointSource(spec: string): Promise<ModelSource> {
   let file = await resolveCheckpointPath(spec);
-  if (file !== spec) {
+  if (file !== spec && spec !== 'builtin') {
     const best = path.join(spec, 'checkpoints', 'best.safetensors');
     const { existsSync } = await import('node:fs');
     if (existsSync(best)) file = best;
@@ -24,7 +24,7 @@ export async function checkpointSource(spec: string): Promise<ModelSource> {
   const probe = await loadEncoder(file);
   const args = probe.meta.args;
   probe.encoder.dispose();
-  const name = path.basename(spec.replace(/[\\/]+$/, '')).replace(/\.safetensors$/, '');
+  const name = spec === 'builtin' ? 'eve-builtin' : path.basename(spec.replace(/[\\/]+$/, '')).replace(/\.safetensors$/, '');
   return {
     name,
     description: `${file} (${args.backbone} width ${args.width})`,

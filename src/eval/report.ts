@@ -6,7 +6,7 @@ import { renderVegaLite } from '../report/plot.js';
 import type { EvaluationReport } from './evaluate.js';
 import type { FewShotComparison, FewShotSummaryRow } from './fewshot.js';
 import { formatDifference } from './statistics.js';
-import { parseDerived } from './targets.js';
+import { parseDerived } from '../data/derived-structures.js';
 
 /** Side of the images the locality and compositionality probes cut their crops from. */
 export const PROBE_SIDE = 256;

@@ -8,6 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
 import { loadTensorFile, saveTensorFile, type TensorFile } from '../engine/tensor-file.js';
 import { Encoder, type EncoderArgs } from './encoder.js';
+import { taskModelMeta } from './task-model-file.js';
+import { resolveModelSpec } from './builtin.js';
 
 export const ENCODER_FORMAT = 'eden-encoder-1';
 
@@ -29,24 +31,38 @@ export async function saveEncoder(file: string, encoder: Encoder, meta: Omit<Enc
   await saveTensorFile(file, tensors, { format: ENCODER_FORMAT, eden: JSON.stringify(full) });
 }
 
-function assignFrom(content: TensorFile, encoder: Encoder, prefix: string, withHead: boolean, file: string): void {
+function assignFrom(content: TensorFile, encoder: Encoder, prefix: string, withHead: boolean, file: string, rename: (name: string) => string = (n) => n): void {
   for (const [name, v] of encoder.namedVariables()) {
     if (!withHead && name.startsWith('head.')) continue;
-    const rec = content.tensors.get(prefix + name);
-    if (!rec) throw new EdenError('checkpoint', `${file}: missing tensor '${prefix + name}'`);
-    if (rec.shape.join(',') !== v.shape.join(',')) throw new EdenError('checkpoint', `${file}: '${prefix + name}' is [${rec.shape}], the encoder expects [${v.shape}]`);
+    const rec = content.tensors.get(prefix + rename(name));
+    if (!rec) throw new EdenError('checkpoint', `${file}: missing tensor '${prefix + rename(name)}'`);
+    if (rec.shape.join(',') !== v.shape.join(',')) throw new EdenError('checkpoint', `${file}: '${prefix + rename(name)}' is [${rec.shape}], the encoder expects [${v.shape}]`);
     tf.tidy(() => v.assign(tf.tensor(rec.data, rec.shape, rec.dtype)));
   }
 }
 
-/** Load an encoder from an encoder file or a pretraining checkpoint. */
-export async function loadEncoder(file: string): Promise<{ encoder: Encoder; meta: EncoderFileMeta }> {
+/** Load an encoder from an encoder file, a pretraining checkpoint, or a fine-tuned task model (its encoder, no head). */
+export async function loadEncoder(spec: string): Promise<{ encoder: Encoder; meta: EncoderFileMeta }> {
+  const file = resolveModelSpec(spec);
   const content = await loadTensorFile(file);
   const format = content.metadata['format'];
   const eden = JSON.parse(content.metadata['eden'] ?? '{}') as Record<string, unknown>;
   let meta: EncoderFileMeta;
   let prefix = '';
-  if (format === ENCODER_FORMAT) {
+  let rename: ((name: string) => string) | undefined;
+  const task = taskModelMeta(content);
+  if (task) {
+    meta = {
+      format: format!,
+      args: { backbone: task.backbone.name, width: task.backbone.width, projectionDim: 128, seed: 0 },
+      hasHead: false,
+      inputSize: task.inputSize,
+      source: `${file} (the encoder of a fine-tuned ${task.format === 'eden-segmenter-1' ? 'segmentation' : 'classification'} model)`,
+    };
+    // Task models store the backbone as encoder.<name>.
+    rename = (name) => name.replace(/^backbone\./, '');
+    prefix = 'encoder.';
+  } else if (format === ENCODER_FORMAT) {
     meta = eden as unknown as EncoderFileMeta;
   } else if (format === 'eden-pretrain-1') {
     const config = eden['config'] as { model: { backbone: string; width: number; projectionDim: number; headNorm?: 'none' | 'batchnorm' }; views: { size: number }; seed: number };
@@ -60,11 +76,11 @@ export async function loadEncoder(file: string): Promise<{ encoder: Encoder; met
     };
     prefix = 'student/';
   } else {
-    throw new EdenError('checkpoint', `${file} is not an Eden encoder or pretraining checkpoint (format '${format ?? 'none'}'); import PyTorch weights with 'eden import-torch'`);
+    throw new EdenError('checkpoint', `${file} is not an Eden encoder, pretraining checkpoint or fine-tuned model (format '${format ?? 'none'}'); import PyTorch weights with 'eden import-torch'`);
   }
   const encoder = new Encoder(meta.args);
   try {
-    assignFrom(content, encoder, prefix, meta.hasHead, file);
+    assignFrom(content, encoder, prefix, meta.hasHead, file, rename);
   } catch (err) {
     encoder.dispose();
     throw err;

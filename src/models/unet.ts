@@ -47,6 +47,11 @@ export class UNet {
     this.decoder.add('head.bias', tf.zeros([this.classes]));
   }
 
+  /** Channels of the five decoder blocks, deepest first. */
+  get decoderChannels(): number[] {
+    return [...this.channels];
+  }
+
   /** x [B, H, W, 1] (H, W multiples of 32) -> logits [B, H, W, classes]. */
   forward(x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
     return this.decode(this.encoder.forwardFeatures(x, ctx), ctx);

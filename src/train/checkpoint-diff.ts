@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadTensorFile } from '../engine/tensor-file.js';
 import { checkpointPaths } from './pretrain.js';
+import { resolveModelSpec } from '../models/builtin.js';
 
 export interface TensorDiff {
   name: string;
@@ -19,8 +20,9 @@ export interface CheckpointDiff {
   maxAbsDiff: number;
 }
 
-/** A run directory means its checkpoints/last.safetensors. */
-export async function resolveCheckpointPath(p: string): Promise<string> {
+/** A run directory means its checkpoints/last.safetensors; `builtin` the pretrained Eve shipped with Eden. */
+export async function resolveCheckpointPath(spec: string): Promise<string> {
+  const p = resolveModelSpec(spec);
   const stat = await fs.stat(p).catch(() => undefined);
   return stat?.isDirectory() ? checkpointPaths(p).last : p;
 }

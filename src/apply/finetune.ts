@@ -1,0 +1,217 @@
+/**
+ * `eden finetune`: from "I labelled a few images" to a model file. Segmentation trains a U-Net on
+ * a labelled folder with the few-shot evaluation's protocol (train/segmenter.ts: augmentation,
+ * encoder at a lower learning rate, early stopping on a validation split drawn from the labelled
+ * images); classification fine-tunes encoder + linear head on a label CSV (train/classifier.ts).
+ * Both write one self-describing file (models/task-model-file.ts) with what was trained on and the
+ * validation scores.
+ */
+import { EdenError } from '../core/errors.js';
+import { deriveSeed, Rng } from '../core/rng.js';
+import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
+import { DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
+import { loadSegmentationData } from '../data/segmentation-data.js';
+import { loadEncoder } from '../models/encoder-file.js';
+import { createBackbone, type ResNet } from '../models/resnet.js';
+import { saveClassifier, saveSegmenter, type TaskModelMeta } from '../models/task-model-file.js';
+import { hasBuiltinModel } from '../models/builtin.js';
+import { VERSION } from '../version.js';
+import { trainSegmenter, type SegmentationMode } from '../train/segmenter.js';
+import { trainClassifier } from '../train/classifier.js';
+import { loadClassificationData, scores } from '../eval/classify.js';
+
+export interface EncoderSpec {
+  /** A checkpoint file or run directory, 'builtin', or 'random' (He init of `backbone`/`width`). */
+  checkpoint: string;
+  backbone?: string;
+  width?: number;
+}
+
+/** Default encoder: the shipped pretrained Eve when installed, else a random ResNet-18. */
+export function defaultEncoderSpec(): EncoderSpec {
+  return { checkpoint: hasBuiltinModel() ? 'builtin' : 'random', backbone: 'resnet18', width: 64 };
+}
+
+export async function createEncoder(spec: EncoderSpec, seed: number): Promise<{ backbone: ResNet; description: string }> {
+  if (spec.checkpoint === 'random') {
+    const name = spec.backbone ?? 'resnet18';
+    const width = spec.width ?? 64;
+    return { backbone: createBackbone(name, { width, seed }), description: `random initialisation (${name} width ${width})` };
+  }
+  const { encoder, meta } = await loadEncoder(spec.checkpoint);
+  encoder.head.dispose();
+  return { backbone: encoder.backbone, description: meta.source };
+}
+
+export interface FinetuneCommon {
+  data: string;
+  encoder: EncoderSpec;
+  size: number;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  evalEvery: number;
+  patience: number;
+  seed: number;
+  onLog?: (line: string) => void;
+  onProgress?: (p: { step: number; steps: number; loss: number; valScore?: number }) => void;
+}
+
+export interface FinetuneSegmentationOptions extends FinetuneCommon {
+  structures?: string[];
+  combine?: Record<string, string[]>;
+  /** Labelled images to train on: a number (drawn with the seed) or 'all'. */
+  shots: number | 'all';
+  /** Validation images (drawn from the rest); default: 15% of the labelled images, 2 to 32. */
+  valImages?: number;
+  mode: Extract<SegmentationMode, 'finetune' | 'frozen'>;
+  encoderLrMultiplier: number;
+}
+
+function splitPool(pool: number[], shots: number | 'all', valImages: number | undefined, seed: number): { train: number[]; val: number[] } {
+  const order = new Rng(deriveSeed(seed, 101)).shuffle([...pool]);
+  const nVal = valImages ?? Math.min(32, Math.max(2, Math.round(0.15 * pool.length)));
+  if (shots === 'all') {
+    if (pool.length < 2) throw new EdenError('data', `${pool.length} labelled image(s): need at least 2`);
+    const v = Math.min(nVal, pool.length - 1);
+    return { val: order.slice(0, v).sort((a, b) => a - b), train: order.slice(v).sort((a, b) => a - b) };
+  }
+  if (shots > pool.length) throw new EdenError('data', `--shots ${shots}: only ${pool.length} labelled images`);
+  return { train: order.slice(0, shots).sort((a, b) => a - b), val: order.slice(shots, shots + Math.min(nVal, pool.length - shots)).sort((a, b) => a - b) };
+}
+
+export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFile: string): Promise<TaskModelMeta> {
+  const log = o.onLog ?? (() => undefined);
+  const data = await loadSegmentationData(o.data, o.size, { structures: o.structures, combine: o.combine, testFraction: 0, maxTestImages: 0, seed: o.seed, onSkip: (m) => log(`skipped ${m}`) });
+  const split = splitPool(data.trainPool, o.shots, o.valImages, o.seed);
+  log(`${data.samples.length} labelled images (${data.structures.join(', ')}): training on ${split.train.length}, validating on ${split.val.length}, at ${o.size} px`);
+  const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
+  log(`encoder: ${description}`);
+  try {
+    const trained = await trainSegmenter(backbone, split.train.map((i) => data.samples[i]!), split.val.map((i) => data.samples[i]!), {
+      mode: o.mode,
+      size: o.size,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      encoderLrMultiplier: o.encoderLrMultiplier,
+      linearLr: o.lr,
+      maxSteps: o.steps,
+      evalEvery: o.evalEvery,
+      patience: o.patience,
+      bnBatches: 8,
+      augment: DEFAULT_PAIRED_AUGMENT,
+      seed: o.seed,
+      onProgress: (p) => o.onProgress?.({ step: p.step, steps: p.maxSteps, loss: p.loss, valScore: p.valDice }),
+    });
+    try {
+      // Validation Dice per structure, with the kept weights.
+      const validation: Record<string, number> = {};
+      if (split.val.length) {
+        const probs = await trained.predict(split.val.map((i) => data.samples[i]!.image));
+        data.structures.forEach((s, k) => {
+          let sum = 0;
+          split.val.forEach((idx, j) => {
+            const [p, t] = [probs[j]![k]!, data.samples[idx]!.masks[k]!];
+            let [inter, a, b] = [0, 0, 0];
+            for (let i = 0; i < p.length; i++) {
+              const [pi, ti] = [p[i]! > 0.5 ? 1 : 0, t[i]! > 0.5 ? 1 : 0];
+              inter += pi & ti;
+              a += pi;
+              b += ti;
+            }
+            sum += a + b === 0 ? 1 : (2 * inter) / (a + b);
+          });
+          validation[`dice_${s}`] = sum / split.val.length;
+        });
+      }
+      const meta: Omit<TaskModelMeta, 'format' | 'decoderChannels'> = {
+        edenVersion: VERSION,
+        createdAt: new Date().toISOString(),
+        backbone: { name: backboneName(backbone), width: backbone.args.width },
+        inputSize: o.size,
+        intensity: { mode: 'auto' },
+        normalisation: { mean: DEFAULT_VIEW_OPTIONS.mean, std: DEFAULT_VIEW_OPTIONS.std },
+        structures: data.structures,
+        training: {
+          data: o.data,
+          images: split.train.length,
+          validationImages: split.val.length,
+          files: split.train.map((i) => data.samples[i]!.file),
+          validationFiles: split.val.map((i) => data.samples[i]!.file),
+          mode: o.mode,
+          steps: trained.steps,
+          bestStep: trained.bestStep,
+          seed: o.seed,
+          startedFrom: description,
+          lr: o.lr,
+          encoderLrMultiplier: o.encoderLrMultiplier,
+          batchSize: o.batchSize,
+        },
+        validation,
+      };
+      await saveSegmenter(outFile, trained.unet!, meta);
+      return { ...meta, format: 'eden-segmenter-1', decoderChannels: trained.unet!.decoderChannels };
+    } finally {
+      trained.dispose();
+    }
+  } finally {
+    backbone.dispose();
+  }
+}
+
+/** The registry name of a backbone, from its block kind and depths. */
+export function backboneName(b: ResNet): string {
+  const key = `${b.args.block}:${b.args.depths.join(',')}`;
+  const names: Record<string, string> = { 'basic:2,2,2,2': 'resnet18', 'basic:3,4,6,3': 'resnet34', 'bottleneck:3,4,6,3': 'resnet50', 'basic:1,1,1,1': 'resnet-tiny' };
+  const name = names[key];
+  if (!name) throw new EdenError('config', `no registered backbone has ${key}`);
+  return name;
+}
+
+export interface FinetuneClassificationOptions extends FinetuneCommon {
+  labels?: string;
+  labelColumn?: string;
+}
+
+export async function finetuneClassification(o: FinetuneClassificationOptions, outFile: string): Promise<TaskModelMeta> {
+  const log = o.onLog ?? (() => undefined);
+  // The folder's own split column decides train and validation; without one, a seeded 80/20 split.
+  const data = await loadClassificationData(o.data, o.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.seed, maxTrain: 0, maxTest: 0 });
+  log(`classes ${data.classes.join(', ')}: training on ${data.train.length} images, validating on ${data.test.length}, at ${o.size} px`);
+  const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
+  log(`encoder: ${description}`);
+  try {
+    const trained = await trainClassifier(backbone, data.train, data.test, {
+      classes: data.classes.length,
+      size: o.size,
+      steps: o.steps,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      seed: o.seed,
+      evalEvery: o.evalEvery,
+      patience: o.patience,
+      score: (p, labels) => scores(p, labels, data.classes).meanAuc,
+      onProgress: o.onProgress,
+    });
+    try {
+      const s = scores(await trained.predict(data.test.map((x) => x.image)), data.test.map((x) => x.label), data.classes);
+      const meta: Omit<TaskModelMeta, 'format'> = {
+        edenVersion: VERSION,
+        createdAt: new Date().toISOString(),
+        backbone: { name: backboneName(backbone), width: backbone.args.width },
+        inputSize: o.size,
+        intensity: { mode: 'auto' },
+        normalisation: { mean: DEFAULT_VIEW_OPTIONS.mean, std: DEFAULT_VIEW_OPTIONS.std },
+        classes: data.classes,
+        training: { data: o.data, images: data.train.length, validationImages: data.test.length, files: [], steps: trained.steps, bestStep: trained.bestStep, seed: o.seed, startedFrom: description, lr: o.lr, batchSize: o.batchSize },
+        validation: { mean_auc: s.meanAuc, accuracy: s.accuracy, ...Object.fromEntries(Object.entries(s.aucPerClass).map(([k, v]) => [`auc_${k}`, v])) },
+      };
+      await saveClassifier(outFile, backbone, { weight: trained.weight, bias: trained.bias }, meta);
+      return { ...meta, format: 'eden-classifier-1' };
+    } finally {
+      trained.dispose();
+    }
+  } finally {
+    backbone.dispose();
+  }
+}

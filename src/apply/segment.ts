@@ -1,0 +1,214 @@
+/**
+ * Apply a fine-tuned segmentation model (`eden finetune`) to files and folders: for every image,
+ * a mask PNG per structure at the image's own size, an overlay PNG, a row of measurements (areas,
+ * the cardiothoracic ratio when heart and lungs are segmented; see measure.ts) in one CSV, and for
+ * DICOM input a DICOM SEG that references its source image. Images are decoded ahead of the model
+ * and run in batches; unreadable files are reported and skipped, nothing already written is lost.
+ *
+ * Output layout (OUT = --out):
+ *   OUT/masks/<structure>/<name>.png   0 / 255, the image's size (the dataset layout Eden trains on)
+ *   OUT/overlays/<name>.png            the image with the masks drawn over it
+ *   OUT/seg/<name>.dcm                 DICOM SEG, for DICOM input
+ *   OUT/measurements.csv               one row per image
+ * <name> is the file's path relative to the folder it was found in, '/' replaced by '__', without extension.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { describeError } from '../core/errors.js';
+import { decodeImageFile } from '../data/decode.js';
+import { writeSegmentation } from '../data/dicom-seg.js';
+import type { GreyImage } from '../data/grey-image.js';
+import { normalizeIntensity } from '../data/intensity.js';
+import { resizeGrey } from '../data/resize.js';
+import { scanDataset, skipped, type ImageEntry, type SkippedFile } from '../data/scan.js';
+import type { Segmenter } from '../models/task-model-file.js';
+import { writeFileAtomic } from '../engine/tensor-file.js';
+import { VERSION } from '../version.js';
+import { area, cardiothoracicRatio, lungsOf } from './measure.js';
+
+export interface SegmentOptions {
+  out: string;
+  /** Images per forward pass (default 8). */
+  batchSize?: number;
+  /** Probability threshold of a mask pixel (default 0.5). */
+  threshold?: number;
+  /** Write DICOM SEG files for DICOM input (default true). */
+  dicomSeg?: boolean;
+  onSkip?: (s: SkippedFile) => void;
+  onImage?: (row: MeasurementRow, done: number, total: number) => void;
+}
+
+export interface MeasurementRow {
+  file: string;
+  name: string;
+  width: number;
+  height: number;
+  areaPx: Record<string, number>;
+  /** mm per pixel [row, column] and where it came from, for DICOM with a spacing. */
+  pixelSpacing?: [number, number];
+  pixelSpacingSource?: string;
+  areaMm2?: Record<string, number>;
+  heartWidthPx?: number;
+  thoraxWidthPx?: number;
+  ctr?: number;
+  seg?: string;
+}
+
+export interface SegmentResult {
+  rows: MeasurementRow[];
+  skipped: SkippedFile[];
+  csv: string;
+  seconds: number;
+}
+
+/** Colours of the overlay, cycled over the structures (RGB). */
+const COLOURS: [number, number, number][] = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240]];
+
+function outputName(e: ImageEntry): string {
+  return e.relPath.replace(/\.[^./]+$/, '').split('/').join('__');
+}
+
+/** Per-structure probabilities [size * size] for a batch of images normalised to [0, 1] at `size`. */
+async function predict(model: Segmenter, images: Float32Array[]): Promise<Float32Array[][]> {
+  const size = model.meta.inputSize;
+  const px = size * size;
+  const c = model.meta.structures!.length;
+  const { mean, std } = model.meta.normalisation;
+  const xs = new Float32Array(images.length * px);
+  images.forEach((im, j) => {
+    for (let i = 0; i < px; i++) xs[j * px + i] = (im[i]! - mean) / std;
+  });
+  const x = tf.tensor4d(xs, [images.length, size, size, 1]);
+  const prob = tf.tidy(() => tf.sigmoid(model.unet.forward(x, { training: false })));
+  const p = (await prob.data()) as Float32Array;
+  tf.dispose([x, prob]);
+  return images.map((_, j) => Array.from({ length: c }, (_, k) => {
+    const m = new Float32Array(px);
+    for (let i = 0; i < px; i++) m[i] = p[(j * px + i) * c + k]!;
+    return m;
+  }));
+}
+
+async function overlay(grey01: Float32Array, width: number, height: number, masks: Uint8Array[]): Promise<Buffer> {
+  const rgb = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < width * height; i++) {
+    let [r, g, b] = [grey01[i]! * 255, grey01[i]! * 255, grey01[i]! * 255];
+    masks.forEach((m, k) => {
+      if (!m[i]) return;
+      const [cr, cg, cb] = COLOURS[k % COLOURS.length]!;
+      [r, g, b] = [0.6 * r + 0.4 * cr, 0.6 * g + 0.4 * cg, 0.6 * b + 0.4 * cb];
+    });
+    rgb[3 * i] = r;
+    rgb[3 * i + 1] = g;
+    rgb[3 * i + 2] = b;
+  }
+  return sharp(rgb, { raw: { width, height, channels: 3 } }).png().toBuffer();
+}
+
+async function maskPng(mask: Uint8Array, width: number, height: number): Promise<Buffer> {
+  return sharp(Buffer.from(mask.map((v) => v * 255)), { raw: { width, height, channels: 1 } }).png().toBuffer();
+}
+
+const csvField = (v: unknown): string => {
+  if (v === undefined || v === null) return '';
+  const s = typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(6)) : String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+};
+
+export function measurementsCsv(rows: MeasurementRow[], structures: string[]): string {
+  const header = ['file', 'width', 'height', ...structures.map((s) => `${s}_area_px`), 'pixel_spacing_mm', 'pixel_spacing_source', ...structures.map((s) => `${s}_area_mm2`), 'heart_width_px', 'thorax_width_px', 'ctr', 'seg'];
+  const lines = rows.map((r) =>
+    [r.file, r.width, r.height, ...structures.map((s) => r.areaPx[s]), r.pixelSpacing?.join('\\'), r.pixelSpacingSource, ...structures.map((s) => r.areaMm2?.[s]), r.heartWidthPx, r.thoraxWidthPx, r.ctr, r.seg].map(csvField).join(','),
+  );
+  return `${[header.join(','), ...lines].join('\n')}\n`;
+}
+
+export async function segmentFiles(model: Segmenter, inputs: string[], o: SegmentOptions): Promise<SegmentResult> {
+  const t0 = Date.now();
+  const structures = model.meta.structures!;
+  const size = model.meta.inputSize;
+  const threshold = o.threshold ?? 0.5;
+  const batchSize = o.batchSize ?? 8;
+  const scan = await scanDataset(inputs);
+  const skippedFiles: SkippedFile[] = [];
+  const skip = (s: SkippedFile): void => {
+    skippedFiles.push(s);
+    o.onSkip?.(s);
+  };
+  for (const s of scan.skipped) skip(s);
+  for (const dir of ['overlays', ...structures.map((s) => path.join('masks', s))]) await fs.mkdir(path.join(o.out, dir), { recursive: true });
+  const rows: MeasurementRow[] = [];
+  const names = new Set<string>();
+  const total = scan.images.length;
+
+  // Decode ahead of the model (sharp and the DICOM codecs work off the main thread).
+  type Decoded = { entry: ImageEntry; grey: GreyImage; normalised: Float32Array };
+  const decode = async (entry: ImageEntry): Promise<Decoded | undefined> => {
+    try {
+      const grey = await decodeImageFile(entry.path);
+      return { entry, grey, normalised: normalizeIntensity(grey, model.meta.intensity) };
+    } catch (err) {
+      const msg = describeError(err);
+      skip(skipped(entry.path, msg.startsWith(`${entry.path}: `) ? msg.slice(entry.path.length + 2) : msg));
+      return undefined;
+    }
+  };
+  const pending = scan.images.slice(0, batchSize * 2).map(decode);
+  let next = pending.length;
+  let batch: Decoded[] = [];
+  const flush = async (): Promise<void> => {
+    if (!batch.length) return;
+    const probs = await predict(model, batch.map((d) => resizeGrey(d.normalised, d.grey.width, d.grey.height, size, size)));
+    for (let j = 0; j < batch.length; j++) {
+      const { entry, grey, normalised } = batch[j]!;
+      const { width, height } = grey;
+      let name = outputName(entry);
+      for (let k = 2; names.has(name); k++) name = `${outputName(entry)}-${k}`;
+      names.add(name);
+      const masks = probs[j]!.map((p) => {
+        const full = resizeGrey(p, size, size, width, height);
+        return Uint8Array.from(full, (v) => (v > threshold ? 1 : 0));
+      });
+      const byName = Object.fromEntries(structures.map((s, k) => [s, masks[k]!]));
+      const row: MeasurementRow = { file: entry.path, name, width, height, areaPx: Object.fromEntries(structures.map((s, k) => [s, area(masks[k]!)])) };
+      const spacing = grey.dicom?.pixelSpacing;
+      if (spacing) {
+        row.pixelSpacing = spacing;
+        row.pixelSpacingSource = grey.dicom!.pixelSpacingSource;
+        row.areaMm2 = Object.fromEntries(structures.map((s) => [s, row.areaPx[s]! * spacing[0] * spacing[1]]));
+      }
+      const lungs = lungsOf(byName);
+      if (byName['heart'] && lungs) {
+        const c = cardiothoracicRatio(byName['heart'], lungs, width, height);
+        if (c) Object.assign(row, { heartWidthPx: c.heartWidth, thoraxWidthPx: c.thoraxWidth, ctr: c.ctr });
+      }
+      await Promise.all([
+        ...structures.map(async (s, k) => writeFileAtomic(path.join(o.out, 'masks', s, `${name}.png`), await maskPng(masks[k]!, width, height))),
+        overlay(normalised, width, height, masks).then((png) => writeFileAtomic(path.join(o.out, 'overlays', `${name}.png`), png)),
+      ]);
+      if (grey.dicom && o.dicomSeg !== false) {
+        await fs.mkdir(path.join(o.out, 'seg'), { recursive: true });
+        const segFile = path.join(o.out, 'seg', `${name}.dcm`);
+        await writeFileAtomic(segFile, writeSegmentation({ source: grey.dicom, rows: height, columns: width, masks, structures, algorithm: { name: `Eden U-Net (${model.meta.backbone.name})`, version: VERSION } }));
+        row.seg = segFile;
+      }
+      rows.push(row);
+      o.onImage?.(row, rows.length, total);
+    }
+    batch = [];
+    // The CSV so far, after every batch: a killed run keeps what it measured.
+    await writeFileAtomic(path.join(o.out, 'measurements.csv'), measurementsCsv(rows, structures));
+  };
+  while (pending.length) {
+    const d = await pending.shift()!;
+    if (next < scan.images.length) pending.push(decode(scan.images[next++]!));
+    if (d) batch.push(d);
+    if (batch.length === batchSize) await flush();
+  }
+  await flush();
+  const csv = path.join(o.out, 'measurements.csv');
+  await writeFileAtomic(csv, measurementsCsv(rows, structures));
+  return { rows, skipped: skippedFiles, csv, seconds: (Date.now() - t0) / 1000 };
+}

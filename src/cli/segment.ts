@@ -1,0 +1,67 @@
+import type { Command } from 'commander';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { useBackend } from '../engine/backend.js';
+import { loadClassifier, loadSegmenter } from '../models/task-model-file.js';
+import { segmentFiles } from '../apply/segment.js';
+import { classificationCsv, classifyFiles } from '../apply/classify.js';
+import { writeFileAtomic } from '../engine/tensor-file.js';
+import { createProgress } from './progress.js';
+import { parsePositiveInt } from './options.js';
+
+export function registerSegment(program: Command): void {
+  program
+    .command('segment')
+    .description('apply a segmentation model (eden finetune) to images and folders: mask PNGs, overlays, areas and the cardiothoracic ratio in measurements.csv, DICOM SEG for DICOM input')
+    .argument('<model>', 'segmentation model file (eden finetune)')
+    .argument('<paths...>', 'images (PNG, JPEG, TIFF, DICOM) and folders (searched recursively)')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--batch-size <n>', 'images per forward pass', parsePositiveInt, 8)
+    .option('--threshold <p>', 'probability threshold of a mask pixel', Number, 0.5)
+    .option('--no-dicom-seg', 'do not write DICOM SEG files for DICOM input')
+    .action(async (modelFile: string, paths: string[], opts: { out: string; batchSize: number; threshold: number; dicomSeg: boolean }) => {
+      await useBackend('wasm');
+      const model = await loadSegmenter(modelFile);
+      const bar = createProgress('segmenting');
+      let skippedCount = 0;
+      try {
+        const r = await segmentFiles(model, paths, {
+          out: opts.out,
+          batchSize: opts.batchSize,
+          threshold: opts.threshold,
+          dicomSeg: opts.dicomSeg,
+          onSkip: (s) => {
+            if (s.category === 'not an image file') return;
+            skippedCount++;
+            process.stderr.write(`skipped ${s.message}\n`);
+          },
+          onImage: (_, done, total) => bar.update(done, total),
+        });
+        bar.stop();
+        const withCtr = r.rows.filter((x) => x.ctr !== undefined).length;
+        process.stdout.write(`segmented ${r.rows.length} image(s) in ${r.seconds.toFixed(1)} s (${(r.rows.length / Math.max(r.seconds, 1e-3)).toFixed(1)} images/s)${skippedCount ? `, skipped ${skippedCount}` : ''}; ${withCtr ? `cardiothoracic ratio for ${withCtr}; ` : ''}measurements: ${r.csv}\n`);
+      } finally {
+        bar.stop();
+        model.dispose();
+      }
+    });
+
+  program
+    .command('classify')
+    .description('apply a classification model (eden finetune --task classify) to images and folders: a CSV of class probabilities')
+    .argument('<model>', 'classification model file')
+    .argument('<paths...>', 'images and folders')
+    .requiredOption('--out <file>', 'CSV to write')
+    .action(async (modelFile: string, paths: string[], opts: { out: string }) => {
+      await useBackend('wasm');
+      const model = await loadClassifier(modelFile);
+      try {
+        const rows = await classifyFiles(model, paths, { onSkip: (s) => s.category !== 'not an image file' && process.stderr.write(`skipped ${s.message}\n`) });
+        await fs.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
+        await writeFileAtomic(opts.out, classificationCsv(rows, model.meta.classes!));
+        process.stdout.write(`classified ${rows.length} image(s): ${opts.out}\n`);
+      } finally {
+        model.dispose();
+      }
+    });
+}
