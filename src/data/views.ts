@@ -101,11 +101,13 @@ export function rotate(img: Float32Array, size: number, degrees: number): Float3
   const cos = Math.cos(t);
   const sin = Math.sin(t);
   const c = (size - 1) / 2;
+  // A source pixel, 0 outside the image. (Hoisted: this runs for every output pixel.)
+  const at = (xx: number, yy: number): number => (xx < 0 || yy < 0 || xx >= size || yy >= size ? 0 : img[yy * size + xx]!);
   for (let y = 0; y < size; y++) {
+    const dy = y - c;
     for (let x = 0; x < size; x++) {
       // Inverse map: output pixel -> source position.
       const dx = x - c;
-      const dy = y - c;
       const sx = cos * dx + sin * dy + c;
       const sy = -sin * dx + cos * dy + c;
       const x0 = Math.floor(sx);
@@ -113,8 +115,13 @@ export function rotate(img: Float32Array, size: number, degrees: number): Float3
       if (x0 < -1 || y0 < -1 || x0 >= size || y0 >= size) continue;
       const fx = sx - x0;
       const fy = sy - y0;
-      const at = (xx: number, yy: number): number => (xx < 0 || yy < 0 || xx >= size || yy >= size ? 0 : img[yy * size + xx]!);
-      out[y * size + x] = (1 - fy) * ((1 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)) + fy * ((1 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
+      if (x0 >= 0 && y0 >= 0 && x0 + 1 < size && y0 + 1 < size) {
+        // Interior: no bounds checks.
+        const i = y0 * size + x0;
+        out[y * size + x] = (1 - fy) * ((1 - fx) * img[i]! + fx * img[i + 1]!) + fy * ((1 - fx) * img[i + size]! + fx * img[i + size + 1]!);
+      } else {
+        out[y * size + x] = (1 - fy) * ((1 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)) + fy * ((1 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
+      }
     }
   }
   return out;
