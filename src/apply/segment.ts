@@ -108,7 +108,7 @@ async function overlay(grey01: Float32Array, width: number, height: number, mask
 }
 
 async function maskPng(mask: Uint8Array, width: number, height: number): Promise<Buffer> {
-  return sharp(Buffer.from(mask.map((v) => v * 255)), { raw: { width, height, channels: 1 } }).png().toBuffer();
+  return sharp(Buffer.from(mask.map((v) => v * 255)), { raw: { width, height, channels: 1 } }).toColourspace('b-w').png().toBuffer();
 }
 
 const csvField = (v: unknown): string => {

@@ -2,13 +2,15 @@ import { Command, Option } from 'commander';
 import { dump } from 'npyjs';
 import { EdenError } from '../core/errors.js';
 import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
-import { writeFileAtomic } from '../engine/tensor-file.js';
+import { loadTensorFile, writeFileAtomic } from '../engine/tensor-file.js';
 import { loadEncoder, saveEncoder } from '../models/encoder-file.js';
 import { BACKBONES } from '../models/resnet.js';
 import { importTorchCheckpoint } from '../interop/import-torch.js';
 import { embedFiles, type Preprocess } from '../embed/embed.js';
 import { exportSafetensors, exportTfjs } from '../interop/export.js';
-import { exportOnnx } from '../interop/onnx.js';
+import { exportClassifierOnnx, exportOnnx, exportSegmenterOnnx } from '../interop/onnx.js';
+import { loadClassifier, loadSegmenter, SEGMENTER_FORMAT, taskModelMeta } from '../models/task-model-file.js';
+import { resolveModelSpec } from '../models/builtin.js';
 import { createProgress } from './progress.js';
 import { parsePositiveInt } from './options.js';
 
@@ -58,12 +60,25 @@ export function registerInterop(program: Command): void {
 
   program
     .command('export')
-    .description('export an encoder for deployment: ONNX (batch norm folded, dynamic batch), safetensors (PyTorch names), or TF.js (the browser viewer)')
-    .argument('<ckpt>', 'encoder or pretraining checkpoint')
+    .description('export an encoder (ONNX, safetensors with PyTorch names, or TF.js for the browser) or a fine-tuned segmentation / classification model (ONNX) for deployment')
+    .argument('<ckpt>', "encoder or pretraining checkpoint, 'builtin', or a model from eden finetune")
     .addOption(new Option('--format <format>', 'output format').choices(['onnx', 'safetensors', 'tfjs']).makeOptionMandatory())
     .requiredOption('--out <path>', 'output file (onnx, safetensors) or folder (tfjs)')
     .action(async (ckpt: string, opts: { format: 'onnx' | 'safetensors' | 'tfjs'; out: string }) => {
       await useBackend('cpu');
+      const task = taskModelMeta(await loadTensorFile(resolveModelSpec(ckpt)));
+      if (task && opts.format === 'onnx') {
+        // A fine-tuned model to ONNX: the whole model. (In the other formats, its encoder, below.)
+        if (task.format === SEGMENTER_FORMAT) {
+          const model = await loadSegmenter(ckpt);
+          await exportSegmenterOnnx(model, opts.out).finally(() => model.dispose());
+        } else {
+          const model = await loadClassifier(ckpt);
+          await exportClassifierOnnx(model, opts.out).finally(() => model.dispose());
+        }
+        process.stdout.write(`wrote ${opts.out} (onnx, ${task.format === SEGMENTER_FORMAT ? `segmentation of ${task.structures!.join(', ')}` : `classification into ${task.classes!.join(', ')}`}, ${task.backbone.name} at ${task.inputSize} px)\n`);
+        return;
+      }
       const { encoder, meta } = await loadEncoder(ckpt);
       try {
         if (opts.format === 'onnx') await exportOnnx(encoder, meta, opts.out);

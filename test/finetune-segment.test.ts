@@ -1,0 +1,190 @@
+/**
+ * From labelled images to masks and measurements, as a user runs it: `eden finetune` writes a
+ * self-describing model, `eden segment` applies it to a folder mixing PNG, DICOM and a broken file
+ * (masks at each image's size, overlays, areas in px and mm², the cardiothoracic ratio, a DICOM SEG
+ * checked by DCMTK and dicom3tools and read back by Eden), `eden export` gives ONNX with Eden's
+ * outputs, `eden finetune --task classify` + `eden classify` work on a label CSV; and the CTR
+ * definition reproduces wingspan_ctr's ground truth from its own masks.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
+import * as tf from '@tensorflow/tfjs';
+import { useBackend } from '../src/engine/backend.js';
+import { loadSegmenter } from '../src/models/task-model-file.js';
+import { loadEncoder } from '../src/models/encoder-file.js';
+import { readSegmentation } from '../src/data/dicom-seg.js';
+import { decodeImageFile } from '../src/data/decode.js';
+import { binarizeMask } from '../src/data/dataset.js';
+import { cardiothoracicRatio } from '../src/apply/measure.js';
+import { hasTool, requireTool } from './helpers/tools.js';
+
+const root = path.join(import.meta.dirname, '..');
+const data = path.join(root, '..', 'shared', 'data');
+const wingspan = path.join(data, 'wingspan_ctr');
+const cli = path.join(root, 'src', 'cli', 'main.ts');
+const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'eden-seg-'));
+
+function eden(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', CI: '1' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
+  let model: string;
+  before(() => {
+    model = path.join(tmp(), 'heart-lungs.safetensors');
+    const r = eden('finetune', wingspan, '--checkpoint', 'random', '--arch', 'resnet-tiny', '--width', '8', '--structures', 'heart,lungs', '--combine', 'lungs=left_lung+right_lung', '--shots', '6', '--val-images', '4', '--size', '64', '--steps', '12', '--eval-every', '4', '--out', model);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^wrote .*heart-lungs\.safetensors \(\d+ steps, kept step \d+; validation: dice_heart \d\.\d{4}, dice_lungs \d\.\d{4}\)/);
+    assert.match(r.stderr, /259 labelled images \(heart, lungs\): training on 6, validating on 4, at 64 px/);
+  });
+
+  it('writes a self-describing model file', async () => {
+    await useBackend('wasm');
+    const m = await loadSegmenter(model);
+    assert.deepEqual(m.meta.structures, ['heart', 'lungs']);
+    assert.equal(m.meta.inputSize, 64);
+    assert.deepEqual(m.meta.backbone, { name: 'resnet-tiny', width: 8 });
+    assert.deepEqual(m.meta.intensity, { mode: 'auto' });
+    assert.equal(m.meta.training.images, 6);
+    assert.equal(m.meta.training.files.length, 6);
+    assert.equal(m.meta.training.validationImages, 4);
+    assert.ok(m.meta.validation['dice_heart']! >= 0 && m.meta.validation['dice_heart']! <= 1);
+    m.dispose();
+    // Its encoder serves as an encoder checkpoint elsewhere (e.g. a supervised reference in eden evaluate).
+    const { encoder, meta } = await loadEncoder(model);
+    assert.equal(meta.hasHead, false);
+    assert.match(meta.source, /the encoder of a fine-tuned segmentation model/);
+    encoder.dispose();
+  });
+
+  it('segments a folder of PNG and DICOM: masks at the image size, overlays, areas, CTR, and a SEG that DCMTK, dicom3tools and Eden read', async (t) => {
+    const input = tmp();
+    const out = tmp();
+    const png = readdirFirst(path.join(wingspan, 'images'));
+    copyFileSync(png, path.join(input, 'chest.png'));
+    writeFileSync(path.join(input, 'broken.png'), 'not an image');
+    mkdirSync(path.join(input, 'nested'));
+    const dicom = path.join(input, 'nested', 'chest.dcm');
+    const withDicom = hasTool('img2dcm');
+    if (withDicom) {
+      // A DICOM made by DCMTK from a bundled radiograph, with a pixel spacing of 0.5 mm.
+      const jpg = path.join(tmp(), 'src.jpg');
+      await sharp(path.join(root, 'samples', 'hannover_covid19', '00870a9c.png')).jpeg({ quality: 95 }).toFile(jpg);
+      execFileSync('img2dcm', [jpg, dicom, '-k', 'PatientID=EDEN-TEST', '-k', 'PatientName=Test^Eden', '-k', '(0028,0030)=0.5\\0.5', '-k', 'StudyDate=20260101']);
+    } else requireTool('img2dcm', t);
+    const r = eden('segment', model, input, '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /skipped .*broken\.png: corrupt or not image data/);
+    assert.match(r.stdout, new RegExp(`segmented ${withDicom ? 2 : 1} image\\(s\\) .* skipped 1; cardiothoracic ratio for ${withDicom ? 2 : 1}`));
+    const csv = readFileSync(path.join(out, 'measurements.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
+    const header = csv[0]!;
+    assert.deepEqual(header.slice(0, 5), ['file', 'width', 'height', 'heart_area_px', 'lungs_area_px']);
+    const col = (row: string[], name: string): string => row[header.indexOf(name)]!;
+    const pngRow = csv.find((row) => row[0]!.endsWith('chest.png'))!;
+    assert.equal(col(pngRow, 'width'), '512');
+    // Masks at the image's own size, and the CSV's numbers recomputed from them.
+    const heart = await sharp(path.join(out, 'masks', 'heart', 'chest.png')).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    const lungs = await sharp(path.join(out, 'masks', 'lungs', 'chest.png')).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([heart.info.width, heart.info.height], [512, 512]);
+    assert.equal((await sharp(path.join(out, 'masks', 'heart', 'chest.png')).metadata()).channels, 1, 'masks are single-channel 8-bit PNGs');
+    assert.equal(Number(col(pngRow, 'heart_area_px')), heart.data.filter((v) => v > 127).length);
+    const c = cardiothoracicRatio(Uint8Array.from(heart.data, (v) => (v > 127 ? 1 : 0)), Uint8Array.from(lungs.data, (v) => (v > 127 ? 1 : 0)), 512, 512);
+    if (c) assert.ok(Math.abs(Number(col(pngRow, 'ctr')) - c.ctr) < 1e-6);
+    assert.ok(existsSync(path.join(out, 'overlays', 'chest.png')));
+    if (!withDicom) return;
+    const dicomRow = csv.find((row) => row[0]!.endsWith('chest.dcm'))!;
+    assert.equal(col(dicomRow, 'pixel_spacing_mm'), '0.5\\0.5');
+    assert.ok(Math.abs(Number(col(dicomRow, 'heart_area_mm2')) - 0.25 * Number(col(dicomRow, 'heart_area_px'))) < 1e-3);
+    const seg = path.join(out, 'seg', 'nested__chest.dcm');
+    assert.equal(col(dicomRow, 'seg'), seg);
+    // DCMTK parses it; dicom3tools validates it against the SEG IOD (warnings only about DICOMDIR fields).
+    const dump = execFileSync('dcmdump', [seg], { encoding: 'utf8' });
+    assert.match(dump, /\(0008,0016\) UI =SegmentationStorage/);
+    assert.match(dump, /\(0062,0001\) CS \[BINARY\]/);
+    assert.match(dump, /\(0010,0020\) LO \[EDEN-TEST\]/);
+    if (hasTool('dciodvfy')) {
+      const v = spawnSync('dciodvfy', [seg], { encoding: 'utf8' });
+      const messages = `${v.stdout}${v.stderr}`;
+      assert.doesNotMatch(messages, /^Error/m, messages);
+      assert.match(messages, /^Segmentation$/m);
+    } else requireTool('dciodvfy', t);
+    // Eden reads it back: the segments, their masks (equal to the PNG masks), and the source it references.
+    const back = readSegmentation(readFileSync(seg));
+    const source = execFileSync('dcmdump', ['+P', '0008,0018', dicom], { encoding: 'utf8' });
+    assert.equal(back.referencedSopInstanceUid, /\[([\d.]+)\]/.exec(source)![1]);
+    assert.deepEqual(back.segments.map((s) => [s.number, s.label]), [[1, 'heart'], [2, 'lungs']]);
+    const heartPng = await sharp(path.join(out, 'masks', 'heart', 'nested__chest.png')).extractChannel(0).raw().toBuffer();
+    assert.deepEqual(Array.from(back.segments[0]!.mask), Array.from(heartPng, (v) => (v > 127 ? 1 : 0)));
+  });
+
+  it('exports the model to ONNX with the same probabilities (onnxruntime-node, within 1e-4)', async () => {
+    const ort = await import('onnxruntime-node');
+    const onnxFile = path.join(tmp(), 'model.onnx');
+    const r = eden('export', model, '--format', 'onnx', '--out', onnxFile);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /segmentation of heart, lungs, resnet-tiny at 64 px/);
+    await useBackend('wasm');
+    const m = await loadSegmenter(model);
+    const x = tf.randomNormal([3, 64, 64, 1], 0, 1, 'float32', 5) as tf.Tensor4D;
+    const expected = tf.tidy(() => tf.transpose(tf.sigmoid(m.unet.forward(x, { training: false })), [0, 3, 1, 2])).dataSync();
+    const session = await ort.InferenceSession.create(onnxFile);
+    const nchw = tf.tidy(() => tf.transpose(x, [0, 3, 1, 2]).dataSync()) as Float32Array;
+    const got = (await session.run({ image: new ort.Tensor('float32', nchw, [3, 1, 64, 64]) }))['probabilities']!.data as Float32Array;
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - expected[i]!));
+    console.log(`segmentation ONNX vs Eden: max |difference| ${worst.toExponential(2)} over ${got.length} probabilities`);
+    assert.ok(worst < 1e-4, `max difference ${worst}`);
+    tf.dispose(x);
+    m.dispose();
+  });
+
+  it('the CTR definition reproduces wingspan_ctr\'s ground truth from its own masks', async () => {
+    const rows = readFileSync(path.join(wingspan, 'ctr_ground_truth.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(','));
+    const errors: number[] = [];
+    for (const [id, ctr] of rows.slice(0, 40)) {
+      const mask = async (s: string): Promise<{ m: Float32Array; w: number; h: number }> => {
+        const g = await decodeImageFile(path.join(wingspan, 'masks', s, id!));
+        return { m: binarizeMask(g.data, g.bitDepth), w: g.width, h: g.height };
+      };
+      const [h, l, r] = [await mask('heart'), await mask('left_lung'), await mask('right_lung')];
+      const c = cardiothoracicRatio(h.m, l.m.map((v, i) => Math.max(v, r.m[i]!)), h.w, h.h)!;
+      errors.push(Math.abs(c.ctr - Number(ctr)));
+    }
+    const mae = errors.reduce((a, b) => a + b, 0) / errors.length;
+    console.log(`CTR from ground-truth masks vs ctr_ground_truth.csv: MAE ${mae.toFixed(4)} over ${errors.length} images, worst ${Math.max(...errors).toFixed(4)}`);
+    assert.ok(mae < 0.003 && Math.max(...errors) < 0.01);
+  });
+});
+
+describe('eden finetune --task classify and eden classify', () => {
+  const nih = path.join(data, 'nih1000_64px');
+  it('trains a classifier from a label CSV and writes class probabilities', (t) => {
+    if (!existsSync(nih)) return t.skip(`${nih} not found`);
+    const dir = tmp();
+    const model = path.join(dir, 'abnormal.safetensors');
+    const r = eden('finetune', '--task', 'classify', '--data', nih, '--label-column', 'abnormal', '--checkpoint', 'random', '--arch', 'resnet-tiny', '--width', '8', '--size', '64', '--steps', '6', '--eval-every', '3', '--out', model);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /validation: mean_auc \d\.\d{4}, accuracy \d\.\d{4}, auc_1 \d\.\d{4}/);
+    const out = path.join(dir, 'p.csv');
+    const c = eden('classify', model, path.join(nih, 'images', 'test', '0_normal'), '--out', out);
+    assert.equal(c.status, 0, c.stderr);
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    assert.equal(lines[0], 'file,p_0,p_1,predicted');
+    assert.equal(lines.length, 1 + 100);
+    for (const l of lines.slice(1)) {
+      const [, p0, p1, pred] = l.split(',');
+      assert.ok(Math.abs(Number(p0) + Number(p1) - 1) < 1e-5);
+      assert.ok(pred === '0' || pred === '1');
+    }
+  });
+});
+
+function readdirFirst(dir: string): string {
+  return path.join(dir, readdirSync(dir).sort()[0]!);
+}
