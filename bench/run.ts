@@ -9,8 +9,11 @@
  *   npm run bench -- --workload a --with-torch     # also the PyTorch reference, and the ratio
  *   npm run bench -- --workload a --profile        # time per kernel for one step
  *   npm run bench -- --backend webgpu
+ *   npm run bench -- --workload cpu --contend --with-torch   # also with another process busy on one core
+ *   npm run bench -- --workload cpu --threads 1              # the native kernels on one thread
+ *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,7 +38,7 @@ const WORKLOADS: Record<string, Workload> = {
   a: { name: 'a', arch: 'resnet18', width: 64, size: 128, batch: 16, queue: 16384 },
   b: { name: 'b', arch: 'resnet50', width: 64, size: 224, batch: 8, queue: 16384 },
   // The `cpu` pretraining preset's step (not in the default run).
-  cpu: { name: 'cpu', arch: 'resnet18', width: 32, size: 128, batch: 32, queue: 4096 },
+  cpu: { name: 'cpu', arch: 'resnet18', width: 64, size: 112, batch: 32, queue: 2048 },
   // Smoke test of a backend (seconds).
   tiny: { name: 'tiny', arch: 'resnet-tiny', width: 8, size: 64, batch: 8, queue: 256 },
 };
@@ -50,8 +53,19 @@ const { values } = parseArgs({
     child: { type: 'string' },
     profile: { type: 'boolean', default: false },
     'with-torch': { type: 'boolean', default: false },
+    threads: { type: 'string' },
+    contend: { type: 'boolean', default: false },
   },
 });
+
+/**
+ * Another process keeping one core busy (a tight loop), for the contended measurements: a shared
+ * machine. Returns a function that stops it.
+ */
+function contender(): () => void {
+  const child = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+  return () => child.kill('SIGKILL');
+}
 
 async function runChild(w: Workload): Promise<void> {
   const backend = values.backend as BackendName;
@@ -118,7 +132,7 @@ function torchReference(w: Workload): Record<string, unknown> | undefined {
     console.error(`# PyTorch reference skipped: ${script} not found`);
     return undefined;
   }
-  const r = spawnSync('/usr/bin/python3', [script, '--arch', w.arch, '--width', String(w.width), '--size', String(w.size), '--batch', String(w.batch), '--queue', String(w.queue), '--threads', '2'], { encoding: 'utf8' });
+  const r = spawnSync('/usr/bin/python3', [script, '--arch', w.arch, '--width', String(w.width), '--size', String(w.size), '--batch', String(w.batch), '--queue', String(w.queue), '--threads', values.threads ?? '2'], { encoding: 'utf8' });
   if (r.status !== 0) {
     console.error(`# PyTorch reference failed (is Debian's python3-torch installed?): ${r.stderr.trim().split('\n').pop()}`);
     return undefined;
@@ -135,17 +149,20 @@ if (values.child) {
     if (!w) throw new Error(`unknown workload '${name}': expected one of ${Object.keys(WORKLOADS).join(', ')}`);
     const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!];
     if (values.profile) args.push('--profile');
-    const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    const stopContender = values.contend ? contender() : undefined;
+    const env = { ...process.env, ...(values.threads ? { EDEN_THREADS: values.threads } : {}) };
+    const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('{') || l.startsWith('#'));
-    for (const l of lines) console.log(l);
+    for (const l of lines) console.log(values.contend && l.startsWith('{') ? JSON.stringify({ ...JSON.parse(l), contended: true }) : l);
     if (values['with-torch']) {
       const torch = torchReference(w);
       const eden = lines.find((l) => l.startsWith('{'));
       if (torch && eden) {
         console.log(JSON.stringify(torch));
         const ratio = (JSON.parse(eden).images_per_s as number) / (torch['images_per_s'] as number);
-        console.log(JSON.stringify({ workload: name, ratio_eden_to_pytorch: Number(ratio.toFixed(3)) }));
+        console.log(JSON.stringify({ workload: name, ratio_eden_to_pytorch: Number(ratio.toFixed(3)), contended: values.contend }));
       }
     }
+    stopContender?.();
   }
 }

@@ -4,6 +4,7 @@
 // Primitives are created once per shape and cached. All calls are synchronous, as TF.js kernels
 // must be.
 #include <node_api.h>
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <cstdint>
@@ -518,6 +519,20 @@ napi_value Version(napi_env env, napi_callback_info) {
   return out;
 }
 
+// setThreads(n): threads of oneDNN and of the OpenMP loops here (both use libgomp). Returns the
+// number now in effect.
+napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t n = 0;
+  if (argc >= 1) NAPI_CALL(env, napi_get_value_int32(env, argv[0], &n));
+  if (n > 0) omp_set_num_threads(n);
+  napi_value out;
+  NAPI_CALL(env, napi_create_int32(env, omp_get_max_threads(), &out));
+  return out;
+}
+
 // callCounts(): { conv2d: n, ... } since the addon was loaded.
 napi_value CallCounts(napi_env env, napi_callback_info) {
   napi_value out;
@@ -532,10 +547,11 @@ napi_value CallCounts(napi_env env, napi_callback_info) {
 
 napi_value Init(napi_env env, napi_value exports) {
   napi_callback kernels[kKernelCount] = {Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul, ReduceRows, Binary, MaxPoolGrad, BatchNormForward, BatchNormBackward, SgdEma};
-  napi_property_descriptor props[kKernelCount + 2];
+  napi_property_descriptor props[kKernelCount + 3];
   for (size_t i = 0; i < kKernelCount; i++) props[i] = {kKernelNames[i], nullptr, kernels[i], nullptr, nullptr, nullptr, napi_default, &gCalls[i]};
   props[kKernelCount] = {"version", nullptr, Version, nullptr, nullptr, nullptr, napi_default, nullptr};
   props[kKernelCount + 1] = {"callCounts", nullptr, CallCounts, nullptr, nullptr, nullptr, napi_default, nullptr};
+  props[kKernelCount + 2] = {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr};
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
   return exports;
 }

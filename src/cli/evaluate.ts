@@ -6,7 +6,7 @@ import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
 import { evaluate, SEGMENTATION_FOLDER_TASKS, TASKS, type Task } from '../eval/evaluate.js';
 import { resolveSources } from '../eval/models.js';
 import { BACKBONES } from '../models/resnet.js';
-import { collect, parseList, parsePositiveInt } from './options.js';
+import { collect, parseList, parsePositiveInt, THREADS_HELP } from './options.js';
 
 /** 'lungs=left_lung+right_lung' -> { lungs: ['left_lung', 'right_lung'] } */
 export function parseCombine(value: string, previous: Record<string, string[]>): Record<string, string[]> {
@@ -38,12 +38,14 @@ export function registerEvaluate(program: Command): void {
     .addOption(new Option('--arch <name>', "architecture of the 'random' baseline when no checkpoint gives it").choices(BACKBONES))
     .option('--width <n>', "width of the 'random' baseline", parsePositiveInt)
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
+    .option('--threads <n>', THREADS_HELP, parsePositiveInt)
     .requiredOption('--out <dir>', 'output folder for report.json, report.md and plots')
     .option('--resume', 'reuse the finished few-shot runs of the same configuration in --out (fewshot-runs.jsonl)')
-    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean }) => {
+    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number }) => {
       if (positional && opts.data && positional !== opts.data) throw new EdenError('config', `two data paths given ('${positional}' and --data '${opts.data}'); evaluate one labelled folder at a time`);
       const data = opts.data ?? positional;
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden evaluate DIR ...) or --data DIR');
+      if (opts.threads) process.env['EDEN_THREADS'] = String(opts.threads);
       await useBackend(opts.backend);
       const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode });
       const sources = await resolveSources(opts.checkpoint, opts.baseline, { backbone: opts.arch, width: opts.width });

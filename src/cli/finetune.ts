@@ -6,7 +6,7 @@ import { defaultEncoderSpec, finetuneClassification, finetuneSegmentation } from
 import { BACKBONES } from '../models/resnet.js';
 import { nativeStatus } from '../engine/native.js';
 import { createProgress } from './progress.js';
-import { parseList, parsePositiveInt } from './options.js';
+import { parseList, parsePositiveInt, THREADS_HELP } from './options.js';
 import { parseCombine } from './evaluate.js';
 
 interface FinetuneFlags {
@@ -32,6 +32,7 @@ interface FinetuneFlags {
   labelColumn?: string;
   backend: BackendName;
   out: string;
+  threads?: number;
 }
 
 export function registerFinetune(program: Command): void {
@@ -60,6 +61,7 @@ export function registerFinetune(program: Command): void {
     .option('--labels <csv>', 'classify: label CSV (default: labels.csv in the folder)')
     .option('--label-column <name>', "classify: the label column (default 'label')")
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
+    .option('--threads <n>', THREADS_HELP, parsePositiveInt)
     .requiredOption('--out <file>', 'model file to write (.safetensors)')
     .action(async (positional: string | undefined, f: FinetuneFlags) => {
       const data = f.data ?? positional;
@@ -67,6 +69,7 @@ export function registerFinetune(program: Command): void {
       if (f.size % 32 !== 0) throw new EdenError('config', `--size must be a multiple of 32 (the encoder's stride), got ${f.size}`);
       const shots = f.shots === 'all' ? 'all' : Number(f.shots);
       if (shots !== 'all' && (!Number.isInteger(shots) || shots < 1)) throw new EdenError('config', `--shots must be a positive integer or 'all', got '${f.shots}'`);
+      if (f.threads) process.env['EDEN_THREADS'] = String(f.threads);
       await useBackend(f.backend);
       if (f.backend === 'wasm' && !nativeStatus().active) process.stderr.write(`engine: wasm without native kernels (${nativeStatus().detail}); training is several times slower\n`);
       const encoder = f.checkpoint ? { checkpoint: f.checkpoint, backbone: f.arch, width: f.width } : defaultEncoderSpec();

@@ -17,3 +17,6 @@ export function parsePositiveInt(value: string): number {
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
+
+/** `--threads N` on the commands that compute: the native kernels' threads (also EDEN_THREADS). */
+export const THREADS_HELP = 'threads of the native CPU kernels (default: all cores; also EDEN_THREADS); lower it on a shared machine';

@@ -8,9 +8,9 @@ import { EdenError } from '../core/errors.js';
 import { checkpointPaths, pretrain, type StepEvent } from '../train/pretrain.js';
 import { plotLossCurve } from '../report/loss-curve.js';
 import { createProgress } from './progress.js';
-import { nativeStatus } from '../engine/native.js';
+import { nativeStatus, nativeThreads } from '../engine/native.js';
 import { readCheckpoint } from '../train/checkpoint.js';
-import { collect, parseList, parsePositiveInt } from './options.js';
+import { collect, parseList, parsePositiveInt, THREADS_HELP } from './options.js';
 
 /** The bundled sample radiographs, used when no data are given. */
 export function bundledSamples(): string {
@@ -39,6 +39,7 @@ interface PretrainFlags {
   checkpointEvery?: number;
   maxStepsPerEpoch?: number;
   cache?: string;
+  threads?: number;
 }
 
 /** Flags -> a partial config (only what was given). */
@@ -103,9 +104,11 @@ export function registerPretrain(program: Command): void {
     .option('--lr <x>', 'base learning rate for batch 256 (scaled linearly)', Number)
     .option('--seed <n>', 'random seed', Number)
     .option('--cache <mode>', 'memory | disk | none: where decoded images are kept')
+    .option('--threads <n>', THREADS_HELP, parsePositiveInt)
     .option('--checkpoint-every <steps>', 'also write the last checkpoint every N steps', Number)
     .option('--max-steps-per-epoch <n>', 'cap steps per epoch (smoke runs)', parsePositiveInt)
     .action(async (paths: string[], f: PretrainFlags) => {
+      if (f.threads) process.env['EDEN_THREADS'] = String(f.threads);
       paths = [...paths, ...f.data];
       let resumeFrom: string | undefined;
       let config;
@@ -164,7 +167,7 @@ export function registerPretrain(program: Command): void {
               prep.stop();
               const engine = nativeStatus();
               if (config0.backend === 'wasm') {
-                process.stderr.write(engine.active ? `engine: wasm with native kernels (${engine.detail})\n` : `engine: wasm without native kernels (${engine.detail}); CPU training is several times slower\n`);
+                process.stderr.write(engine.active ? `engine: wasm with native kernels (${engine.detail}, ${nativeThreads()} threads)\n` : `engine: wasm without native kernels (${engine.detail}); CPU training is several times slower\n`);
               }
               if (nonImages) process.stderr.write(`ignored ${nonImages} file(s) that are not images\n`);
               process.stderr.write(

@@ -28,6 +28,8 @@ interface NativeAddon {
   version(): string;
   /** Calls of each kernel inside the addon since it was loaded. */
   callCounts(): Record<string, number>;
+  /** Set the OpenMP threads (n > 0) of oneDNN and the addon's loops; returns those in effect. */
+  setThreads(n: number): number;
 }
 
 type Info = tf.TensorInfo;
@@ -52,13 +54,42 @@ export function loadNative(): NativeAddon | null {
   }
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   const file = path.join(root, 'native', 'build', 'Release', 'eden_native.node');
+  // OpenMP threads that spin while waiting collapse when another process takes a core (measured:
+  // docs/PERFORMANCE.md); passive waiting degrades in proportion. Read by libgomp when it loads,
+  // so set before the addon is required; a user's own setting wins.
+  if (process.env['OMP_WAIT_POLICY'] === undefined && process.env['GOMP_SPINCOUNT'] === undefined) process.env['OMP_WAIT_POLICY'] = 'PASSIVE';
   try {
     addon = createRequire(import.meta.url)(file) as NativeAddon;
+    const threads = threadsFromEnvironment();
+    if (threads) addon.setThreads(threads);
   } catch (err) {
     loadError = `not built (${(err as Error).message.split('\n')[0]}); build it with 'npm run build:native' (needs g++ and libdnnl-dev)`;
     addon = null;
   }
   return addon;
+}
+
+/** EDEN_THREADS, when set to a positive integer. */
+function threadsFromEnvironment(): number | undefined {
+  const raw = process.env['EDEN_THREADS'];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new EdenError('config', `EDEN_THREADS must be a positive integer, got '${raw}'`);
+  return n;
+}
+
+/**
+ * Threads of the native kernels (oneDNN and the addon's loops): `--threads` / EDEN_THREADS, default
+ * all cores. Returns the number in effect, or undefined without the addon (plain wasm runs on one
+ * thread).
+ */
+export function setNativeThreads(n: number): number | undefined {
+  if (!Number.isInteger(n) || n < 1) throw new EdenError('config', `threads must be a positive integer, got ${n}`);
+  return loadNative()?.setThreads(n);
+}
+
+export function nativeThreads(): number | undefined {
+  return loadNative()?.setThreads(0);
 }
 
 /**
