@@ -66,6 +66,18 @@ describe('scan and inspect', () => {
     assert.match(text, /empty\.png: empty file \(0 bytes\)/);
   });
 
+  it('a folder mixing the DICOM that archives hold reports each file once, with the right reason, and loses nothing', async () => {
+    const fixtures = path.join(import.meta.dirname, 'fixtures', 'dicom');
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-dicom-zoo-'));
+    const images = ['mono2-12bit.dcm', 'mono2-12bit-deflated.dcm', 'mono2-12bit-bare-explicit.dcm', 'mono2-12bit-bare-implicit', 'palette-8bit.dcm', 'ybr-full-422.dcm', 'mono2-1bit.dcm', 'mono2-12bit-rle.dcm', 'mono2-12bit-j2k.dcm'];
+    for (const f of [...images, 'report-sr.dcm']) copyFileSync(path.join(fixtures, f), path.join(dir, f));
+    writeFileSync(path.join(dir, 'cut.dcm'), readFileSync(path.join(fixtures, 'mono2-12bit.dcm')).subarray(0, 3000));
+    const report = await inspectDataset([dir]);
+    assert.equal(report.images, images.length);
+    assert.deepEqual(Object.fromEntries(report.skipped.map((s) => [path.basename(s.path), s.category])), { 'report-sr.dcm': 'DICOM without pixel data', 'cut.dcm': 'truncated' });
+    assert.match(formatInspectReport(report), /report-sr\.dcm: a DICOM object without pixel data \(SOP Class Basic Text SR\): not an image/);
+  });
+
   it('reports wingspan_ctr as 259 images with heart, left_lung and right_lung masks', async (t) => {
     if (!existsSync(wingspan)) return t.skip(`${wingspan} not found (the shared data sit beside the checkout in CI)`);
     const report = await inspectDataset([wingspan]);

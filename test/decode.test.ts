@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { decodeImageFile } from '../src/data/decode.js';
 import { normalizeIntensity, percentiles } from '../src/data/intensity.js';
@@ -103,6 +104,59 @@ describe('DICOM decoding', () => {
       assert.deepEqual(Array.from(img.data), Array.from(ref.data));
     });
   }
+
+  for (const [file, encoding] of [
+    ['mono2-12bit-deflated.dcm', 'dicom/deflated'],
+    ['mono2-12bit-bare-explicit.dcm', 'dicom/explicit-le'],
+    ['mono2-12bit-bare-implicit', 'dicom/implicit-le'],
+  ]) {
+    it(`${file} (made by DCMTK's dcmconv: ${encoding}${file!.includes('bare') ? ', no preamble or meta header' : ''}) decodes to exactly the uncompressed values`, async () => {
+      const ref = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));
+      const img = await decodeImageFile(path.join(fixtures, file!));
+      assert.equal(img.encoding, encoding);
+      assert.deepEqual(Array.from(img.data), Array.from(ref.data));
+      assert.deepEqual(img.window, ref.window);
+    });
+  }
+
+  /** A PNM rendered by DCMTK's dcm2pnm, as [luminance] (P6: RGB -> BT.601 luminance; P5: grey). */
+  async function dcmtkRendering(file: string): Promise<{ data: Float32Array; max: number }> {
+    const bytes = readFileSync(path.join(fixtures, file));
+    const header = bytes.toString('latin1', 0, 32).split(/\s+/);
+    const [magic, w, h, max] = [header[0], Number(header[1]), Number(header[2]), Number(header[3])];
+    const offset = bytes.indexOf(`\n${max}\n`) + `\n${max}\n`.length;
+    const px = bytes.subarray(offset);
+    const data = new Float32Array(w * h);
+    for (let i = 0; i < w * h; i++) data[i] = magic === 'P6' ? 0.299 * px[3 * i]! + 0.587 * px[3 * i + 1]! + 0.114 * px[3 * i + 2]! : px[i]!;
+    return { data, max };
+  }
+
+  for (const [file, reference, scale] of [
+    ['palette-8bit.dcm', 'palette-8bit-by-dcmtk.ppm', 1 / 257],
+    ['ybr-full-422.dcm', 'ybr-full-422-by-dcmtk.ppm', 1],
+  ] as const) {
+    it(`${file} decodes to DCMTK's rendering (dcm2pnm) within 1 level`, async () => {
+      const img = await decodeImageFile(path.join(fixtures, file));
+      const ref = await dcmtkRendering(reference);
+      assert.equal(img.data.length, ref.data.length);
+      let worst = 0;
+      for (let i = 0; i < ref.data.length; i++) worst = Math.max(worst, Math.abs(img.data[i]! * scale - ref.data[i]!));
+      console.log(`${file}: max |Eden - DCMTK| = ${worst.toFixed(3)} (8-bit levels)`);
+      assert.ok(worst <= 1, `max abs difference to DCMTK ${worst}`);
+    });
+  }
+
+  it("Bits Allocated 1 (bit-packed) decodes to the bits DCMTK renders (dcm2pnm: 0 and 128)", async () => {
+    const img = await decodeImageFile(path.join(fixtures, 'mono2-1bit.dcm'));
+    const ref = await dcmtkRendering('mono2-1bit-by-dcmtk.pgm');
+    assert.equal(img.bitDepth, 1);
+    assert.deepEqual(Array.from(img.data), Array.from(ref.data, (v) => (v > 0 ? 1 : 0)));
+    assert.ok(img.data.some((v) => v === 1) && img.data.some((v) => v === 0));
+  });
+
+  it('a DICOM object without pixel data (a structured report) is "not an image", not corrupt', async () => {
+    await assert.rejects(decodeImageFile(path.join(fixtures, 'report-sr.dcm')), /report-sr\.dcm: a DICOM object without pixel data \(SOP Class Basic Text SR\): not an image/);
+  });
 
   it("JPEG baseline (lossy, 8 bit) matches DCMTK's own decoding within 1 level", async () => {
     const ref = await decodeImageFile(path.join(fixtures, 'mono2-8bit-jpeg-baseline-decoded-by-dcmtk.dcm'));

@@ -160,7 +160,7 @@ export function registerPretrain(program: Command): void {
           signal: controller.signal,
           hooks: {
             // Bad images are named one by one; other files (README, CSV...) are only counted.
-            onSkip: (s) => (s.category === 'not an image file' ? nonImages++ : process.stderr.write(`skipped ${s.message}\n`)),
+            onSkip: (s) => (s.category === 'not an image file' || s.category === 'DICOM without pixel data' ? nonImages++ : process.stderr.write(`skipped ${s.message}\n`)),
             onPrepare: (d, t) => prep.update(d, t),
             onWarning: (m) => process.stderr.write(`eden: warning: ${m}\n`),
             onStart: (i) => {

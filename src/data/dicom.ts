@@ -4,10 +4,19 @@
  *   uncompressed (implicit/explicit little endian, explicit big endian), RLE (PS3.5 Annex G, here),
  *   JPEG baseline/extended 8-bit (libjpeg-turbo), JPEG lossless (jpeg-lossless-decoder-js),
  *   JPEG-LS (CharLS), JPEG 2000 (OpenJPEG).
+ *   and Deflated Explicit VR Little Endian (the data set inflated with fflate).
+ * Files without the 128-byte preamble and 'DICM' (bare data sets, as some archives write them) are
+ * read too: the transfer syntax is inferred from the first element, as DCMTK does.
+ * Photometric interpretations: MONOCHROME1/2, RGB, YBR_FULL, YBR_FULL_422 (uncompressed: two Y
+ * samples then Cb, Cr per pair of pixels), the YBR of JPEG codecs, and PALETTE COLOR (through its
+ * lookup tables); Bits Allocated 1 (bit-packed, e.g. overlays and segmentations), 8, 16, 32.
  * Then the modality rescale (slope/intercept) is applied; MONOCHROME1 and the VOI window are
  * recorded for intensity normalisation. Multi-frame files: the first frame is used.
+ * A valid DICOM object without pixel data (DICOMDIR, structured report, RT plan, waveform...)
+ * raises NotAnImageError, so that callers report it as "not an image", not as corrupt.
  */
 import dicomParser from 'dicom-parser';
+import { inflateSync } from 'fflate';
 import { createRequire } from 'node:module';
 import { rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
 
@@ -33,6 +42,7 @@ const TS_NAMES: Record<string, string> = {
   [TS.implicitLE]: 'implicit-le',
   [TS.explicitLE]: 'explicit-le',
   [TS.explicitBE]: 'explicit-be',
+  [TS.deflated]: 'deflated',
   [TS.rle]: 'rle',
   [TS.jpegBaseline]: 'jpeg-baseline',
   [TS.jpegExtended]: 'jpeg-extended',
@@ -45,6 +55,58 @@ const TS_NAMES: Record<string, string> = {
 };
 
 export class DicomError extends Error {}
+
+/** A readable DICOM object that holds no image (no Pixel Data). */
+export class NotAnImageError extends DicomError {}
+
+/** dicom-parser's hook for Deflated Explicit VR Little Endian: inflate everything after the meta header. */
+function inflater(byteArray: Uint8Array, position: number): Uint8Array {
+  const inflated = inflateSync(byteArray.subarray(position));
+  const full = new Uint8Array(position + inflated.length);
+  full.set(byteArray.subarray(0, position));
+  full.set(inflated, position);
+  return full;
+}
+
+/**
+ * The transfer syntax of a bare data set (no preamble, no meta header), from its first element:
+ * explicit VR when bytes 4-5 spell a VR, else implicit VR; big endian when the group number only
+ * makes sense byte-swapped.
+ */
+export function inferBareTransferSyntax(bytes: Uint8Array): string | undefined {
+  if (bytes.length < 8) return undefined;
+  const groupLE = bytes[0]! | (bytes[1]! << 8);
+  const groupBE = (bytes[0]! << 8) | bytes[1]!;
+  const vr = String.fromCharCode(bytes[4]!, bytes[5]!);
+  const explicit = /^(AE|AS|AT|CS|DA|DS|DT|FD|FL|IS|LO|LT|OB|OD|OF|OL|OV|OW|PN|SH|SL|SQ|SS|ST|SV|TM|UC|UI|UL|UN|UR|US|UT|UV)$/.test(vr);
+  if (groupLE >= 0x0002 && groupLE <= 0x0028) return explicit ? TS.explicitLE : TS.implicitLE;
+  if (explicit && groupBE >= 0x0002 && groupBE <= 0x0028) return TS.explicitBE;
+  return undefined;
+}
+
+/** True when `bytes` look like a bare DICOM data set (see inferBareTransferSyntax). */
+export function looksLikeBareDicom(bytes: Uint8Array): boolean {
+  return inferBareTransferSyntax(bytes) !== undefined;
+}
+
+function parse(bytes: Uint8Array): { ds: dicomParser.DataSet; ts: string } {
+  const message = (err: unknown): string => (typeof err === 'string' ? err : err instanceof Error ? err.message : String((err as { exception?: string }).exception ?? err)).replace(/^dicomParser\.\w+: /, '');
+  try {
+    const ds = dicomParser.parseDicom(bytes, { inflater } as dicomParser.ParseDicomOptions);
+    return { ds, ts: ds.string('x00020010') ?? TS.implicitLE };
+  } catch (err) {
+    const first = message(err);
+    if (/buffer overrun/.test(first)) throw new DicomError(`truncated DICOM file: the data set ends inside an element (${first})`);
+    if (!/DICM prefix not found/.test(first)) throw new DicomError(`not a readable DICOM file (${first})`);
+    const ts = inferBareTransferSyntax(bytes);
+    if (!ts) throw new DicomError(`not a readable DICOM file (no 'DICM' marker, and the first bytes are not a DICOM data set)`);
+    try {
+      return { ds: dicomParser.parseDicom(bytes, { TransferSyntaxUID: ts } as dicomParser.ParseDicomOptions), ts };
+    } catch (err2) {
+      throw new DicomError(`not a readable DICOM file (a data set without meta header, read as ${TS_NAMES[ts] ?? ts}: ${message(err2)})`);
+    }
+  }
+}
 
 interface PixelModule {
   rows: number;
@@ -60,17 +122,15 @@ interface PixelModule {
 /** Decoded samples of one frame: integer samples, interleaved if samplesPerPixel > 1 (unless planar). */
 type Samples = Uint8Array | Int8Array | Uint16Array | Int16Array | Int32Array | Uint32Array;
 
-export async function decodeDicom(bytes: Uint8Array): Promise<GreyImage> {
-  let ds: dicomParser.DataSet;
-  try {
-    ds = dicomParser.parseDicom(bytes);
-  } catch (err) {
-    const msg = typeof err === 'string' ? err : err instanceof Error ? err.message : String((err as { exception?: string }).exception ?? err);
-    throw new DicomError(`not a readable DICOM file (${msg.replace(/^dicomParser\.\w+: /, '')})`);
-  }
+export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
+  const { ds, ts } = parse(input);
+  // After inflation (deflated syntax) the data set lives in a new array.
+  const bytes = ds.byteArray;
   const pixelElement = ds.elements['x7fe00010'];
-  if (!pixelElement) throw new DicomError('DICOM file has no pixel data (7FE0,0010): not an image object');
-  const ts = ds.string('x00020010') ?? TS.implicitLE;
+  if (!pixelElement) {
+    const sop = ds.string('x00080016') ?? (ds.string('x00041200') !== undefined || ds.elements['x00041220'] ? 'DICOMDIR' : undefined);
+    throw new NotAnImageError(`a DICOM object without pixel data (${sop ? `SOP Class ${SOP_NAMES[sop] ?? sop}` : 'no SOP Class'}): not an image`);
+  }
   const pm: PixelModule = {
     rows: ds.uint16('x00280010') ?? 0,
     columns: ds.uint16('x00280011') ?? 0,
@@ -83,7 +143,7 @@ export async function decodeDicom(bytes: Uint8Array): Promise<GreyImage> {
   };
   if (!pm.rows || !pm.columns) throw new DicomError(`DICOM image has no size (Rows=${pm.rows}, Columns=${pm.columns})`);
   if (![1, 3].includes(pm.samplesPerPixel)) throw new DicomError(`unsupported Samples per Pixel ${pm.samplesPerPixel}`);
-  if (![8, 16, 32].includes(pm.bitsAllocated)) throw new DicomError(`unsupported Bits Allocated ${pm.bitsAllocated} (Eden reads 8, 16 and 32)`);
+  if (![1, 8, 16, 32].includes(pm.bitsAllocated)) throw new DicomError(`unsupported Bits Allocated ${pm.bitsAllocated} (Eden reads 1, 8, 16 and 32)`);
 
   const encoded = pixelElement.encapsulatedPixelData ? frameFragments(ds, pixelElement) : undefined;
   let samples: Samples;
@@ -92,6 +152,7 @@ export async function decodeDicom(bytes: Uint8Array): Promise<GreyImage> {
     case TS.implicitLE:
     case TS.explicitLE:
     case TS.explicitBE:
+    case TS.deflated:
       samples = nativeSamples(bytes, pixelElement, pm, ts === TS.explicitBE);
       break;
     case TS.rle:
@@ -119,18 +180,30 @@ export async function decodeDicom(bytes: Uint8Array): Promise<GreyImage> {
       samples = await decodeWithCodec('@cornerstonejs/codec-openjpeg/decodewasmjs', 'J2KDecoder', encoded!, pm);
       planar = false;
       break;
-    case TS.deflated:
-      throw new DicomError('Deflated Explicit VR Little Endian transfer syntax is not supported; convert with dcmconv +te');
     default:
       throw new DicomError(`unsupported transfer syntax ${ts}`);
   }
 
   const pixels = pm.rows * pm.columns;
-  const needed = pixels * pm.samplesPerPixel;
-  if (samples.length < needed) throw new DicomError(`pixel data hold ${samples.length} samples, ${needed} expected for ${pm.columns}x${pm.rows}x${pm.samplesPerPixel} (truncated file?)`);
+  const native = ts === TS.implicitLE || ts === TS.explicitLE || ts === TS.explicitBE || ts === TS.deflated;
+  // Uncompressed YBR_FULL_422 stores Y0 Y1 Cb Cr for each pair of pixels: 2 samples per pixel.
+  const ybr422 = pm.samplesPerPixel === 3 && pm.photometric === 'YBR_FULL_422' && native;
+  const needed = ybr422 ? 2 * pixels : pixels * pm.samplesPerPixel;
+  if (samples.length < needed) throw new DicomError(`pixel data hold ${samples.length} samples, ${needed} expected for ${pm.columns}x${pm.rows}x${pm.samplesPerPixel}${ybr422 ? ' (YBR_FULL_422)' : ''} (truncated file?)`);
 
   let data: Float32Array;
-  if (pm.samplesPerPixel === 3) {
+  let bitDepth = pm.bitsStored;
+  if (ybr422) {
+    // Luminance is Y itself: the first two samples of every group of four.
+    data = new Float32Array(pixels);
+    for (let i = 0; i < pixels; i++) data[i] = samples[(i >> 1) * 4 + (i & 1)]!;
+  } else if (pm.photometric === 'PALETTE COLOR') {
+    if (pm.samplesPerPixel !== 1) throw new DicomError('PALETTE COLOR needs one sample per pixel');
+    const palette = paletteLookup(ds);
+    data = new Float32Array(pixels);
+    for (let i = 0; i < pixels; i++) data[i] = palette.grey(samples[i]!);
+    bitDepth = palette.bits;
+  } else if (pm.samplesPerPixel === 3) {
     if (!['RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_RCT', 'YBR_ICT'].includes(pm.photometric)) throw new DicomError(`unsupported Photometric Interpretation ${pm.photometric}`);
     // Codecs return RGB; uncompressed YBR_FULL stores luminance in the first plane.
     data = pm.photometric === 'YBR_FULL' && (ts === TS.explicitLE || ts === TS.implicitLE || ts === TS.rle) ? firstPlane(samples, pixels, planar) : rgbToGrey(samples, pixels, planar);
@@ -159,7 +232,7 @@ export async function decodeDicom(bytes: Uint8Array): Promise<GreyImage> {
     width: pm.columns,
     height: pm.rows,
     data,
-    bitDepth: pm.bitsStored,
+    bitDepth,
     inverted: pm.photometric === 'MONOCHROME1',
     window: center !== undefined && width !== undefined && width > 0 ? { center, width } : undefined,
     encoding: `dicom/${TS_NAMES[ts] ?? ts}`,
@@ -199,6 +272,53 @@ function dicomReference(ds: dicomParser.DataSet): DicomReference | undefined {
   };
 }
 
+/** Known SOP classes without images, for messages. */
+const SOP_NAMES: Record<string, string> = {
+  '1.2.840.10008.1.3.10': 'Media Storage Directory (DICOMDIR)',
+  '1.2.840.10008.5.1.4.1.1.88.11': 'Basic Text SR',
+  '1.2.840.10008.5.1.4.1.1.88.22': 'Enhanced SR',
+  '1.2.840.10008.5.1.4.1.1.88.33': 'Comprehensive SR',
+  '1.2.840.10008.5.1.4.1.1.481.5': 'RT Plan',
+  '1.2.840.10008.5.1.4.1.1.9.1.1': '12-lead ECG Waveform',
+  '1.2.840.10008.5.1.4.1.1.104.1': 'Encapsulated PDF',
+  '1.2.840.10008.5.1.4.1.1.11.1': 'Grayscale Softcopy Presentation State',
+  '1.2.840.10008.5.1.4.1.1.66': 'Raw Data',
+};
+
+/**
+ * PALETTE COLOR (PS3.3 C.7.6.3.1.5): each stored value indexes three lookup tables (descriptor:
+ * entries (0 = 65536), first mapped value, bits per entry); values below the first map to entry 0,
+ * above the last to the last. Returns the luminance of the looked-up colour, in the tables' range.
+ */
+function paletteLookup(ds: dicomParser.DataSet): { grey: (v: number) => number; bits: number } {
+  const table = (descriptor: string, data: string): Float32Array => {
+    const d = ds.elements[descriptor];
+    const el = ds.elements[data];
+    if (!d || !el) throw new DicomError(`PALETTE COLOR without its lookup table (${descriptor.slice(1)}/${data.slice(1)}); segmented palettes are not read`);
+    const entries = ds.uint16(descriptor, 0) || 65536;
+    const bits = ds.uint16(descriptor, 2) ?? 16;
+    const raw = new Uint8Array(ds.byteArray.subarray(el.dataOffset, el.dataOffset + el.length));
+    const out = new Float32Array(entries);
+    if (bits <= 8 && el.length < 2 * entries) for (let i = 0; i < entries; i++) out[i] = raw[i]!;
+    else {
+      const view = new DataView(raw.buffer);
+      for (let i = 0; i < entries; i++) out[i] = 2 * i + 1 < raw.length ? view.getUint16(2 * i, true) : 0;
+    }
+    return out;
+  };
+  const first = ds.uint16('x00281101', 1) ?? 0;
+  const bits = ds.uint16('x00281101', 2) ?? 16;
+  const [r, g, b] = [table('x00281101', 'x00281201'), table('x00281102', 'x00281202'), table('x00281103', 'x00281203')];
+  const last = r.length - 1;
+  return {
+    bits,
+    grey: (v: number) => {
+      const i = Math.min(last, Math.max(0, v - first));
+      return 0.299 * r[i]! + 0.587 * g[i]! + 0.114 * b[i]!;
+    },
+  };
+}
+
 function firstPlane(samples: Samples, pixels: number, planar: boolean): Float32Array {
   const out = new Float32Array(pixels);
   for (let i = 0; i < pixels; i++) out[i] = planar ? samples[i]! : samples[3 * i]!;
@@ -218,7 +338,16 @@ function frameFragments(ds: dicomParser.DataSet, element: dicomParser.Element): 
 }
 
 function nativeSamples(bytes: Uint8Array, element: dicomParser.Element, pm: PixelModule, bigEndian: boolean): Samples {
-  const count = pm.rows * pm.columns * pm.samplesPerPixel;
+  // YBR_FULL_422 holds two samples per pixel (Y, Y, Cb, Cr for each pair).
+  const count = pm.rows * pm.columns * (pm.samplesPerPixel === 3 && pm.photometric === 'YBR_FULL_422' ? 2 : pm.samplesPerPixel);
+  if (pm.bitsAllocated === 1) {
+    // Bit-packed, least significant bit first, frames contiguous (PS3.5 8.1.1).
+    const available = Math.min(element.length, bytes.length - element.dataOffset);
+    if (available * 8 < count) throw new DicomError(`pixel data hold ${available} bytes, ${Math.ceil(count / 8)} expected for ${pm.columns}x${pm.rows} at 1 bit (truncated file?)`);
+    const out = new Uint8Array(count);
+    for (let i = 0; i < count; i++) out[i] = (bytes[element.dataOffset + (i >> 3)]! >> (i & 7)) & 1;
+    return out;
+  }
   const bytesPer = pm.bitsAllocated / 8;
   const available = Math.min(element.length, bytes.length - element.dataOffset);
   if (available < count * bytesPer) {

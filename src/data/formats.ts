@@ -1,6 +1,7 @@
 /** Which files Eden reads as images: by extension, and DICOM also by its magic bytes. */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { looksLikeBareDicom } from './dicom.js';
 
 /** Raster formats decoded through sharp (libvips). */
 export const RASTER_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.bmp', '.gif', '.jp2', '.pgm', '.pnm']);
@@ -13,14 +14,18 @@ export function hasDicomBytes(bytes: Uint8Array): boolean {
   return bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d;
 }
 
-/** DICOM Part 10 files carry 'DICM' at byte 128. */
+/**
+ * DICOM Part 10 files carry 'DICM' at byte 128; bare data sets (no preamble, no meta header) are
+ * recognised by their first element (a group 0002-0028 tag, see dicom.ts).
+ */
 export async function hasDicomMagic(file: string): Promise<boolean> {
   let handle: fs.FileHandle | undefined;
   try {
     handle = await fs.open(file, 'r');
-    const buf = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(buf, 0, 4, 128);
-    return bytesRead === 4 && buf.toString('latin1') === 'DICM';
+    const buf = Buffer.alloc(132);
+    const { bytesRead } = await handle.read(buf, 0, 132, 0);
+    const bytes = new Uint8Array(buf.buffer, buf.byteOffset, bytesRead);
+    return hasDicomBytes(bytes) || looksLikeBareDicom(bytes);
   } catch {
     return false;
   } finally {

@@ -26,6 +26,7 @@ export interface ImageEntry {
 
 export type SkipCategory =
   | 'not an image file'
+  | 'DICOM without pixel data'
   | 'empty file'
   | 'truncated'
   | 'corrupt'
@@ -63,6 +64,7 @@ export interface ScanOptions {
 export function skipCategory(message: string): SkipCategory {
   if (/empty file/.test(message)) return 'empty file';
   if (/not an image file/.test(message)) return 'not an image file';
+  if (/DICOM object without pixel data/.test(message)) return 'DICOM without pixel data';
   if (/truncated/.test(message)) return 'truncated';
   if (/unsupported|not supported/.test(message)) return 'unsupported';
   if (/cannot read/.test(message)) return 'unreadable';
