@@ -123,6 +123,33 @@ describe('eden evaluate (tiny preset)', { skip: existsSync(wingspan) ? undefined
   });
 });
 
+describe('eden evaluate in worker processes, and resumed', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
+  it('--workers 2 gives the runs of one process; --resume reuses finished runs', () => {
+    const args = ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', wingspan, '--preset', 'tiny', '--task', 'fewshot-seg', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--mode', 'frozen,linear', '--shots', '3', '--seeds', '2'];
+    const one = mkdtempSync(path.join(tmpdir(), 'eden-eval-one-'));
+    const two = mkdtempSync(path.join(tmpdir(), 'eden-eval-two-'));
+    const a = spawnSync(process.execPath, [...args, '--out', one], { cwd: root, encoding: 'utf8' });
+    assert.equal(a.status, 0, a.stderr);
+    const b = spawnSync(process.execPath, [...args, '--out', two, '--workers', '2'], { cwd: root, encoding: 'utf8' });
+    assert.equal(b.status, 0, b.stderr);
+    assert.match(b.stderr, /few-shot runs in 2 worker processes, 1 native thread\(s\) each/);
+    assert.match(b.stderr, /\[worker 0\] .*random \(frozen\)/);
+    assert.match(b.stderr, /\[worker 1\] .*random \(linear\)/);
+    const runs = (dir: string): { key: string; dice: Record<string, number> }[] =>
+      JSON.parse(readFileSync(path.join(dir, 'report.json'), 'utf8')).fewshot.runs.map((r: { model: string; mode: string; shots: number; seed: number; dice: Record<string, number> }) => ({ key: `${r.model}/${r.mode}/${r.shots}/${r.seed}`, dice: r.dice }));
+    const [ra, rb] = [runs(one), runs(two)];
+    assert.deepEqual(rb.map((r) => r.key), ra.map((r) => r.key));
+    // One or two native threads may order float sums differently: Dice within 0.5 points.
+    ra.forEach((r, i) => Object.entries(r.dice).forEach(([s, d]) => assert.ok(Math.abs(d - rb[i]!.dice[s]!) < 5e-3, `${r.key} ${s}: ${d} vs ${rb[i]!.dice[s]}`)));
+    // Resuming the finished evaluation runs nothing again.
+    const c = spawnSync(process.execPath, [...args, '--out', one, '--resume'], { cwd: root, encoding: 'utf8' });
+    assert.equal(c.status, 0, c.stderr);
+    assert.match(c.stderr, /resuming: 4 finished run\(s\) found/);
+    assert.equal((c.stderr.match(/\(reused\)/g) ?? []).length, 4);
+    assert.deepEqual(runs(one), ra);
+  });
+});
+
 describe('eden evaluate --task classify (tiny preset)', () => {
   const data = path.join(root, '..', 'shared', 'data');
   for (const [name, args] of [

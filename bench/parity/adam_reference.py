@@ -1,7 +1,9 @@
 """Training-dynamics parity, the reference side: Adam (METHOD.md §3-5) written independently in
 PyTorch, trained on the batches Eden exported (bench/parity/dump.ts), from Eden's initial state.
 
-  /usr/bin/python3 bench/parity/adam_reference.py DIR      # writes DIR/torch-metrics.jsonl
+  /usr/bin/python3 bench/parity/adam_reference.py DIR [OUT.jsonl] [STEPS]
+      # writes DIR/torch-metrics.jsonl (or OUT.jsonl); STEPS caps the steps (default: all exported)
+  TORCH_THREADS=1 ...   # another summation order: the float-noise floor of the comparison
 
 Same step and loop as Eden, implemented from METHOD.md, not from Eden's code:
   teacher keys k = norm(h_xi(f_xi(x_k))) (key encoder in train mode: batch statistics, its own
@@ -112,8 +114,10 @@ def info_nce(q, k, queue, tau, threshold):
     return loss, dict(pos=lpos.detach().mean().item(), neg=raw.mean().item(), neg_p999=flat.topk(top).values.min().item(), pruned=pruned.float().mean().item())
 
 
-def main(d):
+def main(d, out_file=None, max_steps=None):
     meta = json.load(open(os.path.join(d, 'meta.json')))
+    if max_steps:
+        meta['steps'] = min(meta['steps'], max_steps)
     c = meta['config']
     init, tmeta = read_safetensors(os.path.join(d, 'init.safetensors'))
     arch, width, dim = c['model']['backbone'], c['model']['width'], c['model']['projectionDim']
@@ -134,7 +138,7 @@ def main(d):
     epochs = c['curriculum']['epochs'] if isinstance(c['curriculum']['epochs'], list) else [c['curriculum']['epochs']] * len(levels)
     spe = meta['stepsPerEpoch']
     base_lr = c['optim']['baseLr'] * B / 256
-    out = open(os.path.join(d, 'torch-metrics.jsonl'), 'w')
+    out = open(out_file or os.path.join(d, 'torch-metrics.jsonl'), 'w')
     step = 0
     for stage, level in enumerate(levels):
         stage_steps = epochs[stage] * spe
@@ -195,4 +199,4 @@ def validate(d, stage, student, teacher, queue, tau, threshold, S):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None, int(sys.argv[3]) if len(sys.argv) > 3 else None)

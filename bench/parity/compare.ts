@@ -79,7 +79,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const dir = positionals[0]!;
   const { eden, torch } = await readParity(dir);
   const rows = [...STEP_METRICS.map((m) => agreement(eden, torch, m, 'step')), ...EPOCH_METRICS.map((m) => agreement(eden, torch, m, 'epoch', 3))];
-  const noise = values.noise ? (await readParity(values.noise)).eden : undefined;
+  const noise = values.noise ? await readMetrics(path.join(values.noise, 'run', 'metrics.jsonl')) : undefined;
   const noiseRows = noise ? [...STEP_METRICS.map((m) => agreement(noise, eden, m, 'step')), ...EPOCH_METRICS.map((m) => agreement(noise, eden, m, 'epoch', 3))] : [];
   console.log('| metric | points | max relative diff, first 10 | mean abs diff | mean abs diff, last quarter | Eden vs Eden (other seed), mean abs / last quarter |');
   console.log('|---|---|---|---|---|---|');

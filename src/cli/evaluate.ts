@@ -1,5 +1,8 @@
 import { Command, Option } from 'commander';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { EdenError } from '../core/errors.js';
 import { EVALUATE_PRESETS, resolveEvaluateConfig, SEGMENTATION_MODES } from '../config/evaluate.js';
 import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
@@ -13,6 +16,35 @@ export function parseCombine(value: string, previous: Record<string, string[]>):
   const m = /^([\w-]+)=([\w-]+(?:\+[\w-]+)+)$/.exec(value);
   if (!m) throw new EdenError('config', `--combine expects name=a+b(+c...), got '${value}'`);
   return { ...previous, [m[1]!]: m[2]!.split('+') };
+}
+
+function parseShard(v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  if (!m || Number(m[1]) >= Number(m[2])) throw new EdenError('config', `--worker-index expects i/n with i < n, got '${v}'`);
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
+/**
+ * The few-shot runs in `n` child processes (this command again, each with --worker-index i/n and
+ * cores/n native threads); each appends its runs to its own file in --out.
+ */
+async function runWorkers(n: number, resume: boolean): Promise<void> {
+  const args = process.argv.slice(2);
+  const at = args.indexOf('--workers');
+  if (at >= 0) args.splice(at, 2);
+  const threads = Math.max(1, Math.floor(availableParallelism() / n));
+  process.stderr.write(`few-shot runs in ${n} worker processes, ${threads} native thread(s) each\n`);
+  const children = Array.from({ length: n }, (_, i) =>
+    new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args, '--worker-index', `${i}/${n}`, ...(resume ? [] : ['--resume'])], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, EDEN_THREADS: String(threads) },
+      });
+      child.stderr.on('data', (d: Buffer) => process.stderr.write(d.toString().replace(/^(?=.)/gm, `[worker ${i}] `)));
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new EdenError('config', `evaluation worker ${i} of ${n} failed (exit ${code}); its finished runs are kept: rerun with --resume`))));
+    }),
+  );
+  await Promise.all(children);
 }
 
 export function registerEvaluate(program: Command): void {
@@ -40,8 +72,10 @@ export function registerEvaluate(program: Command): void {
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
     .option('--threads <n>', THREADS_HELP, parsePositiveInt)
     .requiredOption('--out <dir>', 'output folder for report.json, report.md and plots')
-    .option('--resume', 'reuse the finished few-shot runs of the same configuration in --out (fewshot-runs.jsonl)')
-    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number }) => {
+    .option('--resume', 'reuse the finished few-shot runs of the same configuration in --out (fewshot-runs*.jsonl)')
+    .option('--workers <n>', 'run the few-shot fine-tunes in N processes, each with cores/N native threads (small models use 2 cores better as 2 x 1 thread)', parsePositiveInt, 1)
+    .addOption(new Option('--worker-index <i/n>', 'internal: be worker i of n').hideHelp())
+    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number; workers: number; workerIndex?: string }) => {
       if (positional && opts.data && positional !== opts.data) throw new EdenError('config', `two data paths given ('${positional}' and --data '${opts.data}'); evaluate one labelled folder at a time`);
       const data = opts.data ?? positional;
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden evaluate DIR ...) or --data DIR');
@@ -50,9 +84,21 @@ export function registerEvaluate(program: Command): void {
       const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode });
       const sources = await resolveSources(opts.checkpoint, opts.baseline, { backbone: opts.arch, width: opts.width });
       const t0 = Date.now();
+      const tasks = opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task];
+      const shard = opts.workerIndex ? parseShard(opts.workerIndex) : undefined;
+      if (!shard && opts.workers > 1 && tasks.includes('fewshot-seg')) {
+        if (!opts.resume) {
+          // A fresh evaluation: no earlier runs in --out may be taken for this one's.
+          await fs.mkdir(opts.out, { recursive: true });
+          for (const f of await fs.readdir(opts.out)) if (/^fewshot-runs(-w\d+)?\.jsonl$/.test(f)) await fs.rm(path.join(opts.out, f));
+        }
+        await runWorkers(opts.workers, opts.resume === true);
+        opts.resume = true; // the workers' runs are merged by resuming from their files
+      }
       const report = await evaluate({
         data,
-        tasks: opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task],
+        tasks: shard ? ['fewshot-seg'] : tasks,
+        shard,
         labels: opts.labels,
         labelColumn: opts.labelColumn,
         sources,
@@ -64,6 +110,7 @@ export function registerEvaluate(program: Command): void {
         resume: opts.resume,
         onLog: (line) => process.stderr.write(`${line}\n`),
       });
+      if (shard) return;
       const files = [path.join(opts.out, 'report.md'), path.join(opts.out, 'report.json'), ...report.plots.map((p) => path.join(opts.out, p))];
       process.stdout.write(`wrote ${files.join(', ')} in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
     });

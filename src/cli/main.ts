@@ -15,6 +15,7 @@ import { registerEvaluate } from './evaluate.js';
 import { registerServe } from './serve.js';
 import { registerFinetune } from './finetune.js';
 import { registerSegment } from './segment.js';
+import { registerMatch } from './match.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerEvaluate(program);
   registerFinetune(program);
   registerSegment(program);
+  registerMatch(program);
   registerServe(program);
   for (const c of program.commands) c.exitOverride();
   return program;

@@ -38,8 +38,13 @@ export interface EvaluateOptions {
   /** Classification: CSV manifest and its label column (folders), or a .npz as `data`. */
   labels?: string;
   labelColumn?: string;
-  /** Reuse finished few-shot runs of the same configuration from `out`/fewshot-runs.jsonl. */
+  /** Reuse finished few-shot runs of the same configuration from `out`/fewshot-runs*.jsonl. */
   resume?: boolean;
+  /**
+   * Be one of `count` workers: run only this share of the few-shot model runs, append them to
+   * fewshot-runs-w<index>.jsonl, and write no report (the parent merges the shares by resuming).
+   */
+  shard?: { index: number; count: number };
   onLog?: (line: string) => void;
 }
 
@@ -80,14 +85,12 @@ function runKey(r: Pick<FewShotRun, 'model' | 'mode' | 'shots' | 'seed'>): strin
   return JSON.stringify([r.model, r.mode, r.shots, r.seed]);
 }
 
-async function previousRuns(file: string, fingerprint: string): Promise<Map<string, FewShotRun>> {
+/** Finished runs of this configuration in `dir`'s fewshot-runs*.jsonl (the main file and every worker's). */
+async function previousRuns(dir: string, fingerprint: string): Promise<Map<string, FewShotRun>> {
   const out = new Map<string, FewShotRun>();
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    return out;
-  }
+  const files = (await fs.readdir(dir).catch(() => [] as string[])).filter((f) => /^fewshot-runs(-w\d+)?\.jsonl$/.test(f));
+  let text = '';
+  for (const f of files) text += `${await fs.readFile(path.join(dir, f), 'utf8')}\n`;
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     try {
@@ -127,18 +130,20 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     const cfg = o.config.segmentation;
     const data = await loadSegmentationData(o.data, cfg.size, { structures: o.structures, combine: o.combine, testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`) });
     log(`few-shot segmentation: ${data.samples.length} images, test split ${data.test.length}, structures ${data.structures.join(', ')}; modes ${cfg.modes.join(', ')} and the atlas`);
-    const runsFile = path.join(o.out, RUNS_FILE);
+    const runsFile = path.join(o.out, o.shard ? `fewshot-runs-w${o.shard.index}.jsonl` : RUNS_FILE);
     const fingerprint = JSON.stringify({ data: path.resolve(o.data), structures: data.structures, test: data.test, config: o.config, models: report.models });
-    const done = o.resume ? await previousRuns(runsFile, fingerprint) : new Map<string, FewShotRun>();
+    const done = o.resume ? await previousRuns(o.out, fingerprint) : new Map<string, FewShotRun>();
     if (!o.resume) await fs.writeFile(runsFile, '');
-    else if (done.size) log(`resuming: ${done.size} finished run(s) found in ${runsFile}`);
+    else if (done.size) log(`resuming: ${done.size} finished run(s) found in ${o.out}`);
     const runs = await fewShotSegmentation(o.sources, data, o.config, {
+      shard: o.shard,
       reuse: (key) => done.get(runKey(key)),
       onRun: async (r, n, total, reused) => {
         if (!reused) await fs.appendFile(runsFile, `${JSON.stringify({ fingerprint, run: r })}\n`);
         log(`[${n}/${total}] ${r.model}${r.mode === 'atlas' ? '' : ` (${r.mode})`}, ${r.shots} shots, seed ${r.seed}: ${Object.entries(r.dice).map(([s, d]) => `${s} ${(100 * d).toFixed(1)}`).join(', ')}${r.mode === 'atlas' ? '' : `; best step ${r.bestStep}/${r.steps}`} (${reused ? 'reused' : `${r.seconds.toFixed(0)} s`})`);
       },
     });
+    if (o.shard) return report; // a worker: its runs are in its file; the parent writes the report
     const summary = summarise(runs, data.structures, cfg.size);
     const comparisons = compareFewShot(runs, data.structures, cfg.size, { replicates: o.config.bootstrap, seed: o.config.seed });
     report.fewshot = { structures: data.structures, testImages: data.test.map((i) => data.samples[i]!.file), trainPool: data.trainPool.length, runs, summary, comparisons, seconds: (Date.now() - t0) / 1000 };

@@ -104,6 +104,8 @@ export function drawSplit(data: SegmentationData, shots: number, seed: number, v
 }
 
 export interface FewShotHooks {
+  /** Run only the model runs whose index (in the fixed order of all runs) is `index` mod `count`: one worker's share. */
+  shard?: { index: number; count: number };
   /** A finished run of the same configuration to use instead of running it again (resume). */
   reuse?: (key: Pick<FewShotRun, 'model' | 'mode' | 'shots' | 'seed'>) => FewShotRun | undefined;
   /** Each run as it finishes (for progress, and for saving partial results). */
@@ -120,6 +122,7 @@ export async function fewShotSegmentation(sources: ModelSource[], data: Segmenta
     runs.push(run);
     await hooks.onRun?.(run, runs.length, total, reused);
   };
+  let task = -1;
   for (const shots of cfg.shots) {
     for (let s = 0; s < cfg.seeds; s++) {
       const seed = deriveSeed(config.seed, 41, shots, s);
@@ -130,6 +133,8 @@ export async function fewShotSegmentation(sources: ModelSource[], data: Segmenta
       await record({ model: 'atlas', mode: 'atlas', ...common, ...score(data, data.test.map(() => atlas)), steps: 0, bestStep: 0, valDice: NaN, seconds: (Date.now() - t0) / 1000 }, false);
       for (const source of sources) {
         for (const mode of cfg.modes) {
+          task++;
+          if (hooks.shard && task % hooks.shard.count !== hooks.shard.index) continue;
           const previous = hooks.reuse?.({ model: source.name, mode, shots, seed: s });
           if (previous) {
             await record(previous, true);

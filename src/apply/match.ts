@@ -1,0 +1,104 @@
+/**
+ * Anatomy matching with Eve, the quickest look at what an encoder knows: every image is cut into
+ * the 2^n parts of the anatomy decomposer (level n, as in pretraining), each part is embedded
+ * (pooled Eve of the part resized to the encoder's input size), and for each part the most similar
+ * part of every other image is found. An encoder that knows anatomy matches a part to the same
+ * part (the same anatomical region) of other patients; the share of such matches has a chance
+ * level of 1 / 2^n. Raw pixels (each part at 16 x 16, mean-centred) give the no-network floor.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { decompose } from '../anatomy/decomposer.js';
+import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
+import { describeError } from '../core/errors.js';
+import { decodeImageFile } from '../data/decode.js';
+import { normalizeIntensity } from '../data/intensity.js';
+import { resizeGrey } from '../data/resize.js';
+import { extractRegion } from '../data/views.js';
+import { scanDataset, skipped, type SkippedFile } from '../data/scan.js';
+import type { ResNet } from '../models/resnet.js';
+
+export interface PartMatch {
+  part: number;
+  /** The best match in each other image: that image, its part and the cosine. */
+  matches: { image: number; part: number; cosine: number }[];
+}
+
+export interface MatchReport {
+  files: string[];
+  level: number;
+  parts: number;
+  /** Per image, per part. */
+  images: PartMatch[][];
+  /** Share of (part, other image) pairs whose best match is the same part; chance 1 / parts. */
+  samePart: number;
+  /** The same share with raw pixels instead of Eve. */
+  samePartRawPixels: number;
+  skipped: SkippedFile[];
+}
+
+function cosineMatrix(a: Float32Array[], b: Float32Array[]): number[][] {
+  const norm = (v: Float32Array): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0)) || 1;
+  const [na, nb] = [a.map(norm), b.map(norm)];
+  return a.map((x, i) => b.map((y, j) => x.reduce((s, v, k) => s + v * y[k]!, 0) / (na[i]! * nb[j]!)));
+}
+
+/** For embeddings [image][part], each part's best match in every other image. */
+function bestMatches(emb: Float32Array[][]): { images: PartMatch[][]; samePart: number } {
+  let same = 0;
+  let total = 0;
+  const images = emb.map((parts, i) =>
+    parts.map((_, p) => {
+      const matches: PartMatch['matches'] = [];
+      emb.forEach((other, j) => {
+        if (j === i) return;
+        const sims = cosineMatrix([parts[p]!], other)[0]!;
+        const best = sims.indexOf(Math.max(...sims));
+        matches.push({ image: j, part: best, cosine: sims[best]! });
+        same += best === p ? 1 : 0;
+        total++;
+      });
+      return { part: p, matches };
+    }),
+  );
+  return { images, samePart: total ? same / total : NaN };
+}
+
+export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { level: number; size: number; onSkip?: (s: SkippedFile) => void }): Promise<MatchReport> {
+  const scan = await scanDataset(inputs);
+  const skippedFiles = [...scan.skipped];
+  const files: string[] = [];
+  const crops: Float32Array[][] = [];
+  // Each image at 2x the input size, so that level-n parts keep detail before being resized.
+  const side = o.size * 2;
+  for (const e of scan.images) {
+    try {
+      const grey = await decodeImageFile(e.path);
+      const image = resizeGrey(normalizeIntensity(grey), grey.width, grey.height, side, side);
+      crops.push(decompose(side, side, o.level).map((p) => resizeGrey(extractRegion(image, side, p), p.width, p.height, o.size, o.size)));
+      files.push(e.path);
+    } catch (err) {
+      const msg = describeError(err);
+      const s = skipped(e.path, msg.startsWith(`${e.path}: `) ? msg.slice(e.path.length + 2) : msg);
+      skippedFiles.push(s);
+      o.onSkip?.(s);
+    }
+  }
+  const emb: Float32Array[][] = [];
+  for (const parts of crops) {
+    const x = tf.tensor4d(Float32Array.from(parts.flatMap((c) => Array.from(c, (v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [parts.length, o.size, o.size, 1]);
+    const y = tf.tidy(() => backbone.forward(x, { training: false }).pooled);
+    const data = (await y.data()) as Float32Array;
+    const d = y.shape[1];
+    emb.push(parts.map((_, k) => data.slice(k * d, (k + 1) * d)));
+    tf.dispose([x, y]);
+  }
+  const raw = crops.map((parts) =>
+    parts.map((c) => {
+      const small = resizeGrey(c, o.size, o.size, 16, 16);
+      const m = small.reduce((s, v) => s + v, 0) / small.length;
+      return small.map((v) => v - m);
+    }),
+  );
+  const eve = bestMatches(emb);
+  return { files, level: o.level, parts: 2 ** o.level, images: eve.images, samePart: eve.samePart, samePartRawPixels: bestMatches(raw).samePart, skipped: skippedFiles };
+}
