@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { parity, formatParity, type InputSpec } from './helpers/parity.js';
 import { batchNormFromPrimitives, batchNormTrain } from '../src/models/layers.js';
-import { probeWebGpuAdapter } from '../src/engine/webgpu.js';
+import { probeWebGpu } from '../src/engine/webgpu.js';
+import { skipOrFail, type Capability } from './helpers/tools.js';
 import type { BackendName } from '../src/engine/backend.js';
 
 const TOLERANCE = 1e-4;
@@ -109,12 +110,12 @@ const otherCases: OpCase[] = [
   { name: 'concat channels (U-Net skip)', specs: [{ shape: [2, 4, 4, 3] }, { shape: [2, 4, 4, 5] }], fn: (a, b) => tf.concat([a!, b!], 3) },
 ];
 
-function suite(backend: BackendName, skipReason: () => string | undefined): void {
+function suite(backend: BackendName, skipReason: () => string | undefined, capability?: Capability): void {
   describe(`${backend} matches the cpu backend (value and gradient, rel. error < ${TOLERANCE})`, () => {
     for (const c of [...convCases, ...otherCases]) {
       it(c.name, async (t) => {
         const reason = skipReason();
-        if (reason) return t.skip(reason);
+        if (reason) return capability ? skipOrFail(t, capability, reason) : t.skip(reason);
         const r = await parity(backend, c.fn, c.specs);
         console.log(`[${backend}] ${formatParity(c.name, r)}`);
         assert.ok(r.worst < TOLERANCE, `${c.name}: relative error ${r.worst} >= ${TOLERANCE}`);
@@ -127,11 +128,11 @@ suite('wasm', () => undefined);
 
 let webgpuSkip: string | undefined = 'not probed';
 before(async () => {
-  const adapter = await probeWebGpuAdapter();
-  webgpuSkip = adapter ? undefined : 'no WebGPU adapter on this machine (no GPU driver and no Mesa >= 24 lavapipe)';
-  if (adapter) console.log(`webgpu adapter: ${adapter}`);
+  const probe = await probeWebGpu();
+  webgpuSkip = 'reason' in probe ? probe.reason : undefined;
+  if ('adapter' in probe) console.log(`webgpu adapter: ${probe.adapter}`);
 });
-suite('webgpu', () => webgpuSkip);
+suite('webgpu', () => webgpuSkip, 'webgpu');
 
 describe('bilinear resize gradient against its hand-built transpose', () => {
   // Resizing is linear, so <dy, resize(x)> has gradient resize^T dy; entry i is <dy, resize(e_i)>.

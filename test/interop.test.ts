@@ -4,6 +4,7 @@
  * with the same pooled features as PyTorch; ONNX, safetensors and TF.js exports checked against
  * onnxruntime-node, PyTorch and Eden itself.
  */
+import { isRequired } from './helpers/tools.js';
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -60,7 +61,8 @@ describe('unpickler', () => {
 const hasTorch = spawnSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { encoding: 'utf8' }).status === 0;
 const TORCH_SKIP = hasTorch ? undefined : "PyTorch is not installed: apt-get install python3-torch python3-torchvision (.ci/run does)";
 
-describe('PyTorch checkpoints (parity with python3-torch)', { skip: TORCH_SKIP }, () => {
+describe('PyTorch checkpoints (parity with python3-torch)', { skip: TORCH_SKIP && !isRequired('torch') ? TORCH_SKIP : undefined }, () => {
+  if (TORCH_SKIP) it('needs PyTorch', () => assert.fail(`${TORCH_SKIP} (required here: EDEN_REQUIRE=${process.env['EDEN_REQUIRE']})`));
   let dir: string;
   let ref: Record<string, number[]>;
   let image: string;

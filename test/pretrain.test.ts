@@ -13,7 +13,8 @@ import { resolvePretrainConfig, type PretrainConfig } from '../src/config/pretra
 import { pretrain, checkpointPaths } from '../src/train/pretrain.js';
 import { readCheckpoint } from '../src/train/checkpoint.js';
 import { diffCheckpoints } from '../src/train/checkpoint-diff.js';
-import { probeWebGpuAdapter } from '../src/engine/webgpu.js';
+import { probeWebGpu } from '../src/engine/webgpu.js';
+import { skipOrFail } from './helpers/tools.js';
 
 const root = path.join(import.meta.dirname, '..');
 const samples = path.join(root, 'samples', 'hannover_covid19');
@@ -212,7 +213,8 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
   });
 
   it('trains on webgpu too, with the same first-step loss as wasm (where an adapter exists)', async (t) => {
-    if (!(await probeWebGpuAdapter())) return t.skip('no WebGPU adapter on this machine (no GPU driver and no Mesa >= 24 lavapipe)');
+    const probe = await probeWebGpu();
+    if ('reason' in probe) return skipOrFail(t, 'webgpu', probe.reason);
     const losses: Record<string, number> = {};
     for (const backend of ['webgpu', 'wasm'] as const) {
       const dir = tmp();

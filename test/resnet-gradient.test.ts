@@ -14,7 +14,8 @@ import { createBackbone, type ResNet } from '../src/models/resnet.js';
 import { gaussian } from '../src/models/layers.js';
 import { Rng } from '../src/core/rng.js';
 import { loadModel, saveModel } from '../src/engine/model-io.js';
-import { probeWebGpuAdapter } from '../src/engine/webgpu.js';
+import { probeWebGpu } from '../src/engine/webgpu.js';
+import { skipOrFail } from './helpers/tools.js';
 
 const images = gaussian(4 * 48 * 48, new Rng(3));
 const targets = gaussian(4 * 64, new Rng(4));
@@ -71,8 +72,9 @@ describe('ResNet training gradient', () => {
   it('wasm matches cpu for every parameter (rel. error < 1e-4)', () => compareWholeGradient('wasm'));
 
   it('webgpu matches cpu for every parameter (rel. error < 1e-4)', async (t) => {
-    const adapter = await probeWebGpuAdapter();
-    if (!adapter) return t.skip('no WebGPU adapter on this machine (no GPU driver and no Mesa >= 24 lavapipe)');
+    const probe = await probeWebGpu();
+    if ('reason' in probe) return skipOrFail(t, 'webgpu', probe.reason);
+    console.log(`webgpu adapter: ${probe.adapter}`);
     await compareWholeGradient('webgpu');
   });
 

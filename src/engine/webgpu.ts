@@ -16,18 +16,32 @@ function dawnOptions(): string[] {
   return backend ? [`backend=${backend}`] : [];
 }
 
+/**
+ * Whether WebGPU works here: the first adapter's description, or why not — told apart: the
+ * `webgpu` package failing to load (a broken install) is not the same as a machine without an
+ * adapter (no GPU driver, no Mesa >= 24 lavapipe).
+ */
+export async function probeWebGpu(): Promise<{ adapter: string } | { reason: string }> {
+  let webgpu: WebGpuModule;
+  try {
+    webgpu = (await import('webgpu')) as unknown as WebGpuModule;
+  } catch (err) {
+    return { reason: `the webgpu package failed to load (${err instanceof Error ? err.message.split('\n')[0] : String(err)})` };
+  }
+  try {
+    const adapter = await requestAdapterCompat(webgpu.create(dawnOptions()));
+    if (!adapter) return { reason: 'no WebGPU adapter on this machine (no GPU driver and no Mesa >= 24 lavapipe)' };
+    const info = adapter.info ?? {};
+    return { adapter: [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter' };
+  } catch (err) {
+    return { reason: `Dawn failed to create a WebGPU instance (${err instanceof Error ? err.message.split('\n')[0] : String(err)})` };
+  }
+}
+
 /** Returns a description of the first WebGPU adapter, or undefined when there is none. */
 export async function probeWebGpuAdapter(): Promise<string | undefined> {
-  try {
-    const webgpu = (await import('webgpu')) as unknown as WebGpuModule;
-    const gpu = webgpu.create(dawnOptions());
-    const adapter = await requestAdapterCompat(gpu);
-    if (!adapter) return undefined;
-    const info = adapter.info ?? {};
-    return [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
-  } catch {
-    return undefined;
-  }
+  const r = await probeWebGpu();
+  return 'adapter' in r ? r.adapter : undefined;
 }
 
 interface WebGpuModule {

@@ -5,6 +5,7 @@
  * files show a message and the page keeps working; the server refuses paths outside the viewer.
  * The screenshot is saved to test-artifacts/explorer.png.
  */
+import { isRequired } from '../helpers/tools.js';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -24,7 +25,8 @@ const samples = path.join(root, 'samples', 'hannover_covid19');
 const CHROMIUM = '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) ? `${CHROMIUM} not found: apt-get install chromium (.ci/run does)` : !existsSync(path.join(root, 'dist', 'viewer', 'index.html')) ? "the viewer is not built: run 'npm run build'" : undefined;
 
-describe('anatomy explorer (chromium)', { skip }, () => {
+describe('anatomy explorer (chromium)', { skip: skip && !isRequired('chromium') ? skip : undefined }, () => {
+  if (skip) it('needs Chromium and the built viewer', () => assert.fail(`${skip} (required here: EDEN_REQUIRE=${process.env['EDEN_REQUIRE']})`));
   let app: FastifyInstance;
   let url: string;
   let browser: Browser;
