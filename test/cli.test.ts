@@ -52,11 +52,29 @@ describe('eden CLI', () => {
     assert.equal(m.stderr.trim(), 'eden: /no/such/dir: no such file or folder');
   });
 
-  it('every command has --help', () => {
-    for (const args of [['--help'], ['inspect', '--help']]) {
-      const r = eden(...args);
-      assert.equal(r.status, 0);
-      assert.match(r.stdout, /Usage: eden/);
+  it('every command has --help', async () => {
+    // In process: each command and subcommand of the real program prints its usage and exits 0.
+    const { buildProgram } = await import('../src/cli/program.js');
+    const names: string[][] = [[]];
+    for (const c of buildProgram().commands) {
+      names.push([c.name()]);
+      for (const sub of c.commands) names.push([c.name(), sub.name()]);
     }
+    assert.ok(names.length >= 16, `${names.length} commands`);
+    for (const args of names) {
+      const program = buildProgram();
+      let out = '';
+      program.configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (out += s) });
+      for (const c of program.commands) {
+        c.configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (out += s) });
+        for (const sub of c.commands) sub.configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (out += s) });
+      }
+      await assert.rejects(program.parseAsync(['node', 'eden', ...args, '--help']), (err: { code?: string; exitCode?: number }) => err.code === 'commander.helpDisplayed' && err.exitCode === 0);
+      assert.match(out, new RegExp(`^Usage: eden${args.length ? ` ${args.join(' ')}` : ''} `, 'm'), `eden ${args.join(' ')} --help printed: ${out.slice(0, 200)}`);
+    }
+    // And through the executable, as a user runs it.
+    const r = eden('segment', '--help');
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /Usage: eden segment /);
   });
 });

@@ -158,6 +158,24 @@ describe('DICOM decoding', () => {
     await assert.rejects(decodeImageFile(path.join(fixtures, 'report-sr.dcm')), /report-sr\.dcm: a DICOM object without pixel data \(SOP Class Basic Text SR\): not an image/);
   });
 
+  for (const [file, reference, mode] of [
+    ['mono2-12bit.dcm', 'mono2-12bit-voi-by-dcmtk.pgm', 'auto'],
+    ['mono1-12bit-window.dcm', 'mono1-12bit-window-by-dcmtk.pgm', 'auto'],
+    ['mono1-8bit-implicit.dcm', 'mono1-8bit-minmax-by-dcmtk.pgm', 'minmax'],
+  ] as const) {
+    it(`windowing of ${file} (${mode === 'auto' ? "the file's VOI window, the default" : 'min-max'}) matches DCMTK's dcm2pnm within 1 level`, async () => {
+      const img = await decodeImageFile(path.join(fixtures, file));
+      const ref = await dcmtkRendering(reference);
+      const ours = normalizeIntensity(img, { mode });
+      let worst = 0;
+      for (let i = 0; i < ref.data.length; i++) worst = Math.max(worst, Math.abs(ours[i]! * 255 - ref.data[i]!));
+      // The narrow window clips at both edges (and MONOCHROME1 comes out inverted).
+      if (file === 'mono1-12bit-window.dcm') assert.ok(ref.data.filter((v) => v === 0).length > 20 && ref.data.filter((v) => v === 255).length > 20, 'the reference should clip at both edges');
+      console.log(`${file}: max |Eden - DCMTK| = ${worst.toFixed(3)} (8-bit levels)`);
+      assert.ok(worst <= 1, `max abs difference to DCMTK ${worst}`);
+    });
+  }
+
   it("JPEG baseline (lossy, 8 bit) matches DCMTK's own decoding within 1 level", async () => {
     const ref = await decodeImageFile(path.join(fixtures, 'mono2-8bit-jpeg-baseline-decoded-by-dcmtk.dcm'));
     const img = await decodeImageFile(path.join(fixtures, 'mono2-8bit-jpeg-baseline.dcm'));

@@ -9,7 +9,15 @@ import * as tf from '@tensorflow/tfjs';
 import { formatDifference, pairedBootstrap, quantileSorted } from '../src/eval/statistics.js';
 import { deriveMask, parseDerived } from '../src/data/derived-structures.js';
 import { boundary, components, distanceTransformSquared } from '../src/data/masks.js';
-import { surfaceDistance } from '../src/eval/metrics.js';
+import { dice, kde, surfaceDistance } from '../src/eval/metrics.js';
+import { splitWhole } from '../src/eval/probes.js';
+import { segmentationLoss } from '../src/train/segmenter.js';
+import { loadSegmentationData } from '../src/data/segmentation-data.js';
+import { loadClassificationData } from '../src/eval/classify.js';
+import sharp from 'sharp';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { atlasPrediction, drawSplit, type SegmentationData } from '../src/eval/fewshot.js';
 import { recalibrateBatchNorm } from '../src/models/recalibrate.js';
 import { createBackbone } from '../src/models/resnet.js';
@@ -177,5 +185,81 @@ describe('batch-norm re-estimation', () => {
     assert.deepEqual(net.store.get('conv1.weight').arraySync(), before);
     tf.dispose([...xs, expected]);
     net.dispose();
+  });
+});
+
+describe('evaluation pieces, by hand', () => {
+  it('Dice thresholds soft predictions at 0.5', () => {
+    // pred -> [0, 1, 1, 0]; truth [1, 1, 1, 0]: 2 * 2 / (2 + 3).
+    assert.equal(dice([0.49, 0.51, 0.9, 0.1], [1, 1, 1, 0]), 0.8);
+    assert.equal(dice([0.5, 0.5], [1, 1]), 0); // 0.5 is not above the threshold
+  });
+
+  it('the U-Net loss (BCE with logits + soft Dice) equals its hand computation', async () => {
+    await useBackend('cpu');
+    const logits = [2, -1, 0.5, -3, 1.5, 0.25];
+    const target = [1, 0, 1, 0, 0, 1];
+    const sig = (x: number): number => 1 / (1 + Math.exp(-x));
+    const bce = logits.reduce((s, x, i) => s + Math.max(x, 0) - x * target[i]! + Math.log(1 + Math.exp(-Math.abs(x))), 0) / logits.length;
+    const p = logits.map(sig);
+    const inter = p.reduce((s, v, i) => s + v * target[i]!, 0);
+    const total = p.reduce((a, b) => a + b, 0) + target.reduce((a, b) => a + b, 0);
+    const expected = bce + 1 - (2 * inter + 1) / (total + 1);
+    const got = segmentationLoss(tf.tensor4d(logits, [1, 2, 3, 1]), tf.tensor4d(target, [1, 2, 3, 1])).dataSync()[0]!;
+    assert.ok(Math.abs(got - expected) < 1e-6, `${got} vs ${expected}`);
+    await useBackend('wasm');
+  });
+
+  it("KDE on data with spread equals the Gaussian sum with Silverman's bandwidth", () => {
+    const values = [-1, 0, 2, 2.5];
+    const m = values.reduce((a, b) => a + b, 0) / values.length;
+    const sd = Math.sqrt(values.reduce((s, v) => s + (v - m) ** 2, 0) / (values.length - 1));
+    const h = 1.06 * sd * values.length ** -0.2;
+    for (const x of [-2, 0.3, 2.2]) {
+      const expected = values.reduce((s, v) => s + Math.exp(-0.5 * ((x - v) / h) ** 2), 0) / (values.length * h * Math.sqrt(2 * Math.PI));
+      assert.ok(Math.abs(kde(values, [x])[0]! - expected) < 1e-12);
+    }
+  });
+
+  it('the parts of a whole tile it: every pixel covered exactly once', () => {
+    for (const [w, h] of [[31, 31], [32, 20], [7, 9]] as const) {
+      for (const n of [2, 3, 4]) {
+        const cover = new Uint8Array(w * h);
+        for (const [x, y, pw, ph] of splitWhole(0, 0, w, h, n)) for (let yy = y; yy < y + ph; yy++) for (let xx = x; xx < x + pw; xx++) cover[yy * w + xx]!++;
+        assert.ok(cover.every((c) => c === 1), `${w}x${h} into ${n}`);
+      }
+    }
+  });
+
+  it('few-shot and classification splits: disjoint, complete, seeded', async () => {
+    // A small labelled folder: 10 images with one mask each, and a labels.csv.
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-split-'));
+    mkdirSync(path.join(dir, 'images'));
+    mkdirSync(path.join(dir, 'masks', 'blob'), { recursive: true });
+    const lines = ['file,label'];
+    for (let i = 0; i < 10; i++) {
+      const px = Buffer.from(Array.from({ length: 32 * 32 }, (_, k) => (k * (i + 1)) % 256));
+      await sharp(px, { raw: { width: 32, height: 32, channels: 1 } }).png().toFile(path.join(dir, 'images', `im${i}.png`));
+      await sharp(Buffer.from(Array.from({ length: 32 * 32 }, (_, k) => (k % 32 > 10 + i ? 255 : 0))), { raw: { width: 32, height: 32, channels: 1 } }).png().toFile(path.join(dir, 'masks', 'blob', `im${i}.png`));
+      lines.push(`images/im${i}.png,${i % 2 ? 'b' : 'a'}`);
+    }
+    writeFileSync(path.join(dir, 'labels.csv'), `${lines.join('\n')}\n`);
+    const seg = await loadSegmentationData(dir, 32, { testFraction: 0.3, maxTestImages: 100, seed: 4 });
+    assert.equal(seg.test.length, 3);
+    assert.equal(seg.trainPool.length, 7);
+    assert.deepEqual([...seg.test, ...seg.trainPool].sort((a, b) => a - b), [...Array(10).keys()]);
+    assert.deepEqual((await loadSegmentationData(dir, 32, { testFraction: 0.3, maxTestImages: 100, seed: 4 })).test, seg.test);
+    assert.notDeepEqual((await loadSegmentationData(dir, 32, { testFraction: 0.3, maxTestImages: 100, seed: 5 })).test, seg.test);
+    const split = drawSplit(seg, 3, 99, 2);
+    assert.ok([...split.train, ...split.val].every((i) => seg.trainPool.includes(i)));
+    assert.equal(new Set([...split.train, ...split.val]).size, 5);
+    const cls = await loadClassificationData(dir, 32, { seed: 4, maxTrain: 0, maxTest: 0 });
+    assert.deepEqual(cls.classes, ['a', 'b']);
+    assert.equal(cls.test.length, 2); // a seeded 80/20 split without a split column
+    assert.equal(cls.train.length, 8);
+    // With a split column, it is honoured.
+    writeFileSync(path.join(dir, 'labels.csv'), `file,label,split\n${lines.slice(1).map((l, i) => `${l},${i < 6 ? 'train' : 'test'}`).join('\n')}\n`);
+    const byColumn = await loadClassificationData(dir, 32, { seed: 4, maxTrain: 0, maxTest: 0 });
+    assert.deepEqual([byColumn.train.length, byColumn.test.length], [6, 4]);
   });
 });

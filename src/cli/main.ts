@@ -1,61 +1,6 @@
 #!/usr/bin/env node
-/**
- * The `eden` command line: argv -> options -> library API. The only place that prints or exits.
- * Errors end the process with one line on stderr and a non-zero status.
- */
-import { Command, CommanderError } from 'commander';
-import { EdenError } from '../core/errors.js';
-import { VERSION } from '../version.js';
-import { registerInspect } from './inspect.js';
-import { registerPretrain } from './pretrain.js';
-import { registerDecompose } from './decompose.js';
-import { registerCheckpoint } from './checkpoint.js';
-import { registerInterop } from './interop.js';
-import { registerEvaluate } from './evaluate.js';
-import { registerServe } from './serve.js';
-import { registerFinetune } from './finetune.js';
-import { registerSegment } from './segment.js';
-import { registerMatch } from './match.js';
-
-export function buildProgram(): Command {
-  const program = new Command();
-  program
-    .name('eden')
-    .description('Anatomy-aware self-supervised pretraining (Adam) and embeddings (Eve) for medical images')
-    .version(VERSION)
-    .exitOverride();
-  registerInspect(program);
-  registerPretrain(program);
-  registerDecompose(program);
-  registerCheckpoint(program);
-  registerInterop(program);
-  registerEvaluate(program);
-  registerFinetune(program);
-  registerSegment(program);
-  registerMatch(program);
-  registerServe(program);
-  for (const c of program.commands) c.exitOverride();
-  return program;
-}
-
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
-  try {
-    await program.parseAsync(argv);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
-  } catch (err) {
-    if (err instanceof CommanderError) {
-      // Commander already printed its one-line message (or the help / version text).
-      return err.exitCode;
-    }
-    if (err instanceof EdenError) {
-      process.stderr.write(`eden: ${err.message}\n`);
-      return err.kind === 'config' ? 2 : 1;
-    }
-    process.stderr.write(`eden: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return 70;
-  }
-}
+/** The `eden` executable: runs the command line (program.ts) and exits with its status. */
+import { main } from './program.js';
 
 const code = await main(process.argv);
 process.exit(code);

@@ -134,12 +134,58 @@ describe('anatomy explorer (chromium)', { skip: skip && !isRequired('chromium') 
     await page.close();
   });
 
-  it('the server serves only the viewer and its API: path traversal is refused', async () => {
-    for (const p of ['../package.json', '..%2f..%2fpackage.json', 'assets/..%2f..%2f..%2fpackage.json', '%2e%2e/%2e%2e/etc/passwd']) {
-      const r = await fetch(url + p);
-      assert.ok([400, 403, 404].includes(r.status), `${p} answered ${r.status}`);
-      assert.doesNotMatch(await r.text(), /"name": "eden-anatomy"|root:x:0/);
+  it('matches across two images: in a copy shifted by a known offset, the best match of a point is that point moved by the offset', async () => {
+    // A 320 px wide strip of a radiograph; A is its left 256 px, B its right 256 px: B = A shifted
+    // left by 64 px (two feature cells of the 32-stride encoder at the page's 256 px input).
+    const strip = await sharp(path.join(samples, '00870a9c.png')).resize(320, 256, { fit: 'fill' }).toColourspace('b-w').raw().toBuffer();
+    const cropPng = async (x0: number, file: string): Promise<string> => {
+      const out = Buffer.alloc(256 * 256);
+      for (let y = 0; y < 256; y++) strip.copy(out, y * 256, y * 320 + x0, y * 320 + x0 + 256);
+      await sharp(out, { raw: { width: 256, height: 256, channels: 1 } }).png().toFile(file);
+      return file;
+    };
+    const a = await cropPng(0, path.join(tmp, 'shift-a.png'));
+    const b = await cropPng(64, path.join(tmp, 'shift-b.png'));
+    const page = await open();
+    await page.setInputFiles('#file-a', a);
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('click a point'), undefined, { timeout: 60000 });
+    await page.setInputFiles('#file-b', b);
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('B:'), undefined, { timeout: 60000 });
+    const canvas = page.locator('#canvas-a');
+    const box = (await canvas.boundingBox())!;
+    for (const [u, v] of [[0.5625, 0.6875], [0.6875, 0.3125], [0.8125, 0.5625]] as const) {
+      await page.evaluate(() => ((window as unknown as { eden: { heat: object } }).eden.heat = {}));
+      await canvas.click({ position: { x: u * box.width, y: v * box.height } });
+      await page.waitForFunction(() => (window as unknown as { eden: { bestB?: unknown; heat: { b?: unknown } } }).eden.heat.b !== undefined);
+      const best = await page.evaluate(() => (window as unknown as { eden: { bestB: { u: number; v: number } } }).eden.bestB);
+      const expected = { u: u - 64 / 256, v };
+      console.log(`click (${u}, ${v}) in A: best match in B at (${best.u.toFixed(3)}, ${best.v.toFixed(3)}), expected (${expected.u.toFixed(3)}, ${expected.v})`);
+      // Within one feature cell (1/8 of the side).
+      assert.ok(Math.abs(best.u - expected.u) <= 1 / 8 + 1e-9 && Math.abs(best.v - expected.v) <= 1 / 8 + 1e-9, `best match (${best.u}, ${best.v}), expected (${expected.u}, ${expected.v})`);
     }
+    await page.close();
+  });
+
+  it('in-page and server inference give the same similarity map (numerically)', async () => {
+    const maps: Float32Array[] = [];
+    for (const query of ['', '?inference=server']) {
+      const page = await open(query);
+      await page.setInputFiles('#file-a', path.join(samples, '00870a9c.png'));
+      await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('click a point'), undefined, { timeout: 60000 });
+      const box = (await page.locator('#canvas-a').boundingBox())!;
+      await page.locator('#canvas-a').click({ position: { x: 0.56 * box.width, y: 0.66 * box.height } });
+      await page.waitForFunction(() => (window as unknown as { eden: { heat: { a?: unknown } } }).eden.heat.a !== undefined);
+      maps.push(Float32Array.from(await page.evaluate(() => Array.from((window as unknown as { eden: { heat: { a: Float32Array } } }).eden.heat.a))));
+      await page.close();
+    }
+    assert.equal(maps[0]!.length, maps[1]!.length);
+    let worst = 0;
+    for (let i = 0; i < maps[0]!.length; i++) worst = Math.max(worst, Math.abs(maps[0]![i]! - maps[1]![i]!));
+    console.log(`similarity map, in-page vs server inference: max |difference| ${worst.toExponential(2)} over ${maps[0]!.length} cells`);
+    assert.ok(worst < 1e-3, `in-page and server maps differ by up to ${worst}`);
+  });
+
+  it('the API answers over HTTP (raw-request path traversal is tested without a browser: test/server.test.ts)', async () => {
     const info = await (await fetch(`${url}api/info`)).json();
     assert.equal(info.data.images, 8);
   });

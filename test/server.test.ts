@@ -1,0 +1,59 @@
+/**
+ * The explorer's server without a browser: requests sent raw (fastify's inject passes the URL
+ * exactly as written, where an HTTP client would normalise `../` and `%2e%2e` away before sending)
+ * must not reach any file outside the viewer's folder, nor a dotfile inside it.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { useBackend } from '../src/engine/backend.js';
+import { Encoder } from '../src/models/encoder.js';
+import { buildServer } from '../src/server/app.js';
+
+describe('eden serve: what a raw request can reach', () => {
+  let app: FastifyInstance;
+  let encoder: Encoder;
+  before(async () => {
+    await useBackend('wasm');
+    // A viewer folder with a dotfile inside it, and a secret beside it.
+    const base = mkdtempSync(path.join(tmpdir(), 'eden-serve-'));
+    const viewer = path.join(base, 'viewer');
+    mkdirSync(path.join(viewer, 'assets'), { recursive: true });
+    writeFileSync(path.join(viewer, 'index.html'), '<!doctype html><title>viewer</title>');
+    writeFileSync(path.join(viewer, 'assets', 'app.js'), 'console.log(1)');
+    writeFileSync(path.join(viewer, '.env'), 'SECRET_IN_DOTFILE');
+    mkdirSync(path.join(viewer, '.git'));
+    writeFileSync(path.join(viewer, '.git', 'config'), 'SECRET_IN_DOTDIR');
+    writeFileSync(path.join(base, 'secret.txt'), 'SECRET_OUTSIDE');
+    encoder = new Encoder({ backbone: 'resnet-tiny', width: 4, projectionDim: 8, seed: 1 });
+    app = await buildServer({ encoder, meta: { format: 'eden-encoder-1', args: encoder.args, hasHead: false, source: 'test' }, viewerDir: viewer });
+  });
+  after(async () => {
+    await app.close();
+    encoder.dispose();
+  });
+
+  it('serves the viewer and its assets', async () => {
+    assert.equal((await app.inject({ method: 'GET', url: '/' })).statusCode, 200);
+    assert.equal((await app.inject({ method: 'GET', url: '/assets/app.js' })).body, 'console.log(1)');
+  });
+
+  for (const url of ['/../secret.txt', '/assets/../../secret.txt', '/%2e%2e/secret.txt', '/..%2fsecret.txt', '/%2e%2e%2fsecret.txt', '/assets/%2e%2e/%2e%2e/secret.txt', '/%252e%252e/secret.txt', '/..\\secret.txt', '/.env', '/.git/config', '/assets/../.env', '/%2eenv', '/%2e%65nv']) {
+    it(`refuses ${url}`, async () => {
+      const r = await app.inject({ method: 'GET', url });
+      assert.ok([400, 403, 404].includes(r.statusCode), `${url} answered ${r.statusCode}`);
+      assert.doesNotMatch(r.body, /SECRET/);
+    });
+  }
+
+  it('answers bad uploads with 400 and a reason, not a crash', async () => {
+    const r = await app.inject({ method: 'POST', url: '/api/dense', headers: { 'content-type': 'application/octet-stream' }, payload: Buffer.from('no image') });
+    assert.equal(r.statusCode, 400);
+    assert.match(JSON.parse(r.body).error, /not an image Eden can read/);
+    const s = await app.inject({ method: 'POST', url: '/api/similar', payload: { vector: [1, 2] } });
+    assert.equal(s.statusCode, 400);
+  });
+});
