@@ -40,19 +40,11 @@ export interface SegmentOptions {
   onImage?: (row: MeasurementRow, done: number, total: number) => void;
 }
 
-export interface MeasurementRow {
+export interface MeasurementRow extends Measurements {
   file: string;
   name: string;
   width: number;
   height: number;
-  areaPx: Record<string, number>;
-  /** mm per pixel [row, column] and where it came from, for DICOM with a spacing. */
-  pixelSpacing?: [number, number];
-  pixelSpacingSource?: string;
-  areaMm2?: Record<string, number>;
-  heartWidthPx?: number;
-  thoraxWidthPx?: number;
-  ctr?: number;
   seg?: string;
 }
 
@@ -125,10 +117,50 @@ export function measurementsCsv(rows: MeasurementRow[], structures: string[]): s
   return `${[header.join(','), ...lines].join('\n')}\n`;
 }
 
+export interface Measurements {
+  areaPx: Record<string, number>;
+  pixelSpacing?: [number, number];
+  pixelSpacingSource?: string;
+  areaMm2?: Record<string, number>;
+  heartWidthPx?: number;
+  thoraxWidthPx?: number;
+  ctr?: number;
+  /** The extents behind the CTR, in image columns. */
+  heartExtent?: { left: number; right: number };
+  thoraxExtent?: { left: number; right: number };
+}
+
+/**
+ * Masks at each image's own size (probabilities resized bilinearly, then thresholded) and the
+ * measurements of measure.ts, for decoded images ({ grey, normalised to [0, 1] }) in one batch.
+ */
+export async function segmentImages(model: Segmenter, images: { grey: GreyImage; normalised: Float32Array }[], threshold = 0.5): Promise<{ masks: Uint8Array[]; measurements: Measurements }[]> {
+  const size = model.meta.inputSize;
+  const structures = model.meta.structures!;
+  const probs = await predict(model, images.map((d) => resizeGrey(d.normalised, d.grey.width, d.grey.height, size, size)));
+  return images.map(({ grey }, j) => {
+    const { width, height } = grey;
+    const masks = probs[j]!.map((p) => Uint8Array.from(resizeGrey(p, size, size, width, height), (v) => (v > threshold ? 1 : 0)));
+    const byName = Object.fromEntries(structures.map((s, k) => [s, masks[k]!]));
+    const m: Measurements = { areaPx: Object.fromEntries(structures.map((s, k) => [s, area(masks[k]!)])) };
+    const spacing = grey.dicom?.pixelSpacing;
+    if (spacing) {
+      m.pixelSpacing = spacing;
+      m.pixelSpacingSource = grey.dicom!.pixelSpacingSource;
+      m.areaMm2 = Object.fromEntries(structures.map((s) => [s, m.areaPx[s]! * spacing[0] * spacing[1]]));
+    }
+    const lungs = lungsOf(byName);
+    if (byName['heart'] && lungs) {
+      const c = cardiothoracicRatio(byName['heart'], lungs, width, height);
+      if (c) Object.assign(m, { heartWidthPx: c.heartWidth, thoraxWidthPx: c.thoraxWidth, ctr: c.ctr, heartExtent: c.heart, thoraxExtent: c.thorax });
+    }
+    return { masks, measurements: m };
+  });
+}
+
 export async function segmentFiles(model: Segmenter, inputs: string[], o: SegmentOptions): Promise<SegmentResult> {
   const t0 = Date.now();
   const structures = model.meta.structures!;
-  const size = model.meta.inputSize;
   const threshold = o.threshold ?? 0.5;
   const batchSize = o.batchSize ?? 8;
   const scan = await scanDataset(inputs);
@@ -160,32 +192,17 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   let batch: Decoded[] = [];
   const flush = async (): Promise<void> => {
     if (!batch.length) return;
-    const probs = await predict(model, batch.map((d) => resizeGrey(d.normalised, d.grey.width, d.grey.height, size, size)));
+    const results = await segmentImages(model, batch, threshold);
     for (let j = 0; j < batch.length; j++) {
       const { entry, grey, normalised } = batch[j]!;
       const { width, height } = grey;
+      const { masks, measurements } = results[j]!;
       let name = outputName(entry);
       for (let k = 2; names.has(name); k++) name = `${outputName(entry)}-${k}`;
       names.add(name);
-      const masks = probs[j]!.map((p) => {
-        const full = resizeGrey(p, size, size, width, height);
-        return Uint8Array.from(full, (v) => (v > threshold ? 1 : 0));
-      });
-      const byName = Object.fromEntries(structures.map((s, k) => [s, masks[k]!]));
-      const row: MeasurementRow = { file: entry.path, name, width, height, areaPx: Object.fromEntries(structures.map((s, k) => [s, area(masks[k]!)])) };
-      const spacing = grey.dicom?.pixelSpacing;
-      if (spacing) {
-        row.pixelSpacing = spacing;
-        row.pixelSpacingSource = grey.dicom!.pixelSpacingSource;
-        row.areaMm2 = Object.fromEntries(structures.map((s) => [s, row.areaPx[s]! * spacing[0] * spacing[1]]));
-      }
-      const lungs = lungsOf(byName);
-      if (byName['heart'] && lungs) {
-        const c = cardiothoracicRatio(byName['heart'], lungs, width, height);
-        if (c) Object.assign(row, { heartWidthPx: c.heartWidth, thoraxWidthPx: c.thoraxWidth, ctr: c.ctr });
-      }
+      const row: MeasurementRow = { file: entry.path, name, width, height, ...measurements };
       await Promise.all([
-        ...structures.map(async (s, k) => writeFileAtomic(path.join(o.out, 'masks', s, `${name}.png`), await maskPng(masks[k]!, width, height))),
+        ...structures.map(async (st, k) => writeFileAtomic(path.join(o.out, 'masks', st, `${name}.png`), await maskPng(masks[k]!, width, height))),
         overlay(normalised, width, height, masks).then((png) => writeFileAtomic(path.join(o.out, 'overlays', `${name}.png`), png)),
       ]);
       if (grey.dicom && o.dicomSeg !== false) {

@@ -8,6 +8,8 @@
  *   POST /api/decode            image bytes -> { width, height, png } (display)
  *   POST /api/dense             image bytes -> dense Eve of the preprocessed image
  *   POST /api/similar           { vector } -> top-k most similar dataset patches, with thumbnails
+ *   POST /api/segment           image bytes -> masks (PNG per structure, the image's size), areas
+ *                               and the cardiothoracic ratio, with a segmentation model (--model)
  *
  * It reads only what it was given: the viewer's build folder (through @fastify/static, which
  * refuses paths outside it), the checkpoint and the --data folder; requests name nothing else.
@@ -30,6 +32,9 @@ import type { Encoder } from '../models/encoder.js';
 import type { EncoderFileMeta } from '../models/encoder-file.js';
 import { embedBatch } from '../embed/embed.js';
 import { cosine } from '../eval/metrics.js';
+import type { GreyImage } from '../data/grey-image.js';
+import type { Segmenter } from '../models/task-model-file.js';
+import { segmentImages } from '../apply/segment.js';
 
 export interface ServeOptions {
   encoder: Encoder;
@@ -42,6 +47,8 @@ export interface ServeOptions {
   maxBytes?: number;
   /** Folder of the built viewer (default: dist/viewer next to the package). */
   viewerDir?: string;
+  /** A segmentation model (eden finetune): masks and measurements for uploaded images. */
+  segmenter?: Segmenter;
   onLog?: (line: string) => void;
 }
 
@@ -58,7 +65,7 @@ export function defaultViewerDir(): string {
 }
 
 /** Decode uploaded bytes (raster or DICOM) with a readable error. */
-async function decodeUpload(bytes: Buffer): Promise<{ width: number; height: number; data: Float32Array }> {
+async function decodeUploadGrey(bytes: Buffer): Promise<GreyImage> {
   if (bytes.length === 0) throw new Error('empty file');
   const format = hasDicomBytes(bytes) ? 'dicom' : 'raster';
   if (format === 'raster') {
@@ -66,7 +73,11 @@ async function decodeUpload(bytes: Buffer): Promise<{ width: number; height: num
     if (!meta?.width || !meta.height) throw new Error(looksTruncated(bytes) ? 'truncated image data' : 'not an image Eden can read (PNG, JPEG, TIFF, WebP or DICOM)');
     if (meta.width * meta.height > MAX_PIXELS) throw new Error(`image too large: ${meta.width}x${meta.height} pixels (at most ${MAX_PIXELS})`);
   }
-  const img = await decodeImageBytes(bytes, format);
+  return decodeImageBytes(bytes, format);
+}
+
+async function decodeUpload(bytes: Buffer): Promise<{ width: number; height: number; data: Float32Array }> {
+  const img = await decodeUploadGrey(bytes);
   return { width: img.width, height: img.height, data: normalizeIntensity(img) };
 }
 
@@ -120,15 +131,28 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     o.onLog?.(`indexed ${index.length} images of ${o.data}`);
   }
 
+  const badInput = (reply: import('fastify').FastifyReply, err: unknown) => reply.code(400).send({ error: describeError(err) });
   app.get('/api/info', async () => ({
     model: { backbone: o.meta.args.backbone, width: o.meta.args.width, featureDim: o.encoder.featureDim, inputSize: size, parameters: o.encoder.backbone.store.parameterCount(), source: o.meta.source },
     data: o.data ? { images: index.length } : null,
+    segmentation: o.segmenter ? { structures: o.segmenter.meta.structures, inputSize: o.segmenter.meta.inputSize, backbone: o.segmenter.meta.backbone.name, validation: o.segmenter.meta.validation } : null,
     maxBytes,
   }));
+  app.post('/api/segment', async (req, reply) => {
+    if (!o.segmenter) return reply.code(404).send({ error: 'no segmentation model: start eden serve with --model MODEL (from eden finetune)' });
+    try {
+      const grey = await decodeUploadGrey(req.body as Buffer);
+      const normalised = normalizeIntensity(grey, o.segmenter.meta.intensity);
+      const [r] = await segmentImages(o.segmenter, [{ grey, normalised }]);
+      const masks = await Promise.all(r!.masks.map(async (m) => (await sharp(Buffer.from(m.map((v) => v * 255)), { raw: { width: grey.width, height: grey.height, channels: 1 } }).toColourspace('b-w').png().toBuffer()).toString('base64')));
+      return { width: grey.width, height: grey.height, structures: o.segmenter.meta.structures, masks, measurements: r!.measurements };
+    } catch (err) {
+      return badInput(reply, err);
+    }
+  });
   app.get('/model/model.json', async () => manifest);
   app.get('/model/weights.bin', async (_req, reply) => reply.type('application/octet-stream').send(Buffer.from(weights)));
 
-  const badInput = (reply: import('fastify').FastifyReply, err: unknown) => reply.code(400).send({ error: describeError(err) });
   app.post('/api/decode', async (req, reply) => {
     try {
       const img = await decodeUpload(req.body as Buffer);

@@ -9,7 +9,7 @@ import { isRequired } from '../helpers/tools.js';
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -19,6 +19,7 @@ import { useBackend } from '../../src/engine/backend.js';
 import { loadEncoder } from '../../src/models/encoder-file.js';
 import { buildServer } from '../../src/server/app.js';
 import { checkpointPaths } from '../../src/train/pretrain.js';
+import { loadSegmenter } from '../../src/models/task-model-file.js';
 
 const root = path.join(import.meta.dirname, '..', '..');
 const samples = path.join(root, 'samples', 'hannover_covid19');
@@ -183,6 +184,44 @@ describe('anatomy explorer (chromium)', { skip: skip && !isRequired('chromium') 
     for (let i = 0; i < maps[0]!.length; i++) worst = Math.max(worst, Math.abs(maps[0]![i]! - maps[1]![i]!));
     console.log(`similarity map, in-page vs server inference: max |difference| ${worst.toExponential(2)} over ${maps[0]!.length} cells`);
     assert.ok(worst < 1e-3, `in-page and server maps differ by up to ${worst}`);
+  });
+
+  it('with a segmentation model (eden serve --model): masks over image A, and its areas and cardiothoracic ratio', async () => {
+    // A small segmentation model of heart and lungs, made as a user would (eden finetune).
+    const model = path.join(tmp, 'seg.safetensors');
+    const wingspan = path.join(root, '..', 'shared', 'data', 'wingspan_ctr');
+    const data = existsSync(wingspan) ? wingspan : undefined;
+    if (!data) return;
+    const f = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'finetune', data, '--checkpoint', 'random', '--arch', 'resnet-tiny', '--width', '8', '--structures', 'heart,lungs', '--combine', 'lungs=left_lung+right_lung', '--shots', '8', '--size', '64', '--steps', '30', '--eval-every', '10', '--out', model], { cwd: root, encoding: 'utf8' });
+    assert.equal(f.status, 0, f.stderr);
+    const segmenter = await loadSegmenter(model);
+    const { encoder, meta } = await loadEncoder(model);
+    const segApp = await buildServer({ encoder, meta, segmenter });
+    const segUrl = `${await segApp.listen({ port: 0, host: '127.0.0.1' })}/`;
+    try {
+      const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+      await page.goto(segUrl);
+      await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('ready'), undefined, { timeout: 60000 });
+      assert.match((await page.textContent('#model'))!, /segmentation: heart, lungs \(resnet-tiny, 64 px, on the server\)/);
+      const image = path.join(samples, '00870a9c.png');
+      await page.setInputFiles('#file-a', image);
+      await page.waitForFunction(() => (document.getElementById('segmentation')?.textContent ?? '').length > 0, undefined, { timeout: 60000 });
+      const text = (await page.textContent('#segmentation'))!;
+      // What the page shows is what the server measures for the same bytes.
+      const api = (await (await fetch(`${segUrl}api/segment`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: readFileSync(image) })).json()) as { measurements: { areaPx: Record<string, number>; ctr?: number } };
+      assert.match(text, new RegExp(`heart ${api.measurements.areaPx['heart']!.toLocaleString('en')} px`));
+      if (api.measurements.ctr !== undefined) assert.match(text, new RegExp(`cardiothoracic ratio ${api.measurements.ctr.toFixed(3)} \\(heart \\d+ px / thorax \\d+ px\\)`));
+      const shown = await page.evaluate(() => {
+        const s = (window as unknown as { eden: { segmentation?: { masks: Uint8Array[] } } }).eden.segmentation!;
+        return s.masks.map((m) => m.reduce((a, b) => a + b, 0));
+      });
+      assert.equal(shown[0], api.measurements.areaPx['heart']);
+      await page.close();
+    } finally {
+      await segApp.close();
+      segmenter.dispose();
+      encoder.dispose();
+    }
   });
 
   it('the API answers over HTTP (raw-request path traversal is tested without a browser: test/server.test.ts)', async () => {

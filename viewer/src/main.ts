@@ -4,7 +4,9 @@
  * with B's best match marked (cross-image anatomy matching); with a dataset on the server, the
  * most similar patches appear as thumbnails. Inference runs in the browser with TF.js (webgl,
  * else cpu) on the exported encoder; `?inference=server` (or a model too large for the page) uses
- * the server's /api/dense instead.
+ * the server's /api/dense instead. With a segmentation model on the server (`eden serve --model`),
+ * image A's masks are drawn over it, with the heart's and the thorax's widest extents, and its
+ * areas and cardiothoracic ratio are shown.
  */
 import * as tf from '@tensorflow/tfjs';
 import { encoderFromTfjs, type TfjsEncoderManifest } from '../../src/models/encoder-tfjs.js';
@@ -26,8 +28,28 @@ interface Loaded {
 interface Info {
   model: { backbone: string; width: number; featureDim: number; inputSize: number; parameters: number; source: string };
   data: { images: number } | null;
+  segmentation: { structures: string[]; inputSize: number; backbone: string } | null;
   maxBytes: number;
 }
+
+interface Measurements {
+  areaPx: Record<string, number>;
+  areaMm2?: Record<string, number>;
+  ctr?: number;
+  heartWidthPx?: number;
+  thoraxWidthPx?: number;
+  heartExtent?: { left: number; right: number };
+  thoraxExtent?: { left: number; right: number };
+}
+
+interface Segmentation {
+  structures: string[];
+  /** Per structure: 0/1 at the image's own size. */
+  masks: Uint8Array[];
+  measurements: Measurements;
+}
+
+const MASK_COLOURS: [number, number, number][] = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240]];
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const MAX_PIXELS = 8192 * 8192;
@@ -44,6 +66,7 @@ const state: {
   click?: { u: number; v: number };
   heat: { a?: Float32Array; b?: Float32Array; grid?: [number, number] };
   bestB?: { u: number; v: number };
+  segmentation?: Segmentation;
 } = { mode: 'browser', level: 0, heat: {} };
 // Exposed for end-to-end tests and for the curious.
 (window as unknown as { eden: typeof state }).eden = state;
@@ -73,7 +96,8 @@ async function init(): Promise<void> {
       const weights = await (await fetch(`model/${manifest.weightsManifest[0]!.paths[0]}`)).arrayBuffer();
       state.encoder = encoderFromTfjs(manifest, weights);
     }
-    $('model').textContent = `${m.backbone} width ${m.width} (${(m.parameters / 1e6).toFixed(1)}M parameters), input ${m.inputSize} px, inference ${state.mode === 'browser' ? `in the page (TF.js ${tf.getBackend()})` : 'on the server'}${state.info.data ? `; dataset: ${state.info.data.images} images` : ''}`;
+    const seg = state.info.segmentation;
+    $('model').textContent = `${m.backbone} width ${m.width} (${(m.parameters / 1e6).toFixed(1)}M parameters), input ${m.inputSize} px, inference ${state.mode === 'browser' ? `in the page (TF.js ${tf.getBackend()})` : 'on the server'}${state.info.data ? `; dataset: ${state.info.data.images} images` : ''}${seg ? `; segmentation: ${seg.structures.join(', ')} (${seg.backbone}, ${seg.inputSize} px, on the server)` : ''}`;
     status('ready: open an image for A');
   } catch (err) {
     showError(`cannot load the model: ${(err as Error).message}`);
@@ -128,6 +152,33 @@ async function decode(file: File): Promise<Loaded> {
   return { name: file.name, width: c.width, height: c.height, grey: Float32Array.from({ length: c.width * c.height }, (_, i) => rgba[4 * i]! / 255) };
 }
 
+/** Masks and measurements of the server's segmentation model for an image. */
+async function segment(file: File): Promise<Segmentation> {
+  const r = await fetch('api/segment', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(await file.arrayBuffer()) });
+  const body = (await r.json()) as { error?: string; width: number; height: number; structures: string[]; masks: string[]; measurements: Measurements };
+  if (!r.ok) throw new Error(`${file.name}: ${body.error ?? r.statusText}`);
+  const masks = await Promise.all(
+    body.masks.map(async (png) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${png}`;
+      await img.decode();
+      const c = document.createElement('canvas');
+      [c.width, c.height] = [body.width, body.height];
+      const ctx = c.getContext('2d')!;
+      ctx.drawImage(img, 0, 0);
+      const rgba = ctx.getImageData(0, 0, c.width, c.height).data;
+      return Uint8Array.from({ length: c.width * c.height }, (_, i) => (rgba[4 * i]! > 127 ? 1 : 0));
+    }),
+  );
+  return { structures: body.structures, masks, measurements: body.measurements };
+}
+
+function describeSegmentation(s: Segmentation): string {
+  const m = s.measurements;
+  const areas = s.structures.map((n) => `${n} ${m.areaPx[n]!.toLocaleString('en')} px${m.areaMm2 ? ` (${(m.areaMm2[n]! / 100).toFixed(1)} cm²)` : ''}`).join('; ');
+  return `${areas}${m.ctr !== undefined ? `; cardiothoracic ratio ${m.ctr.toFixed(3)} (heart ${m.heartWidthPx} px / thorax ${m.thoraxWidthPx} px)` : ''}`;
+}
+
 /** Dense Eve of an image, in the page or on the server. */
 async function dense(img: Loaded, file: File): Promise<NonNullable<Loaded['features']>> {
   const size = state.info!.model.inputSize;
@@ -170,7 +221,35 @@ function draw(which: 'a' | 'b'): void {
     const g = Math.round(Math.min(1, Math.max(0, shown[i]!)) * 255);
     data.data.set([g, g, g, 255], 4 * i);
   }
-  ctx.putImageData(data, 0, 0);
+  if (which === 'a' && state.segmentation) {
+    // The masks, tinted, at display size; then the extents the cardiothoracic ratio measures.
+    const { masks, measurements } = state.segmentation;
+    const small = masks.map((m) => resizeGrey(Float32Array.from(m), img.width, img.height, w, h));
+    for (let i = 0; i < w * h; i++) {
+      small.forEach((m, k) => {
+        if (m[i]! <= 0.5) return;
+        const [r, g, b] = MASK_COLOURS[k % MASK_COLOURS.length]!;
+        data.data[4 * i] = 0.6 * data.data[4 * i]! + 0.4 * r;
+        data.data[4 * i + 1] = 0.6 * data.data[4 * i + 1]! + 0.4 * g;
+        data.data[4 * i + 2] = 0.6 * data.data[4 * i + 2]! + 0.4 * b;
+      });
+    }
+    ctx.putImageData(data, 0, 0);
+    const line = (col: number, colour: string): void => {
+      const x = ((col + 0.5) / img.width) * w;
+      ctx.strokeStyle = colour;
+      ctx.setLineDash([4, 3]);
+      ctx.beginPath();
+      ctx.moveTo(x, 0);
+      ctx.lineTo(x, h);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    };
+    if (measurements.heartExtent) [measurements.heartExtent.left, measurements.heartExtent.right].forEach((c) => line(c, '#ff5252'));
+    if (measurements.thoraxExtent) [measurements.thoraxExtent.left, measurements.thoraxExtent.right].forEach((c) => line(c, '#40c4ff'));
+  } else {
+    ctx.putImageData(data, 0, 0);
+  }
   const heat = state.heat[which];
   if (heat && state.heat.grid) {
     const [gh, gw] = state.heat.grid;
@@ -267,6 +346,15 @@ async function load(which: 'a' | 'b', file: File | undefined): Promise<void> {
     const img = await decode(file);
     status(`computing dense Eve of ${file.name}…`);
     img.features = await dense(img, file);
+    if (which === 'a') {
+      state.segmentation = undefined;
+      $('segmentation').textContent = '';
+      if (state.info?.segmentation) {
+        status(`segmenting ${file.name}…`);
+        state.segmentation = await segment(file);
+        $('segmentation').textContent = describeSegmentation(state.segmentation);
+      }
+    }
     state[which] = img;
     state.heat = {};
     state.click = undefined;
