@@ -62,9 +62,10 @@ export function registerInterop(program: Command): void {
     .command('export')
     .description('export an encoder (ONNX, safetensors with PyTorch names, or TF.js for the browser) or a fine-tuned segmentation / classification model (ONNX) for deployment')
     .argument('<ckpt>', "encoder or pretraining checkpoint, 'builtin', or a model from eden finetune")
-    .addOption(new Option('--format <format>', 'output format').choices(['onnx', 'safetensors', 'tfjs']).makeOptionMandatory())
-    .requiredOption('--out <path>', 'output file (onnx, safetensors) or folder (tfjs)')
-    .action(async (ckpt: string, opts: { format: 'onnx' | 'safetensors' | 'tfjs'; out: string }) => {
+    .addOption(new Option('--format <format>', "output format: onnx, safetensors (PyTorch names), tfjs, or eden (an Eden encoder file: backbone and head, no training state)").choices(['onnx', 'safetensors', 'tfjs', 'eden']).makeOptionMandatory())
+    .option('--fp16', 'eden format: store the weights at half precision (half the size)')
+    .requiredOption('--out <path>', 'output file (onnx, safetensors, eden) or folder (tfjs)')
+    .action(async (ckpt: string, opts: { format: 'onnx' | 'safetensors' | 'tfjs' | 'eden'; out: string; fp16?: boolean }) => {
       await useBackend('cpu');
       const task = taskModelMeta(await loadTensorFile(resolveModelSpec(ckpt)));
       if (task && opts.format === 'onnx') {
@@ -84,6 +85,7 @@ export function registerInterop(program: Command): void {
         if (opts.format === 'onnx') await exportOnnx(encoder, meta, opts.out);
         else if (opts.format === 'safetensors') await exportSafetensors(encoder, meta, opts.out);
         else if (opts.format === 'tfjs') await exportTfjs(encoder, meta, opts.out);
+        else if (opts.format === 'eden') await saveEncoder(opts.out, encoder, { hasHead: meta.hasHead, inputSize: meta.inputSize, source: meta.source }, { float16: opts.fp16 });
         else throw new EdenError('config', `unknown format ${String(opts.format)}`);
       } finally {
         encoder.dispose();

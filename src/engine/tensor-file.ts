@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EdenError } from '../core/errors.js';
+import { bf16ToF32, f16ToF32, f32ToF16, F16_MAX } from '../core/half.js';
 
 const DTYPES: Record<string, { st: string; bytes: number }> = {
   float32: { st: 'F32', bytes: 4 },
@@ -29,16 +30,28 @@ export interface TensorFile {
   metadata: Record<string, string>;
 }
 
-/** Encode named tensors and metadata to safetensors bytes. Names keep their insertion order. */
-export function encodeTensorFile(tensors: Map<string, TensorRecord>, metadata: Record<string, string> = {}): Uint8Array {
+/**
+ * Encode named tensors and metadata to safetensors bytes. Names keep their insertion order.
+ * `float16`: float32 tensors are stored as F16 (half the size; read back as float32), except any
+ * whose values do not fit float16's range, which stay F32.
+ */
+export function encodeTensorFile(tensors: Map<string, TensorRecord>, metadata: Record<string, string> = {}, o: { float16?: boolean } = {}): Uint8Array {
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
+  const payload: Uint8Array[] = [];
   for (const [name, t] of tensors) {
     const spec = DTYPES[t.dtype];
     if (!spec) throw new EdenError('checkpoint', `tensor '${name}' has unsupported dtype ${t.dtype}`);
-    const n = t.data.length * spec.bytes;
-    header[name] = { dtype: spec.st, shape: t.shape, data_offsets: [offset, offset + n] };
-    offset += n;
+    let bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    let st = spec.st;
+    if (o.float16 && t.dtype === 'float32' && (t.data as Float32Array).every((v) => Math.abs(v) <= F16_MAX)) {
+      const half = Uint16Array.from(t.data as Float32Array, f32ToF16);
+      bytes = new Uint8Array(half.buffer);
+      st = 'F16';
+    }
+    header[name] = { dtype: st, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    payload.push(bytes);
+    offset += bytes.length;
   }
   let json = JSON.stringify(header);
   // Pad the header with spaces so the data starts 8-byte aligned (the format allows it).
@@ -48,8 +61,7 @@ export function encodeTensorFile(tensors: Map<string, TensorRecord>, metadata: R
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
   let at = 8 + headerBytes.length;
-  for (const t of tensors.values()) {
-    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  for (const bytes of payload) {
     out.set(bytes, at);
     at += bytes.length;
   }
@@ -76,13 +88,15 @@ export function decodeTensorFile(bytes: Uint8Array, source = 'tensor file'): Ten
       continue;
     }
     const e = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    const dtype = Object.entries(DTYPES).find(([, d]) => d.st === e.dtype)?.[0] as TensorRecord['dtype'] | undefined;
-    if (!dtype) throw new EdenError('checkpoint', `${source}: tensor '${name}' has dtype ${e.dtype}; Eden reads F32, I32 and BOOL`);
+    const half = e.dtype === 'F16' || e.dtype === 'BF16';
+    const dtype = half ? 'float32' : (Object.entries(DTYPES).find(([, d]) => d.st === e.dtype)?.[0] as TensorRecord['dtype'] | undefined);
+    if (!dtype) throw new EdenError('checkpoint', `${source}: tensor '${name}' has dtype ${e.dtype}; Eden reads F32, F16, BF16, I32 and BOOL`);
     const [begin, end] = e.data_offsets;
     if (end > bytes.length - dataStart || begin > end) throw new EdenError('checkpoint', `${source}: tensor '${name}' lies outside the file (truncated?)`);
     // A copy (Buffer.slice would be a view): aligned for the typed array and detached from the file.
     const slice = new Uint8Array(bytes.subarray(dataStart + begin, dataStart + end));
-    const data = dtype === 'float32' ? new Float32Array(slice.buffer) : dtype === 'int32' ? new Int32Array(slice.buffer) : new Uint8Array(slice.buffer);
+    const toF32 = e.dtype === 'F16' ? f16ToF32 : bf16ToF32;
+    const data = half ? Float32Array.from(new Uint16Array(slice.buffer), toF32) : dtype === 'float32' ? new Float32Array(slice.buffer) : dtype === 'int32' ? new Int32Array(slice.buffer) : new Uint8Array(slice.buffer);
     const expected = e.shape.reduce((a, b) => a * b, 1);
     if (data.length !== expected) throw new EdenError('checkpoint', `${source}: tensor '${name}' has ${data.length} values for shape [${e.shape}]`);
     tensors.set(name, { dtype, shape: e.shape, data });
@@ -124,8 +138,8 @@ export async function toRecords(tensors: Map<string, tf.Tensor>): Promise<Map<st
   return out;
 }
 
-export async function saveTensorFile(file: string, tensors: Map<string, tf.Tensor>, metadata: Record<string, string> = {}): Promise<void> {
-  await writeFileAtomic(file, encodeTensorFile(await toRecords(tensors), metadata));
+export async function saveTensorFile(file: string, tensors: Map<string, tf.Tensor>, metadata: Record<string, string> = {}, o: { float16?: boolean } = {}): Promise<void> {
+  await writeFileAtomic(file, encodeTensorFile(await toRecords(tensors), metadata, o));
 }
 
 export async function loadTensorFile(file: string): Promise<TensorFile> {

@@ -7,6 +7,7 @@
  */
 import { unzipSync } from 'fflate';
 import { promises as fs } from 'node:fs';
+import { bf16ToF32, f16ToF32 } from '../core/half.js';
 import { EdenError } from '../core/errors.js';
 import { PickleError, PyObject, PyTuple, unpickle, type PyGlobal, type PyValue } from './pickle.js';
 
@@ -37,19 +38,6 @@ const STORAGE_TYPES: Record<string, { bytes: number }> = {
 
 function global(module: string, name: string, call?: (args: PyValue[]) => PyValue): PyGlobal {
   return { module, name, call };
-}
-
-function bf16ToF32(u: number): number {
-  return new Float32Array(new Uint32Array([u << 16]).buffer)[0]!;
-}
-
-function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
 /** Read a storage's elements as numbers (float32 for float types). */

@@ -24,11 +24,12 @@ export interface EncoderFileMeta {
   source: string;
 }
 
-export async function saveEncoder(file: string, encoder: Encoder, meta: Omit<EncoderFileMeta, 'format' | 'args'>): Promise<void> {
+/** `float16`: weights stored at half precision (half the file; read back as float32). */
+export async function saveEncoder(file: string, encoder: Encoder, meta: Omit<EncoderFileMeta, 'format' | 'args'>, o: { float16?: boolean } = {}): Promise<void> {
   const tensors = new Map<string, tf.Tensor>();
   for (const [n, v] of encoder.namedVariables()) if (meta.hasHead || !n.startsWith('head.')) tensors.set(n, v);
   const full: EncoderFileMeta = { format: ENCODER_FORMAT, args: encoder.args, ...meta };
-  await saveTensorFile(file, tensors, { format: ENCODER_FORMAT, eden: JSON.stringify(full) });
+  await saveTensorFile(file, tensors, { format: ENCODER_FORMAT, eden: JSON.stringify(full) }, o);
 }
 
 function assignFrom(content: TensorFile, encoder: Encoder, prefix: string, withHead: boolean, file: string, rename: (name: string) => string = (n) => n): void {

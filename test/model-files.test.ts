@@ -1,0 +1,47 @@
+/** Half-precision model files: exact float16 conversion, and an encoder stored at 16 bits. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { f16ToF32, f32ToF16 } from '../src/core/half.js';
+import { Rng } from '../src/core/rng.js';
+import { useBackend } from '../src/engine/backend.js';
+import { Encoder } from '../src/models/encoder.js';
+import { loadEncoder, saveEncoder } from '../src/models/encoder-file.js';
+
+describe('float16', () => {
+  it('round-trips every finite half value exactly, and rounds floats to the nearest half (ties to even)', () => {
+    for (let h = 0; h < 0x10000; h++) {
+      const v = f16ToF32(h);
+      if (Number.isNaN(v)) continue;
+      assert.equal(f32ToF16(v), h, `half 0x${h.toString(16)}`);
+    }
+    assert.equal(f32ToF16(1 + 2 ** -11), f32ToF16(1)); // a tie between 1 and 1 + 2^-10 goes to the even 1
+    assert.equal(f32ToF16(1 + 3 * 2 ** -11), f32ToF16(1 + 2 * 2 ** -10)); // ... and this one up, to the even neighbour
+    assert.equal(f32ToF16(1e6), 0x7c00); // overflow -> infinity
+    const rng = new Rng(1);
+    for (let i = 0; i < 10000; i++) {
+      const v = rng.uniform(-100, 100);
+      assert.ok(Math.abs(f16ToF32(f32ToF16(v)) - v) <= Math.abs(v) * 2 ** -11 + 2 ** -25, `${v}`);
+    }
+  });
+
+  it('an encoder saved at half precision is half the size and loads to the rounded weights', async () => {
+    await useBackend('wasm');
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-fp16-'));
+    const encoder = new Encoder({ backbone: 'resnet-tiny', width: 8, projectionDim: 16, seed: 3, headNorm: 'batchnorm' });
+    await saveEncoder(path.join(dir, 'f32.safetensors'), encoder, { hasHead: true, source: 'test' });
+    await saveEncoder(path.join(dir, 'f16.safetensors'), encoder, { hasHead: true, source: 'test' }, { float16: true });
+    const [big, small] = ['f32', 'f16'].map((f) => statSync(path.join(dir, `${f}.safetensors`)).size);
+    assert.ok(small! < 0.55 * big!, `${small} vs ${big} bytes`);
+    const { encoder: back, meta } = await loadEncoder(path.join(dir, 'f16.safetensors'));
+    assert.equal(meta.args.headNorm, 'batchnorm');
+    for (const [name, v] of encoder.namedVariables()) {
+      const expected = Array.from(v.dataSync(), (x) => f16ToF32(f32ToF16(x)));
+      assert.deepEqual(Array.from(back.namedVariables().get(name)!.dataSync()), expected, name);
+    }
+    encoder.dispose();
+    back.dispose();
+  });
+});
