@@ -75,7 +75,7 @@ const PRESETS: Record<string, EvaluateConfig> = {
   cpu: {
     preset: 'cpu',
     seed: 0,
-    segmentation: { size: 128, modes: ['frozen', 'finetune'], steps: 300, batchSize: 8, lr: 1e-3, encoderLrMultiplier: 0.1, linearSteps: 300, linearLr: 1e-2, evalEvery: 20, patience: 4, valImages: 8, bnBatches: 8, shots: [3, 6, 12, 24], seeds: 5, testFraction: 0.2, maxTestImages: 60 },
+    segmentation: { size: 128, modes: ['frozen', 'finetune'], steps: 200, batchSize: 8, lr: 1e-3, encoderLrMultiplier: 0.1, linearSteps: 200, linearLr: 1e-2, evalEvery: 20, patience: 3, valImages: 8, bnBatches: 8, shots: [3, 6, 12, 24], seeds: 5, testFraction: 0.2, maxTestImages: 60 },
     bootstrap: 2000,
     locality: { images: 120, size: 128, patchFraction: 1 / 8 },
     compositionality: { wholes: 300, size: 128, wholeFraction: 0.5, retrieval: 99, centring: 64 },

@@ -80,9 +80,13 @@ export interface EvaluationReport {
 
 const RUNS_FILE = 'fewshot-runs.jsonl';
 
-/** Key of a few-shot run for resuming: the same configuration, data and split give the same key. */
-function runKey(r: Pick<FewShotRun, 'model' | 'mode' | 'shots' | 'seed'>): string {
-  return JSON.stringify([r.model, r.mode, r.shots, r.seed]);
+/**
+ * Key of a few-shot run for resuming: the model (by name and what it is), mode, shots and seed.
+ * Together with the fingerprint of the data, split and configuration, a finished run is reused only
+ * where it would be computed again identically; so models can be added to an evaluation later.
+ */
+function runKey(r: Pick<FewShotRun, 'model' | 'mode' | 'shots' | 'seed'>, description: string): string {
+  return JSON.stringify([r.model, description, r.mode, r.shots, r.seed]);
 }
 
 /** Finished runs of this configuration in `dir`'s fewshot-runs*.jsonl (the main file and every worker's). */
@@ -94,8 +98,8 @@ async function previousRuns(dir: string, fingerprint: string): Promise<Map<strin
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;
     try {
-      const rec = JSON.parse(line) as { fingerprint: string; run: FewShotRun };
-      if (rec.fingerprint === fingerprint) out.set(runKey(rec.run), rec.run);
+      const rec = JSON.parse(line) as { fingerprint: string; description?: string; run: FewShotRun };
+      if (rec.fingerprint === fingerprint) out.set(runKey(rec.run, rec.description ?? ''), rec.run);
     } catch {
       // a line cut off by a kill
     }
@@ -131,15 +135,16 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     const data = await loadSegmentationData(o.data, cfg.size, { structures: o.structures, combine: o.combine, testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`) });
     log(`few-shot segmentation: ${data.samples.length} images, test split ${data.test.length}, structures ${data.structures.join(', ')}; modes ${cfg.modes.join(', ')} and the atlas`);
     const runsFile = path.join(o.out, o.shard ? `fewshot-runs-w${o.shard.index}.jsonl` : RUNS_FILE);
-    const fingerprint = JSON.stringify({ data: path.resolve(o.data), structures: data.structures, test: data.test, config: o.config, models: report.models });
+    const fingerprint = JSON.stringify({ data: path.resolve(o.data), structures: data.structures, test: data.test, config: o.config });
+    const describe = (model: string): string => (model === 'atlas' ? 'atlas' : (o.sources.find((s) => s.name === model)?.description ?? ''));
     const done = o.resume ? await previousRuns(o.out, fingerprint) : new Map<string, FewShotRun>();
     if (!o.resume) await fs.writeFile(runsFile, '');
     else if (done.size) log(`resuming: ${done.size} finished run(s) found in ${o.out}`);
     const runs = await fewShotSegmentation(o.sources, data, o.config, {
       shard: o.shard,
-      reuse: (key) => done.get(runKey(key)),
+      reuse: (key) => done.get(runKey(key, describe(key.model))),
       onRun: async (r, n, total, reused) => {
-        if (!reused) await fs.appendFile(runsFile, `${JSON.stringify({ fingerprint, run: r })}\n`);
+        if (!reused) await fs.appendFile(runsFile, `${JSON.stringify({ fingerprint, description: describe(r.model), run: r })}\n`);
         log(`[${n}/${total}] ${r.model}${r.mode === 'atlas' ? '' : ` (${r.mode})`}, ${r.shots} shots, seed ${r.seed}: ${Object.entries(r.dice).map(([s, d]) => `${s} ${(100 * d).toFixed(1)}`).join(', ')}${r.mode === 'atlas' ? '' : `; best step ${r.bestStep}/${r.steps}`} (${reused ? 'reused' : `${r.seconds.toFixed(0)} s`})`);
       },
     });

@@ -25,9 +25,12 @@ export async function checkpointSource(spec: string): Promise<ModelSource> {
   const args = probe.meta.args;
   probe.encoder.dispose();
   const name = spec === 'builtin' ? 'eve-builtin' : path.basename(spec.replace(/[\\/]+$/, '')).replace(/\.safetensors$/, '');
+  // The file's size and time in the description: a resumed evaluation reuses a model's runs only if it is the same file.
+  const { statSync } = await import('node:fs');
+  const st = statSync(file);
   return {
     name,
-    description: `${file} (${args.backbone} width ${args.width})`,
+    description: `${file} (${args.backbone} width ${args.width}; ${(st.size / 2 ** 20).toFixed(1)} MiB, ${st.mtime.toISOString()})`,
     async create() {
       const { encoder } = await loadEncoder(file);
       encoder.head.dispose();
