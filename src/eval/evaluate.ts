@@ -99,7 +99,8 @@ async function previousRuns(dir: string, fingerprint: string): Promise<Map<strin
     if (!line.trim()) continue;
     try {
       const rec = JSON.parse(line) as { fingerprint: string; description?: string; run: FewShotRun };
-      if (rec.fingerprint === fingerprint) out.set(runKey(rec.run, rec.description ?? ''), rec.run);
+      // The atlas is recomputed (it costs nothing); model runs are reused.
+      if (rec.fingerprint === fingerprint && rec.run.mode !== 'atlas') out.set(runKey(rec.run, rec.description ?? ''), rec.run);
     } catch {
       // a line cut off by a kill
     }
