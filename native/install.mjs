@@ -3,9 +3,10 @@
  * Install step of the optional native kernels (an N-API addon over oneDNN, see native/src): built
  * with npm's own node-gyp where this machine has g++ and Debian's oneDNN (libdnnl-dev); otherwise,
  * or if the build fails, a one-line note and a clean exit: Eden then runs on its wasm kernels.
- * npm 11 runs a dependency's install step only once it is approved:
- *   npm install eden-anatomy --allow-scripts=eden-anatomy
- *   (or: npm install-scripts approve eden-anatomy && npm rebuild eden-anatomy)
+ * npm 11 runs a dependency's install step only once the project approves it, in its package.json
+ * ("allowScripts": { "eden-anatomy": true }) or afterwards with
+ *   npm install-scripts approve eden-anatomy && npm rebuild eden-anatomy
+ * (a global install takes --allow-scripts=eden-anatomy instead).
  * EDEN_SKIP_NATIVE=1 skips the build.
  */
 import { existsSync } from 'node:fs';

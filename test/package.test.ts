@@ -1,6 +1,6 @@
 /**
- * Eden as a user installs it: `npm pack`, then the tarball installed into a new project with its
- * install step approved (npm 11). The native kernels must be built by that install step where
+ * Eden as a user installs it: `npm pack`, then the tarball installed into a new project whose
+ * package.json approves its install step (npm 11's allowScripts; older npm runs it unasked). The native kernels must be built by that install step where
  * g++ and libdnnl-dev exist, and be active when the package is used; the `eden` command runs.
  */
 import { describe, it } from 'node:test';
@@ -21,8 +21,8 @@ describe('the npm package', () => {
     const tarball = readdirSync(work).find((f) => f.endsWith('.tgz'))!;
     const project = path.join(work, 'project');
     execFileSync('mkdir', ['-p', project]);
-    writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'uses-eden', version: '1.0.0', private: true, type: 'module' }));
-    const install = spawnSync('npm', ['install', path.join(work, tarball), '--allow-scripts=eden-anatomy', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts'], { cwd: project, encoding: 'utf8' });
+    writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'uses-eden', version: '1.0.0', private: true, type: 'module', allowScripts: { 'eden-anatomy': true } }));
+    const install = spawnSync('npm', ['install', path.join(work, tarball), '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts'], { cwd: project, encoding: 'utf8' });
     assert.equal(install.status, 0, `${install.stdout}\n${install.stderr}`);
     const addon = path.join(project, 'node_modules', 'eden-anatomy', 'native', 'build', 'Release', 'eden_native.node');
     const hasDnnl = existsSync('/usr/include/oneapi/dnnl/dnnl.hpp');
