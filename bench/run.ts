@@ -12,6 +12,7 @@
  *   npm run bench -- --workload cpu --contend --with-torch   # also with another process busy on one core
  *   npm run bench -- --workload cpu --threads 1              # the native kernels on one thread
  *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
+ *   npm run bench -- --workload ft50 --batch 4               # U-Net fine-tuning step (ResNet-50, 224 px)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,9 +25,14 @@ import { MemoryQueue } from '../src/ssl/queue.js';
 import { SgdMomentum } from '../src/train/optimizer.js';
 import { adamStep } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
+import { createBackbone } from '../src/models/resnet.js';
+import { UNet } from '../src/models/unet.js';
+import { segmentationLoss } from '../src/train/segmenter.js';
 
 interface Workload {
   name: string;
+  /** pretrain: an Adam step (student, teacher, queue); segment: U-Net inference; finetune: a U-Net training step (encoder and decoder, 3 structures). */
+  kind?: 'pretrain' | 'segment' | 'finetune';
   arch: string;
   width: number;
   size: number;
@@ -41,6 +47,11 @@ const WORKLOADS: Record<string, Workload> = {
   cpu: { name: 'cpu', arch: 'resnet18', width: 64, size: 112, batch: 32, queue: 2048 },
   // Smoke test of a backend (seconds).
   tiny: { name: 'tiny', arch: 'resnet-tiny', width: 8, size: 64, batch: 8, queue: 256 },
+  // `eden segment`'s batched inference (issue 12): a ResNet-18 U-Net at 256 px, 3 structures.
+  seg256: { name: 'seg256', kind: 'segment', arch: 'resnet18', width: 64, size: 256, batch: 8, queue: 0 },
+  // `eden finetune` with the paper's backbone: a ResNet-50 U-Net training step at 224 px.
+  ft50: { name: 'ft50', kind: 'finetune', arch: 'resnet50', width: 64, size: 224, batch: 8, queue: 0 },
+  ft18: { name: 'ft18', kind: 'finetune', arch: 'resnet18', width: 64, size: 256, batch: 8, queue: 0 },
 };
 const DEFAULT_WORKLOADS = ['a', 'b'];
 
@@ -55,6 +66,7 @@ const { values } = parseArgs({
     'with-torch': { type: 'boolean', default: false },
     threads: { type: 'string' },
     contend: { type: 'boolean', default: false },
+    batch: { type: 'string' },
   },
 });
 
@@ -67,9 +79,57 @@ function contender(): () => void {
   return () => child.kill('SIGKILL');
 }
 
+/** Median seconds of `run` over the measured steps, after warm-up. */
+async function timeSteps(run: (i: number) => Promise<void>): Promise<number> {
+  const times: number[] = [];
+  const [steps, warmup] = [Number(values.steps), Number(values.warmup)];
+  for (let i = 0; i < warmup + steps; i++) {
+    await tf.ready();
+    const t0 = performance.now();
+    await run(i);
+    if (i >= warmup) times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)]!;
+}
+
+/** U-Net inference or fine-tuning steps (segmentation workloads). */
+async function runSegmentation(w: Workload): Promise<number> {
+  const backbone = createBackbone(w.arch, { width: w.width, seed: 0 });
+  const unet = new UNet(backbone, { classes: 3, seed: 0 });
+  const optimizer = tf.train.adam(1e-3);
+  const vars = [...unet.decoder.trainable(), ...backbone.store.trainable()];
+  try {
+    return await timeSteps(async (i) => {
+      const x = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', i) as tf.Tensor4D;
+      if (w.kind === 'segment') {
+        const p = tf.tidy(() => tf.sigmoid(unet.forward(x, { training: false })));
+        await p.data();
+        tf.dispose([x, p]);
+        return;
+      }
+      const y = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([w.batch, w.size, w.size, 3], 0, 1, 'float32', i), 0.5), 'float32')) as tf.Tensor4D;
+      const { value, grads } = tf.variableGrads(() => segmentationLoss(unet.forward(x, { training: true }), y), vars);
+      optimizer.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
+      await value.data();
+      tf.dispose([x, y, value, ...Object.values(grads)]);
+    });
+  } finally {
+    optimizer.dispose();
+    unet.dispose();
+    backbone.dispose();
+  }
+}
+
 async function runChild(w: Workload): Promise<void> {
   const backend = values.backend as BackendName;
   await useBackend(backend);
+  if (values.batch) w = { ...w, batch: Number(values.batch) };
+  if (w.kind === 'segment' || w.kind === 'finetune') {
+    const median = await runSegmentation(w);
+    console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
+    return;
+  }
   const args = { backbone: w.arch, width: w.width, projectionDim: 128, seed: 0 };
   const student = new Encoder(args);
   const teacher = new Encoder(args);
@@ -147,14 +207,14 @@ if (values.child) {
   for (const name of names) {
     const w = WORKLOADS[name];
     if (!w) throw new Error(`unknown workload '${name}': expected one of ${Object.keys(WORKLOADS).join(', ')}`);
-    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!];
+    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!, ...(values.batch ? ['--batch', values.batch] : [])];
     if (values.profile) args.push('--profile');
     const stopContender = values.contend ? contender() : undefined;
     const env = { ...process.env, ...(values.threads ? { EDEN_THREADS: values.threads } : {}) };
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('{') || l.startsWith('#'));
     for (const l of lines) console.log(values.contend && l.startsWith('{') ? JSON.stringify({ ...JSON.parse(l), contended: true }) : l);
-    if (values['with-torch']) {
+    if (values['with-torch'] && (w.kind ?? 'pretrain') === 'pretrain') {
       const torch = torchReference(w);
       const eden = lines.find((l) => l.startsWith('{'));
       if (torch && eden) {

@@ -53,7 +53,7 @@ export function registerEvaluate(program: Command): void {
     .description('judge checkpoints side by side against floors (atlas, random init, raw pixels) with paired intervals: few-shot segmentation (frozen, fine-tuned, linear), locality, compositionality, classification; writes report.md, report.json and plots')
     .argument('[data]', 'the labelled data, as --data')
     .option('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; with a CSV of labels for classify) or a MedMNIST-style .npz (classify)')
-    .option('--checkpoint <ckpt>', 'encoder or pretraining checkpoint, or a run directory (repeatable)', collect, [])
+    .option('--checkpoint <ckpt>', "encoder or pretraining checkpoint, a run directory, or 'builtin' (repeatable; default with no --checkpoint and no --baseline: builtin, the pretrained Eve shipped with Eden)", collect, [])
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
     .addOption(new Option('--task <task>', "what to evaluate ('all' = fewshot-seg, locality and compositionality)").choices([...TASKS, 'all']).default('all'))
     .option('--labels <csv>', 'classify: CSV manifest with labels (default: labels.csv in the folder)')
@@ -61,8 +61,8 @@ export function registerEvaluate(program: Command): void {
     .addOption(new Option('--preset <name>', 'tiny (tests) | cpu (about an hour on 2 cores) | paper').choices(EVALUATE_PRESETS).default('cpu'))
     .option('--shots <list>', 'labelled images per fine-tuning, e.g. 3,6,12,24', parseList)
     .option('--seeds <n>', 'seeds per setting', parsePositiveInt)
-    .option('--steps <n>', 'fine-tuning steps per run', parsePositiveInt)
-    .option('--size <px>', 'segmentation input size (multiple of 32)', parsePositiveInt)
+    .option('--steps <n>', 'fine-tuning steps per run (segmentation and classification)', parsePositiveInt)
+    .option('--size <px>', 'input size (segmentation: a multiple of 32; also the classification input size)', parsePositiveInt)
     .option('--seed <n>', 'base seed', Number)
     .option('--mode <list>', `few-shot segmentation modes: ${SEGMENTATION_MODES.join(', ')} (default of the cpu preset: frozen,finetune)`, parseList)
     .option('--structures <list>', 'structures to segment (after --combine); derived targets as BASE:apex, BASE:costophrenic, BASE:border (e.g. lungs:apex,heart:border)', parseList)
@@ -82,7 +82,9 @@ export function registerEvaluate(program: Command): void {
       if (opts.threads) process.env['EDEN_THREADS'] = String(opts.threads);
       await useBackend(opts.backend);
       const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode });
-      const sources = await resolveSources(opts.checkpoint, opts.baseline, { backbone: opts.arch, width: opts.width });
+      // Nothing to judge given: the shipped Eve, so that `eden evaluate DIR` measures it on a user's data.
+      const checkpoints = opts.checkpoint.length || opts.baseline.length ? opts.checkpoint : ['builtin'];
+      const sources = await resolveSources(checkpoints, opts.baseline, { backbone: opts.arch, width: opts.width });
       const t0 = Date.now();
       const tasks = opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task];
       const shard = opts.workerIndex ? parseShard(opts.workerIndex) : undefined;

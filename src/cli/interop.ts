@@ -40,7 +40,7 @@ export function registerInterop(program: Command): void {
   program
     .command('embed')
     .description('write Eve (pooled embeddings [N, D], or dense feature maps) of images as a NumPy .npy file')
-    .requiredOption('--checkpoint <ckpt>', 'encoder or pretraining checkpoint')
+    .option('--checkpoint <ckpt>', "encoder or pretraining checkpoint (default: 'builtin', the pretrained Eve shipped with Eden)", 'builtin')
     .argument('<images...>', 'image files (PNG, JPEG, TIFF, DICOM...)')
     .requiredOption('--out <file.npy>', 'output .npy (float32)')
     .option('--dense', 'write the feature maps [N, h, w, D] instead of the pooled embeddings')

@@ -102,9 +102,10 @@ export function resolveEvaluateConfig(preset: string, overrides: { seed?: number
   const c: EvaluateConfig = structuredClone(base);
   if (overrides.seed !== undefined) c.seed = overrides.seed;
   if (overrides.shots) c.segmentation.shots = overrides.shots;
-  if (overrides.seeds !== undefined) c.segmentation.seeds = overrides.seeds;
-  if (overrides.size !== undefined) c.segmentation.size = overrides.size;
-  if (overrides.steps !== undefined) c.segmentation.steps = overrides.steps;
+  // --seeds, --size and --steps set both tasks' figures (a run evaluates one kind of folder).
+  if (overrides.seeds !== undefined) c.segmentation.seeds = c.classification.seeds = overrides.seeds;
+  if (overrides.size !== undefined) c.segmentation.size = c.classification.size = overrides.size;
+  if (overrides.steps !== undefined) c.segmentation.steps = c.classification.fineTuneSteps = overrides.steps;
   if (overrides.modes) {
     for (const m of overrides.modes) if (!(SEGMENTATION_MODES as readonly string[]).includes(m)) throw configError(`unknown mode '${m}': expected ${SEGMENTATION_MODES.join(', ')}`);
     c.segmentation.modes = [...new Set(overrides.modes)] as SegmentationMode[];

@@ -1,0 +1,76 @@
+/**
+ * The pretrained Eve shipped with Eden (models/eve-resnet18.safetensors): small enough for the
+ * package, loadable by name, the default of the commands that need an encoder, and trained: on the
+ * bundled radiographs it matches image quarters to the same quarter of other patients far above
+ * chance and above a random encoder of the same architecture. (hannover_covid19 was among its
+ * training images, so this checks that it learned, not how it generalises: the held-out evaluation
+ * is in docs/results/.)
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parse as parseNpy } from 'npyjs';
+import { useBackend } from '../src/engine/backend.js';
+import { builtinModelPath } from '../src/models/builtin.js';
+import { loadEncoder } from '../src/models/encoder-file.js';
+import { createBackbone } from '../src/models/resnet.js';
+import { matchAnatomy } from '../src/apply/match.js';
+
+const root = path.join(import.meta.dirname, '..');
+const samples = path.join(root, 'samples', 'hannover_covid19');
+
+function eden(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), ...args], { encoding: 'utf8', cwd: root, env: { ...process.env, NO_COLOR: '1' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('the shipped pretrained Eve', () => {
+  before(async () => {
+    await useBackend('wasm');
+  });
+
+  it('is in the checkout, at most 25 MB, a half-precision ResNet-18 that loads by name', async () => {
+    const file = builtinModelPath();
+    assert.ok(existsSync(file), `${file} is missing`);
+    const mb = statSync(file).size / 2 ** 20;
+    assert.ok(mb <= 25, `${mb.toFixed(1)} MB`);
+    const header = JSON.parse(readFileSync(file).subarray(8, 8 + Number(readFileSync(file).readBigUInt64LE(0))).toString('utf8')) as Record<string, { dtype?: string }>;
+    assert.ok(Object.values(header).some((t) => t.dtype === 'F16'), 'no float16 tensor in the file');
+    const { encoder, meta } = await loadEncoder('builtin');
+    assert.equal(meta.args.backbone, 'resnet18');
+    assert.equal(meta.args.width, 64);
+    assert.equal(encoder.backbone.featureDim, 512);
+    encoder.dispose();
+  });
+
+  it('matches image quarters to the same quarter of other patients, far above chance, a random encoder and raw pixels', async () => {
+    const { encoder, meta } = await loadEncoder('builtin');
+    const trained = await matchAnatomy(encoder.backbone, [samples], { level: 2, size: meta.inputSize ?? 112 });
+    encoder.dispose();
+    const random = createBackbone('resnet18', { width: 64, seed: 1 });
+    const untrained = await matchAnatomy(random, [samples], { level: 2, size: meta.inputSize ?? 112 });
+    random.dispose();
+    console.log(`same quarter matched: pretrained Eve ${(100 * trained.samePart).toFixed(1)}%, random ResNet-18 ${(100 * untrained.samePart).toFixed(1)}%, raw pixels ${(100 * trained.samePartRawPixels).toFixed(1)}%, chance 25%`);
+    assert.equal(trained.files.length, 24);
+    assert.ok(trained.samePart > 0.5, `${trained.samePart}`);
+    assert.ok(trained.samePart > untrained.samePart + 0.1, `${trained.samePart} vs random ${untrained.samePart}`);
+    // ... and above the no-network floor (raw pixels of each quarter, mean-centred at 16 x 16).
+    assert.ok(trained.samePart > trained.samePartRawPixels + 0.05, `${trained.samePart} vs raw pixels ${trained.samePartRawPixels}`);
+  });
+
+  it('is what eden match and eden embed use when no checkpoint is given', () => {
+    const m = eden('match');
+    assert.equal(m.status, 0, m.stderr);
+    assert.match(m.stdout, /^Eve of .*\n24 images, each cut into 4 parts \(level 2\)/);
+    assert.match(m.stdout, /same anatomical region matched: \d+\.\d% of part-to-image matches \(raw pixels: \d+\.\d%, chance: 25\.0%\)\n$/);
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'eden-builtin-')), 'eve.npy');
+    const e = eden('embed', path.join(samples, '00870a9c.png'), path.join(samples, '0957ce54.png'), '--out', out);
+    assert.equal(e.status, 0, e.stderr);
+    const npy = readFileSync(out);
+    const a = parseNpy(npy.buffer.slice(npy.byteOffset, npy.byteOffset + npy.byteLength) as ArrayBuffer);
+    assert.deepEqual(a.shape, [2, 512]);
+  });
+});
