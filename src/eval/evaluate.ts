@@ -136,7 +136,9 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     const data = await loadSegmentationData(o.data, cfg.size, { structures: o.structures, combine: o.combine, testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`) });
     log(`few-shot segmentation: ${data.samples.length} images, test split ${data.test.length}, structures ${data.structures.join(', ')}; modes ${cfg.modes.join(', ')} and the atlas`);
     const runsFile = path.join(o.out, o.shard ? `fewshot-runs-w${o.shard.index}.jsonl` : RUNS_FILE);
-    const fingerprint = JSON.stringify({ data: path.resolve(o.data), structures: data.structures, test: data.test, config: o.config });
+    // What a few-shot run depends on: data, split, structures, the base seed and the segmentation
+    // settings (not the other tasks' settings, so that changing those keeps finished runs).
+    const fingerprint = JSON.stringify({ data: path.resolve(o.data), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: cfg } });
     const describe = (model: string): string => (model === 'atlas' ? 'atlas' : (o.sources.find((s) => s.name === model)?.description ?? ''));
     const done = o.resume ? await previousRuns(o.out, fingerprint) : new Map<string, FewShotRun>();
     if (!o.resume) await fs.writeFile(runsFile, '');
