@@ -8,7 +8,7 @@
  *
  *   node --import tsx bench/apply/heldout.ts MODEL SEGMENT_OUT DATA_DIR [--combine lungs=left_lung+right_lung] [--ctr CSV] [--json OUT]
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
@@ -41,16 +41,22 @@ async function readMask(file: string): Promise<{ data: Uint8Array; width: number
   const { data, info } = await sharp(file).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
   return { data: Uint8Array.from(data, (v) => (v > 127 ? 1 : 0)), width: info.width, height: info.height };
 }
+const maskDirs = new Map<string, Map<string, string>>();
+function maskFiles(structure: string): Map<string, string> {
+  if (!maskDirs.has(structure)) maskDirs.set(structure, new Map(readdirSync(path.join(dataDir!, 'masks', structure)).map((f) => [stem(f), f])));
+  return maskDirs.get(structure)!;
+}
 async function truthMask(structure: string, file: string): Promise<Uint8Array> {
   const parts = combine[structure] ?? [structure];
-  const masks = await Promise.all(parts.map((p) => readMask(path.join(dataDir!, 'masks', p, file))));
+  // Masks match images by file stem (as everywhere in Eden): x.jpg's mask may be x.png.
+  const masks = await Promise.all(parts.map((p) => readMask(path.join(dataDir!, 'masks', p, maskFiles(p).get(stem(file)) ?? file))));
   return Uint8Array.from(masks[0]!.data, (_, i) => (masks.some((m) => m.data[i]) ? 1 : 0));
 }
 
 const groundTruth = new Map<string, number>();
 if (values.ctr) for (const line of readFileSync(values.ctr, 'utf8').trim().split('\n').slice(1)) { const [id, v] = line.split(','); groundTruth.set(stem(id!), Number(v)); }
 
-const files = (await import('node:fs')).readdirSync(path.join(dataDir, 'images')).filter((f) => !seen.has(f)).sort();
+const files = readdirSync(path.join(dataDir, 'images')).filter((f) => !seen.has(f)).sort();
 const diceBy: Record<string, number[]> = Object.fromEntries(structures.map((s) => [s, []]));
 const rows: { file: string; predicted?: number; fromMasks?: number; truth?: number }[] = [];
 for (const file of files) {
