@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { encoderFromTfjs, type TfjsEncoderManifest } from '../../src/models/encoder-tfjs.js';
 import type { Encoder } from '../../src/models/encoder.js';
+import type { Measurements } from '../../src/apply/segment.js';
 import { normalizeIntensity } from '../../src/data/intensity.js';
 import { resizeGrey } from '../../src/data/resize.js';
 import { decompose, gridShape } from '../../src/anatomy/decomposer.js';
@@ -30,16 +31,6 @@ interface Info {
   data: { images: number } | null;
   segmentation: { structures: string[]; inputSize: number; backbone: string } | null;
   maxBytes: number;
-}
-
-interface Measurements {
-  areaPx: Record<string, number>;
-  areaMm2?: Record<string, number>;
-  ctr?: number;
-  heartWidthPx?: number;
-  thoraxWidthPx?: number;
-  heartExtent?: { left: number; right: number };
-  thoraxExtent?: { left: number; right: number };
 }
 
 interface Segmentation {
@@ -141,15 +132,20 @@ async function decode(file: File): Promise<Loaded> {
   const r = await fetch('api/decode', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: bytes });
   const body = (await r.json()) as { error?: string; width: number; height: number; png: string };
   if (!r.ok) throw new Error(`${file.name}: ${body.error ?? r.statusText}`);
+  const rgba = await pngPixels(body.png, body.width, body.height);
+  return { name: file.name, width: body.width, height: body.height, grey: Float32Array.from({ length: body.width * body.height }, (_, i) => rgba[4 * i]! / 255) };
+}
+
+/** The RGBA pixels of a base64 PNG of the given size (the server's answers). */
+async function pngPixels(base64: string, width: number, height: number): Promise<Uint8ClampedArray> {
   const img = new Image();
-  img.src = `data:image/png;base64,${body.png}`;
+  img.src = `data:image/png;base64,${base64}`;
   await img.decode();
   const c = document.createElement('canvas');
-  [c.width, c.height] = [body.width, body.height];
+  [c.width, c.height] = [width, height];
   const ctx = c.getContext('2d')!;
   ctx.drawImage(img, 0, 0);
-  const rgba = ctx.getImageData(0, 0, c.width, c.height).data;
-  return { name: file.name, width: c.width, height: c.height, grey: Float32Array.from({ length: c.width * c.height }, (_, i) => rgba[4 * i]! / 255) };
+  return ctx.getImageData(0, 0, width, height).data;
 }
 
 /** Masks and measurements of the server's segmentation model for an image. */
@@ -159,15 +155,8 @@ async function segment(file: File): Promise<Segmentation> {
   if (!r.ok) throw new Error(`${file.name}: ${body.error ?? r.statusText}`);
   const masks = await Promise.all(
     body.masks.map(async (png) => {
-      const img = new Image();
-      img.src = `data:image/png;base64,${png}`;
-      await img.decode();
-      const c = document.createElement('canvas');
-      [c.width, c.height] = [body.width, body.height];
-      const ctx = c.getContext('2d')!;
-      ctx.drawImage(img, 0, 0);
-      const rgba = ctx.getImageData(0, 0, c.width, c.height).data;
-      return Uint8Array.from({ length: c.width * c.height }, (_, i) => (rgba[4 * i]! > 127 ? 1 : 0));
+      const rgba = await pngPixels(png, body.width, body.height);
+      return Uint8Array.from({ length: body.width * body.height }, (_, i) => (rgba[4 * i]! > 127 ? 1 : 0));
     }),
   );
   return { structures: body.structures, masks, measurements: body.measurements };
