@@ -8,7 +8,6 @@
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,14 +17,12 @@ import { builtinModelPath } from '../src/models/builtin.js';
 import { loadEncoder } from '../src/models/encoder-file.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { matchAnatomy } from '../src/apply/match.js';
+import { eden as runEden } from './helpers/cli.js';
 
 const root = path.join(import.meta.dirname, '..');
 const samples = path.join(root, 'samples', 'hannover_covid19');
 
-function eden(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), ...args], { encoding: 'utf8', cwd: root, env: { ...process.env, NO_COLOR: '1' } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const eden = (...args: string[]): ReturnType<typeof runEden> => runEden(args);
 
 describe('the shipped pretrained Eve', () => {
   before(async () => {

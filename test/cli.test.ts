@@ -1,17 +1,12 @@
 /** The `eden` CLI as a user runs it: output, JSON, exit codes and one-line errors. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { eden as runEden } from './helpers/cli.js';
 
-const root = path.join(import.meta.dirname, '..');
-
-function eden(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), ...args], { encoding: 'utf8', cwd: root, env: { ...process.env, NO_COLOR: '1' } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const eden = (...args: string[]): ReturnType<typeof runEden> => runEden(args);
 
 describe('eden CLI', () => {
   it('inspect summarises the bundled samples with their labels', () => {

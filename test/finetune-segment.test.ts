@@ -22,17 +22,15 @@ import { decodeImageFile } from '../src/data/decode.js';
 import { binarizeMask } from '../src/data/dataset.js';
 import { cardiothoracicRatio } from '../src/apply/measure.js';
 import { hasTool, requireTool } from './helpers/tools.js';
+import { eden as runEden } from './helpers/cli.js';
 
 const root = path.join(import.meta.dirname, '..');
 const data = path.join(root, '..', 'shared', 'data');
 const wingspan = path.join(data, 'wingspan_ctr');
-const cli = path.join(root, 'src', 'cli', 'main.ts');
 const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'eden-seg-'));
 
-function eden(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, NO_COLOR: '1', CI: '1' } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+/** `eden` with CI=1 (plain progress lines). */
+const eden = (...args: string[]): ReturnType<typeof runEden> => runEden(args, { CI: '1' });
 
 describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
   let model: string;

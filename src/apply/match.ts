@@ -16,6 +16,7 @@ import { resizeGrey } from '../data/resize.js';
 import { extractRegion } from '../data/views.js';
 import { scanDataset, skipped, type SkippedFile } from '../data/scan.js';
 import type { ResNet } from '../models/resnet.js';
+import { cosine } from '../eval/metrics.js';
 
 export interface PartMatch {
   part: number;
@@ -36,12 +37,6 @@ export interface MatchReport {
   skipped: SkippedFile[];
 }
 
-function cosineMatrix(a: Float32Array[], b: Float32Array[]): number[][] {
-  const norm = (v: Float32Array): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0)) || 1;
-  const [na, nb] = [a.map(norm), b.map(norm)];
-  return a.map((x, i) => b.map((y, j) => x.reduce((s, v, k) => s + v * y[k]!, 0) / (na[i]! * nb[j]!)));
-}
-
 /** For embeddings [image][part], each part's best match in every other image. */
 function bestMatches(emb: Float32Array[][]): { images: PartMatch[][]; samePart: number } {
   let same = 0;
@@ -51,7 +46,7 @@ function bestMatches(emb: Float32Array[][]): { images: PartMatch[][]; samePart: 
       const matches: PartMatch['matches'] = [];
       emb.forEach((other, j) => {
         if (j === i) return;
-        const sims = cosineMatrix([parts[p]!], other)[0]!;
+        const sims = other.map((q) => cosine(parts[p]!, q));
         const best = sims.indexOf(Math.max(...sims));
         matches.push({ image: j, part: best, cosine: sims[best]! });
         same += best === p ? 1 : 0;
