@@ -5,10 +5,9 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { decodeImageFile } from '../src/data/decode.js';
 import { normalizeIntensity, percentiles } from '../src/data/intensity.js';
@@ -183,6 +182,35 @@ describe('DICOM decoding', () => {
     let worst = 0;
     for (let i = 0; i < ref.data.length; i++) worst = Math.max(worst, Math.abs(img.data[i]! - ref.data[i]!));
     assert.ok(worst <= 1, `max abs difference to DCMTK ${worst}`);
+  });
+
+  it("JPEG extended with 12-bit samples (Process 4) equals DCMTK's own decoding", async () => {
+    const ref = await decodeImageFile(path.join(fixtures, 'mono2-12bit-jpeg-extended-decoded-by-dcmtk.dcm'));
+    const img = await decodeImageFile(path.join(fixtures, 'mono2-12bit-jpeg-extended.dcm'));
+    const exact = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));
+    assert.equal(img.encoding, 'dicom/jpeg-extended');
+    assert.equal(img.bitDepth, 12);
+    let worst = 0;
+    let error = 0;
+    for (let i = 0; i < ref.data.length; i++) {
+      worst = Math.max(worst, Math.abs(img.data[i]! - ref.data[i]!));
+      error += Math.abs(img.data[i]! - exact.data[i]!) / ref.data.length;
+    }
+    assert.equal(worst, 0, `max abs difference to DCMTK ${worst}`);
+    // The 12-bit range survived (an 8-bit decode would be off by thousands) and the error to the
+    // uncompressed source is that of lossy coding: small against the range, but not zero.
+    const range = Math.max(...exact.data) - Math.min(...exact.data);
+    assert.ok(error > 0 && error < 0.03 * range, `mean abs difference to the source ${error.toFixed(1)} over a range of ${range}`);
+  });
+
+  it('a corrupt 12-bit JPEG frame is refused with a message that names the codec', async () => {
+    const bytes = readFileSync(path.join(fixtures, 'mono2-12bit-jpeg-extended.dcm'));
+    const sos = bytes.indexOf(Buffer.from([0xff, 0xda]));
+    const broken = Buffer.concat([bytes.subarray(0, sos + 40), Buffer.alloc(64, 0xff), bytes.subarray(sos + 104)]);
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-jpeg12-'));
+    const file = path.join(dir, 'broken.dcm');
+    writeFileSync(file, broken);
+    await assert.rejects(decodeImageFile(file), /broken\.dcm.*12-bit JPEG|12-bit JPEG.*broken/s);
   });
 
   it('MONOCHROME1 (implicit VR) is flagged and inverted by normalisation', async () => {

@@ -161,8 +161,9 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
       break;
     case TS.jpegBaseline:
     case TS.jpegExtended:
-      if (pm.bitsStored > 8) throw new DicomError(`JPEG extended with ${pm.bitsStored}-bit samples is not supported (no 12-bit JPEG codec on npm); convert with dcmdjpeg`);
-      samples = await decodeWithCodec('@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs', 'JPEGDecoder', encoded!, pm);
+      // libjpeg-turbo's 8-bit build cannot read 12-bit samples (Process 4); dcmjs-codecs carries the
+      // IJG 12-bit decoder (the one DCMTK and fo-dicom use), so those frames go there.
+      samples = pm.bitsStored > 8 ? await decodeJpeg12(encoded!, pm) : await decodeWithCodec('@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs', 'JPEGDecoder', encoded!, pm);
       planar = false;
       break;
     case TS.jpegLossless:
@@ -446,6 +447,44 @@ async function decodeWithCodec(module: string, className: string, encoded: Uint8
   } finally {
     decoder.delete?.();
   }
+}
+
+interface DcmjsCodecs {
+  NativeCodecs: { initializeAsync(): Promise<void>; decodeJpeg(ctx: object, params: object): { getDecodedBuffer(): Uint8Array; getWidth(): number; getHeight(): number } };
+  Context: new (attrs: object) => object;
+}
+let dcmjsCodecs: Promise<DcmjsCodecs> | undefined;
+
+/** JPEG Extended with 9-12-bit samples, through dcmjs-codecs' wasm build of the IJG 12-bit library. */
+async function decodeJpeg12(encoded: Uint8Array, pm: PixelModule): Promise<Samples> {
+  dcmjsCodecs ??= (async () => {
+    const lib = require('dcmjs-codecs') as DcmjsCodecs;
+    await lib.NativeCodecs.initializeAsync();
+    return lib;
+  })();
+  const { NativeCodecs, Context } = await dcmjsCodecs;
+  const context = new Context({
+    width: pm.columns,
+    height: pm.rows,
+    bitsAllocated: pm.bitsAllocated,
+    bitsStored: pm.bitsStored,
+    samplesPerPixel: pm.samplesPerPixel,
+    pixelRepresentation: pm.signed ? 1 : 0,
+    planarConfiguration: 0,
+    photometricInterpretation: pm.photometric,
+    encodedBuffer: encoded,
+  });
+  let decoded;
+  try {
+    decoded = NativeCodecs.decodeJpeg(context, { convertColorspaceToRgb: pm.samplesPerPixel === 3 });
+  } catch (err) {
+    throw new DicomError(`12-bit JPEG decoding failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const bytes = decoded.getDecodedBuffer();
+  const count = pm.rows * pm.columns * pm.samplesPerPixel;
+  if (!bytes || bytes.byteLength < count * 2) throw new DicomError(`12-bit JPEG decoding gave ${bytes?.byteLength ?? 0} bytes, ${count * 2} expected for ${pm.columns}x${pm.rows}x${pm.samplesPerPixel}`);
+  const copy = new Uint8Array(bytes.subarray(0, count * 2)); // own, aligned buffer
+  return pm.signed ? new Int16Array(copy.buffer, 0, count) : new Uint16Array(copy.buffer, 0, count);
 }
 
 async function decodeJpegLossless(encoded: Uint8Array, pm: PixelModule): Promise<Samples> {
