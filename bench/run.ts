@@ -13,6 +13,7 @@
  *   npm run bench -- --workload cpu --threads 1              # the native kernels on one thread
  *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
  *   npm run bench -- --workload ft50 --batch 4               # U-Net fine-tuning step (ResNet-50, 224 px)
+ *   npm run bench -- --workload ft50 --batch 8 --micro-batch 4   # the same, batch 8 in 2 passes (gradient accumulation)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -28,6 +29,7 @@ import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { UNet } from '../src/models/unet.js';
 import { segmentationLoss } from '../src/train/segmenter.js';
+import { accumulatedGradients } from '../src/train/accumulate.js';
 
 interface Workload {
   name: string;
@@ -67,6 +69,7 @@ const { values } = parseArgs({
     threads: { type: 'string' },
     contend: { type: 'boolean', default: false },
     batch: { type: 'string' },
+    'micro-batch': { type: 'string' },
   },
 });
 
@@ -109,10 +112,12 @@ async function runSegmentation(w: Workload): Promise<number> {
         return;
       }
       const y = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([w.batch, w.size, w.size, 3], 0, 1, 'float32', i), 0.5), 'float32')) as tf.Tensor4D;
-      const { value, grads } = tf.variableGrads(() => segmentationLoss(unet.forward(x, { training: true }), y), vars);
+      // A step of w.batch images in passes of --micro-batch (gradient accumulation, as eden finetune does).
+      const micro = values['micro-batch'] ? Number(values['micro-batch']) : w.batch;
+      const { loss, grads } = accumulatedGradients((xs: tf.Tensor4D, ys: tf.Tensor4D) => segmentationLoss(unet.forward(xs, { training: true }), ys), x, y, micro, vars);
       optimizer.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
-      await value.data();
-      tf.dispose([x, y, value, ...Object.values(grads)]);
+      await loss.data();
+      tf.dispose([x, y, loss, ...Object.values(grads)]);
     });
   } finally {
     optimizer.dispose();
@@ -127,7 +132,7 @@ async function runChild(w: Workload): Promise<void> {
   if (values.batch) w = { ...w, batch: Number(values.batch) };
   if (w.kind === 'segment' || w.kind === 'finetune') {
     const median = await runSegmentation(w);
-    console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
+    console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, ...(values['micro-batch'] ? { micro_batch: Number(values['micro-batch']) } : {}), step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
     return;
   }
   const args = { backbone: w.arch, width: w.width, projectionDim: 128, seed: 0 };
@@ -207,7 +212,7 @@ if (values.child) {
   for (const name of names) {
     const w = WORKLOADS[name];
     if (!w) throw new Error(`unknown workload '${name}': expected one of ${Object.keys(WORKLOADS).join(', ')}`);
-    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!, ...(values.batch ? ['--batch', values.batch] : [])];
+    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!, ...(values.batch ? ['--batch', values.batch] : []), ...(values['micro-batch'] ? ['--micro-batch', values['micro-batch']] : [])];
     if (values.profile) args.push('--profile');
     const stopContender = values.contend ? contender() : undefined;
     const env = { ...process.env, ...(values.threads ? { EDEN_THREADS: values.threads } : {}) };

@@ -49,6 +49,8 @@ export interface FinetuneCommon {
   size: number;
   steps: number;
   batchSize: number;
+  /** Images per forward/backward pass (segmentation); default: the batch, split automatically when the wasm heap is full. */
+  microBatch?: number;
   lr: number;
   evalEvery: number;
   patience: number;
@@ -101,6 +103,8 @@ export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFi
       bnBatches: 8,
       augment: DEFAULT_PAIRED_AUGMENT,
       seed: o.seed,
+      microBatch: o.microBatch,
+      onNotice: log,
       onProgress: (p) => o.onProgress?.({ step: p.step, steps: p.maxSteps, loss: p.loss, valScore: p.valDice }),
     });
     try {

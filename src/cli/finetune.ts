@@ -23,6 +23,7 @@ interface FinetuneFlags {
   size: number;
   steps: number;
   batchSize: number;
+  microBatch?: number;
   lr: number;
   encoderLr: number;
   evalEvery: number;
@@ -53,6 +54,7 @@ export function registerFinetune(program: Command): void {
     .option('--size <px>', 'input size (a multiple of 32)', parsePositiveInt, 256)
     .option('--steps <n>', 'most training steps (early stopping usually ends sooner)', parsePositiveInt, 1000)
     .option('--batch-size <n>', 'images per step', parsePositiveInt, 8)
+    .option('--micro-batch <n>', 'images per forward/backward pass; a step accumulates the passes of one batch (default: the whole batch, split automatically when it does not fit in the wasm heap)', parsePositiveInt)
     .option('--lr <x>', 'Adam learning rate', Number, 1e-3)
     .option('--encoder-lr <x>', 'encoder learning rate multiplier (finetune mode)', Number, 0.1)
     .option('--eval-every <n>', 'steps between validation checks', parsePositiveInt, 25)
@@ -81,6 +83,7 @@ export function registerFinetune(program: Command): void {
         size: f.size,
         steps: f.steps,
         batchSize: f.batchSize,
+        microBatch: f.microBatch,
         lr: f.lr,
         evalEvery: f.evalEvery,
         patience: f.patience,

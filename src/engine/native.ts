@@ -107,12 +107,19 @@ export function nativeStatus(): { active: boolean; detail: string } {
   return a ? { active: registered, detail: a.version() } : { active: false, detail: loadError ?? 'unavailable' };
 }
 
+const OUT_OF_MEMORY = 'out of wasm memory';
+
+/** Whether `err` is the native kernels' report of an exhausted wasm heap (the caller may retry smaller). */
+export function isOutOfWasmMemory(err: unknown): boolean {
+  return err instanceof EdenError && err.message.startsWith(OUT_OF_MEMORY);
+}
+
 function offset(backend: BackendWasm, t: Info): number {
   const at = backend.dataIdMap.get(t.dataId)!.memoryOffset;
   // TF.js does not check its wasm malloc: offset 0 means the 4 GiB wasm32 heap is exhausted, and
   // writing there would corrupt the heap.
   if (at === 0 && tf.util.sizeFromShape(t.shape) > 0) {
-    throw new EdenError('engine', `out of wasm memory: the ${t.shape.join('x')} tensor does not fit in the 4 GiB wasm heap; use a smaller batch or image size`);
+    throw new EdenError('engine', `${OUT_OF_MEMORY}: the ${t.shape.join('x')} tensor does not fit in the 4 GiB wasm heap; use a smaller batch or image size`);
   }
   return at;
 }

@@ -145,6 +145,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     else if (done.size) log(`resuming: ${done.size} finished run(s) found in ${o.out}`);
     const runs = await fewShotSegmentation(o.sources, data, o.config, {
       shard: o.shard,
+      onNotice: (m) => log(m),
       reuse: (key) => done.get(runKey(key, describe(key.model))),
       onRun: async (r, n, total, reused) => {
         if (!reused) await fs.appendFile(runsFile, `${JSON.stringify({ fingerprint, description: describe(r.model), run: r })}\n`);

@@ -65,7 +65,7 @@ export function atlasPrediction(data: SegmentationData, train: number[]): Float3
 }
 
 /** Train one encoder in one mode on `train`, early-stop on `val`, and score the test split. */
-export async function fineTuneAndTest(source: ModelSource, data: SegmentationData, split: { train: number[]; val: number[] }, cfg: EvaluateConfig['segmentation'], seed: number, mode: SegmentationMode = 'finetune'): Promise<Omit<FewShotRun, 'model' | 'mode' | 'shots' | 'seed' | 'train' | 'val' | 'seconds'>> {
+export async function fineTuneAndTest(source: ModelSource, data: SegmentationData, split: { train: number[]; val: number[] }, cfg: EvaluateConfig['segmentation'], seed: number, mode: SegmentationMode = 'finetune', onNotice?: (message: string) => void): Promise<Omit<FewShotRun, 'model' | 'mode' | 'shots' | 'seed' | 'train' | 'val' | 'seconds'>> {
   const backbone = await source.create();
   const labelled = (i: number): { image: Float32Array; masks: Float32Array[] } => data.samples[i]!;
   try {
@@ -82,6 +82,7 @@ export async function fineTuneAndTest(source: ModelSource, data: SegmentationDat
       bnBatches: cfg.bnBatches,
       augment: DEFAULT_PAIRED_AUGMENT,
       seed,
+      onNotice,
     });
     try {
       const probs = await trained.predict(data.test.map((i) => data.samples[i]!.image));
@@ -108,6 +109,8 @@ export interface FewShotHooks {
   shard?: { index: number; count: number };
   /** A finished run of the same configuration to use instead of running it again (resume). */
   reuse?: (key: Pick<FewShotRun, 'model' | 'mode' | 'shots' | 'seed'>) => FewShotRun | undefined;
+  /** Messages from training worth telling the user (e.g. a batch split to fit the wasm heap). */
+  onNotice?: (message: string) => void;
   /** Each run as it finishes (for progress, and for saving partial results). */
   onRun?: (run: FewShotRun, done: number, total: number, reused: boolean) => void | Promise<void>;
 }
@@ -141,7 +144,7 @@ export async function fewShotSegmentation(sources: ModelSource[], data: Segmenta
             continue;
           }
           const t1 = Date.now();
-          const r = await fineTuneAndTest(source, data, split, cfg, seed, mode);
+          const r = await fineTuneAndTest(source, data, split, cfg, seed, mode, hooks.onNotice);
           await record({ model: source.name, mode, ...common, ...r, seconds: (Date.now() - t1) / 1000 }, false);
         }
       }

@@ -24,6 +24,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
+import { isOutOfWasmMemory } from '../engine/native.js';
+import { accumulatedGradients } from './accumulate.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import type { SegmentationMode } from '../config/evaluate.js';
@@ -57,6 +59,14 @@ export interface SegmenterTrainingOptions {
   seed: number;
   /** Decoder channels, deepest first (default U-Net: 256, 128, 64, 32, 16). */
   decoderChannels?: number[];
+  /**
+   * Images per forward/backward pass (U-Net modes): a step of `batchSize` images accumulates the
+   * gradients of ceil(batchSize / microBatch) passes. Default: the whole batch, halved automatically
+   * while a pass does not fit in the 4 GiB wasm heap (ResNet-50 at 224 px fits 4 images a pass).
+   */
+  microBatch?: number;
+  /** Messages worth telling the user (e.g. that the batch was split into passes). */
+  onNotice?: (message: string) => void;
   onProgress?: (p: { step: number; maxSteps: number; loss: number; valDice?: number }) => void;
 }
 
@@ -262,11 +272,14 @@ async function trainUNet(backbone: ResNet, train: LabelledImage[], val: Labelled
   const batch = Math.min(o.batchSize, Math.max(2, train.length));
   const size = o.size;
   const px = size * size;
+  if (o.microBatch !== undefined && (!Number.isInteger(o.microBatch) || o.microBatch < 1)) throw new EdenError('config', `micro-batch must be a positive integer, got ${o.microBatch}`);
+  let micro = Math.min(o.microBatch ?? batch, batch);
 
   const predict = async (images: Float32Array[]): Promise<Float32Array[][]> => {
     const out: Float32Array[][] = [];
-    for (let start = 0; start < images.length; start += 8) {
-      const chunk = images.slice(start, start + 8);
+    const chunkSize = Math.min(8, Math.max(micro, 4));
+    for (let start = 0; start < images.length; start += chunkSize) {
+      const chunk = images.slice(start, start + chunkSize);
       const x = imageBatch(chunk, size);
       const prob = tf.tidy(() => tf.sigmoid(unet.forward(x, { training: false })));
       const p = (await prob.data()) as Float32Array;
@@ -276,18 +289,37 @@ async function trainUNet(backbone: ResNet, train: LabelledImage[], val: Labelled
     return out;
   };
 
+  const trainable = [...decoderVars, ...encoderVars];
+  const lossOf = (x: tf.Tensor4D, y: tf.Tensor4D): tf.Scalar => {
+    // A frozen encoder runs in inference mode, off the tape's gradient path.
+    const features = backbone.forwardFeatures(x, { training: !frozen });
+    return segmentationLoss(unet.decode(features, { training: true }), y);
+  };
   const step = async (): Promise<number> => {
     const { x, y } = stream.next(batch);
-    const { value, grads } = tf.variableGrads(() => {
-      // A frozen encoder runs in inference mode, off the tape's gradient path.
-      const features = frozen ? backbone.forwardFeatures(x, { training: false }) : backbone.forwardFeatures(x, { training: true });
-      return segmentationLoss(unet.decode(features, { training: true }), y);
-    }, [...decoderVars, ...encoderVars]);
-    decoderOpt.applyGradients(decoderVars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
-    if (encoderOpt) encoderOpt.applyGradients(encoderVars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
-    const loss = (await value.data())[0]!;
-    tf.dispose([x, y, value, ...Object.values(grads)]);
-    return loss;
+    try {
+      for (;;) {
+        let result;
+        try {
+          result = accumulatedGradients(lossOf, x, y, micro, trainable);
+        } catch (err) {
+          // Out of heap: split the batch into smaller passes (unless the user fixed their size).
+          if (!isOutOfWasmMemory(err) || o.microBatch !== undefined || micro === 1) throw err;
+          const failed = micro;
+          micro = Math.ceil(micro / 2);
+          o.onNotice?.(`a pass of ${failed} images at ${size} px does not fit in the 4 GiB wasm heap: each step of ${batch} now accumulates the gradients of ${Math.ceil(batch / micro)} passes of ${micro} (--micro-batch sets this)`);
+          continue;
+        }
+        const { loss, grads } = result;
+        decoderOpt.applyGradients(decoderVars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
+        if (encoderOpt) encoderOpt.applyGradients(encoderVars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
+        const value = (await loss.data())[0]!;
+        tf.dispose([loss, ...Object.values(grads)]);
+        return value;
+      }
+    } finally {
+      tf.dispose([x, y]);
+    }
   };
 
   try {
