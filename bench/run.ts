@@ -14,6 +14,7 @@
  *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
  *   npm run bench -- --workload ft50 --batch 4               # U-Net fine-tuning step (ResNet-50, 224 px)
  *   npm run bench -- --workload ft50 --batch 8 --micro-batch 4   # the same, batch 8 in 2 passes (gradient accumulation)
+ *   npm run bench -- --workload eval [--data DIR] [--seeds n]   # cost of `eden evaluate --preset cpu` (few-shot segmentation)
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -30,11 +31,14 @@ import { createBackbone } from '../src/models/resnet.js';
 import { UNet } from '../src/models/unet.js';
 import { segmentationLoss } from '../src/train/segmenter.js';
 import { accumulatedGradients } from '../src/train/accumulate.js';
+import { resolveEvaluateConfig } from '../src/config/evaluate.js';
+import { fewShotSegmentation, loadSegmentationData } from '../src/eval/fewshot.js';
+import { checkpointSource } from '../src/eval/models.js';
 
 interface Workload {
   name: string;
   /** pretrain: an Adam step (student, teacher, queue); segment: U-Net inference; finetune: a U-Net training step (encoder and decoder, 3 structures). */
-  kind?: 'pretrain' | 'segment' | 'finetune';
+  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate';
   arch: string;
   width: number;
   size: number;
@@ -54,6 +58,10 @@ const WORKLOADS: Record<string, Workload> = {
   // `eden finetune` with the paper's backbone: a ResNet-50 U-Net training step at 224 px.
   ft50: { name: 'ft50', kind: 'finetune', arch: 'resnet50', width: 64, size: 224, batch: 8, queue: 0 },
   ft18: { name: 'ft18', kind: 'finetune', arch: 'resnet18', width: 64, size: 256, batch: 8, queue: 0 },
+  // The cost of `eden evaluate --preset cpu` (few-shot segmentation, its default modes and shots):
+  // one seed of one model (the builtin Eve) on --data, timed per run, and the default's total
+  // (every model and seed costs the same runs) projected for three models.
+  eval: { name: 'eval', kind: 'evaluate', arch: 'resnet18', width: 64, size: 128, batch: 8, queue: 0 },
 };
 const DEFAULT_WORKLOADS = ['a', 'b'];
 
@@ -70,6 +78,8 @@ const { values } = parseArgs({
     contend: { type: 'boolean', default: false },
     batch: { type: 'string' },
     'micro-batch': { type: 'string' },
+    data: { type: 'string', default: path.join(import.meta.dirname, '..', '..', 'shared', 'data', 'wingspan_ctr') },
+    seeds: { type: 'string', default: '1' },
   },
 });
 
@@ -126,9 +136,33 @@ async function runSegmentation(w: Workload): Promise<number> {
   }
 }
 
+/** Few-shot segmentation runs of the cpu evaluation preset, timed (workload `eval`). */
+async function runEvaluation(): Promise<void> {
+  const config = resolveEvaluateConfig('cpu', { seeds: Number(values.seeds) });
+  const cfg = config.segmentation;
+  const t0 = performance.now();
+  const data = await loadSegmentationData(values.data!, cfg.size, { testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: config.seed });
+  const loadS = (performance.now() - t0) / 1000;
+  const runs = await fewShotSegmentation([await checkpointSource('builtin')], data, config, {
+    onRun: (r) => console.error(`# ${r.model} ${r.mode} ${r.shots} shots seed ${r.seed}: ${r.seconds.toFixed(1)} s, ${r.steps} steps`),
+  });
+  const perRun: Record<string, number> = {};
+  for (const r of runs) perRun[`${r.mode}_${r.shots}`] = Number(((perRun[`${r.mode}_${r.shots}`] ?? 0) + r.seconds / cfg.seeds).toFixed(1));
+  const atlas = runs.filter((r) => r.mode === 'atlas').reduce((a, r) => a + r.seconds, 0) / cfg.seeds;
+  const model = Object.entries(perRun).filter(([k]) => !k.startsWith('atlas')).reduce((a, [, v]) => a + v, 0);
+  const defaultSeeds = resolveEvaluateConfig('cpu').segmentation.seeds;
+  console.log(JSON.stringify({
+    engine: `eden-tfjs-${tf.version.tfjs}-${values.backend}`, workload: 'eval', data: values.data, images: data.samples.length, test_images: data.test.length,
+    modes: cfg.modes, shots: cfg.shots, seeds_measured: cfg.seeds, seconds_per_run: perRun, load_s: Number(loadS.toFixed(1)),
+    model_seed_s: Number(model.toFixed(1)),
+    projected_default_3_models_s: Math.round(loadS + defaultSeeds * (atlas + 3 * model)),
+  }));
+}
+
 async function runChild(w: Workload): Promise<void> {
   const backend = values.backend as BackendName;
   await useBackend(backend);
+  if (w.kind === 'evaluate') return runEvaluation();
   if (values.batch) w = { ...w, batch: Number(values.batch) };
   if (w.kind === 'segment' || w.kind === 'finetune') {
     const median = await runSegmentation(w);
@@ -212,7 +246,7 @@ if (values.child) {
   for (const name of names) {
     const w = WORKLOADS[name];
     if (!w) throw new Error(`unknown workload '${name}': expected one of ${Object.keys(WORKLOADS).join(', ')}`);
-    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!, ...(values.batch ? ['--batch', values.batch] : []), ...(values['micro-batch'] ? ['--micro-batch', values['micro-batch']] : [])];
+    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!, ...(values.batch ? ['--batch', values.batch] : []), ...(values['micro-batch'] ? ['--micro-batch', values['micro-batch']] : []), '--data', values.data!, '--seeds', values.seeds!];
     if (values.profile) args.push('--profile');
     const stopContender = values.contend ? contender() : undefined;
     const env = { ...process.env, ...(values.threads ? { EDEN_THREADS: values.threads } : {}) };

@@ -108,6 +108,23 @@ const otherCases: OpCase[] = [
   { name: 'global average pool', specs: [{ shape: [2, 5, 5, 8] }], fn: (x) => tf.mean(x, [1, 2]) },
   { name: 'sigmoid', specs: [{ shape: [3, 17] }], fn: (x) => tf.sigmoid(x) },
   { name: 'concat channels (U-Net skip)', specs: [{ shape: [2, 4, 4, 3] }, { shape: [2, 4, 4, 5] }], fn: (a, b) => tf.concat([a!, b!], 3) },
+  {
+    // SplitV in the forward pass and (through concat's gradient) the backward pass; long and short runs.
+    name: 'split channels 2 / 70 / 3 (SplitV)',
+    specs: [{ shape: [2, 3, 4, 75] }],
+    fn: (x) => {
+      const [a, b, c] = tf.split(x, [2, 70, 3], 3);
+      return tf.concat([tf.mul(a!, 2), tf.relu(b!), tf.neg(c!)], 3);
+    },
+  },
+  {
+    name: 'split rows 1 / 4 (SplitV on axis 1)',
+    specs: [{ shape: [2, 5, 3, 4] }],
+    fn: (x) => {
+      const [a, b] = tf.split(x, [1, 4], 1);
+      return tf.concat([tf.square(a!), b!], 1);
+    },
+  },
 ];
 
 function suite(backend: BackendName, skipReason: () => string | undefined, capability?: Capability): void {

@@ -45,7 +45,7 @@ dnnl::stream& cpuStream() {
 // Calls per entry point, so that tests can prove which kernels really ran (a kernel name alone
 // cannot tell the native Conv2D from the stock wasm one). Each kernel's property descriptor
 // carries a pointer to its counter as `data`; readArgs increments it.
-const char* const kKernelNames[] = {"conv2d", "conv2dBackpropInput", "conv2dBackpropFilter", "matmul", "reduceRows", "binary", "maxPoolGrad", "batchNormForward", "batchNormBackward", "sgdEma"};
+const char* const kKernelNames[] = {"conv2d", "conv2dBackpropInput", "conv2dBackpropFilter", "matmul", "reduceRows", "binary", "maxPoolGrad", "batchNormForward", "batchNormBackward", "sgdEma", "adam"};
 constexpr size_t kKernelCount = sizeof(kKernelNames) / sizeof(kKernelNames[0]);
 std::atomic<uint64_t> gCalls[kKernelCount];
 
@@ -511,6 +511,31 @@ napi_value SgdEma(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Adam (TF.js semantics), in place: m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//   p -= lr (m / c1) / (sqrt(v / c2) + eps), with the bias corrections c1 = 1 - b1^t, c2 = 1 - b2^t
+// 0 pOff 1 gOff 2 mOff 3 vOff 4 n 5 lr 6 b1 7 b2 8 eps 9 c1 10 c2 (float bits)
+napi_value Adam(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  const int32_t* q = a.params;
+  float* p = at(a, q[0]);
+  const float* g = at(a, q[1]);
+  float* m = at(a, q[2]);
+  float* v = at(a, q[3]);
+  const int64_t n = q[4];
+  const float lr = asFloat(q[5]), b1 = asFloat(q[6]), b2 = asFloat(q[7]), eps = asFloat(q[8]), c1 = asFloat(q[9]), c2 = asFloat(q[10]);
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= lr * (mi / c1) / (std::sqrt(vi / c2) + eps);
+  }
+  return nullptr;
+}
+
 napi_value Version(napi_env env, napi_callback_info) {
   const dnnl_version_t* v = dnnl_version();
   std::string s = "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
@@ -546,7 +571,7 @@ napi_value CallCounts(napi_env env, napi_callback_info) {
 }
 
 napi_value Init(napi_env env, napi_value exports) {
-  napi_callback kernels[kKernelCount] = {Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul, ReduceRows, Binary, MaxPoolGrad, BatchNormForward, BatchNormBackward, SgdEma};
+  napi_callback kernels[kKernelCount] = {Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul, ReduceRows, Binary, MaxPoolGrad, BatchNormForward, BatchNormBackward, SgdEma, Adam};
   napi_property_descriptor props[kKernelCount + 3];
   for (size_t i = 0; i < kKernelCount; i++) props[i] = {kKernelNames[i], nullptr, kernels[i], nullptr, nullptr, nullptr, napi_default, &gCalls[i]};
   props[kKernelCount] = {"version", nullptr, Version, nullptr, nullptr, nullptr, napi_default, nullptr};

@@ -70,12 +70,13 @@ const PRESETS: Record<string, EvaluateConfig> = {
     compositionality: { wholes: 12, size: 64, wholeFraction: 0.5, retrieval: 8, centring: 8 },
     classification: { size: 64, probeEpochs: 50, fineTuneSteps: 3, batchSize: 4, lr: 3e-4, maxTrain: 24, maxTest: 16, seeds: 1 },
   },
-  // 3/6/12/24 shots x 3 seeds x 3 checkpoints on a ~259-image folder in about an hour on 2 cores
-  // with the native kernels (measured figures in the evaluation issue's note).
+  // Sized so that three models (frozen + finetune, 3 and 12 shots, 5 seeds) on a ~259-image folder
+  // take about an hour on 2 cores with the native kernels: `npm run bench -- --workload eval`
+  // (docs/PERFORMANCE.md). 6 and 24 shots (the paper's other two) would double that; --shots adds them.
   cpu: {
     preset: 'cpu',
     seed: 0,
-    segmentation: { size: 128, modes: ['frozen', 'finetune'], steps: 200, batchSize: 8, lr: 1e-3, encoderLrMultiplier: 0.1, linearSteps: 200, linearLr: 1e-2, evalEvery: 20, patience: 3, valImages: 8, bnBatches: 8, shots: [3, 6, 12, 24], seeds: 5, testFraction: 0.2, maxTestImages: 60 },
+    segmentation: { size: 128, modes: ['frozen', 'finetune'], steps: 200, batchSize: 8, lr: 1e-3, encoderLrMultiplier: 0.1, linearSteps: 200, linearLr: 1e-2, evalEvery: 20, patience: 3, valImages: 8, bnBatches: 8, shots: [3, 12], seeds: 5, testFraction: 0.2, maxTestImages: 60 },
     bootstrap: 2000,
     locality: { images: 120, size: 128, patchFraction: 1 / 8 },
     compositionality: { wholes: 300, size: 128, wholeFraction: 0.5, retrieval: 99, centring: 64 },

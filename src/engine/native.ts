@@ -25,6 +25,8 @@ interface NativeAddon {
   batchNormForward(heap: ArrayBuffer, params: Int32Array): void;
   batchNormBackward(heap: ArrayBuffer, params: Int32Array): void;
   sgdEma(heap: ArrayBuffer, params: Int32Array): void;
+  /** Absent from addons built before it was added: then Adam uses tensor ops. */
+  adam?(heap: ArrayBuffer, params: Int32Array): void;
   version(): string;
   /** Calls of each kernel inside the addon since it was loaded. */
   callCounts(): Record<string, number>;
@@ -346,6 +348,20 @@ export function fusedSgdEma(p: tf.Variable, g: tf.Tensor, v: tf.Variable, t: tf.
   if (g.dtype !== 'float32' || g.size !== p.size) return false;
   const o = (x: tf.Tensor): number => backend.dataIdMap.get(x.dataId)!.memoryOffset;
   addon!.sgdEma(heap(backend), Int32Array.from([o(p), o(g), o(v), t ? o(t) : 0, p.size, floatBits(s.lr), floatBits(s.momentum), floatBits(s.weightDecay), floatBits(s.ema), s.first ? 1 : 0, t ? 1 : 0]));
+  return true;
+}
+
+/**
+ * Fused Adam step for one parameter, in place on the wasm heap (see train/optimizer.ts for the
+ * formula). Returns false (nothing done) when it cannot run in place: then the caller uses tf ops.
+ */
+export function fusedAdam(p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.Variable, s: { lr: number; beta1: number; beta2: number; epsilon: number; c1: number; c2: number }): boolean {
+  if (!nativeFusedAvailable() || !addon!.adam) return false;
+  const backend = tf.backend() as unknown as BackendWasm;
+  for (const x of [p, m, v]) if (backend.refCount(x.dataId) !== 1 || x.dtype !== 'float32') return false;
+  if (g.dtype !== 'float32' || g.size !== p.size) return false;
+  const o = (x: tf.Tensor): number => backend.dataIdMap.get(x.dataId)!.memoryOffset;
+  addon!.adam(heap(backend), Int32Array.from([o(p), o(g), o(m), o(v), p.size, floatBits(s.lr), floatBits(s.beta1), floatBits(s.beta2), floatBits(s.epsilon), floatBits(s.c1), floatBits(s.c2)]));
   return true;
 }
 

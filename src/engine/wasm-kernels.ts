@@ -11,6 +11,10 @@
  *  3. MaxPoolGrad starts its running maximum at the smallest positive float, so a window whose
  *     values are all <= 0 routes its gradient to the wrong element. Replaced by a correct kernel
  *     (first maximum in row-major window order wins, as in the cpu backend).
+ *  4. SplitV (the gradient of every concat, e.g. the U-Net's skip connections) slices each piece in
+ *     JS with one typed-array copy per pixel: splitting a [8, 128, 128, 48] gradient into channel
+ *     groups took ~30 ms a piece, a quarter of a frozen U-Net step. One pass over the input copying
+ *     every piece's run per outer index, with a plain loop for short runs, is ~10x faster.
  *
  * Kernels are composed from the backend's own kernel functions (not tf ops), as TF.js's backends do
  * internally: intermediates are TensorInfos released with `disposeData`.
@@ -23,6 +27,7 @@ type Attrs = Record<string, unknown>;
 
 let registered = false;
 let builtinBackpropInput: tf.KernelConfig | undefined;
+let builtinSplitV: tf.KernelConfig | undefined;
 
 /** A backend's kernel, called directly (as TF.js backends compose their own kernels). */
 function backendKernel(name: string, backendName: string): tf.KernelFunc {
@@ -190,6 +195,32 @@ export function maxPoolGrad({ inputs, backend, attrs }: { inputs: tf.NamedTensor
   return dx;
 }
 
+/** SplitV on the wasm heap in one pass (point 4); other dtypes keep the built-in kernel. */
+export function splitV({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: BackendWasm; attrs: Attrs }): Info[] {
+  const x = inputs['x']!;
+  if (x.dtype !== 'float32' || !builtinSplitV) return builtinSplitV!.kernelFunc({ inputs, backend: backend as unknown as tf.KernelBackend, attrs: attrs as tf.NamedAttrMap }) as Info[];
+  const axis = tf.util.parseAxisParam(attrs['axis'] as number, x.shape)[0]!;
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs['numOrSizeSplits'] as number | number[], axis);
+  const outer = tf.util.sizeFromShape(x.shape.slice(0, axis));
+  const inner = tf.util.sizeFromShape(x.shape.slice(axis + 1));
+  const row = x.shape[axis]! * inner;
+  const outs = sizes.map((s) => backend.makeOutput(x.shape.map((d, i) => (i === axis ? s : d)), 'float32'));
+  // Views after every allocation: a growing heap detaches earlier ones.
+  const xs = backend.typedArrayFromHeap(x) as Float32Array;
+  let begin = 0;
+  sizes.forEach((s, j) => {
+    const out = backend.typedArrayFromHeap(outs[j]!) as Float32Array;
+    const run = s * inner;
+    if (run >= 64) {
+      for (let o = 0; o < outer; o++) out.set(xs.subarray(o * row + begin, o * row + begin + run), o * run);
+    } else {
+      for (let o = 0, from = begin, to = 0; o < outer; o++, from += row - run) for (let i = 0; i < run; i++) out[to++] = xs[from++]!;
+    }
+    begin += run;
+  });
+  return outs;
+}
+
 let registeredWebGpu = false;
 
 /** On webgpu, the conv-based Conv2DBackpropFilter replaces TF.js's slow direct kernel. */
@@ -213,4 +244,6 @@ export function registerWasmKernels(): void {
   // The built-in kernel binds its wasm function in setupFunc; keep that so the fallback works.
   if (builtinBackpropInput) replace('Conv2DBackpropInput', conv2DBackpropInput, builtinBackpropInput.setupFunc);
   replace('MaxPoolGrad', maxPoolGrad);
+  builtinSplitV = tf.getKernel('SplitV', 'wasm');
+  if (builtinSplitV) replace('SplitV', splitV);
 }

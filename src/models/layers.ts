@@ -131,8 +131,11 @@ export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, c
   if (!ctx.training) {
     const mean = store.get(`${name}.running_mean`);
     const variance = store.get(`${name}.running_var`);
+    // x * scale + shift: two passes over x instead of three (sub, mul, add); the per-channel
+    // vectors are folded first.
     const scale = tf.mul(gamma, tf.rsqrt(tf.add(variance, eps)));
-    return tf.add(tf.mul(tf.sub(x, mean), scale), beta) as tf.Tensor4D;
+    const shift = tf.sub(beta, tf.mul(mean, scale));
+    return tf.add(tf.mul(x, scale), shift) as tf.Tensor4D;
   }
   const { y, mean, variance } = batchNormTrain(x, gamma, beta, eps);
   if (ctx.updateStats !== false) updateRunningStats(store, name, mean, variance, x.size / x.shape[3], ctx.bnMomentum ?? 0.1);

@@ -5,7 +5,7 @@
  * state (checkpointed by parameter name) and the learning rate can change every step.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fusedSgdEma } from '../engine/native.js';
+import { fusedAdam, fusedSgdEma } from '../engine/native.js';
 
 export class SgdMomentum {
   readonly momentum: number;
@@ -61,4 +61,72 @@ export class SgdMomentum {
 export function cosineLearningRate(step: number, total: number, base: number): number {
   if (total <= 0) return base;
   return base * 0.5 * (1 + Math.cos((Math.PI * Math.min(step, total)) / total));
+}
+
+/**
+ * Adam with TF.js's semantics (tf.train.adam: epsilon 1e-7 added to sqrt of the bias-corrected
+ * second moment), updating each parameter in one pass over memory (the native kernels' fused
+ * kernel) when its buffers are its own:
+ *   m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - lr (m / c1) / (sqrt(v / c2) + eps)
+ * with c1 = 1 - b1^t, c2 = 1 - b2^t. TF.js's own optimizer runs ~10 tensor ops per parameter: on
+ * the wasm backend a quarter of a few-shot U-Net step (docs/PERFORMANCE.md). Where a buffer is shared
+ * (e.g. with an early-stopping snapshot) the step falls back to tensor ops for that parameter.
+ */
+export class Adam {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+  private t = 0;
+  /** Parameter updates done in place / with tensor ops (for tests and profiling). */
+  readonly counts = { inPlace: 0, tensorOps: 0 };
+
+  constructor(public learningRate: number, o: { beta1?: number; beta2?: number; epsilon?: number } = {}) {
+    this.beta1 = o.beta1 ?? 0.9;
+    this.beta2 = o.beta2 ?? 0.999;
+    this.epsilon = o.epsilon ?? 1e-7;
+  }
+
+  /** One step over `vars` with `grads` (by variable name, as tf.variableGrads returns them). */
+  applyGradients(vars: tf.Variable[], grads: tf.NamedTensorMap): void {
+    this.t++;
+    const c1 = 1 - this.beta1 ** this.t;
+    const c2 = 1 - this.beta2 ** this.t;
+    tf.tidy(() => {
+      for (const p of vars) {
+        const g = grads[p.name];
+        if (!g) continue;
+        const m = this.state(this.m, p);
+        const v = this.state(this.v, p);
+        if (fusedAdam(p, g, m, v, { lr: this.learningRate, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, c1, c2 })) {
+          this.counts.inPlace++;
+          continue;
+        }
+        this.counts.tensorOps++;
+        const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1));
+        const v1 = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
+        m.assign(m1);
+        v.assign(v1);
+        p.assign(tf.sub(p, tf.mul(tf.div(tf.div(m1, c1), tf.add(tf.sqrt(tf.div(v1, c2)), this.epsilon)), this.learningRate)));
+      }
+    });
+  }
+
+  private state(map: Map<string, tf.Variable>, p: tf.Variable): tf.Variable {
+    let s = map.get(p.name);
+    if (!s) {
+      const zeros = tf.zerosLike(p);
+      s = tf.variable(zeros, false);
+      zeros.dispose(); // the variable alone owns the buffer, so it can be updated in place
+      map.set(p.name, s);
+    }
+    return s;
+  }
+
+  dispose(): void {
+    for (const s of [...this.m.values(), ...this.v.values()]) s.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
 }
