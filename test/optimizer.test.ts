@@ -25,8 +25,8 @@ function run(optimiser: 'tfjs' | 'eden', shareBuffers: boolean): { values: Float
   const tfjs = tf.train.adam(0.01);
   const eden = new Adam(0.01);
   for (let step = 0; step < 5; step++) {
-    const grads = Object.fromEntries(vars.map((v, i) => [v.name, values(v.shape, 10 * step + i + 3, 0.1 * step)]));
-    if (optimiser === 'tfjs') tfjs.applyGradients(grads);
+    const grads: tf.NamedTensorMap = Object.fromEntries(vars.map((v, i) => [v.name, values(v.shape, 10 * step + i + 3, 0.1 * step)]));
+    if (optimiser === 'tfjs') tfjs.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
     else eden.applyGradients(vars, grads);
     tf.dispose(Object.values(grads));
   }
