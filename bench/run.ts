@@ -15,6 +15,7 @@
  *   npm run bench -- --workload ft50 --batch 4               # U-Net fine-tuning step (ResNet-50, 224 px)
  *   npm run bench -- --workload ft50 --batch 8 --micro-batch 4   # the same, batch 8 in 2 passes (gradient accumulation)
  *   npm run bench -- --workload eval [--data DIR] [--seeds n]   # cost of `eden evaluate --preset cpu` (few-shot segmentation)
+ *   npm run bench -- --workload adam --steps 20                  # Eden's fused Adam against tf.train.adam
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -24,7 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { useBackend, type BackendName } from '../src/engine/backend.js';
 import { Encoder } from '../src/models/encoder.js';
 import { MemoryQueue } from '../src/ssl/queue.js';
-import { SgdMomentum } from '../src/train/optimizer.js';
+import { Adam, SgdMomentum } from '../src/train/optimizer.js';
 import { adamStep } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
@@ -38,7 +39,7 @@ import { checkpointSource } from '../src/eval/models.js';
 interface Workload {
   name: string;
   /** pretrain: an Adam step (student, teacher, queue); segment: U-Net inference; finetune: a U-Net training step (encoder and decoder, 3 structures). */
-  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate';
+  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate' | 'optimizer';
   arch: string;
   width: number;
   size: number;
@@ -62,6 +63,9 @@ const WORKLOADS: Record<string, Workload> = {
   // one seed of one model (the builtin Eve) on --data, timed per run, and the default's total
   // (every model and seed costs the same runs) projected for three models.
   eval: { name: 'eval', kind: 'evaluate', arch: 'resnet18', width: 64, size: 128, batch: 8, queue: 0 },
+  // One Adam step over a ResNet-18 U-Net's parameters (decoder, then encoder): Eden's fused Adam
+  // against tf.train.adam.
+  adam: { name: 'adam', kind: 'optimizer', arch: 'resnet18', width: 64, size: 128, batch: 0, queue: 0 },
 };
 const DEFAULT_WORKLOADS = ['a', 'b'];
 
@@ -159,10 +163,35 @@ async function runEvaluation(): Promise<void> {
   }));
 }
 
+/** Adam over the U-Net's decoder and encoder parameters: tf.train.adam and Eden's (workload `adam`). */
+async function runOptimizers(w: Workload): Promise<void> {
+  const backbone = createBackbone(w.arch, { width: w.width, seed: 0 });
+  const unet = new UNet(backbone, { classes: 3, seed: 0 });
+  for (const [part, vars] of [['decoder', unet.decoder.trainable()], ['encoder', backbone.store.trainable()]] as const) {
+    const grads: tf.NamedTensorMap = Object.fromEntries(vars.map((v) => [v.name, tf.randomNormal(v.shape)]));
+    const tfjs = tf.train.adam(1e-3);
+    const eden = new Adam(1e-3);
+    const ms: Record<string, number> = {};
+    for (const [name, step] of [['tfjs', () => tfjs.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name]! })))], ['eden', () => eden.applyGradients(vars, grads)]] as const) {
+      ms[name] = await timeSteps(async () => {
+        step();
+        await vars[0]!.data();
+      });
+    }
+    console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${values.backend}`, workload: 'adam', part, parameters: vars.reduce((a, v) => a + v.size, 0), tfjs_adam_ms: Number((1000 * ms['tfjs']!).toFixed(1)), eden_adam_ms: Number((1000 * ms['eden']!).toFixed(1)) }));
+    tf.dispose(Object.values(grads));
+    tfjs.dispose();
+    eden.dispose();
+  }
+  unet.dispose();
+  backbone.dispose();
+}
+
 async function runChild(w: Workload): Promise<void> {
   const backend = values.backend as BackendName;
   await useBackend(backend);
   if (w.kind === 'evaluate') return runEvaluation();
+  if (w.kind === 'optimizer') return runOptimizers(w);
   if (values.batch) w = { ...w, batch: Number(values.batch) };
   if (w.kind === 'segment' || w.kind === 'finetune') {
     const median = await runSegmentation(w);
