@@ -125,7 +125,8 @@ describe('eden evaluate (tiny preset)', { skip: existsSync(wingspan) ? undefined
 
 describe('eden evaluate in worker processes, and resumed', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
   it('--workers 2 gives the runs of one process; --resume reuses finished runs', () => {
-    const args = ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', wingspan, '--preset', 'tiny', '--task', 'fewshot-seg', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--mode', 'frozen,linear', '--shots', '3', '--seeds', '2'];
+    const argsFor = (modes: string, seeds: number): string[] => ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', wingspan, '--preset', 'tiny', '--task', 'fewshot-seg', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--mode', modes, '--shots', '3', '--seeds', String(seeds)];
+    const args = argsFor('frozen,linear', 2);
     const one = mkdtempSync(path.join(tmpdir(), 'eden-eval-one-'));
     const two = mkdtempSync(path.join(tmpdir(), 'eden-eval-two-'));
     const a = spawnSync(process.execPath, [...args, '--out', one], { cwd: root, encoding: 'utf8' });
@@ -147,6 +148,13 @@ describe('eden evaluate in worker processes, and resumed', { skip: existsSync(wi
     assert.match(c.stderr, /resuming: 4 finished run\(s\) found/);
     assert.equal((c.stderr.match(/\(reused\)/g) ?? []).length, 4);
     assert.deepEqual(runs(one), ra);
+    // Modes, shot counts and seeds choose runs without changing any: one mode and a third seed
+    // reuse that mode's two runs and run only the new seed.
+    const d = spawnSync(process.execPath, [...argsFor('linear', 3), '--out', one, '--resume'], { cwd: root, encoding: 'utf8' });
+    assert.equal(d.status, 0, d.stderr);
+    assert.equal((d.stderr.match(/random \(linear\).*\(reused\)/g) ?? []).length, 2);
+    assert.match(d.stderr, /random \(linear\), 3 shots, seed 2: .*\(\d+ s\)/);
+    assert.doesNotMatch(d.stderr, /\(frozen\)/);
   });
 });
 

@@ -89,8 +89,26 @@ function runKey(r: Pick<FewShotRun, 'model' | 'mode' | 'shots' | 'seed'>, descri
   return JSON.stringify([r.model, description, r.mode, r.shots, r.seed]);
 }
 
+/**
+ * What a single run's result depends on, from a fingerprint: the segmentation settings without
+ * `modes`, `shots` and `seeds`, which choose which runs exist (each run is keyed by its own mode,
+ * shots and seed) but not what any run computes. So a mode, a shot count or seeds can be added to
+ * a finished evaluation with --resume. Older records, written with those fields, compare equal.
+ */
+function runDependencies(fingerprint: string): string {
+  try {
+    const f = JSON.parse(fingerprint) as { config?: { segmentation?: Record<string, unknown> } };
+    const seg = f.config?.segmentation;
+    if (seg) for (const k of ['modes', 'shots', 'seeds']) delete seg[k];
+    return JSON.stringify(f);
+  } catch {
+    return fingerprint;
+  }
+}
+
 /** Finished runs of this configuration in `dir`'s fewshot-runs*.jsonl (the main file and every worker's). */
 async function previousRuns(dir: string, fingerprint: string): Promise<Map<string, FewShotRun>> {
+  const wanted = runDependencies(fingerprint);
   const out = new Map<string, FewShotRun>();
   const files = (await fs.readdir(dir).catch(() => [] as string[])).filter((f) => /^fewshot-runs(-w\d+)?\.jsonl$/.test(f));
   let text = '';
@@ -100,7 +118,7 @@ async function previousRuns(dir: string, fingerprint: string): Promise<Map<strin
     try {
       const rec = JSON.parse(line) as { fingerprint: string; description?: string; run: FewShotRun };
       // The atlas is recomputed (it costs nothing); model runs are reused.
-      if (rec.fingerprint === fingerprint && rec.run.mode !== 'atlas') out.set(runKey(rec.run, rec.description ?? ''), rec.run);
+      if (runDependencies(rec.fingerprint) === wanted && rec.run.mode !== 'atlas') out.set(runKey(rec.run, rec.description ?? ''), rec.run);
     } catch {
       // a line cut off by a kill
     }
