@@ -32,52 +32,33 @@ export function accumulatedGradients<X extends tf.Tensor, Y extends tf.Tensor>(
   micro: number,
   vars: tf.Variable[],
 ): { loss: tf.Scalar; grads: tf.NamedTensorMap } {
+  const batch = x.shape[0]!;
   try {
     // tidy frees every intermediate of a pass that throws; the result's tensors are kept.
-    return tf.tidy(() => passes(lossOf, x, y, micro, vars));
+    return tf.tidy(() => {
+      if (micro >= batch) {
+        const { value, grads } = tf.variableGrads(() => lossOf(x, y), vars);
+        return { loss: value, grads };
+      }
+      let loss: tf.Scalar = tf.scalar(0);
+      let sum: tf.NamedTensorMap = {};
+      for (let start = 0; start < batch; start += micro) {
+        const n = Math.min(micro, batch - start);
+        const xs = tf.slice(x, [start], [n]) as X;
+        const ys = tf.slice(y, [start], [n]) as Y;
+        const { value, grads } = tf.variableGrads(() => tf.mul(lossOf(xs, ys), n / batch) as tf.Scalar, vars);
+        // Free each pass's inputs and the previous partial sums now, not at the end of the tidy.
+        const next = start === 0 ? grads : Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.add(sum[k]!, g)]));
+        if (start > 0) tf.dispose([...Object.values(sum), ...Object.values(grads)]);
+        sum = next;
+        const total = tf.add(loss, value) as tf.Scalar;
+        tf.dispose([loss, value, xs, ys]);
+        loss = total;
+      }
+      return { loss, grads: sum };
+    });
   } catch (err) {
     releaseAbandonedTape();
-    throw err;
-  }
-}
-
-function passes<X extends tf.Tensor, Y extends tf.Tensor>(
-  lossOf: (x: X, y: Y) => tf.Scalar,
-  x: X,
-  y: Y,
-  micro: number,
-  vars: tf.Variable[],
-): { loss: tf.Scalar; grads: tf.NamedTensorMap } {
-  const batch = x.shape[0]!;
-  if (micro >= batch) {
-    const { value, grads } = tf.variableGrads(() => lossOf(x, y), vars);
-    return { loss: value, grads };
-  }
-  let loss: tf.Scalar = tf.scalar(0);
-  let sum: tf.NamedTensorMap = {};
-  try {
-    for (let start = 0; start < batch; start += micro) {
-      const n = Math.min(micro, batch - start);
-      const xs = tf.slice(x, [start], [n]) as X;
-      const ys = tf.slice(y, [start], [n]) as Y;
-      try {
-        const { value, grads } = tf.variableGrads(() => tf.mul(lossOf(xs, ys), n / batch) as tf.Scalar, vars);
-        if (start === 0) sum = grads;
-        else {
-          const next = Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.add(sum[k]!, g)]));
-          tf.dispose([...Object.values(sum), ...Object.values(grads)]);
-          sum = next;
-        }
-        const total = tf.add(loss, value) as tf.Scalar;
-        tf.dispose([loss, value]);
-        loss = total;
-      } finally {
-        tf.dispose([xs, ys]);
-      }
-    }
-    return { loss, grads: sum };
-  } catch (err) {
-    tf.dispose([loss, ...Object.values(sum)]);
     throw err;
   }
 }
