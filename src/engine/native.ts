@@ -343,12 +343,21 @@ export function fusedBatchNormTrain(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Ten
 export function fusedSgdEma(p: tf.Variable, g: tf.Tensor, v: tf.Variable, t: tf.Variable | undefined, s: { lr: number; momentum: number; weightDecay: number; ema: number; first: boolean }): boolean {
   if (!nativeFusedAvailable()) return false;
   const backend = tf.backend() as unknown as BackendWasm;
-  // In-place writes are safe only for buffers no other tensor shares.
-  for (const x of t ? [p, v, t] : [p, v]) if (backend.refCount(x.dataId) !== 1 || x.dtype !== 'float32') return false;
-  if (g.dtype !== 'float32' || g.size !== p.size) return false;
-  const o = (x: tf.Tensor): number => backend.dataIdMap.get(x.dataId)!.memoryOffset;
+  const o = inPlaceOffsets(backend, t ? [p, v, t] : [p, v], g);
+  if (!o) return false;
   addon!.sgdEma(heap(backend), Int32Array.from([o(p), o(g), o(v), t ? o(t) : 0, p.size, floatBits(s.lr), floatBits(s.momentum), floatBits(s.weightDecay), floatBits(s.ema), s.first ? 1 : 0, t ? 1 : 0]));
   return true;
+}
+
+/**
+ * The heap offset of a tensor, for optimiser kernels that write `owned` (parameter first) in place
+ * and read `g`: undefined unless every written buffer is float32 and shared with no other tensor
+ * (in-place writes are safe only then) and `g` matches the parameter.
+ */
+function inPlaceOffsets(backend: BackendWasm, owned: tf.Tensor[], g: tf.Tensor): ((x: tf.Tensor) => number) | undefined {
+  for (const x of owned) if (backend.refCount(x.dataId) !== 1 || x.dtype !== 'float32') return undefined;
+  if (g.dtype !== 'float32' || g.size !== owned[0]!.size) return undefined;
+  return (x) => backend.dataIdMap.get(x.dataId)!.memoryOffset;
 }
 
 /**
@@ -358,9 +367,8 @@ export function fusedSgdEma(p: tf.Variable, g: tf.Tensor, v: tf.Variable, t: tf.
 export function fusedAdam(p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.Variable, s: { lr: number; beta1: number; beta2: number; epsilon: number; c1: number; c2: number }): boolean {
   if (!nativeFusedAvailable() || !addon!.adam) return false;
   const backend = tf.backend() as unknown as BackendWasm;
-  for (const x of [p, m, v]) if (backend.refCount(x.dataId) !== 1 || x.dtype !== 'float32') return false;
-  if (g.dtype !== 'float32' || g.size !== p.size) return false;
-  const o = (x: tf.Tensor): number => backend.dataIdMap.get(x.dataId)!.memoryOffset;
+  const o = inPlaceOffsets(backend, [p, m, v], g);
+  if (!o) return false;
   addon!.adam(heap(backend), Int32Array.from([o(p), o(g), o(m), o(v), p.size, floatBits(s.lr), floatBits(s.beta1), floatBits(s.beta2), floatBits(s.epsilon), floatBits(s.c1), floatBits(s.c2)]));
   return true;
 }

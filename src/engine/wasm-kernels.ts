@@ -198,7 +198,8 @@ export function maxPoolGrad({ inputs, backend, attrs }: { inputs: tf.NamedTensor
 /** SplitV on the wasm heap in one pass (point 4); other dtypes keep the built-in kernel. */
 export function splitV({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: BackendWasm; attrs: Attrs }): Info[] {
   const x = inputs['x']!;
-  if (x.dtype !== 'float32' || !builtinSplitV) return builtinSplitV!.kernelFunc({ inputs, backend: backend as unknown as tf.KernelBackend, attrs: attrs as tf.NamedAttrMap }) as Info[];
+  // Registered only where the built-in kernel exists (registerWasmKernels).
+  if (x.dtype !== 'float32') return builtinSplitV!.kernelFunc({ inputs, backend: backend as unknown as tf.KernelBackend, attrs: attrs as tf.NamedAttrMap }) as Info[];
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, x.shape)[0]!;
   const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs['numOrSizeSplits'] as number | number[], axis);
   const outer = tf.util.sizeFromShape(x.shape.slice(0, axis));

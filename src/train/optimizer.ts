@@ -7,6 +7,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { fusedAdam, fusedSgdEma } from '../engine/native.js';
 
+/** A non-trainable zero variable shaped like `p` that alone owns its buffer (so fused kernels may write it in place). */
+function ownedZeros(p: tf.Variable): tf.Variable {
+  const zeros = tf.zerosLike(p);
+  const v = tf.variable(zeros, false);
+  zeros.dispose();
+  return v;
+}
+
 export class SgdMomentum {
   readonly momentum: number;
   readonly weightDecay: number;
@@ -30,11 +38,7 @@ export class SgdMomentum {
         const t = teacher?.params.get(name);
         if (teacher && !t) throw new Error(`parameter '${name}' has no teacher counterpart`);
         const first = !this.velocity.has(name);
-        if (first) {
-          const zeros = tf.zerosLike(p);
-          this.velocity.set(name, tf.variable(zeros, false));
-          zeros.dispose(); // the variable alone owns the buffer: the fused kernel may write it in place
-        }
+        if (first) this.velocity.set(name, ownedZeros(p));
         if (fusedSgdEma(p, g0, this.velocity.get(name)!, t, { lr, momentum: this.momentum, weightDecay: this.weightDecay, ema: teacher?.ema ?? 1, first })) continue;
         const g = this.weightDecay ? tf.add(g0, tf.mul(p, this.weightDecay)) : g0;
         const v = this.velocity.get(name)!;
@@ -115,12 +119,7 @@ export class Adam {
 
   private state(map: Map<string, tf.Variable>, p: tf.Variable): tf.Variable {
     let s = map.get(p.name);
-    if (!s) {
-      const zeros = tf.zerosLike(p);
-      s = tf.variable(zeros, false);
-      zeros.dispose(); // the variable alone owns the buffer, so it can be updated in place
-      map.set(p.name, s);
-    }
+    if (!s) map.set(p.name, (s = ownedZeros(p)));
     return s;
   }
 

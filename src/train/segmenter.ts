@@ -297,28 +297,28 @@ async function trainUNet(backbone: ResNet, train: LabelledImage[], val: Labelled
     const features = backbone.forwardFeatures(x, { training: !frozen });
     return segmentationLoss(unet.decode(features, { training: true }), y);
   };
+  /** One step's gradients; a pass that runs out of heap is retried in halves (unless the user fixed its size). */
+  const gradients = (x: tf.Tensor4D, y: tf.Tensor4D): { loss: tf.Scalar; grads: tf.NamedTensorMap } => {
+    for (;;) {
+      try {
+        return accumulatedGradients(lossOf, x, y, micro, trainable);
+      } catch (err) {
+        if (!isOutOfWasmMemory(err) || o.microBatch !== undefined || micro === 1) throw err;
+        const failed = micro;
+        micro = Math.ceil(micro / 2);
+        o.onNotice?.(`a pass of ${failed} images at ${size} px does not fit in the 4 GiB wasm heap: each step of ${batch} now accumulates the gradients of ${Math.ceil(batch / micro)} passes of ${micro} (--micro-batch sets this)`);
+      }
+    }
+  };
   const step = async (): Promise<number> => {
     const { x, y } = stream.next(batch);
     try {
-      for (;;) {
-        let result;
-        try {
-          result = accumulatedGradients(lossOf, x, y, micro, trainable);
-        } catch (err) {
-          // Out of heap: split the batch into smaller passes (unless the user fixed their size).
-          if (!isOutOfWasmMemory(err) || o.microBatch !== undefined || micro === 1) throw err;
-          const failed = micro;
-          micro = Math.ceil(micro / 2);
-          o.onNotice?.(`a pass of ${failed} images at ${size} px does not fit in the 4 GiB wasm heap: each step of ${batch} now accumulates the gradients of ${Math.ceil(batch / micro)} passes of ${micro} (--micro-batch sets this)`);
-          continue;
-        }
-        const { loss, grads } = result;
-        decoderOpt.applyGradients(decoderVars, grads);
-        encoderOpt?.applyGradients(encoderVars, grads);
-        const value = (await loss.data())[0]!;
-        tf.dispose([loss, ...Object.values(grads)]);
-        return value;
-      }
+      const { loss, grads } = gradients(x, y);
+      decoderOpt.applyGradients(decoderVars, grads);
+      encoderOpt?.applyGradients(encoderVars, grads);
+      const value = (await loss.data())[0]!;
+      tf.dispose([loss, ...Object.values(grads)]);
+      return value;
     } finally {
       tf.dispose([x, y]);
     }
