@@ -8,7 +8,10 @@
  *   npm run bench                                  # workloads a and b on wasm
  *   npm run bench -- --workload a --with-torch     # also the PyTorch reference, and the ratio
  *   npm run bench -- --workload a --profile        # time per kernel for one step
- *   npm run bench -- --backend webgpu
+ *   npm run bench -- --backend webgpu              # also kernels (dispatches) and host time per step
+ *   npm run bench -- --backend webgpu --workload a --size 32 --batch 2 --defer-submit   # host time of (a)'s graph
+ *     (--defer-submit: one queue submit per read-back, so that a CPU driver such as lavapipe does not
+ *     run earlier kernels on the same cores while the step's JavaScript is timed)
  *   npm run bench -- --workload cpu --contend --with-torch   # also with another process busy on one core
  *   npm run bench -- --workload cpu --threads 1              # the native kernels on one thread
  *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
@@ -26,6 +29,7 @@ import { useBackend, type BackendName } from '../src/engine/backend.js';
 import { Encoder } from '../src/models/encoder.js';
 import { MemoryQueue } from '../src/ssl/queue.js';
 import { Adam, SgdMomentum } from '../src/train/optimizer.js';
+import { webGpuInPlaceDispatches } from '../src/engine/webgpu-inplace.js';
 import { adamStep } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
@@ -81,6 +85,8 @@ const { values } = parseArgs({
     threads: { type: 'string' },
     contend: { type: 'boolean', default: false },
     batch: { type: 'string' },
+    size: { type: 'string' },
+    'defer-submit': { type: 'boolean', default: false },
     'micro-batch': { type: 'string' },
     data: { type: 'string', default: path.join(import.meta.dirname, '..', '..', 'shared', 'data', 'wingspan_ctr') },
     seeds: { type: 'string', default: '1' },
@@ -187,12 +193,58 @@ async function runOptimizers(w: Workload): Promise<void> {
   backbone.dispose();
 }
 
+interface GpuStepStats {
+  /** Dispatches recorded in the step: TF.js's kernels and Eden's fused optimiser kernels. */
+  kernels: number;
+  fused: number;
+  /** Seconds the step's JavaScript ran (encoding the kernels), and seconds it waited for read-backs. */
+  hostS: number;
+  waitS: number;
+}
+
+/**
+ * Counts the webgpu backend's dispatches and times its read-backs (TF.js internals, bench only):
+ * host time = the step's wall time minus the time spent waiting for the GPU's results.
+ */
+function watchWebGpu(): { reset(): void; read(stepS: number): GpuStepStats; restore(): void } {
+  const b = tf.backend() as unknown as { recordAndSubmit: (...a: unknown[]) => unknown; read: (...a: unknown[]) => Promise<unknown> };
+  const [record, read] = [b.recordAndSubmit, b.read];
+  let [kernels, waitMs, fused0] = [0, 0, webGpuInPlaceDispatches()];
+  b.recordAndSubmit = function (this: unknown, ...a: unknown[]) {
+    kernels++;
+    return record.apply(this, a);
+  };
+  b.read = async function (this: unknown, ...a: unknown[]) {
+    const t0 = performance.now();
+    try {
+      return await read.apply(this, a);
+    } finally {
+      waitMs += performance.now() - t0;
+    }
+  };
+  return {
+    reset: () => {
+      [kernels, waitMs, fused0] = [0, 0, webGpuInPlaceDispatches()];
+    },
+    read: (stepS) => {
+      const fused = webGpuInPlaceDispatches() - fused0;
+      return { kernels: kernels + fused, fused, hostS: stepS - waitMs / 1000, waitS: waitMs / 1000 };
+    },
+    restore: () => {
+      b.recordAndSubmit = record;
+      b.read = read;
+    },
+  };
+}
+
 async function runChild(w: Workload): Promise<void> {
   const backend = values.backend as BackendName;
   await useBackend(backend);
+  if (values['defer-submit']) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', 1e9);
   if (w.kind === 'evaluate') return runEvaluation();
   if (w.kind === 'optimizer') return runOptimizers(w);
   if (values.batch) w = { ...w, batch: Number(values.batch) };
+  if (values.size) w = { ...w, size: Number(values.size) };
   if (w.kind === 'segment' || w.kind === 'finetune') {
     const median = await runSegmentation(w);
     console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, ...(values['micro-batch'] ? { micro_batch: Number(values['micro-batch']) } : {}), step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
@@ -206,20 +258,29 @@ async function runChild(w: Workload): Promise<void> {
   const optimizer = new SgdMomentum({ momentum: 0.9, weightDecay: 1e-4 });
   const settings = { temperature: 0.2, pruneThreshold: 0.8, momentum: 0.999, learningRate: (0.03 * w.batch) / 256 };
   const times: number[] = [];
+  const gpu: GpuStepStats[] = [];
   const steps = Number(values.steps);
   const warmup = Number(values.warmup);
+  const stats = backend === 'webgpu' ? watchWebGpu() : undefined;
   for (let i = 0; i < warmup + steps; i++) {
     const queries = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i) as tf.Tensor4D;
     const keys = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i + 1) as tf.Tensor4D;
     await tf.ready();
+    stats?.reset();
     const t0 = performance.now();
     await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings); // reads the loss back: synchronised
+    await student.trainableVariables().values().next().value!.data(); // the optimiser's dispatches too
     const dt = (performance.now() - t0) / 1000;
-    if (i >= warmup) times.push(dt);
+    if (i >= warmup) {
+      times.push(dt);
+      if (stats) gpu.push(stats.read(dt));
+    }
     tf.dispose([queries, keys]);
   }
+  stats?.restore();
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)]!;
+  const medianOf = (f: (s: GpuStepStats) => number): number => gpu.map(f).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!;
   const line = {
     engine: `eden-tfjs-${tf.version.tfjs}-${backend}`,
     workload: w.name,
@@ -231,6 +292,15 @@ async function runChild(w: Workload): Promise<void> {
     step_s_median: Number(median.toFixed(4)),
     images_per_s: Number((w.batch / median).toFixed(3)),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    ...(gpu.length
+      ? {
+          kernels_per_step: medianOf((s) => s.kernels),
+          fused_optimizer_kernels: medianOf((s) => s.fused),
+          host_s_per_step: Number(medianOf((s) => s.hostS).toFixed(4)),
+          ...(values['defer-submit'] ? { deferred_submit: true } : {}),
+          gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)),
+        }
+      : {}),
   };
   console.log(JSON.stringify(line));
   if (values.profile) {
@@ -275,8 +345,9 @@ if (values.child) {
   for (const name of names) {
     const w = WORKLOADS[name];
     if (!w) throw new Error(`unknown workload '${name}': expected one of ${Object.keys(WORKLOADS).join(', ')}`);
-    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!, ...(values.batch ? ['--batch', values.batch] : []), ...(values['micro-batch'] ? ['--micro-batch', values['micro-batch']] : []), '--data', values.data!, '--seeds', values.seeds!];
+    const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!, ...(values.batch ? ['--batch', values.batch] : []), ...(values.size ? ['--size', values.size] : []), ...(values['micro-batch'] ? ['--micro-batch', values['micro-batch']] : []), '--data', values.data!, '--seeds', values.seeds!];
     if (values.profile) args.push('--profile');
+    if (values['defer-submit']) args.push('--defer-submit');
     const stopContender = values.contend ? contender() : undefined;
     const env = { ...process.env, ...(values.threads ? { EDEN_THREADS: values.threads } : {}) };
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });

@@ -48,9 +48,21 @@ convCases.push({
 
 const otherCases: OpCase[] = [
   {
-    name: 'batch norm (train; fused native kernel when active)',
+    name: 'batch norm (train; the fused kernel on wasm with native kernels, and on webgpu)',
     specs: [{ shape: [4, 5, 6, 7], scale: 2, shift: 0.5 }, { shape: [7] }, { shape: [7] }],
     fn: (x, g, b) => batchNormTrain(x as tf.Tensor4D, g!, b!).y,
+  },
+  {
+    // 70 channels: three 32-channel tiles of the webgpu reductions, the last one partial.
+    name: 'batch norm (train), 70 channels',
+    specs: [{ shape: [3, 7, 9, 70], scale: 2, shift: 0.5 }, { shape: [70] }, { shape: [70] }],
+    fn: (x, g, b) => batchNormTrain(x as tf.Tensor4D, g!, b!).y,
+  },
+  {
+    // Fused into the batch norm on webgpu (forward max, backward mask recomputed from x).
+    name: 'batch norm + ReLU (train), 70 channels',
+    specs: [{ shape: [3, 7, 9, 70], scale: 2, shift: 0.5 }, { shape: [70] }, { shape: [70] }],
+    fn: (x, g, b) => batchNormTrain(x as tf.Tensor4D, g!, b!, 1e-5, true).y,
   },
   {
     name: 'batch norm (train, from primitives)',

@@ -291,11 +291,12 @@ function floatBits(x: number): number {
 }
 
 export const FUSED_BATCH_NORM = 'EdenBatchNormTrain';
-const FUSED_BATCH_NORM_GRAD = 'EdenBatchNormTrainGrad';
+export const FUSED_BATCH_NORM_GRAD = 'EdenBatchNormTrainGrad';
 
 /** x [..., C], gamma [C], beta [C] -> [y, mean, variance] (biased), one pass over memory each. */
 function batchNormForward(args: KernelArgs): Info[] {
   const { inputs, backend, attrs } = args;
+  if (attrs['relu']) throw new Error('the native batch-norm kernel has no fused ReLU (layers.ts fuses it on webgpu only)');
   const x = inputs['x']!;
   const c = x.shape[x.shape.length - 1]!;
   const y = backend.makeOutput(x.shape, 'float32');
@@ -321,6 +322,34 @@ function batchNormBackward(args: KernelArgs): Info[] {
   return [dx, dgamma, dbeta];
 }
 
+let gradientRegistered = false;
+
+/**
+ * The gradient of FUSED_BATCH_NORM, for every backend that registers the kernel pair (the native
+ * kernels here, WGSL programs in webgpu-batchnorm.ts); idempotent.
+ */
+export function registerFusedBatchNormGradient(): void {
+  if (gradientRegistered) return;
+  gradientRegistered = true;
+  tf.registerGradient({
+    kernelName: FUSED_BATCH_NORM,
+    inputsToSave: ['x', 'gamma', 'beta'],
+    outputsToSave: [false, true, true],
+    gradFunc: (dys, saved, attrs) => {
+      const [x, gamma, beta, mean, variance] = saved as tf.Tensor[];
+      const [dy, dmean, dvariance] = (Array.isArray(dys) ? dys : [dys]) as (tf.Tensor | null)[];
+      const [dx, dgamma, dbeta] = tf.engine().runKernel(FUSED_BATCH_NORM_GRAD, { x, gamma, beta, mean, variance, dy: dy ?? tf.zerosLike(x!) } as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as tf.Tensor[];
+      // Gradients reaching the statistics outputs (none in training, where they only feed the
+      // running averages): d mean / dx = 1/rows, d var / dx = 2 (x - mean) / rows.
+      const rows = x!.size / x!.shape[x!.shape.length - 1]!;
+      let dxTotal = dx!;
+      if (dmean) dxTotal = tf.add(dxTotal, tf.div(dmean, rows));
+      if (dvariance) dxTotal = tf.add(dxTotal, tf.mul(tf.sub(x!, mean!), tf.div(tf.mul(dvariance, 2), rows)));
+      return { x: () => dxTotal, gamma: () => dgamma!, beta: () => dbeta! };
+    },
+  });
+}
+
 /** True when the fused kernels below can run: the wasm backend is active with the addon. */
 export function nativeFusedAvailable(): boolean {
   return registered && tf.getBackend() === 'wasm';
@@ -330,8 +359,10 @@ export function nativeFusedAvailable(): boolean {
  * Training-mode batch norm as one native kernel with a native gradient (saves x and the
  * statistics only: less memory and time than the version built from primitives).
  */
-export function fusedBatchNormTrain(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
-  const [y, mean, variance] = tf.engine().runKernel(FUSED_BATCH_NORM, { x, gamma, beta } as unknown as tf.NamedTensorMap, { epsilon } as unknown as tf.NamedAttrMap) as tf.Tensor[];
+export function fusedBatchNormTrain(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number, relu = false): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
+  // `relu` (y = max(0, bn(x)), its gradient masked alike) only where the kernel supports it: webgpu.
+  const attrs = relu ? { epsilon, relu } : { epsilon };
+  const [y, mean, variance] = tf.engine().runKernel(FUSED_BATCH_NORM, { x, gamma, beta } as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   return { y: y!, mean: mean!, variance: variance! };
 }
 
@@ -406,23 +437,7 @@ export function registerNativeKernels(): boolean {
   }
   tf.registerKernel({ kernelName: FUSED_BATCH_NORM, backendName: 'wasm', kernelFunc: batchNormForward as unknown as tf.KernelFunc });
   tf.registerKernel({ kernelName: FUSED_BATCH_NORM_GRAD, backendName: 'wasm', kernelFunc: batchNormBackward as unknown as tf.KernelFunc });
-  tf.registerGradient({
-    kernelName: FUSED_BATCH_NORM,
-    inputsToSave: ['x', 'gamma'],
-    outputsToSave: [false, true, true],
-    gradFunc: (dys, saved, attrs) => {
-      const [x, gamma, mean, variance] = saved as tf.Tensor[];
-      const [dy, dmean, dvariance] = (Array.isArray(dys) ? dys : [dys]) as (tf.Tensor | null)[];
-      const [dx, dgamma, dbeta] = tf.engine().runKernel(FUSED_BATCH_NORM_GRAD, { x, gamma, mean, variance, dy: dy ?? tf.zerosLike(x!) } as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as tf.Tensor[];
-      // Gradients reaching the statistics outputs (none in training, where they only feed the
-      // running averages): d mean / dx = 1/rows, d var / dx = 2 (x - mean) / rows.
-      const rows = x!.size / x!.shape[x!.shape.length - 1]!;
-      let dxTotal = dx!;
-      if (dmean) dxTotal = tf.add(dxTotal, tf.div(dmean, rows));
-      if (dvariance) dxTotal = tf.add(dxTotal, tf.mul(tf.sub(x!, mean!), tf.div(tf.mul(dvariance, 2), rows)));
-      return { x: () => dxTotal, gamma: () => dgamma!, beta: () => dbeta! };
-    },
-  });
+  registerFusedBatchNormGradient();
   registered = true;
   return true;
 }

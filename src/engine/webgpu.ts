@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
 import { registerWebGpuKernels } from './wasm-kernels.js';
+import { registerWebGpuBatchNorm } from './webgpu-batchnorm.js';
 
 let ready: Promise<void> | undefined;
 let adapterDescription: string | undefined;
@@ -89,6 +90,7 @@ export async function initWebGpu(): Promise<void> {
     adapterDescription = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
     await import('@tensorflow/tfjs-backend-webgpu');
     registerWebGpuKernels();
+    registerWebGpuBatchNorm();
     // ENGINE.md bug 5: split-K matmul with a transposed second operand gives wrong values on every
     // driver. Program type 3 is the plain tiled matmul.
     tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', 3);

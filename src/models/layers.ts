@@ -6,6 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../core/rng.js';
 import { fusedBatchNormTrain, nativeFusedAvailable } from '../engine/native.js';
+import { webGpuBatchNormAvailable } from '../engine/webgpu-batchnorm.js';
+import { webGpuRunningStats } from '../engine/webgpu-inplace.js';
 
 /** A flat, ordered set of named variables: trainable parameters and buffers (BN statistics). */
 export class ParameterStore {
@@ -125,7 +127,7 @@ export interface ForwardContext {
  * full size (ENGINE.md, point 4). In training the running statistics are updated in place, with the
  * unbiased variance as PyTorch does.
  */
-export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, ctx: ForwardContext, eps = 1e-5): tf.Tensor4D {
+export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, ctx: ForwardContext, eps = 1e-5, relu = false): tf.Tensor4D {
   const gamma = store.get(`${name}.weight`);
   const beta = store.get(`${name}.bias`);
   if (!ctx.training) {
@@ -135,20 +137,30 @@ export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, c
     // vectors are folded first.
     const scale = tf.mul(gamma, tf.rsqrt(tf.add(variance, eps)));
     const shift = tf.sub(beta, tf.mul(mean, scale));
-    return tf.add(tf.mul(x, scale), shift) as tf.Tensor4D;
+    const y = tf.add(tf.mul(x, scale), shift) as tf.Tensor4D;
+    return relu ? tf.relu(y) : y;
   }
-  const { y, mean, variance } = batchNormTrain(x, gamma, beta, eps);
+  const { y, mean, variance } = batchNormTrain(x, gamma, beta, eps, relu);
   if (ctx.updateStats !== false) updateRunningStats(store, name, mean, variance, x.size / x.shape[3], ctx.bnMomentum ?? 0.1);
   return y;
 }
 
-/** The training-mode batch norm itself: y = (x - mean) * rsqrt(var + eps) * gamma + beta. */
-export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5): { y: tf.Tensor4D; mean: tf.Tensor; variance: tf.Tensor } {
-  if (nativeFusedAvailable()) {
-    const r = fusedBatchNormTrain(x, gamma, beta, eps);
+/** relu(batchNorm(...)): one kernel where the backend fuses them (webgpu), the two ops otherwise. */
+export function batchNormRelu(store: ParameterStore, name: string, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
+  return batchNorm(store, name, x, ctx, 1e-5, true);
+}
+
+/**
+ * The training-mode batch norm itself: y = (x - mean) * rsqrt(var + eps) * gamma + beta, with
+ * `relu`, max(0, y) (mean and variance are those of x either way).
+ */
+export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5, relu = false): { y: tf.Tensor4D; mean: tf.Tensor; variance: tf.Tensor } {
+  if (webGpuBatchNormAvailable()) {
+    const r = fusedBatchNormTrain(x, gamma, beta, eps, relu);
     return { y: r.y as tf.Tensor4D, mean: r.mean, variance: r.variance };
   }
-  return batchNormFromPrimitives(x, gamma, beta, eps);
+  const r = nativeFusedAvailable() ? fusedBatchNormTrain(x, gamma, beta, eps) : batchNormFromPrimitives(x, gamma, beta, eps);
+  return { y: (relu ? tf.relu(r.y) : r.y) as tf.Tensor4D, mean: r.mean, variance: r.variance };
 }
 
 /** The same computation from broadcast primitives, for backends without the fused kernel. */
@@ -163,6 +175,7 @@ export function batchNormFromPrimitives(x: tf.Tensor4D, gamma: tf.Tensor, beta: 
 function updateRunningStats(store: ParameterStore, name: string, mean: tf.Tensor, variance: tf.Tensor, count: number, momentum: number): void {
   const runningMean = store.get(`${name}.running_mean`);
   const runningVar = store.get(`${name}.running_var`);
+  if (webGpuRunningStats(runningMean, runningVar, mean, variance, momentum, count / Math.max(1, count - 1))) return;
   tf.tidy(() => {
     const unbiased = tf.mul(variance, count / Math.max(1, count - 1));
     runningMean.assign(tf.add(tf.mul(runningMean, 1 - momentum), tf.mul(mean, momentum)));

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedAdam, fusedSgdEma } from '../engine/native.js';
+import { webGpuAdam, webGpuSgdEma } from '../engine/webgpu-inplace.js';
 
 /** A non-trainable zero variable shaped like `p` that alone owns its buffer (so fused kernels may write it in place). */
 function ownedZeros(p: tf.Variable): tf.Variable {
@@ -20,6 +21,8 @@ export class SgdMomentum {
   readonly weightDecay: number;
   /** Velocity per parameter name. */
   readonly velocity = new Map<string, tf.Variable>();
+  /** Parameter updates done in place (one fused kernel) / with tensor ops (for tests and profiling). */
+  readonly counts = { inPlace: 0, tensorOps: 0 };
 
   constructor(args: { momentum: number; weightDecay: number }) {
     this.momentum = args.momentum;
@@ -28,7 +31,8 @@ export class SgdMomentum {
 
   /**
    * One step over `params`; with `teacher` and `ema`, also the teacher's EMA update of each
-   * parameter right after it (fused into one pass over memory by the native kernels when active).
+   * parameter right after it (fused into one pass over memory by the native kernels when active, and
+   * into one dispatch per parameter on webgpu).
    */
   step(params: Map<string, tf.Variable>, grads: Map<string, tf.Tensor>, lr: number, teacher?: { params: Map<string, tf.Variable>; ema: number }): void {
     tf.tidy(() => {
@@ -39,7 +43,12 @@ export class SgdMomentum {
         if (teacher && !t) throw new Error(`parameter '${name}' has no teacher counterpart`);
         const first = !this.velocity.has(name);
         if (first) this.velocity.set(name, ownedZeros(p));
-        if (fusedSgdEma(p, g0, this.velocity.get(name)!, t, { lr, momentum: this.momentum, weightDecay: this.weightDecay, ema: teacher?.ema ?? 1, first })) continue;
+        const settings = { lr, momentum: this.momentum, weightDecay: this.weightDecay, ema: teacher?.ema ?? 1, first };
+        if (fusedSgdEma(p, g0, this.velocity.get(name)!, t, settings) || webGpuSgdEma(p, g0, this.velocity.get(name)!, t, settings)) {
+          this.counts.inPlace++;
+          continue;
+        }
+        this.counts.tensorOps++;
         const g = this.weightDecay ? tf.add(g0, tf.mul(p, this.weightDecay)) : g0;
         const v = this.velocity.get(name)!;
         // PyTorch initialises the buffer to the first gradient.
@@ -103,7 +112,8 @@ export class Adam {
         if (!g) continue;
         const m = this.state(this.m, p);
         const v = this.state(this.v, p);
-        if (fusedAdam(p, g, m, v, { lr: this.learningRate, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, c1, c2 })) {
+        const settings = { lr: this.learningRate, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, c1, c2 };
+        if (fusedAdam(p, g, m, v, settings) || webGpuAdam(p, g, m, v, settings)) {
           this.counts.inPlace++;
           continue;
         }

@@ -1,0 +1,225 @@
+/**
+ * In-place update kernels on the webgpu backend (issue 13: fewer, larger kernels): the optimisers
+ * and batch norm's running statistics.
+ *
+ * TF.js runs an optimiser as tensor ops: SGD with weight decay and the EMA teacher is 9 dispatches
+ * per parameter (mul, add, mul, add, mul, sub, mul, mul, add), Adam about 12, each with its own
+ * JavaScript for shapes, uniforms, bind groups and a fresh output buffer. Here one WGSL dispatch per
+ * parameter reads the gradient and updates the parameter, its optimiser state and (SGD) its teacher
+ * in place, as the native CPU kernels do (engine/native.ts).
+ *
+ * The dispatch is recorded into TF.js's own command encoder and compute pass, so it is ordered with
+ * the ops around it exactly as a TF.js kernel would be; the buffers it touches are marked as owned by
+ * the pending command queue, so that a tensor disposed meanwhile keeps its buffer until the submit
+ * (TF.js's rule for its own dispatches).
+ *
+ * In-place writes are safe only when no other tensor shares a buffer (a clone shares its source's
+ * until either is reassigned): then the caller falls back to tensor ops. EDEN_WEBGPU_FUSED=0 turns
+ * the fused kernels off (tensor ops throughout: an escape hatch, and the benchmark's "before").
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** The parts of TF.js's WebGPUBackend (4.22) used here; not public API, so checked at first use. */
+interface WebGpuBackendInternals {
+  device: GPUDevice;
+  queue: GPUQueue;
+  tensorMap: { get(dataId: object): { resource?: unknown } | undefined };
+  refCount(dataId: object): number;
+  uploadToGPU(dataId: object): void;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  commandEncoder: GPUCommandEncoder | null;
+  computePassEncoder: GPUComputePassEncoder | null;
+  commandQueueOwnedIds: WeakSet<object>;
+  dispatchCountInPass: number;
+  uniformPendingDisposal: GPUBuffer[];
+  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
+}
+
+const WORKGROUP = 256;
+/** Workgroups per dispatch at most (WebGPU guarantees 65535 per dimension); larger tensors loop. */
+const MAX_WORKGROUPS = 4096;
+
+// p <- p - lr v with v <- mu v + (g + wd p) (PyTorch's SGD; v = g + wd p on the first step), then
+// t <- ema t + (1 - ema) p. The order of operations is that of the tensor-op path, so that both
+// round alike.
+const SGD_EMA = (teacher: boolean) => /* wgsl */ `
+struct S { lr: f32, mu: f32, wd: f32, ema: f32, first: u32 }
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> v: array<f32>;
+${teacher ? '@group(0) @binding(4) var<storage, read_write> t: array<f32>;' : ''}
+@group(0) @binding(3) var<uniform> s: S;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = arrayLength(&p);
+  for (var i = gid.x; i < n; i += nwg.x * ${WORKGROUP}u) {
+    let pi = p[i];
+    let gi = g[i] + pi * s.wd;
+    var vi = gi;
+    if (s.first == 0u) { vi = v[i] * s.mu + gi; }
+    v[i] = vi;
+    let pn = pi - vi * s.lr;
+    p[i] = pn;
+    ${teacher ? 't[i] = t[i] * s.ema + pn * (1.0 - s.ema);' : ''}
+  }
+}`;
+
+// TF.js's Adam (see train/optimizer.ts): m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
+// p <- p - lr (m / c1) / (sqrt(v / c2) + eps).
+const ADAM = /* wgsl */ `
+struct S { lr: f32, b1: f32, b2: f32, eps: f32, c1: f32, c2: f32 }
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;
+@group(0) @binding(3) var<uniform> s: S;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = arrayLength(&p);
+  for (var i = gid.x; i < n; i += nwg.x * ${WORKGROUP}u) {
+    let gi = g[i];
+    let mi = m[i] * s.b1 + gi * (1.0 - s.b1);
+    let vi = v[i] * s.b2 + (gi * gi) * (1.0 - s.b2);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] - ((mi / s.c1) / (sqrt(vi / s.c2) + s.eps)) * s.lr;
+  }
+}`;
+
+const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+let dispatches = 0;
+
+/** In-place update dispatches recorded so far (for benchmarks and tests). */
+export function webGpuInPlaceDispatches(): number {
+  return dispatches;
+}
+
+function backendInternals(): WebGpuBackendInternals | undefined {
+  if (tf.getBackend() !== 'webgpu' || process.env['EDEN_WEBGPU_FUSED'] === '0') return undefined;
+  const b = tf.backend() as unknown as Partial<WebGpuBackendInternals>;
+  // A TF.js version whose internals differ: use tensor ops rather than guess.
+  if (!b.device || !b.tensorMap || typeof b.uploadToGPU !== 'function' || typeof b.ensureCommandEncoderReady !== 'function' || !b.commandQueueOwnedIds) return undefined;
+  return b as WebGpuBackendInternals;
+}
+
+function pipeline(device: GPUDevice, key: string, code: string): GPUComputePipeline {
+  let cache = pipelines.get(device);
+  if (!cache) pipelines.set(device, (cache = new Map()));
+  let p = cache.get(key);
+  if (!p) {
+    p = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
+    cache.set(key, p);
+  }
+  return p;
+}
+
+/**
+ * The GPU buffers of `owned` (written in place; the parameter first) and `read`, or undefined when
+ * an in-place write is not safe: a written tensor shares its buffer or is not float32, or the sizes
+ * differ.
+ */
+function buffers(b: WebGpuBackendInternals, owned: tf.Tensor[], ...read: tf.Tensor[]): GPUBuffer[] | undefined {
+  const n = owned[0]!.size;
+  for (const x of owned) if (b.refCount(x.dataId) !== 1 || x.dtype !== 'float32' || x.size !== n) return undefined;
+  for (const x of read) if (x.dtype !== 'float32' || x.size !== n || n === 0) return undefined;
+  const all = [...owned, ...read];
+  if (new Set(all.map((x) => x.dataId)).size !== all.length) return undefined;
+  for (const x of all) b.uploadToGPU(x.dataId);
+  const out = all.map((x) => b.tensorMap.get(x.dataId)?.resource);
+  if (!out.every((r) => r instanceof GPUBuffer)) return undefined;
+  return out as GPUBuffer[];
+}
+
+/** Record one dispatch over `n` elements into TF.js's pending compute pass. */
+function record(b: WebGpuBackendInternals, pipe: GPUComputePipeline, bound: GPUBuffer[], n: number, scalars: ArrayBuffer, tensors: tf.Tensor[]): void {
+  const uniforms = b.bufferManager.acquireBuffer(scalars.byteLength, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
+  b.queue.writeBuffer(uniforms, 0, scalars);
+  b.uniformPendingDisposal.push(uniforms);
+  // Bindings 0-2 and 4 are tensors (explicit sizes: pooled buffers may be larger), 3 the scalars.
+  const slots = [0, 1, 2, 4];
+  const entries: GPUBindGroupEntry[] = bound.map((buffer, i) => ({ binding: slots[i]!, resource: { buffer, offset: 0, size: n * 4 } }));
+  entries.push({ binding: 3, resource: { buffer: uniforms, offset: 0, size: scalars.byteLength } });
+  const bindGroup = b.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
+  for (const t of tensors) b.commandQueueOwnedIds.add(t.dataId);
+  b.ensureCommandEncoderReady();
+  b.computePassEncoder ??= b.commandEncoder!.beginComputePass({});
+  b.computePassEncoder.setPipeline(pipe);
+  b.computePassEncoder.setBindGroup(0, bindGroup);
+  b.computePassEncoder.dispatchWorkgroups(Math.min(Math.ceil(n / WORKGROUP), MAX_WORKGROUPS));
+  dispatches++;
+  b.dispatchCountInPass++;
+  // TF.js submits every WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches; keep to its rhythm.
+  if ((tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number) <= b.dispatchCountInPass) {
+    b.endComputePassEncoder();
+    b.submitQueue();
+  }
+}
+
+/**
+ * SGD with momentum and weight decay, then the teacher's EMA, for one parameter in one dispatch, in
+ * place. Returns false (nothing done) when not on webgpu or not safe in place.
+ */
+export function webGpuSgdEma(p: tf.Variable, g: tf.Tensor, v: tf.Variable, t: tf.Variable | undefined, s: { lr: number; momentum: number; weightDecay: number; ema: number; first: boolean }): boolean {
+  const b = backendInternals();
+  if (!b) return false;
+  const teacher = t !== undefined && s.ema !== 1;
+  const owned = teacher ? [p, v, t] : [p, v];
+  const bufs = buffers(b, owned, g);
+  if (!bufs) return false;
+  // Bind order: p, g, v, (t).
+  const bound = teacher ? [bufs[0]!, bufs[3]!, bufs[1]!, bufs[2]!] : [bufs[0]!, bufs[2]!, bufs[1]!];
+  const scalars = new ArrayBuffer(32);
+  new Float32Array(scalars, 0, 4).set([s.lr, s.momentum, s.weightDecay, s.ema]);
+  new Uint32Array(scalars, 16, 1)[0] = s.first ? 1 : 0;
+  const key = teacher ? 'sgd-ema' : 'sgd';
+  record(b, pipeline(b.device, key, SGD_EMA(teacher)), bound, p.size, scalars, [...owned, g]);
+  return true;
+}
+
+/** TF.js-semantics Adam for one parameter in one dispatch, in place (see webGpuSgdEma). */
+export function webGpuAdam(p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.Variable, s: { lr: number; beta1: number; beta2: number; epsilon: number; c1: number; c2: number }): boolean {
+  const b = backendInternals();
+  if (!b) return false;
+  const bufs = buffers(b, [p, m, v], g);
+  if (!bufs) return false;
+  const scalars = new ArrayBuffer(32);
+  new Float32Array(scalars, 0, 6).set([s.lr, s.beta1, s.beta2, s.epsilon, s.c1, s.c2]);
+  record(b, pipeline(b.device, 'adam', ADAM), [bufs[0]!, bufs[3]!, bufs[1]!, bufs[2]!], p.size, scalars, [p, m, v, g]);
+  return true;
+}
+
+// Batch norm's running averages, PyTorch's rule (layers.ts): r <- (1 - m) r + m s, with the
+// unbiased variance for the running variance.
+const RUNNING_STATS = /* wgsl */ `
+struct S { keep: f32, momentum: f32, unbias: f32 }
+@group(0) @binding(0) var<storage, read_write> rm: array<f32>;
+@group(0) @binding(1) var<storage, read> mean: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rv: array<f32>;
+@group(0) @binding(4) var<storage, read> variance: array<f32>;
+@group(0) @binding(3) var<uniform> s: S;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = arrayLength(&rm);
+  for (var i = gid.x; i < n; i += nwg.x * ${WORKGROUP}u) {
+    rm[i] = rm[i] * s.keep + mean[i] * s.momentum;
+    rv[i] = rv[i] * s.keep + (variance[i] * s.unbias) * s.momentum;
+  }
+}`;
+
+/**
+ * Batch norm's running mean and variance updated in place in one dispatch (7 tensor ops otherwise).
+ * `unbias` = count / (count - 1) turns the batch's biased variance into the unbiased one. Returns
+ * false (nothing done) when not on webgpu or not safe in place.
+ */
+export function webGpuRunningStats(runningMean: tf.Variable, runningVar: tf.Variable, mean: tf.Tensor, variance: tf.Tensor, momentum: number, unbias: number): boolean {
+  const b = backendInternals();
+  if (!b) return false;
+  const bufs = buffers(b, [runningMean, runningVar], mean, variance);
+  if (!bufs) return false;
+  const scalars = new ArrayBuffer(16);
+  new Float32Array(scalars, 0, 3).set([1 - momentum, momentum, unbias]);
+  record(b, pipeline(b.device, 'running-stats', RUNNING_STATS), [bufs[0]!, bufs[2]!, bufs[1]!, bufs[3]!], runningMean.size, scalars, [runningMean, runningVar, mean, variance]);
+  return true;
+}
