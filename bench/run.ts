@@ -12,6 +12,7 @@
  *   npm run bench -- --backend webgpu --workload a --size 32 --batch 2 --defer-submit   # host time of (a)'s graph
  *     (--defer-submit: one queue submit per read-back, so that a CPU driver such as lavapipe does not
  *     run earlier kernels on the same cores while the step's JavaScript is timed)
+ *   npm run bench -- --backend webgpu --workload a --replay   # steps after the first captured and replayed
  *   npm run bench -- --workload cpu --contend --with-torch   # also with another process busy on one core
  *   npm run bench -- --workload cpu --threads 1              # the native kernels on one thread
  *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
@@ -30,7 +31,7 @@ import { Encoder } from '../src/models/encoder.js';
 import { MemoryQueue } from '../src/ssl/queue.js';
 import { Adam, SgdMomentum } from '../src/train/optimizer.js';
 import { webGpuInPlaceDispatches } from '../src/engine/webgpu-inplace.js';
-import { adamStep } from '../src/train/adam-step.js';
+import { AdamStepRunner, adamStep } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { UNet } from '../src/models/unet.js';
@@ -87,6 +88,7 @@ const { values } = parseArgs({
     batch: { type: 'string' },
     size: { type: 'string' },
     'defer-submit': { type: 'boolean', default: false },
+    replay: { type: 'boolean', default: false },
     'micro-batch': { type: 'string' },
     data: { type: 'string', default: path.join(import.meta.dirname, '..', '..', 'shared', 'data', 'wingspan_ctr') },
     seeds: { type: 'string', default: '1' },
@@ -206,7 +208,7 @@ interface GpuStepStats {
  * Counts the webgpu backend's dispatches and times its read-backs (TF.js internals, bench only):
  * host time = the step's wall time minus the time spent waiting for the GPU's results.
  */
-function watchWebGpu(): { reset(): void; read(stepS: number): GpuStepStats; restore(): void } {
+function watchWebGpu(): { reset(): void; read(stepS: number, replayed?: { dispatches: number; waitMs: number }): GpuStepStats; restore(): void } {
   const b = tf.backend() as unknown as { recordAndSubmit: (...a: unknown[]) => unknown; read: (...a: unknown[]) => Promise<unknown> };
   const [record, read] = [b.recordAndSubmit, b.read];
   let [kernels, waitMs, fused0] = [0, 0, webGpuInPlaceDispatches()];
@@ -226,9 +228,11 @@ function watchWebGpu(): { reset(): void; read(stepS: number): GpuStepStats; rest
     reset: () => {
       [kernels, waitMs, fused0] = [0, 0, webGpuInPlaceDispatches()];
     },
-    read: (stepS) => {
+    read: (stepS, replayed) => {
       const fused = webGpuInPlaceDispatches() - fused0;
-      return { kernels: kernels + fused, fused, hostS: stepS - waitMs / 1000, waitS: waitMs / 1000 };
+      // A replayed step issues its captured dispatches without TF.js (none counted above).
+      const wait = waitMs + (replayed?.waitMs ?? 0);
+      return { kernels: kernels + fused + (replayed?.dispatches ?? 0), fused, hostS: stepS - wait / 1000, waitS: wait / 1000 };
     },
     restore: () => {
       b.recordAndSubmit = record;
@@ -262,22 +266,29 @@ async function runChild(w: Workload): Promise<void> {
   const steps = Number(values.steps);
   const warmup = Number(values.warmup);
   const stats = backend === 'webgpu' ? watchWebGpu() : undefined;
+  const runner = values.replay ? new AdamStepRunner(student, teacher, queue, optimizer) : undefined;
   for (let i = 0; i < warmup + steps; i++) {
     const queries = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i) as tf.Tensor4D;
     const keys = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i + 1) as tf.Tensor4D;
     await tf.ready();
     stats?.reset();
     const t0 = performance.now();
-    await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings); // reads the loss back: synchronised
+    // Reads the loss back: synchronised.
+    if (runner) await runner.step({ queries, keys }, settings);
+    else await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings);
     await student.trainableVariables().values().next().value!.data(); // the optimiser's dispatches too
     const dt = (performance.now() - t0) / 1000;
     if (i >= warmup) {
       times.push(dt);
-      if (stats) gpu.push(stats.read(dt));
+      const replayed = runner?.replayStats;
+      if (stats) gpu.push(stats.read(dt, replayed));
     }
     tf.dispose([queries, keys]);
   }
   stats?.restore();
+  const replayed = runner?.replaying ?? false;
+  if (runner && !replayed) console.error(`# no replay: ${runner.refused ?? 'not captured'}`);
+  runner?.dispose();
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)]!;
   const medianOf = (f: (s: GpuStepStats) => number): number => gpu.map(f).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!;
@@ -298,6 +309,7 @@ async function runChild(w: Workload): Promise<void> {
           fused_optimizer_kernels: medianOf((s) => s.fused),
           host_s_per_step: Number(medianOf((s) => s.hostS).toFixed(4)),
           ...(values['defer-submit'] ? { deferred_submit: true } : {}),
+          ...(values.replay ? { replayed } : {}),
           gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)),
         }
       : {}),
@@ -348,6 +360,7 @@ if (values.child) {
     const args = ['--import', 'tsx', import.meta.filename, '--child', name, '--backend', values.backend!, '--steps', values.steps!, '--warmup', values.warmup!, ...(values.batch ? ['--batch', values.batch] : []), ...(values.size ? ['--size', values.size] : []), ...(values['micro-batch'] ? ['--micro-batch', values['micro-batch']] : []), '--data', values.data!, '--seeds', values.seeds!];
     if (values.profile) args.push('--profile');
     if (values['defer-submit']) args.push('--defer-submit');
+    if (values.replay) args.push('--replay');
     const stopContender = values.contend ? contender() : undefined;
     const env = { ...process.env, ...(values.threads ? { EDEN_THREADS: values.threads } : {}) };
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });

@@ -14,6 +14,7 @@ import { pretrain, checkpointPaths } from '../src/train/pretrain.js';
 import { readCheckpoint } from '../src/train/checkpoint.js';
 import { diffCheckpoints } from '../src/train/checkpoint-diff.js';
 import { probeWebGpu } from '../src/engine/webgpu.js';
+import { replayedSteps } from '../src/engine/webgpu-replay.js';
 import { skipOrFail } from './helpers/tools.js';
 
 const root = path.join(import.meta.dirname, '..');
@@ -224,6 +225,32 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     }
     console.log(`first-step loss: webgpu ${losses['webgpu']}, wasm ${losses['wasm']}`);
     assert.ok(Math.abs(losses['webgpu']! - losses['wasm']!) < 1e-3 * Math.abs(losses['wasm']!), JSON.stringify(losses));
+  });
+
+  it('on webgpu, replayed steps (after one captured per stage) give the losses of normal steps', async (t) => {
+    const probe = await probeWebGpu();
+    if ('reason' in probe) return skipOrFail(t, 'webgpu', probe.reason);
+    const losses: Record<string, number[]> = { normal: [], replay: [] };
+    let replays = 0;
+    for (const mode of ['normal', 'replay'] as const) {
+      process.env['EDEN_WEBGPU_REPLAY'] = mode === 'replay' ? '1' : '0';
+      const before = replayedSteps();
+      try {
+        // Two stages (a re-capture at the transition), validation and checkpoints between epochs.
+        await pretrain(config(tmp(), { backend: 'webgpu', curriculum: { levels: [0, 2], epochs: 2 }, run: { maxStepsPerEpoch: 3 } }), {
+          hooks: { onStep: (e) => losses[mode]!.push(e.loss) },
+        });
+      } finally {
+        delete process.env['EDEN_WEBGPU_REPLAY'];
+      }
+      if (mode === 'replay') replays = replayedSteps() - before;
+    }
+    console.log(`webgpu losses, normal: ${losses['normal']!.map((l) => l.toFixed(6)).join(' ')}; replayed: ${losses['replay']!.map((l) => l.toFixed(6)).join(' ')} (${replays} steps replayed)`);
+    // Per stage, the first step creates the optimiser state, the second is captured, the rest replayed.
+    assert.equal(losses['replay']!.length, losses['normal']!.length);
+    assert.ok(replays > 0);
+    assert.equal(replays, losses['replay']!.length - 2 * 2);
+    losses['normal']!.forEach((l, i) => assert.ok(Math.abs(losses['replay']![i]! - l) <= 1e-6 * Math.abs(l), `step ${i + 1}: ${losses['replay']![i]} vs ${l}`));
   });
 
   it('refuses to overwrite a run, and validates config with hints', async () => {

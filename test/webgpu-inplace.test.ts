@@ -13,6 +13,7 @@ import { probeWebGpu } from '../src/engine/webgpu.js';
 import { webGpuInPlaceDispatches } from '../src/engine/webgpu-inplace.js';
 import { Adam, SgdMomentum } from '../src/train/optimizer.js';
 import { ParameterStore, batchNorm, defineBatchNorm } from '../src/models/layers.js';
+import { MemoryQueue } from '../src/ssl/queue.js';
 import { Rng } from '../src/core/rng.js';
 import { skipOrFail } from './helpers/tools.js';
 
@@ -100,6 +101,23 @@ async function runningStats(backend: 'cpu' | 'webgpu'): Promise<Float32Array[]> 
   return out;
 }
 
+/** A queue of 10 keys of dim 3 after batches of 4 rows (wrapping twice) and one of 13 (> K). */
+async function queueAfterBatches(backend: 'cpu' | 'webgpu'): Promise<{ keys: Float32Array; pointer: number }> {
+  await useBackend(backend);
+  const queue = new MemoryQueue(10, 3, 1);
+  for (let i = 0; i < 3; i++) {
+    const k = tf.tensor2d(values(12, 70 + i), [4, 3]);
+    queue.enqueue(k);
+    k.dispose();
+  }
+  const big = tf.tensor2d(values(39, 80), [13, 3]);
+  queue.enqueue(big);
+  big.dispose();
+  const out = { keys: (await queue.keys.data()) as Float32Array, pointer: queue.pointer };
+  queue.dispose();
+  return out;
+}
+
 describe('in-place update dispatches on webgpu', () => {
   let skip: string | undefined;
   before(async () => {
@@ -160,5 +178,18 @@ describe('in-place update dispatches on webgpu', () => {
     const worst = worstRelative(got, reference);
     console.log(`webgpu running statistics vs cpu tensor ops: ${worst.toExponential(2)} relative`);
     assert.ok(worst < 1e-6, `${worst}`);
+  });
+
+  it('the memory queue: one in-place dispatch per batch, the same rows as the tensor ops on cpu', async (t) => {
+    if (skip) return skipOrFail(t, 'webgpu', skip);
+    const reference = await queueAfterBatches('cpu');
+    await useBackend('webgpu');
+    const [tensors, dispatches] = [tf.memory().numTensors, webGpuInPlaceDispatches()];
+    const got = await queueAfterBatches('webgpu');
+    assert.equal(tf.memory().numTensors, tensors);
+    // The three 4-row batches in place (the first may find the initial buffer shared); 13 > K rows: tensor ops.
+    assert.ok(webGpuInPlaceDispatches() - dispatches >= 2, `${webGpuInPlaceDispatches() - dispatches} dispatches`);
+    assert.equal(got.pointer, reference.pointer);
+    assert.deepEqual(Array.from(got.keys), Array.from(reference.keys));
   });
 });

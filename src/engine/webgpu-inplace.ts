@@ -124,7 +124,11 @@ function buffers(b: WebGpuBackendInternals, owned: tf.Tensor[], ...read: tf.Tens
   const n = owned[0]!.size;
   for (const x of owned) if (b.refCount(x.dataId) !== 1 || x.dtype !== 'float32' || x.size !== n) return undefined;
   for (const x of read) if (x.dtype !== 'float32' || x.size !== n || n === 0) return undefined;
-  const all = [...owned, ...read];
+  return gpuBuffers(b, [...owned, ...read]);
+}
+
+/** The GPU buffers of distinct tensors (uploaded first), or undefined if two share one. */
+function gpuBuffers(b: WebGpuBackendInternals, all: tf.Tensor[]): GPUBuffer[] | undefined {
   if (new Set(all.map((x) => x.dataId)).size !== all.length) return undefined;
   for (const x of all) b.uploadToGPU(x.dataId);
   const out = all.map((x) => b.tensorMap.get(x.dataId)?.resource);
@@ -132,23 +136,48 @@ function buffers(b: WebGpuBackendInternals, owned: tf.Tensor[], ...read: tf.Tens
   return out as GPUBuffer[];
 }
 
-/** Record one dispatch over `n` elements into TF.js's pending compute pass. */
-function record(b: WebGpuBackendInternals, pipe: GPUComputePipeline, bound: GPUBuffer[], n: number, scalars: ArrayBuffer, tensors: tf.Tensor[]): void {
+/** What a recorded in-place dispatch was, for step capture (webgpu-replay.ts). */
+export interface InPlaceDispatch {
+  kind: 'sgd' | 'sgd-ema' | 'adam' | 'running-stats' | 'enqueue';
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: number;
+  /** The uniform buffer and the scalars written to it (the step-dependent ones are rewritten on replay). */
+  uniforms: GPUBuffer;
+  scalars: ArrayBuffer;
+  /** Every buffer bound. */
+  buffers: GPUBuffer[];
+}
+
+let observer: ((d: InPlaceDispatch) => void) | undefined;
+
+/** Called with every in-place dispatch recorded from now on (undefined: stop). */
+export function observeInPlaceDispatches(fn: ((d: InPlaceDispatch) => void) | undefined): void {
+  observer = fn;
+}
+
+/**
+ * Record one dispatch over `n` elements into TF.js's pending compute pass. `bound` are the tensors'
+ * buffers with their sizes in floats, for bindings 0, 1, 2, 4 (3 is the scalars).
+ */
+function record(b: WebGpuBackendInternals, kind: InPlaceDispatch['kind'], pipe: GPUComputePipeline, bound: [GPUBuffer, number][], n: number, scalars: ArrayBuffer, tensors: tf.Tensor[]): void {
   const uniforms = b.bufferManager.acquireBuffer(scalars.byteLength, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
   b.queue.writeBuffer(uniforms, 0, scalars);
   b.uniformPendingDisposal.push(uniforms);
-  // Bindings 0-2 and 4 are tensors (explicit sizes: pooled buffers may be larger), 3 the scalars.
+  // Explicit binding sizes: pooled buffers may be larger than their tensors.
   const slots = [0, 1, 2, 4];
-  const entries: GPUBindGroupEntry[] = bound.map((buffer, i) => ({ binding: slots[i]!, resource: { buffer, offset: 0, size: n * 4 } }));
+  const entries: GPUBindGroupEntry[] = bound.map(([buffer, floats], i) => ({ binding: slots[i]!, resource: { buffer, offset: 0, size: floats * 4 } }));
   entries.push({ binding: 3, resource: { buffer: uniforms, offset: 0, size: scalars.byteLength } });
   const bindGroup = b.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
   for (const t of tensors) b.commandQueueOwnedIds.add(t.dataId);
+  const workgroups = Math.min(Math.ceil(n / WORKGROUP), MAX_WORKGROUPS);
   b.ensureCommandEncoderReady();
   b.computePassEncoder ??= b.commandEncoder!.beginComputePass({});
   b.computePassEncoder.setPipeline(pipe);
   b.computePassEncoder.setBindGroup(0, bindGroup);
-  b.computePassEncoder.dispatchWorkgroups(Math.min(Math.ceil(n / WORKGROUP), MAX_WORKGROUPS));
+  b.computePassEncoder.dispatchWorkgroups(workgroups);
   dispatches++;
+  observer?.({ kind, pipeline: pipe, bindGroup, workgroups, uniforms, scalars, buffers: [...bound.map(([buffer]) => buffer), uniforms] });
   b.dispatchCountInPass++;
   // TF.js submits every WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches; keep to its rhythm.
   if ((tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number) <= b.dispatchCountInPass) {
@@ -169,12 +198,13 @@ export function webGpuSgdEma(p: tf.Variable, g: tf.Tensor, v: tf.Variable, t: tf
   const bufs = buffers(b, owned, g);
   if (!bufs) return false;
   // Bind order: p, g, v, (t).
-  const bound = teacher ? [bufs[0]!, bufs[3]!, bufs[1]!, bufs[2]!] : [bufs[0]!, bufs[2]!, bufs[1]!];
+  const n = p.size;
+  const bound: [GPUBuffer, number][] = (teacher ? [bufs[0]!, bufs[3]!, bufs[1]!, bufs[2]!] : [bufs[0]!, bufs[2]!, bufs[1]!]).map((x) => [x, n]);
   const scalars = new ArrayBuffer(32);
   new Float32Array(scalars, 0, 4).set([s.lr, s.momentum, s.weightDecay, s.ema]);
   new Uint32Array(scalars, 16, 1)[0] = s.first ? 1 : 0;
   const key = teacher ? 'sgd-ema' : 'sgd';
-  record(b, pipeline(b.device, key, SGD_EMA(teacher)), bound, p.size, scalars, [...owned, g]);
+  record(b, key, pipeline(b.device, key, SGD_EMA(teacher)), bound, n, scalars, [...owned, g]);
   return true;
 }
 
@@ -186,7 +216,7 @@ export function webGpuAdam(p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.V
   if (!bufs) return false;
   const scalars = new ArrayBuffer(32);
   new Float32Array(scalars, 0, 6).set([s.lr, s.beta1, s.beta2, s.epsilon, s.c1, s.c2]);
-  record(b, pipeline(b.device, 'adam', ADAM), [bufs[0]!, bufs[3]!, bufs[1]!, bufs[2]!], p.size, scalars, [p, m, v, g]);
+  record(b, 'adam', pipeline(b.device, 'adam', ADAM), [bufs[0]!, bufs[3]!, bufs[1]!, bufs[2]!].map((x) => [x, p.size] as [GPUBuffer, number]), p.size, scalars, [p, m, v, g]);
   return true;
 }
 
@@ -220,6 +250,39 @@ export function webGpuRunningStats(runningMean: tf.Variable, runningVar: tf.Vari
   if (!bufs) return false;
   const scalars = new ArrayBuffer(16);
   new Float32Array(scalars, 0, 3).set([1 - momentum, momentum, unbias]);
-  record(b, pipeline(b.device, 'running-stats', RUNNING_STATS), [bufs[0]!, bufs[2]!, bufs[1]!, bufs[3]!], runningMean.size, scalars, [runningMean, runningVar, mean, variance]);
+  const n = runningMean.size;
+  record(b, 'running-stats', pipeline(b.device, 'running-stats', RUNNING_STATS), [bufs[0]!, bufs[2]!, bufs[1]!, bufs[3]!].map((x) => [x, n] as [GPUBuffer, number]), n, scalars, [runningMean, runningVar, mean, variance]);
+  return true;
+}
+
+// The memory bank's FIFO write (ssl/queue.ts): key row r of the batch goes to row (pointer + r) mod K.
+const ENQUEUE = /* wgsl */ `
+struct S { pointer: u32, size: u32, dim: u32 }
+@group(0) @binding(0) var<storage, read_write> keys: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<uniform> s: S;
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = arrayLength(&k);
+  for (var i = gid.x; i < n; i += nwg.x * ${WORKGROUP}u) {
+    let r = i / s.dim;
+    keys[((s.pointer + r) % s.size) * s.dim + i % s.dim] = k[i];
+  }
+}`;
+
+/**
+ * Write the keys `k` [B, C] into the queue `keys` [K, C] from row `pointer` on (wrapping), in place,
+ * in one dispatch. Returns false (nothing done) when not on webgpu, not safe in place, or B > K.
+ */
+export function webGpuEnqueue(keys: tf.Variable, k: tf.Tensor2D, pointer: number): boolean {
+  const b = backendInternals();
+  if (!b) return false;
+  const [size, dim] = keys.shape as [number, number];
+  if (b.refCount(keys.dataId) !== 1 || keys.dtype !== 'float32' || k.dtype !== 'float32' || k.shape[1] !== dim || k.shape[0] > size || k.size === 0) return false;
+  const bufs = gpuBuffers(b, [keys, k]);
+  if (!bufs) return false;
+  const scalars = new ArrayBuffer(16);
+  new Uint32Array(scalars, 0, 3).set([pointer, size, dim]);
+  record(b, 'enqueue', pipeline(b.device, 'enqueue', ENQUEUE), [[bufs[0]!, keys.size], [bufs[1]!, k.size]], k.size, scalars, [keys, k]);
   return true;
 }

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../core/rng.js';
 import { gaussian } from '../models/layers.js';
 import { configError } from '../core/errors.js';
+import { webGpuEnqueue } from '../engine/webgpu-inplace.js';
 
 export class MemoryQueue {
   readonly size: number;
@@ -33,6 +34,11 @@ export class MemoryQueue {
   enqueue(k: tf.Tensor2D): void {
     const b = k.shape[0];
     if (k.shape[1] !== this.dim) throw new Error(`queue holds ${this.dim}-d keys, got [${k.shape}]`);
+    // On webgpu, one in-place dispatch (the queue keeps its buffer: a captured step can be replayed).
+    if (webGpuEnqueue(this.keys, k, this.pointer)) {
+      this.pointer = (this.pointer + b) % this.size;
+      return;
+    }
     tf.tidy(() => {
       let batch: tf.Tensor2D = k;
       let start = this.pointer;

@@ -11,6 +11,7 @@ import type { Encoder } from '../models/encoder.js';
 import { infoNce, l2Normalize } from '../ssl/loss.js';
 import type { MemoryQueue } from '../ssl/queue.js';
 import type { SgdMomentum } from './optimizer.js';
+import { StepReplay } from '../engine/webgpu-replay.js';
 
 export interface StepInputs {
   /** Query and key views, [B, S, S, 1]. */
@@ -95,4 +96,61 @@ export async function adamLoss(student: Encoder, teacher: Encoder, queue: Memory
   const [loss, retrieval] = Array.from(await out.data()) as [number, number];
   out.dispose();
   return { loss, retrieval };
+}
+
+/**
+ * adamStep for a run of steps of the same shapes: on webgpu, one step is captured and every later
+ * one replayed without TF.js ops (engine/webgpu-replay.ts); elsewhere, or where a capture is
+ * refused, plain adamStep. Not the first step of a stage (it creates the optimiser's state). A new
+ * stage, batch size or any reassignment of the models' variables needs a new instance.
+ */
+export class AdamStepRunner {
+  private replay?: StepReplay;
+  private attempts = 0;
+  private calls = 0;
+  /** Why the last capture was refused, if it was (for diagnostics and tests). */
+  refused?: string;
+
+  constructor(
+    private readonly student: Encoder,
+    private readonly teacher: Encoder,
+    private readonly queue: MemoryQueue,
+    private readonly optimizer: SgdMomentum,
+  ) {}
+
+  /** Whether steps are being replayed. */
+  get replaying(): boolean {
+    return this.replay !== undefined;
+  }
+
+  /** The replay's dispatches per step and its last wait for the GPU (benchmarks). */
+  get replayStats(): { dispatches: number; waitMs: number } | undefined {
+    return this.replay && { dispatches: this.replay.dispatches, waitMs: this.replay.lastWaitMs };
+  }
+
+  async step(inputs: StepInputs, s: StepSettings): Promise<StepMetrics> {
+    const { student, teacher, queue, optimizer } = this;
+    this.calls++;
+    if (this.replay) {
+      const pointer = queue.pointer;
+      const [d] = await this.replay.run([inputs.queries, inputs.keys], { learningRate: s.learningRate, queuePointer: pointer });
+      queue.pointer = (pointer + inputs.keys.shape[0]) % queue.size;
+      const [loss, prunedFraction, positive, negativeMean, negativeP999, spread] = Array.from(d!.subarray(0, 6)) as [number, number, number, number, number, number];
+      return { loss, prunedFraction, positive, negativeMean, negativeP999, keySpread: spread };
+    }
+    // Capture from the second step on (the first creates the velocity), a few tries at most.
+    if (this.calls < 2 || this.attempts >= 3) return adamStep(student, teacher, queue, optimizer, inputs, s);
+    this.attempts++;
+    const { result, replay, refused } = await StepReplay.capture([inputs.queries, inputs.keys], () => adamStep(student, teacher, queue, optimizer, inputs, s));
+    this.refused = refused;
+    // A step that skipped its update (non-finite loss) is not the step to replay.
+    if (replay && Number.isFinite(result.loss)) this.replay = replay;
+    else replay?.dispose();
+    return result;
+  }
+
+  dispose(): void {
+    this.replay?.dispose();
+    this.replay = undefined;
+  }
 }

@@ -17,7 +17,7 @@ import { scanDataset, type SkippedFile } from '../data/scan.js';
 import { Encoder } from '../models/encoder.js';
 import { MemoryQueue } from '../ssl/queue.js';
 import { copyVariables } from '../ssl/momentum.js';
-import { adamLoss, adamStep } from './adam-step.js';
+import { AdamStepRunner, adamLoss } from './adam-step.js';
 import { cosineLearningRate, SgdMomentum } from './optimizer.js';
 import { readCheckpoint, restoreState, saveCheckpoint, type CheckpointMeta, type TrainingPosition, type TrainingState } from './checkpoint.js';
 import { batchesPerEpoch, epochOrder, imageViews, viewBatches } from './view-batches.js';
@@ -207,6 +207,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
 
   let interrupted = false;
   const watch = new LearningWatch();
+  let runner: AdamStepRunner | undefined;
   try {
     for (let stage = position.stage; stage < levels.length && !interrupted; stage++) {
       const level = levels[stage]!;
@@ -217,6 +218,10 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
         state.optimizer.reset();
         if (position.stage !== stage) best = null;
       }
+      // On webgpu the stage's steps after its first are replayed from one captured step
+      // (engine/webgpu-replay.ts; EDEN_WEBGPU_REPLAY=0 turns it off); elsewhere plain steps.
+      runner?.dispose();
+      runner = new AdamStepRunner(state.student, state.teacher, state.queue, state.optimizer);
       for (let epoch = position.stage === stage ? position.epoch : 0; epoch < epochs[stage]! && !interrupted; epoch++) {
         const started = Date.now();
         const order = epochOrder(train, config.seed, stage, epoch);
@@ -233,7 +238,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
             await hooks.onBatch?.({ position, level, lr, queries: views.queries, keys: views.keys, indices: views.indices, state });
             const queries = tf.tensor4d(views.queries, [batch, s, s, 1]);
             const keys = tf.tensor4d(views.keys, [batch, s, s, 1]);
-            const m = await adamStep(state.student, state.teacher, state.queue, state.optimizer, { queries, keys }, { ...settings, learningRate: lr });
+            const m = await runner.step({ queries, keys }, { ...settings, learningRate: lr });
             tf.dispose([queries, keys]);
             if (!Number.isFinite(m.loss)) {
               throw new EdenError(
@@ -283,6 +288,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
       }
     }
   } finally {
+    runner?.dispose();
     await metricsFile.close();
     disposeState(state);
   }
