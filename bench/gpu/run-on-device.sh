@@ -14,7 +14,10 @@ for w in "resnet18 64 128 16" "resnet50 64 224 8"; do
   set -- $w
   timeout 90 python3 $G/torch_cuda_step.py --shared $G --arch $1 --width $2 --size $3 --batch $4 | tee -a $OUT/results.jsonl
 done
+# Before (TF.js ops: EDEN_WEBGPU_FUSED=0), with Eden's fused kernels, and with step replay (issue 13).
 for w in a b; do
-  (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --profile) 2>&1 | grep -v "^Warning\|^ERROR" | tee -a $OUT/eden.log
+  (cd $G && EDEN_WEBGPU_FUSED=0 timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"tfjs-ops",/' | tee -a $OUT/eden.log
+  (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --profile) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"fused",/' | tee -a $OUT/eden.log
+  (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --replay) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"replay",/' | tee -a $OUT/eden.log
 done
 grep '^{' $OUT/eden.log >> $OUT/results.jsonl
