@@ -286,7 +286,7 @@ async function runChild(w: Workload): Promise<void> {
     tf.dispose([queries, keys]);
   }
   stats?.restore();
-  const replayed = runner?.replaying ?? false;
+  const replayed = runner?.replaying ?? false; // the last step
   if (runner && !replayed) console.error(`# no replay: ${runner.refused ?? 'not captured'}`);
   runner?.dispose();
   times.sort((a, b) => a - b);

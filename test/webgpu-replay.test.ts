@@ -1,8 +1,9 @@
 /**
  * Step capture and replay on webgpu (engine/webgpu-replay.ts): the same pretraining steps run
- * normally and replayed (after one captured step) give the same losses, diagnostics, parameters,
- * teacher, batch-norm statistics and memory queue within 1e-6 relative; the tensor count stays
- * flat over replayed steps. Runs on Mesa's lavapipe in CI.
+ * normally and replayed (after one captured step; a step of another batch size runs normally and
+ * is captured in turn) give the same losses, diagnostics, parameters, teacher, batch-norm
+ * statistics and memory queue within 1e-6 relative; the tensor count stays flat over replayed
+ * steps. Runs on Mesa's lavapipe in CI.
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,18 +18,22 @@ import { copyVariables } from '../src/ssl/momentum.js';
 import { Rng } from '../src/core/rng.js';
 import { skipOrFail } from './helpers/tools.js';
 
-const STEPS = 6;
+const STEPS = 7;
 const [BATCH, SIZE] = [4, 32];
 
-function images(seed: number): tf.Tensor4D {
+// Step 4 has a smaller batch (as a last partial batch would): it runs normally and is captured,
+// and the later full batches are replayed again.
+const batchOf = (step: number): number => (step === 3 ? BATCH - 1 : BATCH);
+
+function images(seed: number, batch = BATCH): tf.Tensor4D {
   const rng = new Rng(seed);
-  return tf.tensor4d(Float32Array.from({ length: BATCH * SIZE * SIZE }, () => rng.uniform(-1, 1)), [BATCH, SIZE, SIZE, 1]);
+  return tf.tensor4d(Float32Array.from({ length: batch * SIZE * SIZE }, () => rng.uniform(-1, 1)), [batch, SIZE, SIZE, 1]);
 }
 
 interface Run {
   metrics: StepMetrics[];
   state: Map<string, Float32Array>;
-  replaying?: boolean;
+  replayedAt: boolean[];
   refused?: string;
   tensorsAfterStep: number[];
 }
@@ -44,20 +49,22 @@ async function train(replay: boolean): Promise<Run> {
   const runner = replay ? new AdamStepRunner(student, teacher, queue, optimizer) : undefined;
   const metrics: StepMetrics[] = [];
   const tensorsAfterStep: number[] = [];
+  const replayedAt: boolean[] = [];
   for (let i = 0; i < STEPS; i++) {
-    const [queries, keys] = [images(2 * i), images(2 * i + 1)];
+    const [queries, keys] = [images(2 * i, batchOf(i)), images(2 * i + 1, batchOf(i))];
     // A changing learning rate (as the cosine schedule), a pruner that fires on this queue.
     const settings = { temperature: 0.2, pruneThreshold: 0.6, momentum: 0.9, learningRate: 0.05 * (1 - i / 10) };
     metrics.push(runner ? await runner.step({ queries, keys }, settings) : await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings));
     tf.dispose([queries, keys]);
     tensorsAfterStep.push(tf.memory().numTensors);
+    replayedAt.push(runner?.replaying ?? false);
   }
   const state = new Map<string, Float32Array>();
   for (const [name, v] of student.namedVariables()) state.set(`student.${name}`, (await v.data()) as Float32Array);
   for (const [name, v] of teacher.namedVariables()) state.set(`teacher.${name}`, (await v.data()) as Float32Array);
   state.set('queue', (await queue.keys.data()) as Float32Array);
   state.set('queue.pointer', Float32Array.of(queue.pointer));
-  const out = { metrics, state, replaying: runner?.replaying, refused: runner?.refused, tensorsAfterStep };
+  const out = { metrics, state, replayedAt, refused: runner?.refused, tensorsAfterStep };
   runner?.dispose();
   student.dispose();
   teacher.dispose();
@@ -78,9 +85,11 @@ describe('webgpu step capture and replay', () => {
     await useBackend('webgpu');
     const normal = await train(false);
     const replayed = await train(true);
-    assert.equal(replayed.replaying, true, `no replay: ${replayed.refused}`);
-    // Steps 3.. were replayed; their tensors are not TF.js tensors, so the count stays flat.
-    assert.deepEqual(replayed.tensorsAfterStep.slice(2), Array(STEPS - 2).fill(replayed.tensorsAfterStep[2]));
+    // Step 1 creates the optimiser state, 2 is captured, 3 replayed, 4 (another batch size) runs
+    // normally and is captured, 5-7 replayed.
+    assert.deepEqual(replayed.replayedAt, [false, false, true, false, true, true, true], `replays: ${replayed.replayedAt} (${replayed.refused})`);
+    // Replayed steps create no TF.js tensors: the count stays flat.
+    assert.deepEqual(replayed.tensorsAfterStep.slice(4), Array(STEPS - 4).fill(replayed.tensorsAfterStep[3]));
     let worstMetric = 0;
     normal.metrics.forEach((m, i) => {
       for (const k of Object.keys(m) as (keyof StepMetrics)[]) {

@@ -99,15 +99,17 @@ export async function adamLoss(student: Encoder, teacher: Encoder, queue: Memory
 }
 
 /**
- * adamStep for a run of steps of the same shapes: on webgpu, one step is captured and every later
- * one replayed without TF.js ops (engine/webgpu-replay.ts); elsewhere, or where a capture is
- * refused, plain adamStep. Not the first step of a stage (it creates the optimiser's state). A new
- * stage, batch size or any reassignment of the models' variables needs a new instance.
+ * adamStep for a stage's steps: on webgpu, the first step of each input shape after the stage's
+ * first step is captured and later steps of that shape are replayed without TF.js ops
+ * (engine/webgpu-replay.ts); a step of another shape (e.g. a last partial batch) runs normally and
+ * is captured in turn. Elsewhere, or where a capture is refused, plain adamStep. A new stage or any
+ * reassignment of the models' variables (loading a checkpoint) needs a new instance.
  */
 export class AdamStepRunner {
-  private replay?: StepReplay;
-  private attempts = 0;
+  /** Per input shape: its replay once captured, and the captures tried. */
+  private readonly byShape = new Map<string, { replay?: StepReplay; attempts: number }>();
   private calls = 0;
+  private last?: StepReplay;
   /** Why the last capture was refused, if it was (for diagnostics and tests). */
   refused?: string;
 
@@ -118,39 +120,45 @@ export class AdamStepRunner {
     private readonly optimizer: SgdMomentum,
   ) {}
 
-  /** Whether steps are being replayed. */
+  /** Whether the last step was replayed. */
   get replaying(): boolean {
-    return this.replay !== undefined;
+    return this.last !== undefined;
   }
 
-  /** The replay's dispatches per step and its last wait for the GPU (benchmarks). */
+  /** The last replayed step's dispatches and its wait for the GPU (benchmarks). */
   get replayStats(): { dispatches: number; waitMs: number } | undefined {
-    return this.replay && { dispatches: this.replay.dispatches, waitMs: this.replay.lastWaitMs };
+    return this.last && { dispatches: this.last.dispatches, waitMs: this.last.lastWaitMs };
   }
 
   async step(inputs: StepInputs, s: StepSettings): Promise<StepMetrics> {
     const { student, teacher, queue, optimizer } = this;
     this.calls++;
-    if (this.replay) {
+    this.last = undefined;
+    const key = `${inputs.queries.shape}|${inputs.keys.shape}`;
+    let entry = this.byShape.get(key);
+    if (!entry) this.byShape.set(key, (entry = { attempts: 0 }));
+    if (entry.replay) {
       const pointer = queue.pointer;
-      const [d] = await this.replay.run([inputs.queries, inputs.keys], { learningRate: s.learningRate, queuePointer: pointer });
+      const [d] = await entry.replay.run([inputs.queries, inputs.keys], { learningRate: s.learningRate, queuePointer: pointer });
       queue.pointer = (pointer + inputs.keys.shape[0]) % queue.size;
+      this.last = entry.replay;
       const [loss, prunedFraction, positive, negativeMean, negativeP999, spread] = Array.from(d!.subarray(0, 6)) as [number, number, number, number, number, number];
       return { loss, prunedFraction, positive, negativeMean, negativeP999, keySpread: spread };
     }
-    // Capture from the second step on (the first creates the velocity), a few tries at most.
-    if (this.calls < 2 || this.attempts >= 3) return adamStep(student, teacher, queue, optimizer, inputs, s);
-    this.attempts++;
+    // Capture from the stage's second step on (the first creates the velocity), a few tries at most.
+    if (this.calls < 2 || entry.attempts >= 3) return adamStep(student, teacher, queue, optimizer, inputs, s);
+    entry.attempts++;
     const { result, replay, refused } = await StepReplay.capture([inputs.queries, inputs.keys], () => adamStep(student, teacher, queue, optimizer, inputs, s));
     this.refused = refused;
     // A step that skipped its update (non-finite loss) is not the step to replay.
-    if (replay && Number.isFinite(result.loss)) this.replay = replay;
+    if (replay && Number.isFinite(result.loss)) entry.replay = replay;
     else replay?.dispose();
     return result;
   }
 
   dispose(): void {
-    this.replay?.dispose();
-    this.replay = undefined;
+    for (const e of this.byShape.values()) e.replay?.dispose();
+    this.byShape.clear();
+    this.last = undefined;
   }
 }
