@@ -52,7 +52,7 @@ export { MemoryQueue } from './ssl/queue.js';
 export { updateMomentum, copyVariables } from './ssl/momentum.js';
 
 // train
-export { adamStep, adamLoss, teacherKeys, type StepInputs, type StepSettings, type StepMetrics } from './train/adam-step.js';
+export { adamStep, adamLoss, teacherKeys, AdamStepRunner, type StepInputs, type StepSettings, type StepMetrics } from './train/adam-step.js';
 export { SgdMomentum, cosineLearningRate } from './train/optimizer.js';
 export { pretrain, checkpointPaths, type PretrainHooks, type PretrainOptions, type PretrainResult, type StepEvent, type EpochEvent } from './train/pretrain.js';
 export { saveCheckpoint, readCheckpoint, restoreState, CHECKPOINT_FORMAT, type CheckpointMeta, type TrainingPosition, type TrainingState } from './train/checkpoint.js';
