@@ -4,6 +4,8 @@
 import { defineConfig } from 'vite';
 import path from 'node:path';
 
+const nativeLoader = path.resolve(import.meta.dirname, '..', 'src', 'engine', 'native.js');
+
 export default defineConfig({
   root: import.meta.dirname,
   base: './',
@@ -13,7 +15,8 @@ export default defineConfig({
       name: 'eden-native-stub',
       enforce: 'pre',
       resolveId(source, importer) {
-        if (importer && source.endsWith('engine/native.js')) return path.resolve(import.meta.dirname, 'src', 'native-stub.ts');
+        // However it is imported ('../engine/native.js', './native.js').
+        if (importer && source.endsWith('native.js') && path.resolve(path.dirname(importer), source) === nativeLoader) return path.resolve(import.meta.dirname, 'src', 'native-stub.ts');
         return null;
       },
     },

@@ -186,5 +186,5 @@ export function registerWebGpuBatchNorm(): void {
 
 /** True when the fused batch norm runs here: the webgpu backend is active with these kernels (EDEN_WEBGPU_FUSED=0 turns them off). */
 export function webGpuBatchNormAvailable(): boolean {
-  return registered && tf.getBackend() === 'webgpu' && process.env['EDEN_WEBGPU_FUSED'] !== '0';
+  return registered && tf.getBackend() === 'webgpu' && globalThis.process?.env['EDEN_WEBGPU_FUSED'] !== '0';
 }

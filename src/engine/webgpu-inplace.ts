@@ -97,7 +97,7 @@ export function webGpuInPlaceDispatches(): number {
 }
 
 function backendInternals(): WebGpuBackendInternals | undefined {
-  if (tf.getBackend() !== 'webgpu' || process.env['EDEN_WEBGPU_FUSED'] === '0') return undefined;
+  if (tf.getBackend() !== 'webgpu' || globalThis.process?.env['EDEN_WEBGPU_FUSED'] === '0') return undefined;
   const b = tf.backend() as unknown as Partial<WebGpuBackendInternals>;
   // A TF.js version whose internals differ: use tensor ops rather than guess.
   if (!b.device || !b.tensorMap || typeof b.uploadToGPU !== 'function' || typeof b.ensureCommandEncoderReady !== 'function' || !b.commandQueueOwnedIds) return undefined;

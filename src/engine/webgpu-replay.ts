@@ -70,7 +70,7 @@ const retained = new Set<GPUBuffer>();
 let originalRelease: Backend['bufferManager']['releaseBuffer'] | undefined;
 
 function backend(): Backend | undefined {
-  if (tf.getBackend() !== 'webgpu' || process.env['EDEN_WEBGPU_REPLAY'] === '0') return undefined;
+  if (tf.getBackend() !== 'webgpu' || globalThis.process?.env['EDEN_WEBGPU_REPLAY'] === '0') return undefined;
   const b = tf.backend() as unknown as Partial<Backend>;
   if (!b.device || typeof b.recordAndSubmit !== 'function' || typeof b.read !== 'function' || !b.bufferManager) return undefined;
   return b as Backend;

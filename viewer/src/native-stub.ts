@@ -11,3 +11,11 @@ export function fusedBatchNormTrain(): { y: tf.Tensor; mean: tf.Tensor; variance
 export function fusedSgdEma(): boolean {
   return false;
 }
+export function fusedAdam(): boolean {
+  return false;
+}
+// What the webgpu batch norm (src/engine/webgpu-batchnorm.ts) imports from the native loader; the
+// viewer runs inference only, so no gradient is registered here.
+export const FUSED_BATCH_NORM = 'EdenBatchNormTrain';
+export const FUSED_BATCH_NORM_GRAD = 'EdenBatchNormTrainGrad';
+export function registerFusedBatchNormGradient(): void {}
