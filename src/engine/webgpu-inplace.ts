@@ -1,6 +1,7 @@
 /**
- * In-place update kernels on the webgpu backend (issue 13: fewer, larger kernels): the optimisers
- * and batch norm's running statistics.
+ * In-place update kernels on the webgpu backend (issue 13: fewer, larger kernels): the optimisers,
+ * the EMA teacher, batch norm's running statistics and the memory queue's write. Updating state in
+ * place also keeps every variable in its buffer, which step replay relies on (webgpu-replay.ts).
  *
  * TF.js runs an optimiser as tensor ops: SGD with weight decay and the EMA teacher is 9 dispatches
  * per parameter (mul, add, mul, add, mul, sub, mul, mul, add), Adam about 12, each with its own
