@@ -42,20 +42,29 @@ const WORKGROUP = 256;
 /** Workgroups per dispatch at most (WebGPU guarantees 65535 per dimension); larger tensors loop. */
 const MAX_WORKGROUPS = 4096;
 
-// p <- p - lr v with v <- mu v + (g + wd p) (PyTorch's SGD; v = g + wd p on the first step), then
-// t <- ema t + (1 - ema) p. The order of operations is that of the tensor-op path, so that both
-// round alike.
-const SGD_EMA = (teacher: boolean) => /* wgsl */ `
-struct S { lr: f32, mu: f32, wd: f32, ema: f32, first: u32 }
-@group(0) @binding(0) var<storage, read_write> p: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> v: array<f32>;
-${teacher ? '@group(0) @binding(4) var<storage, read_write> t: array<f32>;' : ''}
+/**
+ * A WGSL kernel over n = arrayLength(&lengthOf) elements in a grid-stride loop (index `i`): the
+ * tensors at their bindings, the scalars `s` at binding 3.
+ */
+function gridStrideKernel(scalars: string, tensors: [binding: number, name: string, access: 'read' | 'read_write'][], lengthOf: string, body: string): string {
+  return /* wgsl */ `
+struct S { ${scalars} }
+${tensors.map(([binding, name, access]) => `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<f32>;`).join('\n')}
 @group(0) @binding(3) var<uniform> s: S;
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let n = arrayLength(&p);
+  let n = arrayLength(&${lengthOf});
   for (var i = gid.x; i < n; i += nwg.x * ${WORKGROUP}u) {
+${body}
+  }
+}`;
+}
+
+// p <- p - lr v with v <- mu v + (g + wd p) (PyTorch's SGD; v = g + wd p on the first step), then
+// t <- ema t + (1 - ema) p. The order of operations is that of the tensor-op path, so that both
+// round alike.
+const SGD_EMA = (teacher: boolean): string =>
+  gridStrideKernel('lr: f32, mu: f32, wd: f32, ema: f32, first: u32', [[0, 'p', 'read_write'], [1, 'g', 'read'], [2, 'v', 'read_write'], ...(teacher ? [[4, 't', 'read_write'] as [number, string, 'read_write']] : [])], 'p', `
     let pi = p[i];
     let gi = g[i] + pi * s.wd;
     var vi = gi;
@@ -63,31 +72,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     v[i] = vi;
     let pn = pi - vi * s.lr;
     p[i] = pn;
-    ${teacher ? 't[i] = t[i] * s.ema + pn * (1.0 - s.ema);' : ''}
-  }
-}`;
+    ${teacher ? 't[i] = t[i] * s.ema + pn * (1.0 - s.ema);' : ''}`);
 
 // TF.js's Adam (see train/optimizer.ts): m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
 // p <- p - lr (m / c1) / (sqrt(v / c2) + eps).
-const ADAM = /* wgsl */ `
-struct S { lr: f32, b1: f32, b2: f32, eps: f32, c1: f32, c2: f32 }
-@group(0) @binding(0) var<storage, read_write> p: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
-@group(0) @binding(2) var<storage, read_write> m: array<f32>;
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;
-@group(0) @binding(3) var<uniform> s: S;
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let n = arrayLength(&p);
-  for (var i = gid.x; i < n; i += nwg.x * ${WORKGROUP}u) {
+const ADAM = gridStrideKernel('lr: f32, b1: f32, b2: f32, eps: f32, c1: f32, c2: f32', [[0, 'p', 'read_write'], [1, 'g', 'read'], [2, 'm', 'read_write'], [4, 'v', 'read_write']], 'p', `
     let gi = g[i];
     let mi = m[i] * s.b1 + gi * (1.0 - s.b1);
     let vi = v[i] * s.b2 + (gi * gi) * (1.0 - s.b2);
     m[i] = mi;
     v[i] = vi;
-    p[i] = p[i] - ((mi / s.c1) / (sqrt(vi / s.c2) + s.eps)) * s.lr;
-  }
-}`;
+    p[i] = p[i] - ((mi / s.c1) / (sqrt(vi / s.c2) + s.eps)) * s.lr;`);
 
 const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 let dispatches = 0;
@@ -223,21 +218,9 @@ export function webGpuAdam(p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.V
 
 // Batch norm's running averages, PyTorch's rule (layers.ts): r <- (1 - m) r + m s, with the
 // unbiased variance for the running variance.
-const RUNNING_STATS = /* wgsl */ `
-struct S { keep: f32, momentum: f32, unbias: f32 }
-@group(0) @binding(0) var<storage, read_write> rm: array<f32>;
-@group(0) @binding(1) var<storage, read> mean: array<f32>;
-@group(0) @binding(2) var<storage, read_write> rv: array<f32>;
-@group(0) @binding(4) var<storage, read> variance: array<f32>;
-@group(0) @binding(3) var<uniform> s: S;
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let n = arrayLength(&rm);
-  for (var i = gid.x; i < n; i += nwg.x * ${WORKGROUP}u) {
+const RUNNING_STATS = gridStrideKernel('keep: f32, momentum: f32, unbias: f32', [[0, 'rm', 'read_write'], [1, 'mean', 'read'], [2, 'rv', 'read_write'], [4, 'variance', 'read']], 'rm', `
     rm[i] = rm[i] * s.keep + mean[i] * s.momentum;
-    rv[i] = rv[i] * s.keep + (variance[i] * s.unbias) * s.momentum;
-  }
-}`;
+    rv[i] = rv[i] * s.keep + (variance[i] * s.unbias) * s.momentum;`);
 
 /**
  * Batch norm's running mean and variance updated in place in one dispatch (7 tensor ops otherwise).
@@ -257,19 +240,9 @@ export function webGpuRunningStats(runningMean: tf.Variable, runningVar: tf.Vari
 }
 
 // The memory bank's FIFO write (ssl/queue.ts): key row r of the batch goes to row (pointer + r) mod K.
-const ENQUEUE = /* wgsl */ `
-struct S { pointer: u32, size: u32, dim: u32 }
-@group(0) @binding(0) var<storage, read_write> keys: array<f32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<uniform> s: S;
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let n = arrayLength(&k);
-  for (var i = gid.x; i < n; i += nwg.x * ${WORKGROUP}u) {
+const ENQUEUE = gridStrideKernel('pointer: u32, size: u32, dim: u32', [[0, 'keys', 'read_write'], [1, 'k', 'read']], 'k', `
     let r = i / s.dim;
-    keys[((s.pointer + r) % s.size) * s.dim + i % s.dim] = k[i];
-  }
-}`;
+    keys[((s.pointer + r) % s.size) * s.dim + i % s.dim] = k[i];`);
 
 /**
  * Write the keys `k` [B, C] into the queue `keys` [K, C] from row `pointer` on (wrapping), in place,

@@ -175,9 +175,10 @@ export function batchNormFromPrimitives(x: tf.Tensor4D, gamma: tf.Tensor, beta: 
 function updateRunningStats(store: ParameterStore, name: string, mean: tf.Tensor, variance: tf.Tensor, count: number, momentum: number): void {
   const runningMean = store.get(`${name}.running_mean`);
   const runningVar = store.get(`${name}.running_var`);
-  if (webGpuRunningStats(runningMean, runningVar, mean, variance, momentum, count / Math.max(1, count - 1))) return;
+  const unbias = count / Math.max(1, count - 1);
+  if (webGpuRunningStats(runningMean, runningVar, mean, variance, momentum, unbias)) return;
   tf.tidy(() => {
-    const unbiased = tf.mul(variance, count / Math.max(1, count - 1));
+    const unbiased = tf.mul(variance, unbias);
     runningMean.assign(tf.add(tf.mul(runningMean, 1 - momentum), tf.mul(mean, momentum)));
     runningVar.assign(tf.add(tf.mul(runningVar, 1 - momentum), tf.mul(unbiased, momentum)));
   });

@@ -71,14 +71,20 @@ export async function adamStep(student: Encoder, teacher: Encoder, queue: Memory
     if (g) byName.set(name, g);
   }
   // One read-back for every number of the step.
-  const [loss, prunedFraction, positive, negativeMean, negativeP999, spread] = Array.from(await diagnostics!.data()) as [number, number, number, number, number, number];
-  if (Number.isFinite(loss)) {
+  const metrics = stepMetrics(await diagnostics!.data());
+  if (Number.isFinite(metrics.loss)) {
     // SGD and the EMA teacher update in one pass (METHOD.md §3, §5).
     optimizer.step(params, byName, s.learningRate, { params: teacher.trainableVariables(), ema: s.momentum });
     queue.enqueue(k);
   }
   tf.dispose([value, diagnostics!, k, ...Object.values(grads)]);
-  return { loss, prunedFraction, positive, negativeMean, negativeP999, keySpread: spread };
+  return metrics;
+}
+
+/** StepMetrics from the step's diagnostics vector (the order adamStep stacks them in). */
+function stepMetrics(d: ArrayLike<number>): StepMetrics {
+  const [loss, prunedFraction, positive, negativeMean, negativeP999, keySpread] = Array.from(d).slice(0, 6) as [number, number, number, number, number, number];
+  return { loss, prunedFraction, positive, negativeMean, negativeP999, keySpread };
 }
 
 /**
@@ -142,8 +148,7 @@ export class AdamStepRunner {
       const [d] = await entry.replay.run([inputs.queries, inputs.keys], { learningRate: s.learningRate, queuePointer: pointer });
       queue.pointer = (pointer + inputs.keys.shape[0]) % queue.size;
       this.last = entry.replay;
-      const [loss, prunedFraction, positive, negativeMean, negativeP999, spread] = Array.from(d!.subarray(0, 6)) as [number, number, number, number, number, number];
-      return { loss, prunedFraction, positive, negativeMean, negativeP999, keySpread: spread };
+      return stepMetrics(d!);
     }
     // Capture from the stage's second step on (the first creates the velocity), a few tries at most.
     if (this.calls < 2 || entry.attempts >= 3) return adamStep(student, teacher, queue, optimizer, inputs, s);

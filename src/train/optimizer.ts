@@ -43,14 +43,14 @@ export class SgdMomentum {
         if (teacher && !t) throw new Error(`parameter '${name}' has no teacher counterpart`);
         const first = !this.velocity.has(name);
         if (first) this.velocity.set(name, ownedZeros(p));
+        const v = this.velocity.get(name)!;
         const settings = { lr, momentum: this.momentum, weightDecay: this.weightDecay, ema: teacher?.ema ?? 1, first };
-        if (fusedSgdEma(p, g0, this.velocity.get(name)!, t, settings) || webGpuSgdEma(p, g0, this.velocity.get(name)!, t, settings)) {
+        if (fusedSgdEma(p, g0, v, t, settings) || webGpuSgdEma(p, g0, v, t, settings)) {
           this.counts.inPlace++;
           continue;
         }
         this.counts.tensorOps++;
         const g = this.weightDecay ? tf.add(g0, tf.mul(p, this.weightDecay)) : g0;
-        const v = this.velocity.get(name)!;
         // PyTorch initialises the buffer to the first gradient.
         v.assign(first ? g : tf.add(tf.mul(v, this.momentum), g));
         p.assign(tf.sub(p, tf.mul(v, lr)));
