@@ -20,6 +20,7 @@
  *   npm run bench -- --workload ft50 --batch 8 --micro-batch 4   # the same, batch 8 in 2 passes (gradient accumulation)
  *   npm run bench -- --workload eval [--data DIR] [--seeds n]   # cost of `eden evaluate --preset cpu` (few-shot segmentation)
  *   npm run bench -- --workload adam --steps 20                  # Eden's fused Adam against tf.train.adam
+ *   npm run bench -- --backend webgpu --workload convs [--size 64 --batch 4]   # each convolution: TF.js's kernels vs Eden's
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -44,7 +45,7 @@ import { checkpointSource } from '../src/eval/models.js';
 interface Workload {
   name: string;
   /** pretrain: an Adam step (student, teacher, queue); segment: U-Net inference; finetune: a U-Net training step (encoder and decoder, 3 structures). */
-  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate' | 'optimizer';
+  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate' | 'optimizer' | 'convs';
   arch: string;
   width: number;
   size: number;
@@ -71,6 +72,9 @@ const WORKLOADS: Record<string, Workload> = {
   // One Adam step over a ResNet-18 U-Net's parameters (decoder, then encoder): Eden's fused Adam
   // against tf.train.adam.
   adam: { name: 'adam', kind: 'optimizer', arch: 'resnet18', width: 64, size: 128, batch: 0, queue: 0 },
+  // webgpu: every distinct convolution of a ResNet-18 step at --size / --batch, forward and both
+  // gradients, TF.js's kernels against Eden's implicit GEMM (engine/webgpu-conv.ts).
+  convs: { name: 'convs', kind: 'convs', arch: 'resnet18', width: 64, size: 64, batch: 4, queue: 0 },
 };
 const DEFAULT_WORKLOADS = ['a', 'b'];
 
@@ -195,6 +199,60 @@ async function runOptimizers(w: Workload): Promise<void> {
   backbone.dispose();
 }
 
+/**
+ * Workload `convs` (webgpu): the distinct convolutions of a ResNet-18 step at w.size / w.batch,
+ * each op timed (median of --steps, after --warmup) with TF.js's kernel (EDEN_WEBGPU_CONV=0) and
+ * with Eden's implicit GEMM (EDEN_WEBGPU_CONV=all), interleaved in one process.
+ */
+async function runConvolutions(w: Workload): Promise<void> {
+  type Shape4 = [number, number, number, number];
+  const layers: [Shape4, Shape4, number][] = [[[w.batch, w.size, w.size, 1], [7, 7, 1, 64], 2]];
+  let [side, channels] = [w.size / 4, 64];
+  for (const out of [64, 128, 256, 512]) {
+    const stride = out === 64 ? 1 : 2;
+    layers.push([[w.batch, side, side, channels], [3, 3, channels, out], stride]);
+    if (stride === 2) layers.push([[w.batch, side, side, channels], [1, 1, channels, out], 2]);
+    side /= stride;
+    layers.push([[w.batch, side, side, out], [3, 3, out, out], 1]);
+    channels = out;
+  }
+  const saved = process.env['EDEN_WEBGPU_CONV'];
+  const time = async (op: () => tf.Tensor): Promise<number> => {
+    const times: number[] = [];
+    for (let i = 0; i < Number(values.warmup) + Number(values.steps); i++) {
+      const t0 = performance.now();
+      const out = op();
+      await out.data();
+      if (i >= Number(values.warmup)) times.push(performance.now() - t0);
+      out.dispose();
+    }
+    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+  };
+  for (const [xShape, wShape, stride] of layers) {
+    const pad = wShape[0] === 1 ? 'valid' : 'same';
+    const x = tf.randomNormal(xShape) as tf.Tensor4D;
+    const filter = tf.randomNormal(wShape, 0, 0.1) as tf.Tensor4D;
+    const y = tf.conv2d(x, filter, stride, pad);
+    const dy = tf.randomNormal(y.shape) as tf.Tensor4D;
+    const attrs = { strides: [stride, stride], pad, dataFormat: 'NHWC' };
+    const ops: Record<string, () => tf.Tensor> = {
+      forward: () => tf.conv2d(x, filter, stride, pad),
+      filter_grad: () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: wShape }) as tf.Tensor,
+      input_grad: () => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter }, { ...attrs, inputShape: xShape }) as tf.Tensor,
+    };
+    for (const [op, run] of Object.entries(ops)) {
+      process.env['EDEN_WEBGPU_CONV'] = '0';
+      const tfjs = await time(run);
+      process.env['EDEN_WEBGPU_CONV'] = 'all';
+      const eden = await time(run);
+      console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${values.backend}`, workload: 'convs', op, x: xShape, filter: wShape, stride, tfjs_ms: Number(tfjs.toFixed(1)), eden_ms: Number(eden.toFixed(1)), speedup: Number((tfjs / eden).toFixed(2)) }));
+    }
+    tf.dispose([x, filter, y, dy]);
+  }
+  if (saved === undefined) delete process.env['EDEN_WEBGPU_CONV'];
+  else process.env['EDEN_WEBGPU_CONV'] = saved;
+}
+
 interface GpuStepStats {
   /** Dispatches recorded in the step: TF.js's kernels and Eden's fused optimiser kernels. */
   kernels: number;
@@ -249,6 +307,7 @@ async function runChild(w: Workload): Promise<void> {
   if (w.kind === 'optimizer') return runOptimizers(w);
   if (values.batch) w = { ...w, batch: Number(values.batch) };
   if (values.size) w = { ...w, size: Number(values.size) };
+  if (w.kind === 'convs') return runConvolutions(w);
   if (w.kind === 'segment' || w.kind === 'finetune') {
     const median = await runSegmentation(w);
     console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, ...(values['micro-batch'] ? { micro_batch: Number(values['micro-batch']) } : {}), step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
@@ -333,6 +392,17 @@ async function runChild(w: Workload): Promise<void> {
     const rows = [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms);
     console.log(`# profile of one step (${info.kernels.length} kernel calls, ${total.toFixed(0)} ms in kernels)`);
     for (const [name, e] of rows.slice(0, 25)) console.log(`#   ${name.padEnd(24)} ${e.ms.toFixed(1).padStart(9)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)}%  ${String(e.calls).padStart(5)} calls`);
+    // The convolutions by shape: where a convolution kernel is slow for one kind of layer.
+    const convs = new Map<string, { ms: number; calls: number }>();
+    for (const k of info.kernels.filter((k) => k.name.startsWith('Conv2D'))) {
+      const key = `${k.name} ${k.inputShapes.map((s) => `[${s.join(',')}]`).join(' ')}`;
+      const e = convs.get(key) ?? { ms: 0, calls: 0 };
+      e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+      e.calls++;
+      convs.set(key, e);
+    }
+    console.log('# convolutions by input shapes (ms per call)');
+    for (const [key, e] of [...convs.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20)) console.log(`#   ${(e.ms / e.calls).toFixed(1).padStart(8)} ms x ${e.calls}  ${key}`);
   }
 }
 

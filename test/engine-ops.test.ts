@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { parity, formatParity, type InputSpec } from './helpers/parity.js';
 import { batchNormFromPrimitives, batchNormTrain } from '../src/models/layers.js';
 import { probeWebGpu } from '../src/engine/webgpu.js';
+import { webGpuConvGemms } from '../src/engine/webgpu-conv.js';
 import { skipOrFail, type Capability } from './helpers/tools.js';
 import type { BackendName } from '../src/engine/backend.js';
 
@@ -39,6 +40,18 @@ convCases.push({
   name: 'conv2d 7x7 stride 2 explicit pad 3 (stem)',
   specs: [{ shape: [2, 32, 32, 1] }, { shape: [7, 7, 1, 8], scale: 0.3 }],
   fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, [[0, 0], [3, 3], [3, 3], [0, 0]]),
+});
+convCases.push({
+  // 70 -> 66 channels: partial 64-wide tiles of the webgpu implicit-GEMM kernels (webgpu-conv.ts),
+  // and reductions long enough that all three (forward, filter and input gradient) are split.
+  name: 'conv2d 3x3 70 -> 66 channels, 16x16 (partial tiles, split reductions)',
+  specs: [{ shape: [2, 16, 16, 70] }, { shape: [3, 3, 70, 66], scale: 0.1 }],
+  fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'same'),
+});
+convCases.push({
+  name: 'conv2d 3x3 stride 2, 17x15, 20 -> 80 channels (uneven strides into the input gradient)',
+  specs: [{ shape: [3, 17, 15, 20] }, { shape: [3, 3, 20, 80], scale: 0.2 }],
+  fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, 'same'),
 });
 convCases.push({
   name: 'conv2dTranspose 2x2 stride 2 (U-Net up)',
@@ -162,6 +175,56 @@ before(async () => {
   if ('adapter' in probe) console.log(`webgpu adapter: ${probe.adapter}`);
 });
 suite('webgpu', () => webgpuSkip, 'webgpu');
+
+describe('webgpu implicit-GEMM convolutions (engine/webgpu-conv.ts)', () => {
+  // The default routing runs only some convolutions there (see route()); here all three run there,
+  // forward and both gradients, against the cpu backend.
+  for (const c of convCases) {
+    it(`all three kernels (EDEN_WEBGPU_CONV=all): ${c.name}`, async (t) => {
+      if (webgpuSkip) return skipOrFail(t, 'webgpu', webgpuSkip);
+      process.env['EDEN_WEBGPU_CONV'] = 'all';
+      const before = webGpuConvGemms();
+      try {
+        const r = await parity('webgpu', c.fn, c.specs);
+        // The forward pass and both gradients ran there (TF.js's own kernels are the fallback).
+        assert.ok(webGpuConvGemms() - before >= 3, `only ${webGpuConvGemms() - before} convolutions ran as implicit GEMMs`);
+        console.log(`[webgpu, all convolutions] ${formatParity(c.name, r)}`);
+        assert.ok(r.worst < TOLERANCE, `${c.name}: relative error ${r.worst} >= ${TOLERANCE}`);
+      } finally {
+        delete process.env['EDEN_WEBGPU_CONV'];
+      }
+    });
+  }
+
+  it('route by default the filter gradient and small or 1 x 1 forward passes there, nothing with EDEN_WEBGPU_CONV=0', async (t) => {
+    if (webgpuSkip) return skipOrFail(t, 'webgpu', webgpuSkip);
+    const previous = tf.getBackend();
+    await tf.setBackend('webgpu');
+    const count = (env: string | undefined, xShape: [number, number, number, number], wShape: [number, number, number, number], stride: number): number => {
+      if (env === undefined) delete process.env['EDEN_WEBGPU_CONV'];
+      else process.env['EDEN_WEBGPU_CONV'] = env;
+      const before = webGpuConvGemms();
+      tf.tidy(() => {
+        const x = tf.randomNormal(xShape) as tf.Tensor4D;
+        const w = tf.randomNormal(wShape) as tf.Tensor4D;
+        tf.grads((a, b) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, 'same')))([x, w]);
+      });
+      delete process.env['EDEN_WEBGPU_CONV'];
+      return webGpuConvGemms() - before;
+    };
+    try {
+      // Deep and small (16 x 512 outputs): forward and filter gradient here; input gradient TF.js's.
+      assert.equal(count(undefined, [4, 2, 2, 512], [3, 3, 512, 512], 1), 2);
+      // A large output, 3 x 3: only the filter gradient. 1 x 1: forward too.
+      assert.equal(count(undefined, [4, 16, 16, 64], [3, 3, 64, 64], 1), 1);
+      assert.equal(count(undefined, [4, 16, 16, 64], [1, 1, 64, 64], 1), 2);
+      assert.equal(count('all', [4, 16, 16, 64], [3, 3, 64, 64], 1), 3);
+      assert.equal(count('0', [4, 2, 2, 512], [3, 3, 512, 512], 1), 0);
+    } finally {
+      await tf.setBackend(previous);
+    }
+  });
+});
 
 describe('bilinear resize gradient against its hand-built transpose', () => {
   // Resizing is linear, so <dy, resize(x)> has gradient resize^T dy; entry i is <dy, resize(e_i)>.

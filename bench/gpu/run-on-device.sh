@@ -14,10 +14,12 @@ for w in "resnet18 64 128 16" "resnet50 64 224 8"; do
   set -- $w
   timeout 90 python3 $G/torch_cuda_step.py --shared $G --arch $1 --width $2 --size $3 --batch $4 | tee -a $OUT/results.jsonl
 done
-# Before (TF.js ops: EDEN_WEBGPU_FUSED=0), with Eden's fused kernels, and with step replay (issue 13).
+# Before (TF.js ops: EDEN_WEBGPU_FUSED=0, EDEN_WEBGPU_CONV=0), with Eden's fused kernels, and with step replay (issue 13).
 for w in a b; do
-  (cd $G && EDEN_WEBGPU_FUSED=0 timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"tfjs-ops",/' | tee -a $OUT/eden.log
+  (cd $G && EDEN_WEBGPU_FUSED=0 EDEN_WEBGPU_CONV=0 timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"tfjs-ops",/' | tee -a $OUT/eden.log
   (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --profile) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"fused",/' | tee -a $OUT/eden.log
   (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --replay) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"replay",/' | tee -a $OUT/eden.log
 done
+# Each convolution of (a): TF.js's kernels against Eden's implicit GEMM (EDEN_WEBGPU_CONV routing).
+(cd $G && timeout 120 /tmp/node bench.mjs --child convs --backend webgpu --size 128 --batch 16 --steps 5 --warmup 2) 2>&1 | grep -v "^Warning\|^ERROR" | tee -a $OUT/eden.log
 grep '^{' $OUT/eden.log >> $OUT/results.jsonl

@@ -224,7 +224,10 @@ export function splitV({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoM
 
 let registeredWebGpu = false;
 
-/** On webgpu, the conv-based Conv2DBackpropFilter replaces TF.js's slow direct kernel. */
+/**
+ * On webgpu, the conv-based Conv2DBackpropFilter replaces TF.js's slow direct kernel; it is in turn
+ * the fallback of webgpu-conv.ts's implicit GEMM (EDEN_WEBGPU_CONV=0, NCHW).
+ */
 export function registerWebGpuKernels(): void {
   if (registeredWebGpu || !tf.getKernel('Conv2DBackpropFilter', 'webgpu')) return;
   registeredWebGpu = true;

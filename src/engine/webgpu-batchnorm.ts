@@ -21,27 +21,10 @@
  * layers on a large GPU (C / 32 workgroups), a known limit (docs/PERFORMANCE.md).
  */
 import * as tf from '@tensorflow/tfjs';
+import type { WebGpuBackendLike, WebGpuProgram as Program } from './webgpu-program.js';
 import { FUSED_BATCH_NORM, FUSED_BATCH_NORM_GRAD, registerFusedBatchNormGradient } from './native.js';
 
 type Info = tf.TensorInfo;
-
-/** The part of TF.js's WebGPUProgram interface (4.22) these programs fill in. */
-interface Program {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number];
-  size?: boolean;
-  uniforms?: string;
-  getUserCode(): string;
-}
-
-interface WebGpuBackendLike {
-  runWebGPUProgram(program: Program, inputs: Info[], dtype: tf.DataType, uniforms?: { type: string; data: number[] }[]): Info;
-  disposeData(dataId: object): boolean;
-}
 
 const TILE_CHANNELS = 32;
 const ROW_LANES = 8;

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
 import { registerWebGpuKernels } from './wasm-kernels.js';
 import { registerWebGpuBatchNorm } from './webgpu-batchnorm.js';
+import { registerWebGpuConvolutions } from './webgpu-conv.js';
 
 let ready: Promise<void> | undefined;
 let adapterDescription: string | undefined;
@@ -90,6 +91,7 @@ export async function initWebGpu(): Promise<void> {
     adapterDescription = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
     await import('@tensorflow/tfjs-backend-webgpu');
     registerWebGpuKernels();
+    registerWebGpuConvolutions();
     registerWebGpuBatchNorm();
     // ENGINE.md bug 5: split-K matmul with a transposed second operand gives wrong values on every
     // driver. Program type 3 is the plain tiled matmul.

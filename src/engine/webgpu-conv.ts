@@ -1,0 +1,343 @@
+/**
+ * Convolutions on the webgpu backend as tiled implicit-GEMM WGSL programs (issue 13: fast
+ * convolutions): the forward pass and both gradients of an NHWC convolution (dilation 1), each one
+ * matrix product whose operands are gathered from the tensors as they are, never materialised:
+ *
+ *   forward        y[m, co]    = sum_k  im2col(x)[m, k] * w[k, co]      m = (b, oy, ox), k = (r, c, ci)
+ *   filter grad    dw[k, co]   = sum_m  im2col(x)[m, k] * dy[m, co]
+ *   input grad     dx[p, ci]   = sum_t  col(dy)[p, t] * w[(r, c, ci), co]  p = (b, iy, ix), t = (r, c, co)
+ *
+ * A workgroup is 16 x 16 threads, each computing 4 x 4, 1 x 4 or 4 x 1 outputs (the tile shape
+ * that wastes least on partial tiles), stepping through the reduction 16 at a time with both
+ * operand tiles in workgroup memory; the loads and the multiply-adds are unrolled in the generated
+ * code. When the output has few tiles (the filter gradient always: its output is the small filter,
+ * its reduction the whole batch; the deep layers' forward pass at small spatial sizes) the reduction
+ * is split over workgroups ("split-K") and a second program adds the partial products, so that the
+ * device has work for all its cores.
+ *
+ * Why: TF.js 4.22's forward convolution leaves a [4, 2, 2, 512] x [3, 3, 512, 512] layer (the last
+ * ResNet stage) on a handful of workgroups, and its filter gradient is a direct loop per filter
+ * element; Eden's earlier replacement for the latter (a transposed forward convolution,
+ * wasm-kernels.ts, still the fallback) took 307 ms there on lavapipe against 102 ms here
+ * (`npm run bench -- --backend webgpu --workload convs`, docs/PERFORMANCE.md). Shapes are baked into
+ * each shader (one pipeline per layer shape; a training step has a few dozen), so the compiler sees
+ * constants. Which of the three run by default, and EDEN_WEBGPU_CONV: see route() below.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { WebGpuBackendLike, WebGpuProgram as Program } from './webgpu-program.js';
+
+type Info = tf.TensorInfo;
+type Attrs = Record<string, unknown>;
+
+/** 16 x 16 threads per workgroup, stepping through the reduction 16 at a time. */
+const LANES = 16;
+const THREADS = LANES * LANES;
+const STEP = 16;
+/** Split the reduction until there are about this many workgroups (a large GPU's cores, twice). */
+const TARGET_WORKGROUPS = 256;
+/** ...but give every split at least this much of the reduction. */
+const MIN_SPLIT_LENGTH = 256;
+
+/**
+ * out[s][i][j] = sum over t in split s of A(i, t) * B(t, j), for i < rows, j < cols, t < depth.
+ * `a` and `b` are WGSL function bodies of (i, t) and (t, j) reading the program's inputs.
+ */
+export interface Gemm {
+  key: string;
+  rows: number;
+  cols: number;
+  depth: number;
+  inputs: [string, string];
+  a: string;
+  b: string;
+  /**
+   * Whether consecutive threads load consecutive reduction indices of A (B) rather than
+   * consecutive rows (columns): whichever is contiguous in memory, for coalesced loads.
+   */
+  aAlongDepth: boolean;
+  bAlongDepth: boolean;
+}
+
+/** Each thread computes ri x rj outputs: a workgroup tile of 16 ri x 16 rj. */
+export interface Tiling {
+  ri: number;
+  rj: number;
+  splits: number;
+}
+
+/**
+ * The tile shape that wastes least on partial tiles (a 16-row output, e.g. the last ResNet stage
+ * at batch 4, would leave three quarters of a 64-row tile idle), the largest on ties; then as many
+ * splits of the reduction as bring the workgroups near TARGET_WORKGROUPS.
+ */
+export function chooseTiling(rows: number, cols: number, depth: number): Tiling {
+  const shapes = [[4, 4], [1, 4], [4, 1], [2, 2]] as const;
+  const padded = (ri: number, rj: number): number => Math.ceil(rows / (LANES * ri)) * LANES * ri * Math.ceil(cols / (LANES * rj)) * LANES * rj;
+  const [ri, rj] = shapes.reduce((best, s) => (padded(s[0], s[1]) < padded(best[0], best[1]) ? s : best));
+  const tiles = Math.ceil(rows / (LANES * ri)) * Math.ceil(cols / (LANES * rj));
+  const splits = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(depth / MIN_SPLIT_LENGTH)));
+  return { ri, rj, splits };
+}
+
+function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
+  const { ri, rj, splits } = tiling;
+  const ti = LANES * ri;
+  const tj = LANES * rj;
+  const chunk = Math.ceil(g.depth / splits / STEP) * STEP;
+  const range = (n: number): number[] => Array.from({ length: n }, (_, k) => k);
+  // The tile loads, unrolled: thread lid loads elements lid + e * THREADS of a [STEP][width]
+  // tile, numbered along the reduction or along the tile's width (alongDepth).
+  const loads = (tile: string, width: number, alongDepth: boolean, load: (t: string, u: string) => string): string =>
+    range((width * STEP) / THREADS)
+      .map((e) => {
+        const [t, u] = alongDepth ? [`n % ${STEP}`, `n / ${STEP}`] : [`n / ${width}`, `n % ${width}`];
+        return `{ let n = lid + ${e * THREADS}; ${tile}[(${t}) * ${width} + ${u}] = ${load(`t0 + ${t}`, u)}; }`;
+      })
+      .join('\n          ');
+  // The micro-kernel, unrolled. Thread (tx, ty) owns rows ty + 16 r and columns tx + 16 c: the 16
+  // threads of a row read (and store) 16 adjacent columns.
+  const micro = [
+    ...range(ri).map((r) => `let a${r} = tileA[t * ${ti} + ty + ${LANES * r}];`),
+    ...range(rj).map((c) => `let b${c} = tileB[t * ${tj} + tx + ${LANES * c}];`),
+    ...range(ri).flatMap((r) => range(rj).map((c) => `acc${r}_${c} += a${r} * b${c};`)),
+  ].join('\n            ');
+  const stores = range(ri)
+    .flatMap((r) => range(rj).map((c) => `if (i0 + ty + ${LANES * r} < ${g.rows} && j0 + tx + ${LANES * c} < ${g.cols}) { result[(s * ${g.rows} + i0 + ty + ${LANES * r}) * ${g.cols} + j0 + tx + ${LANES * c}] = acc${r}_${c}; }`))
+    .join('\n        ');
+  return {
+    variableNames: g.inputs,
+    outputShape: splits > 1 ? [splits, g.rows, g.cols] : shape,
+    shaderKey: `eden_conv_gemm_${g.key}_${ri}x${rj}_${splits}`,
+    dispatchLayout: { x: [0] },
+    dispatch: [Math.ceil(g.rows / ti), Math.ceil(g.cols / tj), splits],
+    workgroupSize: [THREADS, 1, 1],
+    // TF.js binds its uniform buffer to every program, and the layout must then declare it: the
+    // reduction length comes from it (the rest is baked into the shader).
+    uniforms: 'depth : i32,',
+    getUserCode: () => /* wgsl */ `
+      var<workgroup> tileA : array<f32, ${ti * STEP}>; // [t][i]
+      var<workgroup> tileB : array<f32, ${tj * STEP}>; // [t][j]
+      fn loadA(i : i32, t : i32, tEnd : i32) -> f32 {
+        if (i >= ${g.rows} || t >= tEnd) { return 0.0; }
+        ${g.a}
+      }
+      fn loadB(t : i32, j : i32, tEnd : i32) -> f32 {
+        if (j >= ${g.cols} || t >= tEnd) { return 0.0; }
+        ${g.b}
+      }
+      fn main(index : i32) {
+        let lid = i32(localId.x);
+        let tx = lid % ${LANES};
+        let ty = lid / ${LANES};
+        let i0 = i32(workgroupId.x) * ${ti};
+        let j0 = i32(workgroupId.y) * ${tj};
+        let s = i32(workgroupId.z);
+        let tBegin = s * ${chunk};
+        let tEnd = min(uniforms.depth, tBegin + ${chunk});
+        ${range(ri).flatMap((r) => range(rj).map((c) => `var acc${r}_${c} = 0.0;`)).join(' ')}
+        // A constant trip count: the barriers inside need uniform control flow, and TF.js keeps
+        // workgroupId in a private variable that WGSL's analysis cannot prove uniform. The last
+        // split's steps past the end load zeros.
+        for (var step = 0; step < ${chunk / STEP}; step++) {
+          let t0 = tBegin + step * ${STEP};
+          ${loads('tileA', ti, g.aAlongDepth, (t, u) => `loadA(i0 + ${u}, ${t}, tEnd)`)}
+          ${loads('tileB', tj, g.bAlongDepth, (t, u) => `loadB(${t}, j0 + ${u}, tEnd)`)}
+          workgroupBarrier();
+          for (var t = 0; t < ${STEP}; t++) {
+            ${micro}
+          }
+          workgroupBarrier();
+        }
+        ${stores}
+      }`,
+  };
+}
+
+/** Sum of the splits: [splits, n] -> [n] (the caller's output shape). */
+function sumSplitsProgram(key: string, splits: number, shape: number[]): Program {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return {
+    variableNames: ['partial'],
+    outputShape: shape,
+    shaderKey: `eden_conv_sum_${key}_${splits}`,
+    dispatchLayout: { x: [0] },
+    dispatch: [Math.ceil(n / THREADS), 1, 1],
+    workgroupSize: [THREADS, 1, 1],
+    uniforms: 'n : i32,',
+    getUserCode: () => /* wgsl */ `
+      fn main(index : i32) {
+        let k = i32(workgroupId.x) * ${THREADS} + i32(localId.x);
+        if (k < uniforms.n) {
+          var s = 0.0;
+          for (var p = 0; p < ${splits}; p++) { s += partial[p * uniforms.n + k]; }
+          result[k] = s;
+        }
+      }`,
+  };
+}
+
+let gemms = 0;
+
+/** Convolutions run by these kernels since start (tests and benchmarks check the routing with it). */
+export function webGpuConvGemms(): number {
+  return gemms;
+}
+
+/** Run a GEMM (split when that helps) and return its output with `shape` ([rows * cols] elements). */
+function runGemm(backend: WebGpuBackendLike, g: Gemm, inputs: [Info, Info], shape: number[]): Info {
+  gemms++;
+  const tiling = chooseTiling(g.rows, g.cols, g.depth);
+  const { splits } = tiling;
+  const out = backend.runWebGPUProgram(gemmProgram(g, tiling, shape), inputs, 'float32', [{ type: 'int32', data: [g.depth] }]);
+  if (splits === 1) return out;
+  const sum = backend.runWebGPUProgram(sumSplitsProgram(g.key, splits, shape), [out], 'float32', [{ type: 'int32', data: [g.rows * g.cols] }]);
+  backend.disposeData(out.dataId);
+  return sum;
+}
+
+/** The geometry of an NHWC convolution with dilation 1. */
+interface Geometry {
+  B: number; H: number; W: number; CI: number;
+  KH: number; KW: number; CO: number;
+  OH: number; OW: number; SH: number; SW: number; PT: number; PL: number;
+}
+
+function geometry(xShape: number[], filterShape: number[], attrs: Attrs): Geometry | null {
+  if (attrs['dataFormat'] !== undefined && attrs['dataFormat'] !== 'NHWC' && attrs['dataFormat'] !== 'channelsLast') return null;
+  const dil = attrs['dilations'];
+  if (dil !== undefined && !(dil === 1 || (Array.isArray(dil) && dil.every((d) => d === 1)))) return null;
+  const strides = attrs['strides'] as number | [number, number];
+  const info = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    typeof strides === 'number' ? [strides, strides] : strides,
+    1,
+    attrs['pad'] as 'same' | 'valid' | number,
+    attrs['dimRoundingMode'] as 'floor' | 'round' | 'ceil' | undefined,
+  );
+  return {
+    B: info.batchSize, H: info.inHeight, W: info.inWidth, CI: info.inChannels,
+    KH: info.filterHeight, KW: info.filterWidth, CO: info.outChannels,
+    OH: info.outHeight, OW: info.outWidth, SH: info.strideHeight, SW: info.strideWidth, PT: info.padInfo.top, PL: info.padInfo.left,
+  };
+}
+
+const keyOf = (g: Geometry): string => Object.values(g).join('_');
+
+/** WGSL: x[b, oy * SH - PT + r, ox * SW - PL + c, ci] for row m = (b, oy, ox) and column k = (r, c, ci); 0 in the padding. */
+function im2col(g: Geometry, m: string, k: string): string {
+  return `
+        let b = ${m} / ${g.OH * g.OW};
+        let oyx = ${m} % ${g.OH * g.OW};
+        let ci = ${k} % ${g.CI};
+        let rc = ${k} / ${g.CI};
+        let iy = (oyx / ${g.OW}) * ${g.SH} - ${g.PT} + rc / ${g.KW};
+        let ix = (oyx % ${g.OW}) * ${g.SW} - ${g.PL} + rc % ${g.KW};
+        if (iy < 0 || iy >= ${g.H} || ix < 0 || ix >= ${g.W}) { return 0.0; }
+        return x[((b * ${g.H} + iy) * ${g.W} + ix) * ${g.CI} + ci];`;
+}
+
+/** y = conv(x, w): [B * OH * OW, CO] = im2col(x) [.., KH * KW * CI] x w [KH * KW * CI, CO]. */
+export function forwardGemm(g: Geometry): Gemm {
+  return { key: `fwd_${keyOf(g)}`, rows: g.B * g.OH * g.OW, cols: g.CO, depth: g.KH * g.KW * g.CI, inputs: ['x', 'w'], a: im2col(g, 'i', 't'), b: `return w[t * ${g.CO} + j];`, aAlongDepth: true, bAlongDepth: false };
+}
+
+/** dw: [KH * KW * CI, CO] = im2col(x)^T x dy [B * OH * OW, CO]. */
+export function filterGradGemm(g: Geometry): Gemm {
+  return { key: `dw_${keyOf(g)}`, rows: g.KH * g.KW * g.CI, cols: g.CO, depth: g.B * g.OH * g.OW, inputs: ['x', 'dy'], a: im2col(g, 't', 'i'), b: `return dy[t * ${g.CO} + j];`, aAlongDepth: false, bAlongDepth: false };
+}
+
+/**
+ * dx: [B * H * W, CI]; row p = (b, iy, ix), reduction t = (r, c, co): dy[b, oy, ox, co] where
+ * oy * SH = iy + PT - r (and likewise ox), times w[r, c, ci, co].
+ */
+export function inputGradGemm(g: Geometry): Gemm {
+  const a = `
+        let b = i / ${g.H * g.W};
+        let yx = i % ${g.H * g.W};
+        let co = t % ${g.CO};
+        let rc = t / ${g.CO};
+        let ny = yx / ${g.W} + ${g.PT} - rc / ${g.KW};
+        let nx = yx % ${g.W} + ${g.PL} - rc % ${g.KW};
+        if (ny < 0 || nx < 0 || ny % ${g.SH} != 0 || nx % ${g.SW} != 0) { return 0.0; }
+        let oy = ny / ${g.SH};
+        let ox = nx / ${g.SW};
+        if (oy >= ${g.OH} || ox >= ${g.OW}) { return 0.0; }
+        return dy[((b * ${g.OH} + oy) * ${g.OW} + ox) * ${g.CO} + co];`;
+  const b = `
+        let co = t % ${g.CO};
+        let rc = t / ${g.CO};
+        return w[(rc * ${g.CI} + j) * ${g.CO} + co];`;
+  return { key: `dx_${keyOf(g)}`, rows: g.B * g.H * g.W, cols: g.CI, depth: g.KH * g.KW * g.CO, inputs: ['dy', 'w'], a, b, aAlongDepth: true, bAlongDepth: true };
+}
+
+type KernelArgs = { inputs: Record<string, Info>; backend: WebGpuBackendLike; attrs: Attrs };
+
+/**
+ * Which convolutions run here (EDEN_WEBGPU_CONV): '0' none; 'all' all three; otherwise (default)
+ * those measured faster than the fallback on lavapipe (`npm run bench -- --backend webgpu
+ * --workload convs`, docs/PERFORMANCE.md): every filter gradient (1.1-58x), and forward passes
+ * with a 1 x 1 filter or an output of at most 16 of TF.js's 32 x 32 tiles (the deep layers at
+ * small spatial size, where TF.js leaves the device idle and split-K does not: 1.0-3.3x); TF.js's
+ * tiled forward kernel was faster on the larger outputs (0.4-0.5x here), and its input gradient at
+ * every shape measured (0.2-0.7x), so the input gradient stays TF.js's; forward outputs narrower
+ * than 16 channels too (they would idle most of a tile: the stem's input gradient, 1 channel wide,
+ * took 3.5 s against 76 ms). 'all' runs everything here, for tests and for measuring on a GPU.
+ */
+type Route = 'none' | 'all' | 'measured';
+function route(): Route {
+  const v = globalThis.process?.env['EDEN_WEBGPU_CONV'];
+  return v === '0' ? 'none' : v === 'all' ? 'all' : 'measured';
+}
+const SMALL_OUTPUT = 16 * 32 * 32;
+const MIN_COLUMNS = 16;
+
+function conv2D(fallback: tf.KernelFunc) {
+  return (args: KernelArgs): Info => {
+    const { x, filter } = args.inputs as { x: Info; filter: Info };
+    const r = route();
+    const g = r === 'none' ? null : geometry(x.shape, filter.shape, args.attrs);
+    const measuredFaster = (geo: Geometry): boolean => (geo.KH === 1 && geo.KW === 1) || geo.B * geo.OH * geo.OW * geo.CO <= SMALL_OUTPUT;
+    if (!g || (r === 'measured' && (g.CO < MIN_COLUMNS || !measuredFaster(g)))) return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
+    return runGemm(args.backend, forwardGemm(g), [x, filter], [g.B, g.OH, g.OW, g.CO]);
+  };
+}
+
+function conv2DBackpropFilter(fallback: tf.KernelFunc) {
+  return (args: KernelArgs): Info => {
+    const { x, dy } = args.inputs as { x: Info; dy: Info };
+    const filterShape = args.attrs['filterShape'] as number[];
+    const g = route() === 'none' ? null : geometry(x.shape, filterShape, args.attrs);
+    if (!g) return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
+    return runGemm(args.backend, filterGradGemm(g), [x, dy], [...filterShape]);
+  };
+}
+
+function conv2DBackpropInput(fallback: tf.KernelFunc) {
+  return (args: KernelArgs): Info => {
+    const { dy, filter } = args.inputs as { dy: Info; filter: Info };
+    const inputShape = args.attrs['inputShape'] as number[];
+    const g = route() === 'all' ? geometry(inputShape, filter.shape, args.attrs) : null;
+    if (!g) return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
+    return runGemm(args.backend, inputGradGemm(g), [dy, filter], [...inputShape]);
+  };
+}
+
+let registered = false;
+
+/**
+ * Put the implicit-GEMM kernels in front of the webgpu backend's Conv2D, Conv2DBackpropFilter and
+ * Conv2DBackpropInput (after the backend and wasm-kernels' registerWebGpuKernels: those become the
+ * fallback for NCHW and dilated convolutions, and with EDEN_WEBGPU_CONV=0). Idempotent.
+ */
+export function registerWebGpuConvolutions(): void {
+  if (registered) return;
+  const make = { Conv2D: conv2D, Conv2DBackpropFilter: conv2DBackpropFilter, Conv2DBackpropInput: conv2DBackpropInput };
+  const previous = Object.keys(make).map((name) => [name, tf.getKernel(name, 'webgpu')] as const);
+  if (previous.some(([, k]) => !k)) return;
+  registered = true;
+  for (const [name, config] of previous) {
+    tf.unregisterKernel(name, 'webgpu');
+    tf.registerKernel({ kernelName: name, backendName: 'webgpu', kernelFunc: make[name as keyof typeof make](config!.kernelFunc) as unknown as tf.KernelFunc, setupFunc: config!.setupFunc });
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * The part of TF.js 4.22's WebGPU program interface that Eden's own WGSL programs fill in
+ * (webgpu-batchnorm.ts, webgpu-conv.ts), and the backend method that runs them. TF.js generates
+ * the bindings (inputs by `variableNames`, `result`, `uniforms`), the `main(index)` entry and the
+ * `localId` / `workgroupId` built-ins around getUserCode(); a program reading no uniform still gets
+ * TF.js's uniform buffer bound, so it must declare and read one.
+ */
+import type * as tf from '@tensorflow/tfjs';
+
+export interface WebGpuProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  size?: boolean;
+  uniforms?: string;
+  getUserCode(): string;
+}
+
+export type Uniforms = { type: string; data: number[] }[];
+
+export interface WebGpuBackendLike {
+  runWebGPUProgram(program: WebGpuProgram, inputs: tf.TensorInfo[], dtype: tf.DataType, uniforms?: Uniforms): tf.TensorInfo;
+  disposeData(dataId: object): boolean;
+}
