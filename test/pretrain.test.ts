@@ -103,6 +103,17 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     }
   });
 
+  it('draws views in worker threads to the same run, to the bit, across an interruption that changes their number', async () => {
+    const dir = tmp();
+    const controller = new AbortController();
+    // Interrupted mid-stage at n = 2 with the next batch in flight in a worker, resumed with two.
+    const first = await pretrain(config(dir), { viewWorkers: 1, signal: controller.signal, hooks: { onStep: (e) => e.globalStep === 5 && controller.abort() } });
+    assert.equal(first.interrupted, true);
+    await pretrain(config(dir), { viewWorkers: 2, resumeFrom: checkpointPaths(dir).last });
+    const d = await diffCheckpoints(reference, dir);
+    assert.equal(d.maxAbsDiff, 0, `with view workers the run differs: ${JSON.stringify(d.tensors.filter((t) => t.maxAbsDiff > 0).slice(0, 3))}`);
+  });
+
   it('checkpoint diff reports a difference when there is one', async () => {
     const { loadTensorFile, saveTensorFile } = await import('../src/engine/tensor-file.js');
     const tf = await import('@tensorflow/tfjs');
@@ -262,5 +273,8 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     const r = runCli(['pretrain', '--set', 'contrast.tau=0.1']);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /^eden: unknown config field 'contrast.tau'/m);
+    const w = runCli(['pretrain', '--view-workers', 'two']);
+    assert.notEqual(w.status, 0);
+    assert.match(w.stderr, /--view-workers <n>' argument 'two' is invalid\. expected an integer >= 0, got 'two'/);
   });
 });

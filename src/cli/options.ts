@@ -13,6 +13,12 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
+export function parseNonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected an integer >= 0, got '${value}'`);
+  return n;
+}
+
 /** For repeatable options: each use appends its value. */
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

@@ -10,7 +10,7 @@ import { plotLossCurve } from '../report/loss-curve.js';
 import { createProgress } from './progress.js';
 import { nativeStatus, nativeThreads } from '../engine/native.js';
 import { readCheckpoint } from '../train/checkpoint.js';
-import { collect, parseList, parsePositiveInt, THREADS_HELP } from './options.js';
+import { collect, parseList, parseNonNegativeInt, parsePositiveInt, THREADS_HELP } from './options.js';
 
 /** The bundled sample radiographs, used when no data are given. */
 export function bundledSamples(): string {
@@ -40,6 +40,7 @@ interface PretrainFlags {
   maxStepsPerEpoch?: number;
   cache?: string;
   threads?: number;
+  viewWorkers?: number;
 }
 
 /** Flags -> a partial config (only what was given). */
@@ -105,6 +106,7 @@ export function registerPretrain(program: Command): void {
     .option('--seed <n>', 'random seed', Number)
     .option('--cache <mode>', 'memory | disk | none: where decoded images are kept')
     .option('--threads <n>', THREADS_HELP, parsePositiveInt)
+    .option('--view-workers <n>', 'worker threads drawing the next batch\'s views during each step; 0: on the main thread (default: 0 below 4 cores, else 1 per 8 cores, at most 4); the views are the same either way', parseNonNegativeInt)
     .option('--checkpoint-every <steps>', 'also write the last checkpoint every N steps', Number)
     .option('--max-steps-per-epoch <n>', 'cap steps per epoch (smoke runs)', parsePositiveInt)
     .action(async (paths: string[], f: PretrainFlags) => {
@@ -157,6 +159,7 @@ export function registerPretrain(program: Command): void {
         const config0 = config ?? (await readCheckpoint(resumeFrom!)).meta.config;
         const result = await pretrain(config!, {
           resumeFrom,
+          viewWorkers: f.viewWorkers,
           signal: controller.signal,
           hooks: {
             // Bad images are named one by one; other files (README, CSV...) are only counted.

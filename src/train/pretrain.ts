@@ -21,6 +21,7 @@ import { AdamStepRunner, adamLoss } from './adam-step.js';
 import { cosineLearningRate, SgdMomentum } from './optimizer.js';
 import { readCheckpoint, restoreState, saveCheckpoint, type CheckpointMeta, type TrainingPosition, type TrainingState } from './checkpoint.js';
 import { batchesPerEpoch, epochOrder, imageViews, viewBatches } from './view-batches.js';
+import { defaultViewWorkers, ViewWorkerPool } from './view-workers.js';
 import { LearningWatch, RunningMeans } from './learning-watch.js';
 
 export interface StepEvent {
@@ -91,6 +92,11 @@ export interface PretrainOptions {
   signal?: AbortSignal;
   /** Resume from this checkpoint file (its config is used, not `config`). */
   resumeFrom?: string;
+  /**
+   * Worker threads that draw the next batch's views during each step (0: on the main thread).
+   * The views are the same either way; default defaultViewWorkers() (none below 4 cores).
+   */
+  viewWorkers?: number;
 }
 
 export interface PretrainResult {
@@ -208,6 +214,8 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
   let interrupted = false;
   const watch = new LearningWatch();
   let runner: AdamStepRunner | undefined;
+  const viewWorkers = options.viewWorkers ?? defaultViewWorkers();
+  const workers = viewWorkers > 0 ? new ViewWorkerPool(viewWorkers) : undefined;
   try {
     for (let stage = position.stage; stage < levels.length && !interrupted; stage++) {
       const level = levels[stage]!;
@@ -232,7 +240,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
         let b = firstBatch;
         let tick = Date.now();
         if (b < stepsPerEpoch) {
-          for await (const views of viewBatches({ dataset, order, batchSize: batch, level, views: config.views, anchor: config.anchor, seed: config.seed, stage, epoch, startBatch: firstBatch, prefetch: config.data.prefetch })) {
+          for await (const views of viewBatches({ dataset, order, batchSize: batch, level, views: config.views, anchor: config.anchor, seed: config.seed, stage, epoch, startBatch: firstBatch, prefetch: config.data.prefetch, workers })) {
             const s = config.views.size;
             const lr = cosineLearningRate(epoch * stepsPerEpoch + b, stageSteps, baseLr);
             await hooks.onBatch?.({ position, level, lr, queries: views.queries, keys: views.keys, indices: views.indices, state });
@@ -289,6 +297,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
     }
   } finally {
     runner?.dispose();
+    await workers?.close();
     await metricsFile.close();
     disposeState(state);
   }
