@@ -32,6 +32,7 @@ import { Encoder } from '../src/models/encoder.js';
 import { MemoryQueue } from '../src/ssl/queue.js';
 import { Adam, SgdMomentum } from '../src/train/optimizer.js';
 import { webGpuInPlaceDispatches } from '../src/engine/webgpu-inplace.js';
+import { pinnedBytes } from '../src/engine/webgpu-replay.js';
 import { AdamStepRunner, adamStep } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
@@ -347,6 +348,10 @@ async function runChild(w: Workload): Promise<void> {
   stats?.restore();
   const replayed = runner?.replaying ?? false; // the last step
   if (runner && !replayed) console.error(`# no replay: ${runner.refused ?? 'not captured'}`);
+  // What the capture holds on the GPU, beside everything TF.js's buffer manager has allocated.
+  const mb = (bytes: number): number => Number((bytes / 2 ** 20).toFixed(1));
+  const held = runner ? pinnedBytes() : undefined;
+  const gpuMemory = backend === 'webgpu' ? (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU : undefined;
   runner?.dispose();
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)]!;
@@ -368,7 +373,8 @@ async function runChild(w: Workload): Promise<void> {
           fused_optimizer_kernels: medianOf((s) => s.fused),
           host_s_per_step: Number(medianOf((s) => s.hostS).toFixed(4)),
           ...(values['defer-submit'] ? { deferred_submit: true } : {}),
-          ...(values.replay ? { replayed } : {}),
+          ...(values.replay ? { replayed, pinned_mb: mb(held!.pinned), pinned_released_by_tfjs_mb: mb(held!.retained) } : {}),
+          ...(gpuMemory !== undefined ? { gpu_allocated_mb: mb(gpuMemory) } : {}),
           gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)),
         }
       : {}),

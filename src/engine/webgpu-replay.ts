@@ -66,6 +66,17 @@ export function replayedSteps(): number {
   return replayed;
 }
 
+/**
+ * Bytes held by live captures: every buffer they bind, and of those the ones TF.js released
+ * meanwhile (which, without the capture, its pool would have reused).
+ */
+export function pinnedBytes(): { pinned: number; retained: number } {
+  let [all, kept] = [0, 0];
+  for (const b of pinned.keys()) all += b.size;
+  for (const b of retained) kept += b.size;
+  return { pinned: all, retained: kept };
+}
+
 const retained = new Set<GPUBuffer>();
 let originalRelease: Backend['bufferManager']['releaseBuffer'] | undefined;
 
