@@ -218,17 +218,14 @@ async function runConvolutions(w: Workload): Promise<void> {
     channels = out;
   }
   const saved = process.env['EDEN_WEBGPU_CONV'];
-  const time = async (op: () => tf.Tensor): Promise<number> => {
-    const times: number[] = [];
-    for (let i = 0; i < Number(values.warmup) + Number(values.steps); i++) {
-      const t0 = performance.now();
+  // Median ms of the op, its result read back.
+  const time = async (op: () => tf.Tensor): Promise<number> =>
+    1000 *
+    (await timeSteps(async () => {
       const out = op();
       await out.data();
-      if (i >= Number(values.warmup)) times.push(performance.now() - t0);
       out.dispose();
-    }
-    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
-  };
+    }));
   for (const [xShape, wShape, stride] of layers) {
     const pad = wShape[0] === 1 ? 'valid' : 'same';
     const x = tf.randomNormal(xShape) as tf.Tensor4D;

@@ -153,13 +153,16 @@ function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
   };
 }
 
-/** Sum of the splits: [splits, n] -> [n] (the caller's output shape). */
-function sumSplitsProgram(key: string, splits: number, shape: number[]): Program {
+/**
+ * Sum of the splits: [splits, n] -> [n] (the caller's output shape). Only the split count is baked
+ * in (n is a uniform), so every layer with as many splits shares one pipeline.
+ */
+function sumSplitsProgram(splits: number, shape: number[]): Program {
   const n = shape.reduce((a, b) => a * b, 1);
   return {
     variableNames: ['partial'],
     outputShape: shape,
-    shaderKey: `eden_conv_sum_${key}_${splits}`,
+    shaderKey: `eden_conv_sum_${splits}`,
     dispatchLayout: { x: [0] },
     dispatch: [Math.ceil(n / THREADS), 1, 1],
     workgroupSize: [THREADS, 1, 1],
@@ -190,7 +193,7 @@ function runGemm(backend: WebGpuBackendLike, g: Gemm, inputs: [Info, Info], shap
   const { splits } = tiling;
   const out = backend.runWebGPUProgram(gemmProgram(g, tiling, shape), inputs, 'float32', [{ type: 'int32', data: [g.depth] }]);
   if (splits === 1) return out;
-  const sum = backend.runWebGPUProgram(sumSplitsProgram(g.key, splits, shape), [out], 'float32', [{ type: 'int32', data: [g.rows * g.cols] }]);
+  const sum = backend.runWebGPUProgram(sumSplitsProgram(splits, shape), [out], 'float32', [{ type: 'int32', data: [g.rows * g.cols] }]);
   backend.disposeData(out.dataId);
   return sum;
 }
@@ -292,13 +295,17 @@ function route(): Route {
 const SMALL_OUTPUT = 16 * 32 * 32;
 const MIN_COLUMNS = 16;
 
+/** The forward passes measured faster here than TF.js's own kernel (see route()). */
+function forwardMeasuredFaster(g: Geometry): boolean {
+  return g.CO >= MIN_COLUMNS && ((g.KH === 1 && g.KW === 1) || g.B * g.OH * g.OW * g.CO <= SMALL_OUTPUT);
+}
+
 function conv2D(fallback: tf.KernelFunc) {
   return (args: KernelArgs): Info => {
     const { x, filter } = args.inputs as { x: Info; filter: Info };
     const r = route();
     const g = r === 'none' ? null : geometry(x.shape, filter.shape, args.attrs);
-    const measuredFaster = (geo: Geometry): boolean => (geo.KH === 1 && geo.KW === 1) || geo.B * geo.OH * geo.OW * geo.CO <= SMALL_OUTPUT;
-    if (!g || (r === 'measured' && (g.CO < MIN_COLUMNS || !measuredFaster(g)))) return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
+    if (!g || (r === 'measured' && !forwardMeasuredFaster(g))) return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
     return runGemm(args.backend, forwardGemm(g), [x, filter], [g.B, g.OH, g.OW, g.CO]);
   };
 }

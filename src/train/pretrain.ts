@@ -20,7 +20,7 @@ import { copyVariables } from '../ssl/momentum.js';
 import { AdamStepRunner, adamLoss } from './adam-step.js';
 import { cosineLearningRate, SgdMomentum } from './optimizer.js';
 import { readCheckpoint, restoreState, saveCheckpoint, type CheckpointMeta, type TrainingPosition, type TrainingState } from './checkpoint.js';
-import { batchesPerEpoch, epochOrder, imageViews, viewBatches } from './view-batches.js';
+import { batchesPerEpoch, drawViews, epochOrder, viewBatches } from './view-batches.js';
 import { defaultViewWorkers, ViewWorkerPool } from './view-workers.js';
 import { LearningWatch, RunningMeans } from './learning-watch.js';
 
@@ -315,17 +315,15 @@ async function validate(state: TrainingState, dataset: ImageDataset, val: number
   let retrieved = 0;
   let count = 0;
   for (let start = 0; start + size <= val.length; start += size) {
-    const qs = new Float32Array(size * s * s);
-    const ks = new Float32Array(size * s * s);
-    for (let j = 0; j < size; j++) {
-      const idx = val[start + j]!;
+    const indices = val.slice(start, start + size);
+    const images: Float32Array[] = [];
+    for (const idx of indices) {
       const sample = await dataset.get(idx);
       if (!sample) throw new EdenError('data', `validation image ${dataset.entries[idx]!.path} is not decoded`);
-      // Epoch -1: the same views every epoch of a stage, so validation losses are comparable.
-      const [q, k] = imageViews(sample.image, dataset.options.size, idx, { level: a.level, views: a.config.views, anchor: a.config.anchor, seed: a.config.seed, stage: a.stage, epoch: 0xffff });
-      qs.set(q, j * s * s);
-      ks.set(k, j * s * s);
+      images.push(sample.image);
     }
+    // Epoch 0xffff: the same views every epoch of a stage, so validation losses are comparable.
+    const { queries: qs, keys: ks } = drawViews(images, indices, dataset.options.size, { level: a.level, views: a.config.views, anchor: a.config.anchor, seed: a.config.seed, stage: a.stage, epoch: 0xffff });
     await a.onBatch?.({ stage: a.stage, level: a.level, queries: qs, keys: ks });
     const queries = tf.tensor4d(qs, [size, s, s, 1]);
     const keys = tf.tensor4d(ks, [size, s, s, 1]);

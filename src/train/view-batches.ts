@@ -99,21 +99,17 @@ export async function* viewBatches(a: ViewBatchArgs): AsyncGenerator<ViewBatch> 
   const pending: Promise<ViewBatch>[] = [];
   let images: Float32Array[] = [];
   let indices: number[] = [];
-  try {
-    for await (const sample of a.dataset.iterate(used, a.prefetch ?? 16)) {
-      images.push(sample.image);
-      indices.push(sample.index);
-      if (indices.length < a.batchSize) continue;
-      const next = make(images, indices);
-      // A consumer that stops early leaves batches in flight: their failures are not its concern.
-      next.catch(() => undefined);
-      pending.push(next);
-      images = [];
-      indices = [];
-      if (pending.length > ahead) yield await pending.shift()!;
-    }
-    while (pending.length) yield await pending.shift()!;
-  } finally {
-    pending.length = 0;
+  for await (const sample of a.dataset.iterate(used, a.prefetch ?? 16)) {
+    images.push(sample.image);
+    indices.push(sample.index);
+    if (indices.length < a.batchSize) continue;
+    const next = make(images, indices);
+    // A consumer that stops early leaves batches in flight: their failures are not its concern.
+    next.catch(() => undefined);
+    pending.push(next);
+    images = [];
+    indices = [];
+    if (pending.length > ahead) yield await pending.shift()!;
   }
+  while (pending.length) yield await pending.shift()!;
 }

@@ -51,10 +51,6 @@ export class ViewWorkerPool {
     });
   }
 
-  get size(): number {
-    return this.workers.length;
-  }
-
   /** The two views of each image (as drawViews), drawn in the workers. */
   async draw(images: readonly Float32Array[], indices: readonly number[], side: number, draw: ViewDraw): Promise<{ queries: Float32Array; keys: Float32Array }> {
     if (this.failure) throw this.failure;
