@@ -91,6 +91,16 @@ const otherCases: OpCase[] = [
     },
   },
   {
+    // The gradient reaches y and both statistics: no term is skipped as a known zero (the cases
+    // above reach y only, where TF.js's zero-filled statistics gradients are skipped).
+    name: 'batch norm, output and statistics together',
+    specs: [{ shape: [3, 4, 5, 6], scale: 3, shift: -1 }, { shape: [6] }, { shape: [6] }],
+    fn: (x, g, b) => {
+      const r = batchNormTrain(x as tf.Tensor4D, g!, b!);
+      return tf.concat([tf.reshape(r.y, [-1]), r.mean, r.variance]);
+    },
+  },
+  {
     name: 'max pool 3x3 stride 2 same',
     specs: [{ shape: [2, 9, 10, 3] }],
     fn: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 'same'),

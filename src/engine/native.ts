@@ -322,6 +322,25 @@ function batchNormBackward(args: KernelArgs): Info[] {
   return [dx, dgamma, dbeta];
 }
 
+/**
+ * True when `t` is all zeros and that can be seen without waiting for a device: values on the
+ * host (cpu, wasm's heap, or webgpu data not yet uploaded, as TF.js's zero-filled gradients are).
+ * False when unknown; used only to skip work whose result would be unchanged.
+ */
+export function isKnownZero(t: tf.Tensor): boolean {
+  const backend = tf.backend() as unknown as { tensorMap?: { get(id: object): { values?: ArrayLike<number> | null; resource?: unknown } | undefined } };
+  const name = tf.getBackend();
+  let values: ArrayLike<number> | null | undefined;
+  if (name === 'cpu' || name === 'wasm') values = t.dataSync();
+  else if (name === 'webgpu') {
+    const data = backend.tensorMap?.get(t.dataId);
+    if (data && !data.resource) values = data.values;
+  }
+  if (!values) return false;
+  for (let i = 0; i < values.length; i++) if (values[i] !== 0) return false;
+  return true;
+}
+
 let gradientRegistered = false;
 
 /**
@@ -340,11 +359,13 @@ export function registerFusedBatchNormGradient(): void {
       const [dy, dmean, dvariance] = (Array.isArray(dys) ? dys : [dys]) as (tf.Tensor | null)[];
       const [dx, dgamma, dbeta] = tf.engine().runKernel(FUSED_BATCH_NORM_GRAD, { x, gamma, beta, mean, variance, dy: dy ?? tf.zerosLike(x!) } as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as tf.Tensor[];
       // Gradients reaching the statistics outputs (none in training, where they only feed the
-      // running averages): d mean / dx = 1/rows, d var / dx = 2 (x - mean) / rows.
+      // running averages): d mean / dx = 1/rows, d var / dx = 2 (x - mean) / rows. TF.js hands
+      // zeros, never null, for outputs off the gradient's path: adding them would cost 7 ops per
+      // layer, 4 of them over the whole activation (measured: 7 of a batch norm's 9 backward ops).
       const rows = x!.size / x!.shape[x!.shape.length - 1]!;
       let dxTotal = dx!;
-      if (dmean) dxTotal = tf.add(dxTotal, tf.div(dmean, rows));
-      if (dvariance) dxTotal = tf.add(dxTotal, tf.mul(tf.sub(x!, mean!), tf.div(tf.mul(dvariance, 2), rows)));
+      if (dmean && !isKnownZero(dmean)) dxTotal = tf.add(dxTotal, tf.div(dmean, rows));
+      if (dvariance && !isKnownZero(dvariance)) dxTotal = tf.add(dxTotal, tf.mul(tf.sub(x!, mean!), tf.div(tf.mul(dvariance, 2), rows)));
       return { x: () => dxTotal, gamma: () => dgamma!, beta: () => dbeta! };
     },
   });

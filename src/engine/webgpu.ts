@@ -8,6 +8,7 @@ import { EdenError } from '../core/errors.js';
 import { registerWebGpuKernels } from './wasm-kernels.js';
 import { registerWebGpuBatchNorm } from './webgpu-batchnorm.js';
 import { registerWebGpuConvolutions } from './webgpu-conv.js';
+import { registerWebGpuInfoNce } from './webgpu-infonce.js';
 
 let ready: Promise<void> | undefined;
 let adapterDescription: string | undefined;
@@ -93,6 +94,7 @@ export async function initWebGpu(): Promise<void> {
     registerWebGpuKernels();
     registerWebGpuConvolutions();
     registerWebGpuBatchNorm();
+    registerWebGpuInfoNce();
     // ENGINE.md bug 5: split-K matmul with a transposed second operand gives wrong values on every
     // driver. Program type 3 is the plain tiled matmul.
     tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', 3);

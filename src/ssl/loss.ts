@@ -11,8 +11,12 @@
  *
  * Pruned logits are replaced by a large negative constant (not -inf, so no inf/NaN can appear in
  * the gradient), which is exactly exp(.) = 0 in float32.
+ *
+ * On the webgpu backend the same loss, gradient and diagnostics run as a few WGSL programs
+ * (engine/webgpu-infonce.ts: ~10 dispatches instead of ~140); elsewhere, as the tensor ops below.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedInfoNce, webGpuInfoNceAvailable } from '../engine/webgpu-infonce.js';
 
 export interface InfoNceOptions {
   temperature: number;
@@ -50,7 +54,35 @@ export function upperQuantile(x: tf.Tensor, q: number): tf.Scalar {
   });
 }
 
+/** The loss and the step's diagnostics vector, as a training step reads them back. */
+export interface InfoNceLoss {
+  loss: tf.Scalar;
+  /** [prunedFraction, positive, negativeMean, negativeP999] (InfoNceResult's diagnostics, in that order). */
+  diagnostics: tf.Tensor1D;
+}
+
+/**
+ * InfoNCE's loss and diagnostics in the form a training step needs (one vector to read back): on
+ * webgpu the fused programs, elsewhere the tensor ops of infoNce. The diagnostics carry no gradient.
+ */
+export function infoNceLoss(q: tf.Tensor2D, k: tf.Tensor2D, queue: tf.Tensor2D, options: InfoNceOptions): InfoNceLoss {
+  return tf.tidy(() => {
+    if (webGpuInfoNceAvailable()) return fusedInfoNce(q, k, tf.matMul(q, queue, false, true), options);
+    const r = infoNceFromOps(q, k, queue, options);
+    return { loss: r.loss, diagnostics: tf.stack([r.prunedFraction, r.positive, r.negativeMean, r.negativeP999]) as tf.Tensor1D };
+  });
+}
+
 export function infoNce(q: tf.Tensor2D, k: tf.Tensor2D, queue: tf.Tensor2D, options: InfoNceOptions): InfoNceResult {
+  if (!webGpuInfoNceAvailable()) return infoNceFromOps(q, k, queue, options);
+  return tf.tidy(() => {
+    const { loss, diagnostics } = infoNceLoss(q, k, queue, options);
+    const [prunedFraction, positive, negativeMean, negativeP999] = tf.unstack(diagnostics) as tf.Scalar[];
+    return { loss, prunedFraction: prunedFraction!, positive: positive!, negativeMean: negativeMean!, negativeP999: negativeP999! };
+  });
+}
+
+function infoNceFromOps(q: tf.Tensor2D, k: tf.Tensor2D, queue: tf.Tensor2D, options: InfoNceOptions): InfoNceResult {
   return tf.tidy(() => {
     const lpos = tf.sum(tf.mul(q, k), 1, true); // [B, 1]
     let lneg: tf.Tensor2D = tf.matMul(q, queue, false, true); // [B, K]

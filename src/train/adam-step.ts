@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Encoder } from '../models/encoder.js';
-import { infoNce, l2Normalize } from '../ssl/loss.js';
+import { infoNceLoss, l2Normalize } from '../ssl/loss.js';
 import type { MemoryQueue } from '../ssl/queue.js';
 import type { SgdMomentum } from './optimizer.js';
 import { StepReplay } from '../engine/webgpu-replay.js';
@@ -61,8 +61,8 @@ export async function adamStep(student: Encoder, teacher: Encoder, queue: Memory
   let diagnostics: tf.Tensor1D | undefined;
   const { value, grads } = tf.variableGrads(() => {
     const q = l2Normalize(student.project(inputs.queries, { training: true }));
-    const r = infoNce(q, k, queue.keys, { temperature: s.temperature, pruneThreshold: s.pruneThreshold });
-    diagnostics = tf.keep(tf.stack([r.loss, r.prunedFraction, r.positive, r.negativeMean, r.negativeP999, keySpread(k)]) as tf.Tensor1D);
+    const r = infoNceLoss(q, k, queue.keys, { temperature: s.temperature, pruneThreshold: s.pruneThreshold });
+    diagnostics = tf.keep(tf.concat([tf.reshape(r.loss, [1]), r.diagnostics, tf.reshape(keySpread(k), [1])]) as tf.Tensor1D);
     return r.loss;
   }, [...params.values()]);
   const byName = new Map<string, tf.Tensor>();
@@ -97,7 +97,7 @@ export async function adamLoss(student: Encoder, teacher: Encoder, queue: Memory
     const k = teacherKeys(teacher, inputs.keys, false);
     const q = l2Normalize(student.project(inputs.queries, { training: true, updateStats: false }));
     const own = tf.equal(tf.argMax(tf.matMul(q, k, false, true), 1), tf.range(0, q.shape[0], 1, 'int32'));
-    return tf.stack([infoNce(q, k, queue.keys, s).loss, tf.mean(tf.cast(own, 'float32'))]);
+    return tf.stack([infoNceLoss(q, k, queue.keys, s).loss, tf.mean(tf.cast(own, 'float32'))]);
   });
   const [loss, retrieval] = Array.from(await out.data()) as [number, number];
   out.dispose();
