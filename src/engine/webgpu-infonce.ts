@@ -63,8 +63,8 @@ function tree(arrays: [name: string, op: (a: string, b: string) => string][]): s
 }
 const sum = (a: string, b: string): string => `${a} + ${b}`;
 
-// nan: a NaN to write (a NaN constant does not compile: WGSL rejects it at shader creation).
-const ATTR_UNIFORMS = 'negatives : i32, dim : i32, batch : i32, temperature : f32, threshold : f32, prune : i32, nan : f32,';
+// NaNs are written from TF.js's own uniforms.NAN (a NaN constant does not compile in WGSL).
+const ATTR_UNIFORMS = 'negatives : i32, dim : i32, batch : i32, temperature : f32, threshold : f32, prune : i32,';
 
 function attrUniforms(batch: number, negatives: number, dim: number, a: Attrs): Uniforms {
   return [
@@ -74,7 +74,6 @@ function attrUniforms(batch: number, negatives: number, dim: number, a: Attrs): 
     { type: 'float32', data: [a.temperature] },
     { type: 'float32', data: [a.threshold] },
     { type: 'int32', data: [a.prune ? 1 : 0] },
-    { type: 'float32', data: [NaN] },
   ];
 }
 
@@ -140,7 +139,7 @@ function rowsProgram(batch: number): Program {
         workgroupBarrier();
         ${tree([['sa', sum]])}
         if (t == 0) {
-          result[i * ${ROW_STATS}] = select(top + log(sa[0]), uniforms.nan, sd[0] > 0.0);
+          result[i * ${ROW_STATS}] = select(top + log(sa[0]), uniforms.NAN, sd[0] > 0.0);
           result[i * ${ROW_STATS} + 1] = lpos;
           result[i * ${ROW_STATS} + 2] = sb[0];
           result[i * ${ROW_STATS} + 3] = sc[0];
@@ -175,7 +174,7 @@ function lossProgram(): Program {
         sb[t] = bad;
         workgroupBarrier();
         ${tree([['sa', sum], ['sb', (a, b) => `max(${a}, ${b})`]])}
-        if (t == 0) { result[0] = select(sa[0] / f32(uniforms.batch), uniforms.nan, sb[0] > 0.0); }
+        if (t == 0) { result[0] = select(sa[0] / f32(uniforms.batch), uniforms.NAN, sb[0] > 0.0); }
       }`,
   };
 }
