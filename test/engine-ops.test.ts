@@ -9,9 +9,9 @@ import * as tf from '@tensorflow/tfjs';
 import { parity, formatParity, type InputSpec } from './helpers/parity.js';
 import { batchNormFromPrimitives, batchNormTrain } from '../src/models/layers.js';
 import { probeWebGpu } from '../src/engine/webgpu.js';
-import { webGpuConvGemms } from '../src/engine/webgpu-conv.js';
+import { webGpuConvGemms, webGpuConvVec4Gemms } from '../src/engine/webgpu-conv.js';
 import { skipOrFail, type Capability } from './helpers/tools.js';
-import type { BackendName } from '../src/engine/backend.js';
+import { useBackend, type BackendName } from '../src/engine/backend.js';
 
 const TOLERANCE = 1e-4;
 
@@ -205,6 +205,45 @@ describe('webgpu implicit-GEMM convolutions (engine/webgpu-conv.ts)', () => {
       }
     });
   }
+
+  it('vec4 loads (channels a multiple of 4) give the scalar loads\' results to the bit', async (t) => {
+    if (webgpuSkip) return skipOrFail(t, 'webgpu', webgpuSkip);
+    const previous = tf.getBackend();
+    await useBackend('webgpu');
+    process.env['EDEN_WEBGPU_CONV'] = 'all';
+    // Same tiles, same multiply-add order: only how they are loaded differs. Shapes: both operands
+    // vectorised with full and partial (guarded) vector loads, and the stem (1 channel: x scalar, w vec4).
+    const shapes: [number[], number[], number][] = [[[3, 17, 15, 20], [3, 3, 20, 80], 2], [[2, 9, 9, 64], [3, 3, 64, 8], 1], [[2, 16, 16, 1], [7, 7, 1, 8], 2]];
+    const run = async (xShape: number[], wShape: number[], stride: number): Promise<Float32Array[]> => {
+      const out = tf.tidy(() => {
+        const x = tf.randomUniform(xShape, -1, 1, 'float32', 7) as tf.Tensor4D;
+        const w = tf.randomUniform(wShape, -1, 1, 'float32', 8) as tf.Tensor4D;
+        const dy = tf.randomUniform([xShape[0]!, Math.ceil(xShape[1]! / stride), Math.ceil(xShape[2]! / stride), wShape[3]!], -1, 1, 'float32', 9);
+        let y: tf.Tensor | undefined;
+        const [dx, dw] = tf.grads((a, b) => tf.sum(tf.mul((y = tf.keep(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, 'same'))), dy)))([x, w]);
+        return [y!, dx!, dw!];
+      });
+      const values = await Promise.all(out.map(async (v) => (await v.data()) as Float32Array));
+      tf.dispose(out);
+      return values;
+    };
+    try {
+      for (const [xShape, wShape, stride] of shapes) {
+        const before = webGpuConvVec4Gemms();
+        const vec = await run(xShape, wShape, stride);
+        assert.equal(webGpuConvVec4Gemms() - before, 3, `${xShape} * ${wShape}: vec4 loads in all three`);
+        process.env['EDEN_WEBGPU_CONV_VEC4'] = '0';
+        const scalar = await run(xShape, wShape, stride);
+        delete process.env['EDEN_WEBGPU_CONV_VEC4'];
+        assert.equal(webGpuConvVec4Gemms() - before, 3, 'none with EDEN_WEBGPU_CONV_VEC4=0');
+        vec.forEach((v, i) => assert.deepEqual(v, scalar[i], `${xShape} * ${wShape}: output ${i}`));
+      }
+    } finally {
+      delete process.env['EDEN_WEBGPU_CONV'];
+      delete process.env['EDEN_WEBGPU_CONV_VEC4'];
+      if (previous) await tf.setBackend(previous);
+    }
+  });
 
   it('route by default the filter gradient and small or 1 x 1 forward passes there, nothing with EDEN_WEBGPU_CONV=0', async (t) => {
     if (webgpuSkip) return skipOrFail(t, 'webgpu', webgpuSkip);

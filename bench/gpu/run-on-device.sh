@@ -21,5 +21,7 @@ for w in a b; do
   (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --replay) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"replay",/' | tee -a $OUT/eden.log
 done
 # Each convolution of (a): TF.js's kernels against Eden's implicit GEMM (EDEN_WEBGPU_CONV routing).
-(cd $G && timeout 120 /tmp/node bench.mjs --child convs --backend webgpu --size 128 --batch 16 --steps 5 --warmup 2) 2>&1 | grep -v "^Warning\|^ERROR" | tee -a $OUT/eden.log
+# Twice: vec4 loads on (the default) and off (EDEN_WEBGPU_CONV_VEC4=0): neutral on lavapipe, unmeasured on a GPU.
+(cd $G && timeout 120 /tmp/node bench.mjs --child convs --backend webgpu --size 128 --batch 16 --steps 5 --warmup 2) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"vec4",/' | tee -a $OUT/eden.log
+(cd $G && EDEN_WEBGPU_CONV_VEC4=0 timeout 120 /tmp/node bench.mjs --child convs --backend webgpu --size 128 --batch 16 --steps 5 --warmup 2) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"scalar",/' | tee -a $OUT/eden.log
 grep '^{' $OUT/eden.log >> $OUT/results.jsonl

@@ -56,6 +56,15 @@ export interface Gemm {
    */
   aAlongDepth: boolean;
   bAlongDepth: boolean;
+  /**
+   * Vectorised loaders, where the layout allows: WGSL bodies of the same arguments returning the
+   * vec4 of A (B) at four consecutive indices along its contiguous axis (the one named by
+   * aAlongDepth / bAlongDepth), the first a multiple of 4, from inputs bound as vec4 arrays. Only
+   * when that axis's length is a multiple of 4 and the four elements are adjacent in memory (e.g.
+   * channels a multiple of 4), so that a group is wholly inside or outside the bounds and padding.
+   */
+  aVec4?: string;
+  bVec4?: string;
 }
 
 /** Each thread computes ri x rj outputs: a workgroup tile of 16 ri x 16 rj. */
@@ -94,6 +103,28 @@ function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
         return `{ let n = lid + ${e * THREADS}; ${tile}[(${t}) * ${width} + ${u}] = ${load(`t0 + ${t}`, u)}; }`;
       })
       .join('\n          ');
+  // The same with vec4 loads (one index computation and one 16-byte load per four elements): vector
+  // n covers reduction indices tq..tq+3 of one row (alongDepth) or columns uq..uq+3 of one step.
+  const vecLoads = (tile: string, width: number, alongDepth: boolean, load: (t: string, u: string) => string): string => {
+    const count = (width * STEP) / 4;
+    return range(Math.ceil(count / THREADS))
+      .map((e) => {
+        const [t, u] = alongDepth ? [`(n % ${STEP / 4}) * 4`, `n / ${STEP / 4}`] : [`n / ${width / 4}`, `(n % ${width / 4}) * 4`];
+        const store = range(4).map((q) => (alongDepth ? `${tile}[(tq + ${q}) * ${width} + uq] = v[${q}];` : `${tile}[tq * ${width} + uq + ${q}] = v[${q}];`)).join(' ');
+        const guard = (e + 1) * THREADS > count ? `if (n < ${count}) ` : '';
+        return `{ let n = lid + ${e * THREADS}; ${guard}{ let tq = ${t}; let uq = ${u}; let v = ${load('t0 + tq', 'uq')}; ${store} } }`;
+      })
+      .join('\n          ');
+  };
+  const loadTileA = g.aVec4 ? vecLoads('tileA', ti, g.aAlongDepth, (t, u) => `loadA4(i0 + ${u}, ${t}, tEnd)`) : loads('tileA', ti, g.aAlongDepth, (t, u) => `loadA(i0 + ${u}, ${t}, tEnd)`);
+  const loadTileB = g.bVec4 ? vecLoads('tileB', tj, g.bAlongDepth, (t, u) => `loadB4(${t}, j0 + ${u}, tEnd)`) : loads('tileB', tj, g.bAlongDepth, (t, u) => `loadB(${t}, j0 + ${u}, tEnd)`);
+  const loader = (name: string, args: string, outOfRange: string, body: string | undefined, vec: boolean): string =>
+    body === undefined
+      ? ''
+      : `fn ${name}(${args}, tEnd : i32) -> ${vec ? 'vec4<f32>' : 'f32'} {
+        if (${outOfRange}) { return ${vec ? 'vec4<f32>(0.0)' : '0.0'}; }
+        ${body}
+      }`;
   // The micro-kernel, unrolled. Thread (tx, ty) owns rows ty + 16 r and columns tx + 16 c: the 16
   // threads of a row read (and store) 16 adjacent columns.
   const micro = [
@@ -107,7 +138,8 @@ function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
   return {
     variableNames: g.inputs,
     outputShape: splits > 1 ? [splits, g.rows, g.cols] : shape,
-    shaderKey: `eden_conv_gemm_${g.key}_${ri}x${rj}_${splits}`,
+    shaderKey: `eden_conv_gemm_${g.key}_${ri}x${rj}_${splits}${g.aVec4 || g.bVec4 ? `_v${g.aVec4 ? 4 : 1}${g.bVec4 ? 4 : 1}` : ''}`,
+    ...(g.aVec4 || g.bVec4 ? { variableComponents: [g.aVec4 ? 4 : 1, g.bVec4 ? 4 : 1] } : {}),
     dispatchLayout: { x: [0] },
     dispatch: [Math.ceil(g.rows / ti), Math.ceil(g.cols / tj), splits],
     workgroupSize: [THREADS, 1, 1],
@@ -117,14 +149,10 @@ function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
     getUserCode: () => /* wgsl */ `
       var<workgroup> tileA : array<f32, ${ti * STEP}>; // [t][i]
       var<workgroup> tileB : array<f32, ${tj * STEP}>; // [t][j]
-      fn loadA(i : i32, t : i32, tEnd : i32) -> f32 {
-        if (i >= ${g.rows} || t >= tEnd) { return 0.0; }
-        ${g.a}
-      }
-      fn loadB(t : i32, j : i32, tEnd : i32) -> f32 {
-        if (j >= ${g.cols} || t >= tEnd) { return 0.0; }
-        ${g.b}
-      }
+      ${loader('loadA', 'i : i32, t : i32', `i >= ${g.rows} || t >= tEnd`, g.aVec4 ? undefined : g.a, false)}
+      ${loader('loadA4', 'i : i32, t : i32', `i >= ${g.rows} || t >= tEnd`, g.aVec4, true)}
+      ${loader('loadB', 't : i32, j : i32', `j >= ${g.cols} || t >= tEnd`, g.bVec4 ? undefined : g.b, false)}
+      ${loader('loadB4', 't : i32, j : i32', `j >= ${g.cols} || t >= tEnd`, g.bVec4, true)}
       fn main(index : i32) {
         let lid = i32(localId.x);
         let tx = lid % ${LANES};
@@ -140,8 +168,8 @@ function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
         // split's steps past the end load zeros.
         for (var step = 0; step < ${chunk / STEP}; step++) {
           let t0 = tBegin + step * ${STEP};
-          ${loads('tileA', ti, g.aAlongDepth, (t, u) => `loadA(i0 + ${u}, ${t}, tEnd)`)}
-          ${loads('tileB', tj, g.bAlongDepth, (t, u) => `loadB(${t}, j0 + ${u}, tEnd)`)}
+          ${loadTileA}
+          ${loadTileB}
           workgroupBarrier();
           for (var t = 0; t < ${STEP}; t++) {
             ${micro}
@@ -180,15 +208,22 @@ function sumSplitsProgram(splits: number, shape: number[]): Program {
 }
 
 let gemms = 0;
+let vec4Gemms = 0;
 
 /** Convolutions run by these kernels since start (tests and benchmarks check the routing with it). */
 export function webGpuConvGemms(): number {
   return gemms;
 }
 
+/** Of those, the ones with vec4 loads for at least one operand. */
+export function webGpuConvVec4Gemms(): number {
+  return vec4Gemms;
+}
+
 /** Run a GEMM (split when that helps) and return its output with `shape` ([rows * cols] elements). */
 function runGemm(backend: WebGpuBackendLike, g: Gemm, inputs: [Info, Info], shape: number[]): Info {
   gemms++;
+  if (g.aVec4 || g.bVec4) vec4Gemms++;
   const tiling = chooseTiling(g.rows, g.cols, g.depth);
   const { splits } = tiling;
   const out = backend.runWebGPUProgram(gemmProgram(g, tiling, shape), inputs, 'float32', [{ type: 'int32', data: [g.depth] }]);
@@ -227,8 +262,23 @@ function geometry(xShape: number[], filterShape: number[], attrs: Attrs): Geomet
 
 const keyOf = (g: Geometry): string => Object.values(g).join('_');
 
-/** WGSL: x[b, oy * SH - PT + r, ox * SW - PL + c, ci] for row m = (b, oy, ox) and column k = (r, c, ci); 0 in the padding. */
-function im2col(g: Geometry, m: string, k: string): string {
+/**
+ * A gather's last line: `input[index]`, or for a vec4 loader (the index a multiple of 4 into an
+ * input bound as vec4s) `input[index / 4]`; `zero` likewise.
+ */
+const element = (input: string, index: string, vec: boolean): string => (vec ? `return ${input}[(${index}) / 4];` : `return ${input}[${index}];`);
+const zero = (vec: boolean): string => (vec ? 'vec4<f32>(0.0)' : '0.0');
+
+/** Whether vec4 loads are on (EDEN_WEBGPU_CONV_VEC4=0 turns them off: tests and measurements). */
+function vec4Enabled(): boolean {
+  return globalThis.process?.env['EDEN_WEBGPU_CONV_VEC4'] !== '0';
+}
+
+/**
+ * WGSL: x[b, oy * SH - PT + r, ox * SW - PL + c, ci] for row m = (b, oy, ox) and column k = (r, c, ci); 0 in the padding.
+ * vec: ci..ci+3 (CI a multiple of 4, so all four share the position and the padding test).
+ */
+function im2col(g: Geometry, m: string, k: string, vec = false): string {
   return `
         let b = ${m} / ${g.OH * g.OW};
         let oyx = ${m} % ${g.OH * g.OW};
@@ -236,18 +286,32 @@ function im2col(g: Geometry, m: string, k: string): string {
         let rc = ${k} / ${g.CI};
         let iy = (oyx / ${g.OW}) * ${g.SH} - ${g.PT} + rc / ${g.KW};
         let ix = (oyx % ${g.OW}) * ${g.SW} - ${g.PL} + rc % ${g.KW};
-        if (iy < 0 || iy >= ${g.H} || ix < 0 || ix >= ${g.W}) { return 0.0; }
-        return x[((b * ${g.H} + iy) * ${g.W} + ix) * ${g.CI} + ci];`;
+        if (iy < 0 || iy >= ${g.H} || ix < 0 || ix >= ${g.W}) { return ${zero(vec)}; }
+        ${element('x', `((b * ${g.H} + iy) * ${g.W} + ix) * ${g.CI} + ci`, vec)}`;
+}
+
+/** The vec4 loaders that the channel counts allow (channels are the contiguous axis of NHWC and of HWIO filters). */
+function vectorised(a: string | undefined, b: string | undefined): Pick<Gemm, 'aVec4' | 'bVec4'> {
+  if (!vec4Enabled()) return {};
+  return { ...(a === undefined ? {} : { aVec4: a }), ...(b === undefined ? {} : { bVec4: b }) };
 }
 
 /** y = conv(x, w): [B * OH * OW, CO] = im2col(x) [.., KH * KW * CI] x w [KH * KW * CI, CO]. */
 export function forwardGemm(g: Geometry): Gemm {
-  return { key: `fwd_${keyOf(g)}`, rows: g.B * g.OH * g.OW, cols: g.CO, depth: g.KH * g.KW * g.CI, inputs: ['x', 'w'], a: im2col(g, 'i', 't'), b: `return w[t * ${g.CO} + j];`, aAlongDepth: true, bAlongDepth: false };
+  return {
+    key: `fwd_${keyOf(g)}`, rows: g.B * g.OH * g.OW, cols: g.CO, depth: g.KH * g.KW * g.CI, inputs: ['x', 'w'],
+    a: im2col(g, 'i', 't'), b: element('w', `t * ${g.CO} + j`, false), aAlongDepth: true, bAlongDepth: false,
+    ...vectorised(g.CI % 4 === 0 ? im2col(g, 'i', 't', true) : undefined, g.CO % 4 === 0 ? element('w', `t * ${g.CO} + j`, true) : undefined),
+  };
 }
 
 /** dw: [KH * KW * CI, CO] = im2col(x)^T x dy [B * OH * OW, CO]. */
 export function filterGradGemm(g: Geometry): Gemm {
-  return { key: `dw_${keyOf(g)}`, rows: g.KH * g.KW * g.CI, cols: g.CO, depth: g.B * g.OH * g.OW, inputs: ['x', 'dy'], a: im2col(g, 't', 'i'), b: `return dy[t * ${g.CO} + j];`, aAlongDepth: false, bAlongDepth: false };
+  return {
+    key: `dw_${keyOf(g)}`, rows: g.KH * g.KW * g.CI, cols: g.CO, depth: g.B * g.OH * g.OW, inputs: ['x', 'dy'],
+    a: im2col(g, 't', 'i'), b: element('dy', `t * ${g.CO} + j`, false), aAlongDepth: false, bAlongDepth: false,
+    ...vectorised(g.CI % 4 === 0 ? im2col(g, 't', 'i', true) : undefined, g.CO % 4 === 0 ? element('dy', `t * ${g.CO} + j`, true) : undefined),
+  };
 }
 
 /**
@@ -255,23 +319,27 @@ export function filterGradGemm(g: Geometry): Gemm {
  * oy * SH = iy + PT - r (and likewise ox), times w[r, c, ci, co].
  */
 export function inputGradGemm(g: Geometry): Gemm {
-  const a = `
+  // vec: co..co+3 (CO a multiple of 4: one position, one stride test).
+  const a = (vec: boolean): string => `
         let b = i / ${g.H * g.W};
         let yx = i % ${g.H * g.W};
         let co = t % ${g.CO};
         let rc = t / ${g.CO};
         let ny = yx / ${g.W} + ${g.PT} - rc / ${g.KW};
         let nx = yx % ${g.W} + ${g.PL} - rc % ${g.KW};
-        if (ny < 0 || nx < 0 || ny % ${g.SH} != 0 || nx % ${g.SW} != 0) { return 0.0; }
+        if (ny < 0 || nx < 0 || ny % ${g.SH} != 0 || nx % ${g.SW} != 0) { return ${zero(vec)}; }
         let oy = ny / ${g.SH};
         let ox = nx / ${g.SW};
-        if (oy >= ${g.OH} || ox >= ${g.OW}) { return 0.0; }
-        return dy[((b * ${g.OH} + oy) * ${g.OW} + ox) * ${g.CO} + co];`;
-  const b = `
+        if (oy >= ${g.OH} || ox >= ${g.OW}) { return ${zero(vec)}; }
+        ${element('dy', `((b * ${g.OH} + oy) * ${g.OW} + ox) * ${g.CO} + co`, vec)}`;
+  const b = (vec: boolean): string => `
         let co = t % ${g.CO};
         let rc = t / ${g.CO};
-        return w[(rc * ${g.CI} + j) * ${g.CO} + co];`;
-  return { key: `dx_${keyOf(g)}`, rows: g.B * g.H * g.W, cols: g.CI, depth: g.KH * g.KW * g.CO, inputs: ['dy', 'w'], a, b, aAlongDepth: true, bAlongDepth: true };
+        ${element('w', `(rc * ${g.CI} + j) * ${g.CO} + co`, vec)}`;
+  return {
+    key: `dx_${keyOf(g)}`, rows: g.B * g.H * g.W, cols: g.CI, depth: g.KH * g.KW * g.CO, inputs: ['dy', 'w'], a: a(false), b: b(false), aAlongDepth: true, bAlongDepth: true,
+    ...(g.CO % 4 === 0 ? vectorised(a(true), b(true)) : {}),
+  };
 }
 
 type KernelArgs = { inputs: Record<string, Info>; backend: WebGpuBackendLike; attrs: Attrs };

@@ -15,6 +15,8 @@ export interface WebGpuProgram {
   dispatch: [number, number, number];
   workgroupSize: [number, number, number];
   size?: boolean;
+  /** Per input, 4 to bind it as array<vec4<f32>> (its length a multiple of 4), else 1. */
+  variableComponents?: number[];
   uniforms?: string;
   getUserCode(): string;
 }
