@@ -10,6 +10,7 @@ import { parity, formatParity, type InputSpec } from './helpers/parity.js';
 import { batchNormFromPrimitives, batchNormTrain } from '../src/models/layers.js';
 import { probeWebGpu } from '../src/engine/webgpu.js';
 import { webGpuConvGemms, webGpuConvVec4Gemms } from '../src/engine/webgpu-conv.js';
+import { rowBlocks } from '../src/engine/webgpu-batchnorm.js';
 import { skipOrFail, type Capability } from './helpers/tools.js';
 import { useBackend, type BackendName } from '../src/engine/backend.js';
 
@@ -75,6 +76,13 @@ const otherCases: OpCase[] = [
     // Fused into the batch norm on webgpu (forward max, backward mask recomputed from x).
     name: 'batch norm + ReLU (train), 70 channels',
     specs: [{ shape: [3, 7, 9, 70], scale: 2, shift: 0.5 }, { shape: [70] }, { shape: [70] }],
+    fn: (x, g, b) => batchNormTrain(x as tf.Tensor4D, g!, b!, 1e-5, true).y,
+  },
+  {
+    // 1,000 rows: on webgpu each reduction runs in 3 blocks of rows (334, 334, 332) and a sum of the
+    // blocks (rowBlocks; the 40 channels leave the second 32-channel tile partial).
+    name: 'batch norm + ReLU (train), 1,000 rows reduced in blocks',
+    specs: [{ shape: [5, 10, 20, 40], scale: 2, shift: 0.5 }, { shape: [40] }, { shape: [40] }],
     fn: (x, g, b) => batchNormTrain(x as tf.Tensor4D, g!, b!, 1e-5, true).y,
   },
   {
@@ -243,6 +251,13 @@ describe('webgpu implicit-GEMM convolutions (engine/webgpu-conv.ts)', () => {
       delete process.env['EDEN_WEBGPU_CONV_VEC4'];
       if (previous) await tf.setBackend(previous);
     }
+  });
+
+  it('splits batch norm reductions over many rows into blocks, for occupancy (rowBlocks)', () => {
+    assert.equal(rowBlocks(1000, 40), 3); // the op case above
+    assert.equal(rowBlocks(120, 7), 1); // few rows: one program, as before
+    assert.equal(rowBlocks(16 * 64 * 64, 64), 128); // (a)'s stem at 128 px, batch 16: 2 x 128 = 256 workgroups
+    assert.equal(rowBlocks(16 * 4 * 4, 512), 1); // its last stage: 16 channel tiles, 256 rows
   });
 
   it('route by default the filter gradient and small or 1 x 1 forward passes there, nothing with EDEN_WEBGPU_CONV=0', async (t) => {

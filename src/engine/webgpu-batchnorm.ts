@@ -17,8 +17,10 @@
  * storage buffers per program: the masking is its own program so that dx stays within them.
  *
  * The reductions give each workgroup 32 adjacent channels and 8 row lanes (reads of a row are
- * contiguous): simple, and enough to take the dispatch count down; their occupancy is low for narrow
- * layers on a large GPU (C / 32 workgroups), a known limit (docs/PERFORMANCE.md).
+ * contiguous). Alone that is C / 32 workgroups: 2 for a 64-channel layer, whatever its rows, which
+ * would leave a large GPU idle; so a reduction over many rows is split into blocks of rows (about
+ * 256 workgroups in all, at least 256 rows each, rowBlocks) and a second program adds the blocks'
+ * sums: one dispatch more per reduction where it splits.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { WebGpuBackendLike, WebGpuProgram as Program } from './webgpu-program.js';
@@ -31,19 +33,35 @@ const ROW_LANES = 8;
 const ELEMENTWISE = 256;
 
 /**
- * A per-channel sum over the rows of x [rows, C] -> [C]: each workgroup takes 32 adjacent channels
- * (contiguous reads along a row) and 8 row lanes. `term` is the summand of row `r` (element
- * `r * C + c`); `pre` declares per-channel values it uses; the sum is scaled by `scale`.
+ * Workgroups a reduction aims for (a large GPU's cores, twice) and the fewest rows a block of it
+ * gets: a layer with few channels (64 channels are 2 tiles of 32) and many rows (a batch of 16 at
+ * 64 x 64 is 65,536) would otherwise leave all but 2 of the GPU's workgroup slots idle.
  */
-function channelSum(shaderKey: string, variableNames: string[], channels: number, pre: string, term: string, scale: string): Program {
+const TARGET_WORKGROUPS = 256;
+const MIN_BLOCK_ROWS = 256;
+
+/** How many blocks of rows a [rows, channels] reduction is split into (1: not split). */
+export function rowBlocks(rows: number, channels: number): number {
+  const tiles = Math.ceil(channels / TILE_CHANNELS);
+  return Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(rows / MIN_BLOCK_ROWS)));
+}
+
+/**
+ * A per-channel sum over the rows of x [rows, C]: each workgroup takes 32 adjacent channels
+ * (contiguous reads along a row), 8 row lanes, and one block of `uniforms.blockRows` rows
+ * (workgroupId.y). `term` is the summand of row `r` (element `r * C + c`); `pre` declares
+ * per-channel values it uses. With one block the sum is scaled by `scale` and is the result [C];
+ * with several, each block's unscaled sum goes to [blocks, C] for sumBlocksProgram.
+ */
+function channelSumProgram(shaderKey: string, variableNames: string[], channels: number, blocks: number, pre: string, term: string, scale: string): Program {
   return {
     variableNames,
-    outputShape: [channels],
-    shaderKey,
+    outputShape: blocks > 1 ? [blocks, channels] : [channels],
+    shaderKey: blocks > 1 ? `${shaderKey}_blocks` : shaderKey,
     dispatchLayout: { x: [0] },
-    dispatch: [Math.ceil(channels / TILE_CHANNELS), 1, 1],
+    dispatch: [Math.ceil(channels / TILE_CHANNELS), blocks, 1],
     workgroupSize: [TILE_CHANNELS * ROW_LANES, 1, 1],
-    uniforms: 'rows : i32, channels : i32, eps : f32,',
+    uniforms: 'rows : i32, channels : i32, eps : f32, blockRows : i32,',
     getUserCode: () => /* wgsl */ `
       var<workgroup> partial : array<f32, ${TILE_CHANNELS * ROW_LANES}>;
       fn main(index : i32) {
@@ -52,28 +70,87 @@ function channelSum(shaderKey: string, variableNames: string[], channels: number
         let c = i32(workgroupId.x) * ${TILE_CHANNELS} + cl;
         let C = uniforms.channels;
         let M = uniforms.rows;
+        let r0 = i32(workgroupId.y) * uniforms.blockRows;
+        let r1 = min(M, r0 + uniforms.blockRows);
         var s = 0.0;
         if (c < C) {
           ${pre}
-          for (var r = lane; r < M; r += ${ROW_LANES}) { s += ${term}; }
+          for (var r = r0 + lane; r < r1; r += ${ROW_LANES}) { s += ${term}; }
         }
         partial[localId.x] = s;
         workgroupBarrier();
         if (lane == 0 && c < C) {
           var t = 0.0;
           for (var l = 0; l < ${ROW_LANES}; l++) { t += partial[l * ${TILE_CHANNELS} + cl]; }
-          result[c] = t * ${scale};
+          ${blocks > 1 ? 'result[i32(workgroupId.y) * C + c] = t;' : `result[c] = t * ${scale};`}
         }
       }`,
   };
 }
 
-const meanProgram = (channels: number): Program => channelSum('eden_bn_mean', ['x'], channels, '', 'x[r * C + c]', '(1.0 / f32(M))');
+/** partial [blocks, C] -> [C]: the blocks' sums added, times uniforms.scale. Shared by every layer. */
+function sumBlocksProgram(channels: number): Program {
+  return {
+    variableNames: ['partial'],
+    outputShape: [channels],
+    shaderKey: 'eden_bn_sum_blocks',
+    dispatchLayout: { x: [0] },
+    dispatch: [Math.ceil(channels / ELEMENTWISE), 1, 1],
+    workgroupSize: [ELEMENTWISE, 1, 1],
+    uniforms: 'channels : i32, blocks : i32, scale : f32,',
+    getUserCode: () => /* wgsl */ `
+      fn main(index : i32) {
+        let c = i32(workgroupId.x) * ${ELEMENTWISE} + i32(localId.x);
+        if (c < uniforms.channels) {
+          var s = 0.0;
+          for (var b = 0; b < uniforms.blocks; b++) { s += partial[b * uniforms.channels + c]; }
+          result[c] = s * uniforms.scale;
+        }
+      }`,
+  };
+}
+
+interface ChannelSum {
+  shaderKey: string;
+  variableNames: string[];
+  pre: string;
+  term: string;
+  /** Whether the sum is divided by the row count (a mean) or not. */
+  mean: boolean;
+}
+
+const MEAN: ChannelSum = { shaderKey: 'eden_bn_mean', variableNames: ['x'], pre: '', term: 'x[r * C + c]', mean: true };
 /** Biased variance, two-pass (around the mean computed before): no cancellation. */
-const varianceProgram = (channels: number): Program => channelSum('eden_bn_variance', ['x', 'mean'], channels, 'let mu = mean[c];', '(x[r * C + c] - mu) * (x[r * C + c] - mu)', '(1.0 / f32(M))');
-const dbetaProgram = (channels: number): Program => channelSum('eden_bn_dbeta', ['dy'], channels, '', 'dy[r * C + c]', '1.0');
-const dgammaProgram = (channels: number): Program =>
-  channelSum('eden_bn_dgamma', ['x', 'dy', 'mean', 'variance'], channels, 'let mu = mean[c];\n          let rstd = inverseSqrt(variance[c] + uniforms.eps);', 'dy[r * C + c] * ((x[r * C + c] - mu) * rstd)', '1.0');
+const VARIANCE: ChannelSum = { shaderKey: 'eden_bn_variance', variableNames: ['x', 'mean'], pre: 'let mu = mean[c];', term: '(x[r * C + c] - mu) * (x[r * C + c] - mu)', mean: true };
+const DBETA: ChannelSum = { shaderKey: 'eden_bn_dbeta', variableNames: ['dy'], pre: '', term: 'dy[r * C + c]', mean: false };
+const DGAMMA: ChannelSum = {
+  shaderKey: 'eden_bn_dgamma',
+  variableNames: ['x', 'dy', 'mean', 'variance'],
+  pre: 'let mu = mean[c];\n          let rstd = inverseSqrt(variance[c] + uniforms.eps);',
+  term: 'dy[r * C + c] * ((x[r * C + c] - mu) * rstd)',
+  mean: false,
+};
+
+/** Run a channel sum over x's rows: one program, or a blocked one and the sum of its blocks. */
+function runChannelSum(backend: WebGpuBackendLike, sum: ChannelSum, inputs: Info[], rows: number, channels: number, eps: number): Info {
+  const blocks = rowBlocks(rows, channels);
+  const blockRows = Math.ceil(rows / blocks);
+  const program = channelSumProgram(sum.shaderKey, sum.variableNames, channels, blocks, sum.pre, sum.term, sum.mean ? '(1.0 / f32(M))' : '1.0');
+  const out = backend.runWebGPUProgram(program, inputs, 'float32', [
+    { type: 'int32', data: [rows] },
+    { type: 'int32', data: [channels] },
+    { type: 'float32', data: [eps] },
+    { type: 'int32', data: [blockRows] },
+  ]);
+  if (blocks === 1) return out;
+  const total = backend.runWebGPUProgram(sumBlocksProgram(channels), [out], 'float32', [
+    { type: 'int32', data: [channels] },
+    { type: 'int32', data: [blocks] },
+    { type: 'float32', data: [sum.mean ? 1 / rows : 1] },
+  ]);
+  backend.disposeData(out.dataId);
+  return total;
+}
 
 /** An elementwise program over `shape` (flat index; `c` the channel of element `index`). */
 function elementwise(shaderKey: string, variableNames: string[], shape: number[], body: string): Program {
@@ -97,10 +174,9 @@ function elementwise(shaderKey: string, variableNames: string[], shape: number[]
   };
 }
 
-function uniforms(rows: number, channels: number, eps: number, elementwiseOrder: boolean): { type: string; data: number[] }[] {
-  return elementwiseOrder
-    ? [{ type: 'int32', data: [channels] }, { type: 'float32', data: [eps] }, { type: 'int32', data: [rows] }]
-    : [{ type: 'int32', data: [rows] }, { type: 'int32', data: [channels] }, { type: 'float32', data: [eps] }];
+/** The uniforms of the elementwise programs, in their declared order. */
+function elementwiseUniforms(rows: number, channels: number, eps: number): { type: string; data: number[] }[] {
+  return [{ type: 'int32', data: [channels] }, { type: 'float32', data: [eps] }, { type: 'int32', data: [rows] }];
 }
 
 function shapeOf(x: Info): { rows: number; channels: number } {
@@ -114,8 +190,8 @@ function forward({ inputs, backend, attrs }: { inputs: Record<string, Info>; bac
   const { rows, channels } = shapeOf(x);
   const eps = attrs['epsilon'] as number;
   const relu = attrs['relu'] === true;
-  const mean = backend.runWebGPUProgram(meanProgram(channels), [x], 'float32', uniforms(rows, channels, eps, false));
-  const variance = backend.runWebGPUProgram(varianceProgram(channels), [x, mean], 'float32', uniforms(rows, channels, eps, false));
+  const mean = runChannelSum(backend, MEAN, [x], rows, channels, eps);
+  const variance = runChannelSum(backend, VARIANCE, [x, mean], rows, channels, eps);
   const y = backend.runWebGPUProgram(
     elementwise(`eden_bn_normalize${relu ? '_relu' : ''}`, ['x', 'mean', 'variance', 'gamma', 'beta'], [...x.shape], `
       let scale = inverseSqrt(variance[c] + uniforms.eps) * gamma[c];
@@ -123,7 +199,7 @@ function forward({ inputs, backend, attrs }: { inputs: Record<string, Info>; bac
       result[index] = ${relu ? 'max(z, 0.0)' : 'z'};`),
     [x, mean, variance, inputs['gamma']!, inputs['beta']!],
     'float32',
-    uniforms(rows, channels, eps, true),
+    elementwiseUniforms(rows, channels, eps),
   );
   return [y, mean, variance];
 }
@@ -133,7 +209,7 @@ function backward({ inputs, backend, attrs }: { inputs: Record<string, Info>; ba
   const [x, gamma, beta, mean, variance, dy0] = (['x', 'gamma', 'beta', 'mean', 'variance', 'dy'] as const).map((k) => inputs[k]!) as [Info, Info, Info, Info, Info, Info];
   const { rows, channels } = shapeOf(x);
   const eps = attrs['epsilon'] as number;
-  const u = (elementwiseOrder: boolean) => uniforms(rows, channels, eps, elementwiseOrder);
+  const u = elementwiseUniforms(rows, channels, eps);
   // With a fused ReLU: the gradient passes where the pre-activation, recomputed from x, is > 0
   // (TF.js's relu gradient: step with step(0) = 0). One dispatch, instead of keeping y for a mask.
   const dy = attrs['relu'] === true
@@ -141,17 +217,17 @@ function backward({ inputs, backend, attrs }: { inputs: Record<string, Info>; ba
         elementwise('eden_bn_relu_mask', ['x', 'dy', 'mean', 'variance', 'gamma', 'beta'], [...x.shape], `
           let z = (x[index] - mean[c]) * (inverseSqrt(variance[c] + uniforms.eps) * gamma[c]) + beta[c];
           result[index] = select(0.0, dy[index], z > 0.0);`),
-        [x, dy0, mean, variance, gamma, beta], 'float32', u(true))
+        [x, dy0, mean, variance, gamma, beta], 'float32', u)
     : dy0;
-  const dbeta = backend.runWebGPUProgram(dbetaProgram(channels), [dy], 'float32', u(false));
-  const dgamma = backend.runWebGPUProgram(dgammaProgram(channels), [x, dy, mean, variance], 'float32', u(false));
+  const dbeta = runChannelSum(backend, DBETA, [dy], rows, channels, eps);
+  const dgamma = runChannelSum(backend, DGAMMA, [x, dy, mean, variance], rows, channels, eps);
   const dx = backend.runWebGPUProgram(
     elementwise('eden_bn_dx', ['x', 'dy', 'mean', 'variance', 'gamma', 'dbeta', 'dgamma'], [...x.shape], `
       let rstd = inverseSqrt(variance[c] + uniforms.eps);
       let m = f32(uniforms.rows);
       let xhat = (x[index] - mean[c]) * rstd;
       result[index] = gamma[c] * rstd * (dy[index] - dbeta[c] / m - xhat * (dgamma[c] / m));`),
-    [x, dy, mean, variance, gamma, dbeta, dgamma], 'float32', u(true));
+    [x, dy, mean, variance, gamma, dbeta, dgamma], 'float32', u);
   if (dy !== dy0) backend.disposeData(dy.dataId);
   return [dx, dgamma, dbeta];
 }
