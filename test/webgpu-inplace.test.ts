@@ -44,7 +44,8 @@ interface Outcome {
   counts: { inPlace: number; tensorOps: number };
 }
 
-async function sgd(backend: 'cpu' | 'webgpu', shareBuffers = false): Promise<Outcome> {
+/** readBetween: read the parameters back after every step (TF.js then holds host copies of them). */
+async function sgd(backend: 'cpu' | 'webgpu', shareBuffers = false, readBetween = false): Promise<Outcome> {
   await useBackend(backend);
   const params = new Map(Object.entries(SHAPES).map(([name, shape], i) => [name, owned(shape, i + 1)]));
   const teacher = new Map(Object.entries(SHAPES).map(([name, shape], i) => [name, owned(shape, i + 11)]));
@@ -54,6 +55,7 @@ async function sgd(backend: 'cpu' | 'webgpu', shareBuffers = false): Promise<Out
     const grads = gradients(step);
     opt.step(params, grads, 0.03 * (1 - step / 10), { params: teacher, ema: 0.99 });
     tf.dispose([...grads.values()]);
+    if (readBetween) for (const v of [...params.values(), ...teacher.values()]) await v.data();
   }
   const out = { params: await Promise.all([...params.values()].map(async (p) => (await p.data()) as Float32Array)), teacher: await Promise.all([...teacher.values()].map(async (p) => (await p.data()) as Float32Array)), counts: { ...opt.counts } };
   tf.dispose([...params.values(), ...teacher.values(), ...clones]);
@@ -102,18 +104,21 @@ async function runningStats(backend: 'cpu' | 'webgpu'): Promise<Float32Array[]> 
 }
 
 /** A queue of 10 keys of dim 3 after batches of 4 rows (wrapping twice) and one of 13 (> K). */
-async function queueAfterBatches(backend: 'cpu' | 'webgpu'): Promise<{ keys: Float32Array; pointer: number }> {
+async function queueAfterBatches(backend: 'cpu' | 'webgpu'): Promise<{ keys: Float32Array; afterThree: Float32Array; pointer: number }> {
   await useBackend(backend);
   const queue = new MemoryQueue(10, 3, 1);
+  let afterThree = new Float32Array();
   for (let i = 0; i < 3; i++) {
     const k = tf.tensor2d(values(12, 70 + i), [4, 3]);
     queue.enqueue(k);
     k.dispose();
+    // Read back after every batch (TF.js keeps the host copy): the next in-place write must not leave it stale.
+    afterThree = (await queue.keys.data()).slice() as Float32Array;
   }
   const big = tf.tensor2d(values(39, 80), [13, 3]);
   queue.enqueue(big);
   big.dispose();
-  const out = { keys: (await queue.keys.data()) as Float32Array, pointer: queue.pointer };
+  const out = { keys: (await queue.keys.data()) as Float32Array, afterThree, pointer: queue.pointer };
   queue.dispose();
   return out;
 }
@@ -142,6 +147,15 @@ describe('in-place update dispatches on webgpu', () => {
     // The update is not trivially equal to the initial values (a kernel that does nothing would fail).
     const init = values(SHAPES.b[0], 2);
     assert.ok(Math.abs(got.params[1]![0]! - init[0]!) > 1e-3);
+  });
+
+  it('reads between steps do not hide later in-place updates (TF.js caches what it read)', async (t) => {
+    if (skip) return skipOrFail(t, 'webgpu', skip);
+    const reference = await sgd('cpu');
+    const got = await sgd('webgpu', false, true);
+    assert.deepEqual(got.counts, { inPlace: 2 * STEPS, tensorOps: 0 });
+    const [p, te] = [worstRelative(got.params, reference.params), worstRelative(got.teacher!, reference.teacher!)];
+    assert.ok(p < 1e-6 && te < 1e-6, `parameters ${p}, teacher ${te} (a stale host copy reads as the state of an earlier step)`);
   });
 
   it('a parameter sharing its buffer takes the tensor-op path, with the same result', async (t) => {
@@ -190,6 +204,7 @@ describe('in-place update dispatches on webgpu', () => {
     // The three 4-row batches in place (the first may find the initial buffer shared); 13 > K rows: tensor ops.
     assert.ok(webGpuInPlaceDispatches() - dispatches >= 2, `${webGpuInPlaceDispatches() - dispatches} dispatches`);
     assert.equal(got.pointer, reference.pointer);
+    assert.deepEqual(Array.from(got.afterThree), Array.from(reference.afterThree));
     assert.deepEqual(Array.from(got.keys), Array.from(reference.keys));
   });
 });

@@ -15,6 +15,8 @@ import { MemoryQueue } from '../src/ssl/queue.js';
 import { SgdMomentum } from '../src/train/optimizer.js';
 import { AdamStepRunner, adamStep, type StepMetrics } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
+import { StepReplay } from '../src/engine/webgpu-replay.js';
+import { webGpuSgdEma } from '../src/engine/webgpu-inplace.js';
 import { Rng } from '../src/core/rng.js';
 import { skipOrFail } from './helpers/tools.js';
 
@@ -56,6 +58,9 @@ async function train(replay: boolean): Promise<Run> {
     const settings = { temperature: 0.2, pruneThreshold: 0.6, momentum: 0.9, learningRate: 0.05 * (1 - i / 10) };
     metrics.push(runner ? await runner.step({ queries, keys }, settings) : await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings));
     tf.dispose([queries, keys]);
+    // Read every variable back between steps, as a checkpoint does: TF.js keeps those host copies,
+    // and a replayed (in-place) update must not leave them stale for the final read below.
+    for (const v of [...student.namedVariables().values(), ...teacher.namedVariables().values(), queue.keys]) await v.data();
     tensorsAfterStep.push(tf.memory().numTensors);
     replayedAt.push(runner?.replaying ?? false);
   }
@@ -114,5 +119,52 @@ describe('webgpu step capture and replay', () => {
     assert.ok(worstState < 1e-6, `${worstName} differs by ${worstState}`);
     // Training happened: the parameters moved from their initial values between the runs' steps.
     assert.ok(normal.metrics[0]!.loss !== normal.metrics[STEPS - 1]!.loss);
+  });
+
+  it('replays a step\'s update only when its read-back values are accepted (no update on a NaN loss)', async (t) => {
+    if (skip) return skipOrFail(t, 'webgpu', skip);
+    await useBackend('webgpu');
+    // A minimal step in adamStep's shape: loss = sum(x * w) read back, then SGD in place only if the
+    // loss is finite. (A NaN image does not reliably give a NaN loss through a network: ReLU and
+    // max pooling on a GPU may drop NaNs.)
+    const n = 300;
+    // Variables that own their buffers (as ParameterStore makes them): in-place updates need that.
+    const owned = (init: tf.Tensor, name: string): tf.Variable => {
+      const v = tf.variable(init, true, name);
+      init.dispose();
+      return v;
+    };
+    const w = owned(tf.linspace(-1, 1, n), 'replay_w');
+    const velocity = owned(tf.zeros([n]), 'replay_v');
+    const step = async (x: tf.Tensor1D, first: boolean): Promise<number> => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(x, w)) as tf.Scalar, [w]);
+      const loss = (await value.data())[0]!;
+      if (Number.isFinite(loss)) assert.ok(webGpuSgdEma(w, grads[w.name]!, velocity, undefined, { lr: 0.1, momentum: 0.9, weightDecay: 0, ema: 1, first }));
+      tf.dispose([value, ...Object.values(grads)]);
+      return loss;
+    };
+    const values = (k: number, nan = false): Float32Array => Float32Array.from({ length: n }, (_, i) => (nan && i === 5 ? NaN : Math.sin(i + k)));
+    const input = (k: number, nan = false): tf.Tensor1D => tf.tensor1d(values(k, nan));
+    const finite = ([v]: Float32Array[]): boolean => Number.isFinite(v![0]);
+    const [x0, x1, x2, x3] = [input(0), input(1), input(2, true), input(3)];
+    try {
+      await step(x0, true);
+      const { replay, refused } = await StepReplay.capture([x1], () => step(x1, false));
+      assert.ok(replay, `captured (${refused})`);
+      const before = (await w.data()).slice();
+      const nan = await replay.run([x2], { learningRate: 0.1, queuePointer: 0 }, finite);
+      assert.ok(Number.isNaN(nan.values[0]![0]) && !nan.updated);
+      assert.deepEqual(await w.data(), before, 'a NaN step leaves the parameters as they were');
+      const ok = await replay.run([x3], { learningRate: 0.1, queuePointer: 0 }, finite);
+      assert.ok(ok.updated);
+      // The same update by hand: v = 0.9 v + x3 (v after two steps: 0.9 x0 + x1), w -= 0.1 v.
+      const x = [values(0), values(1), values(3)];
+      const expected = before.map((b, i) => b - 0.1 * (0.9 * (0.9 * x[0]![i]! + x[1]![i]!) + x[2]![i]!));
+      const got = await w.data();
+      expected.forEach((e, i) => assert.ok(Math.abs(got[i]! - e) < 1e-6, `w[${i}] ${got[i]} vs ${e}`));
+      replay.dispose();
+    } finally {
+      tf.dispose([w, velocity, x0, x1, x2, x3]);
+    }
   });
 });

@@ -24,7 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 interface WebGpuBackendInternals {
   device: GPUDevice;
   queue: GPUQueue;
-  tensorMap: { get(dataId: object): { resource?: unknown } | undefined };
+  tensorMap: { get(dataId: object): { resource?: unknown; values?: unknown } | undefined };
   refCount(dataId: object): number;
   uploadToGPU(dataId: object): void;
   ensureCommandEncoderReady(): void;
@@ -132,6 +132,15 @@ function gpuBuffers(b: WebGpuBackendInternals, all: tf.Tensor[]): GPUBuffer[] | 
   return out as GPUBuffer[];
 }
 
+/**
+ * Forget TF.js's host copy of a tensor that lives on the GPU (the next read downloads it again).
+ * Needed after any write TF.js does not see: the in-place kernels here, replayed steps.
+ */
+export function dropHostCopy(b: { tensorMap: { get(dataId: object): { resource?: unknown; values?: unknown } | undefined } }, dataId: object): void {
+  const data = b.tensorMap.get(dataId);
+  if (data?.resource) data.values = null;
+}
+
 /** What a recorded in-place dispatch was, for step capture (webgpu-replay.ts). */
 export interface InPlaceDispatch {
   kind: 'sgd' | 'sgd-ema' | 'adam' | 'running-stats' | 'enqueue';
@@ -165,7 +174,12 @@ function record(b: WebGpuBackendInternals, kind: InPlaceDispatch['kind'], pipe: 
   const entries: GPUBindGroupEntry[] = bound.map(([buffer, floats], i) => ({ binding: slots[i]!, resource: { buffer, offset: 0, size: floats * 4 } }));
   entries.push({ binding: 3, resource: { buffer: uniforms, offset: 0, size: scalars.byteLength } });
   const bindGroup = b.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
-  for (const t of tensors) b.commandQueueOwnedIds.add(t.dataId);
+  for (const t of tensors) {
+    b.commandQueueOwnedIds.add(t.dataId);
+    // TF.js keeps a host copy of what it read back (data()) and serves later reads and small CPU-
+    // forwarded ops from it; after an in-place write that copy is stale: drop it.
+    dropHostCopy(b, t.dataId);
+  }
   const workgroups = Math.min(Math.ceil(n / WORKGROUP), MAX_WORKGROUPS);
   b.ensureCommandEncoderReady();
   b.computePassEncoder ??= b.commandEncoder!.beginComputePass({});

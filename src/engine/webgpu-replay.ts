@@ -18,13 +18,15 @@
  * normal steps) when a variable changes buffer during the step (a tensor-op fallback somewhere), an
  * input does not live in a GPU buffer, or TF.js is profiling.
  *
- * Limits: a replayed step cannot skip its update when the loss is not finite (the caller sees the
- * loss afterwards and stops, as pretraining does, before anything is saved); a shape change (a new
- * stage, another batch size) or any reassignment of a captured variable (loading a checkpoint)
- * needs a new capture: dispose the replay first.
+ * What the captured step did after reading its values back (its update) is replayed only when the
+ * caller accepts the values (run's `proceed`: adamStep's rule, no update on a non-finite loss), at
+ * the cost of one wait for the GPU mid-step, as the normal step has.
+ *
+ * Limits: a shape change (a new stage, another batch size) or any reassignment of a captured
+ * variable (loading a checkpoint) needs a new capture: dispose the replay first.
  */
 import * as tf from '@tensorflow/tfjs';
-import { observeInPlaceDispatches, type InPlaceDispatch } from './webgpu-inplace.js';
+import { dropHostCopy, observeInPlaceDispatches, type InPlaceDispatch } from './webgpu-inplace.js';
 
 interface Backend {
   device: GPUDevice;
@@ -127,6 +129,10 @@ export class StepReplay {
     private readonly inputs: GPUBuffer[],
     private readonly outputs: { buffer: GPUBuffer; bytes: number; staging: GPUBuffer }[],
     private readonly buffers: Set<GPUBuffer>,
+    /** Ops from this index on ran after the step's last read-back: its update (see run's `proceed`). */
+    private readonly updateFrom: number,
+    /** The variables whose buffers the step binds (and may write): their host copies go stale. */
+    private readonly variables: object[],
   ) {}
 
   /** Milliseconds the last run waited for the GPU (its read-back), for benchmarks. */
@@ -150,6 +156,7 @@ export class StepReplay {
     const ops: Op[] = [];
     const bound = new Set<GPUBuffer>();
     const reads: { buffer: GPUBuffer; bytes: number }[] = [];
+    let updateFrom = 0;
     let refused: string | undefined;
 
     // Pinned from the moment they are bound: TF.js must not hand a buffer to a later op of the same
@@ -185,6 +192,7 @@ export class StepReplay {
       const resource = b.tensorMap.get(dataId)?.resource;
       if (resource instanceof GPUBuffer && bound.has(resource)) reads.push({ buffer: resource, bytes: resource.size });
       else refused ??= 'a read-back of data no captured dispatch computed';
+      updateFrom = ops.length;
       return read.call(this, dataId);
     };
     const before = variableBuffers(b);
@@ -214,14 +222,21 @@ export class StepReplay {
       return { result, refused };
     }
     const outputs = reads.map((r) => ({ ...r, staging: device.createBuffer({ size: r.bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }) }));
-    return { result, replay: new StepReplay(b, ops, inputBuffers as GPUBuffer[], outputs, bound) };
+    const variables = Object.values(tf.engine().state.registeredVariables)
+      .filter((v) => bound.has(b.tensorMap.get(v.dataId)?.resource as GPUBuffer))
+      .map((v) => v.dataId);
+    return { result, replay: new StepReplay(b, ops, inputBuffers as GPUBuffer[], outputs, bound, updateFrom, variables) };
   }
 
   /**
    * One step over new `inputs` (same shapes as the captured ones): returns the values the captured
-   * step read back, in order (for adamStep: its diagnostics).
+   * step read back, in order (for adamStep: its diagnostics), and whether the step's update ran.
+   * The dispatches up to the captured step's last read-back run first; the rest (what the step did
+   * after seeing those values: for adamStep, SGD, the EMA teacher and the enqueue) only if
+   * `proceed` accepts the values, as the captured step decided on the host (adamStep skips its
+   * update when the loss is not finite). Without `proceed`, everything runs in one submit.
    */
-  async run(inputs: tf.Tensor[], settings: ReplaySettings): Promise<Float32Array[]> {
+  async run(inputs: tf.Tensor[], settings: ReplaySettings, proceed?: (values: Float32Array[]) => boolean): Promise<{ values: Float32Array[]; updated: boolean }> {
     const b = this.b;
     if (inputs.length !== this.inputs.length) throw new Error(`replay expects ${this.inputs.length} inputs, got ${inputs.length}`);
     // Submit what TF.js has encoded but not submitted (e.g. the end of the captured step) first:
@@ -255,13 +270,8 @@ export class StepReplay {
         throw new Error('replaying Adam updates is not supported (its bias correction changes every step)');
       }
     }
-    const pass = b.commandEncoder!.beginComputePass();
-    for (const op of this.ops) {
-      pass.setPipeline(op.pipeline);
-      pass.setBindGroup(0, op.bindGroup);
-      pass.dispatchWorkgroups(...op.workgroups);
-    }
-    pass.end();
+    const split = proceed ? this.updateFrom : this.ops.length;
+    this.encode(0, split);
     for (const o of this.outputs) b.commandEncoder!.copyBufferToBuffer(o.buffer, 0, o.staging, 0, o.bytes);
     b.submitQueue();
     const t0 = performance.now();
@@ -275,7 +285,27 @@ export class StepReplay {
     );
     this.lastWaitMs = performance.now() - t0;
     replayed++;
-    return values;
+    const updated = split === this.ops.length || proceed!(values);
+    if (split < this.ops.length && updated) {
+      b.ensureCommandEncoderReady();
+      this.encode(split, this.ops.length);
+      b.submitQueue();
+    }
+    // TF.js's host copies of the variables (from reads between steps, e.g. a checkpoint) are stale now.
+    for (const id of this.variables) dropHostCopy(b, id);
+    return { values, updated };
+  }
+
+  /** Encode ops [from, to) in one compute pass of TF.js's command encoder. */
+  private encode(from: number, to: number): void {
+    if (from === to) return;
+    const pass = this.b.commandEncoder!.beginComputePass();
+    for (const op of this.ops.slice(from, to)) {
+      pass.setPipeline(op.pipeline);
+      pass.setBindGroup(0, op.bindGroup);
+      pass.dispatchWorkgroups(...op.workgroups);
+    }
+    pass.end();
   }
 
   /** Release the captured buffers (to TF.js's pool, where no tensor holds them) and the staging buffers. */

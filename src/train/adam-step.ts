@@ -145,10 +145,11 @@ export class AdamStepRunner {
     if (!entry) this.byShape.set(key, (entry = { attempts: 0 }));
     if (entry.replay) {
       const pointer = queue.pointer;
-      const [d] = await entry.replay.run([inputs.queries, inputs.keys], { learningRate: s.learningRate, queuePointer: pointer });
-      queue.pointer = (pointer + inputs.keys.shape[0]) % queue.size;
+      // The update (SGD, EMA teacher, enqueue) only for a finite loss, as adamStep.
+      const { values, updated } = await entry.replay.run([inputs.queries, inputs.keys], { learningRate: s.learningRate, queuePointer: pointer }, ([d]) => Number.isFinite(d![0]));
+      if (updated) queue.pointer = (pointer + inputs.keys.shape[0]) % queue.size;
       this.last = entry.replay;
-      return stepMetrics(d!);
+      return stepMetrics(values[0]!);
     }
     // Capture from the stage's second step on (the first creates the velocity), a few tries at most.
     if (this.calls < 2 || entry.attempts >= 3) return adamStep(student, teacher, queue, optimizer, inputs, s);
