@@ -18,6 +18,7 @@
  *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
  *   npm run bench -- --workload ft50 --batch 4               # U-Net fine-tuning step (ResNet-50, 224 px)
  *   npm run bench -- --workload ft50 --batch 8 --micro-batch 4   # the same, batch 8 in 2 passes (gradient accumulation)
+ *   npm run bench -- --backend webgpu --workload ft18 --size 32 --batch 2 [--replay]   # fine-tuning's dispatches and host time
  *   npm run bench -- --workload eval [--data DIR] [--seeds n]   # cost of `eden evaluate --preset cpu` (few-shot segmentation)
  *   npm run bench -- --workload adam --steps 20                  # Eden's fused Adam against tf.train.adam
  *   npm run bench -- --backend webgpu --workload convs [--size 64 --batch 4]   # each convolution: TF.js's kernels vs Eden's
@@ -32,7 +33,7 @@ import { Encoder } from '../src/models/encoder.js';
 import { MemoryQueue } from '../src/ssl/queue.js';
 import { Adam, SgdMomentum } from '../src/train/optimizer.js';
 import { webGpuInPlaceDispatches } from '../src/engine/webgpu-inplace.js';
-import { pinnedBytes } from '../src/engine/webgpu-replay.js';
+import { StepReplay, pinnedBytes } from '../src/engine/webgpu-replay.js';
 import { AdamStepRunner, adamStep } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
@@ -110,43 +111,79 @@ function contender(): () => void {
 }
 
 /** Median seconds of `run` over the measured steps, after warm-up. */
-async function timeSteps(run: (i: number) => Promise<void>): Promise<number> {
+async function timeSteps(run: (i: number) => Promise<void>, after?: (i: number, seconds: number) => void): Promise<number> {
   const times: number[] = [];
   const [steps, warmup] = [Number(values.steps), Number(values.warmup)];
   for (let i = 0; i < warmup + steps; i++) {
     await tf.ready();
     const t0 = performance.now();
     await run(i);
-    if (i >= warmup) times.push((performance.now() - t0) / 1000);
+    const seconds = (performance.now() - t0) / 1000;
+    if (i >= warmup) times.push(seconds);
+    after?.(i, seconds);
   }
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)]!;
 }
 
-/** U-Net inference or fine-tuning steps (segmentation workloads). */
-async function runSegmentation(w: Workload): Promise<number> {
+/**
+ * U-Net inference or fine-tuning steps (segmentation workloads). Fine-tuning runs as `eden
+ * finetune` does: Eden's Adam, gradient accumulation over --micro-batch; with --replay on webgpu,
+ * the second step captured and later ones replayed (as train/segmenter.ts). On webgpu also the
+ * dispatches and host time per step.
+ */
+async function runSegmentation(w: Workload): Promise<{ median: number; gpu: Record<string, number | boolean> }> {
   const backbone = createBackbone(w.arch, { width: w.width, seed: 0 });
   const unet = new UNet(backbone, { classes: 3, seed: 0 });
-  const optimizer = tf.train.adam(1e-3);
+  const optimizer = new Adam(1e-3);
   const vars = [...unet.decoder.trainable(), ...backbone.store.trainable()];
+  const watch = values.backend === 'webgpu' ? watchWebGpu() : undefined;
+  const gpu: GpuStepStats[] = [];
+  let replay: StepReplay | undefined;
+  let replayed = false;
+  const train = async (x: tf.Tensor4D, y: tf.Tensor4D): Promise<void> => {
+    // A step of w.batch images in passes of --micro-batch (gradient accumulation, as eden finetune does).
+    const micro = values['micro-batch'] ? Number(values['micro-batch']) : w.batch;
+    const { loss, grads } = accumulatedGradients((xs: tf.Tensor4D, ys: tf.Tensor4D) => segmentationLoss(unet.forward(xs, { training: true }), ys), x, y, micro, vars);
+    optimizer.applyGradients(vars, grads);
+    await loss.data();
+    tf.dispose([loss, ...Object.values(grads)]);
+  };
   try {
-    return await timeSteps(async (i) => {
-      const x = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', i) as tf.Tensor4D;
-      if (w.kind === 'segment') {
-        const p = tf.tidy(() => tf.sigmoid(unet.forward(x, { training: false })));
-        await p.data();
-        tf.dispose([x, p]);
-        return;
-      }
-      const y = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([w.batch, w.size, w.size, 3], 0, 1, 'float32', i), 0.5), 'float32')) as tf.Tensor4D;
-      // A step of w.batch images in passes of --micro-batch (gradient accumulation, as eden finetune does).
-      const micro = values['micro-batch'] ? Number(values['micro-batch']) : w.batch;
-      const { loss, grads } = accumulatedGradients((xs: tf.Tensor4D, ys: tf.Tensor4D) => segmentationLoss(unet.forward(xs, { training: true }), ys), x, y, micro, vars);
-      optimizer.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
-      await loss.data();
-      tf.dispose([x, y, loss, ...Object.values(grads)]);
-    });
+    const median = await timeSteps(
+      async (i) => {
+        watch?.reset();
+        const x = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', i) as tf.Tensor4D;
+        if (w.kind === 'segment') {
+          const p = tf.tidy(() => tf.sigmoid(unet.forward(x, { training: false })));
+          await p.data();
+          tf.dispose([x, p]);
+          return;
+        }
+        // 0/1 targets as float32 data (as eden finetune's masks): TF.js's webgpu cast of a bool
+        // tensor to float32 keeps the int32 buffer, which its transpose program then fails to compile.
+        const y = tf.tidy(() => tf.round(tf.randomUniform([w.batch, w.size, w.size, 3], 0, 1, 'float32', i))) as tf.Tensor4D;
+        replayed = replay !== undefined;
+        if (replay) await replay.run([x, y], { adamStep: optimizer.advance() });
+        else if (values.replay && i === 1) {
+          const captured = await StepReplay.capture([x, y], () => train(x, y));
+          if (captured.replay) replay = captured.replay;
+          else console.error(`# no replay: ${captured.refused}`);
+        } else await train(x, y);
+        tf.dispose([x, y]);
+      },
+      (i, seconds) => {
+        if (watch && i >= Number(values.warmup)) gpu.push(watch.read(seconds, replayed && replay ? { dispatches: replay.dispatches, waitMs: replay.lastWaitMs } : undefined));
+      },
+    );
+    watch?.restore();
+    const medianOf = (f: (s: GpuStepStats) => number): number => gpu.map(f).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!;
+    return {
+      median,
+      gpu: gpu.length ? { kernels_per_step: medianOf((s) => s.kernels), host_s_per_step: Number(medianOf((s) => s.hostS).toFixed(4)), gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)), ...(values.replay ? { replayed } : {}) } : {},
+    };
   } finally {
+    replay?.dispose();
     optimizer.dispose();
     unet.dispose();
     backbone.dispose();
@@ -307,8 +344,8 @@ async function runChild(w: Workload): Promise<void> {
   if (values.size) w = { ...w, size: Number(values.size) };
   if (w.kind === 'convs') return runConvolutions(w);
   if (w.kind === 'segment' || w.kind === 'finetune') {
-    const median = await runSegmentation(w);
-    console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, ...(values['micro-batch'] ? { micro_batch: Number(values['micro-batch']) } : {}), step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
+    const { median, gpu } = await runSegmentation(w);
+    console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, ...(values['micro-batch'] ? { micro_batch: Number(values['micro-batch']) } : {}), step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), ...gpu }));
     return;
   }
   const args = { backbone: w.arch, width: w.width, projectionDim: 128, seed: 0 };

@@ -20,6 +20,10 @@ for w in a b; do
   (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --profile) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"fused",/' | tee -a $OUT/eden.log
   (cd $G && timeout 150 /tmp/node bench.mjs --child $w --backend webgpu --steps 10 --warmup 3 --replay) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"replay",/' | tee -a $OUT/eden.log
 done
+# U-Net fine-tuning (eden finetune's step, ResNet-18, 256 px, batch 8): TF.js ops + fused kernels, then replayed.
+for r in "" "--replay"; do
+  (cd $G && timeout 150 /tmp/node bench.mjs --child ft18 --backend webgpu --steps 5 --warmup 2 $r) 2>&1 | grep -v "^Warning\|^ERROR" | tee -a $OUT/eden.log
+done
 # Each convolution of (a): TF.js's kernels against Eden's implicit GEMM (EDEN_WEBGPU_CONV routing).
 # Twice: vec4 loads on (the default) and off (EDEN_WEBGPU_CONV_VEC4=0): neutral on lavapipe, unmeasured on a GPU.
 (cd $G && timeout 120 /tmp/node bench.mjs --child convs --backend webgpu --size 128 --batch 16 --steps 5 --warmup 2) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"vec4",/' | tee -a $OUT/eden.log

@@ -196,7 +196,7 @@ function forward({ inputs, backend, attrs }: { inputs: Record<string, Info>; bac
     elementwise(`eden_bn_normalize${relu ? '_relu' : ''}`, ['x', 'mean', 'variance', 'gamma', 'beta'], [...x.shape], `
       let scale = inverseSqrt(variance[c] + uniforms.eps) * gamma[c];
       let z = (x[index] - mean[c]) * scale + beta[c];
-      result[index] = ${relu ? 'max(z, 0.0)' : 'z'};`),
+      result[index] = ${relu ? 'select(z, 0.0, z < 0.0)' : 'z'};`),
     [x, mean, variance, inputs['gamma']!, inputs['beta']!],
     'float32',
     elementwiseUniforms(rows, channels, eps),

@@ -152,6 +152,8 @@ export interface InPlaceDispatch {
   scalars: ArrayBuffer;
   /** Every buffer bound. */
   buffers: GPUBuffer[];
+  /** Adam's betas as the optimiser holds them (doubles), for a replay to recompute the bias corrections. */
+  betas?: [number, number];
 }
 
 let observer: ((d: InPlaceDispatch) => void) | undefined;
@@ -165,7 +167,7 @@ export function observeInPlaceDispatches(fn: ((d: InPlaceDispatch) => void) | un
  * Record one dispatch over `n` elements into TF.js's pending compute pass. `bound` are the tensors'
  * buffers with their sizes in floats, for bindings 0, 1, 2, 4 (3 is the scalars).
  */
-function record(b: WebGpuBackendInternals, kind: InPlaceDispatch['kind'], pipe: GPUComputePipeline, bound: [GPUBuffer, number][], n: number, scalars: ArrayBuffer, tensors: tf.Tensor[]): void {
+function record(b: WebGpuBackendInternals, kind: InPlaceDispatch['kind'], pipe: GPUComputePipeline, bound: [GPUBuffer, number][], n: number, scalars: ArrayBuffer, tensors: tf.Tensor[], betas?: [number, number]): void {
   const uniforms = b.bufferManager.acquireBuffer(scalars.byteLength, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
   b.queue.writeBuffer(uniforms, 0, scalars);
   b.uniformPendingDisposal.push(uniforms);
@@ -187,7 +189,7 @@ function record(b: WebGpuBackendInternals, kind: InPlaceDispatch['kind'], pipe: 
   b.computePassEncoder.setBindGroup(0, bindGroup);
   b.computePassEncoder.dispatchWorkgroups(workgroups);
   dispatches++;
-  observer?.({ kind, pipeline: pipe, bindGroup, workgroups, uniforms, scalars, buffers: [...bound.map(([buffer]) => buffer), uniforms] });
+  observer?.({ kind, pipeline: pipe, bindGroup, workgroups, uniforms, scalars, buffers: [...bound.map(([buffer]) => buffer), uniforms], ...(betas ? { betas } : {}) });
   b.dispatchCountInPass++;
   // TF.js submits every WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches; keep to its rhythm.
   if ((tf.env().get('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE') as number) <= b.dispatchCountInPass) {
@@ -226,7 +228,7 @@ export function webGpuAdam(p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.V
   if (!bufs) return false;
   const scalars = new ArrayBuffer(32);
   new Float32Array(scalars, 0, 6).set([s.lr, s.beta1, s.beta2, s.epsilon, s.c1, s.c2]);
-  record(b, 'adam', pipeline(b.device, 'adam', ADAM), [bufs[0]!, bufs[3]!, bufs[1]!, bufs[2]!].map((x) => [x, p.size] as [GPUBuffer, number]), p.size, scalars, [p, m, v, g]);
+  record(b, 'adam', pipeline(b.device, 'adam', ADAM), [bufs[0]!, bufs[3]!, bufs[1]!, bufs[2]!].map((x) => [x, p.size] as [GPUBuffer, number]), p.size, scalars, [p, m, v, g], [s.beta1, s.beta2]);
   return true;
 }
 

@@ -23,7 +23,9 @@
  * the cost of one wait for the GPU mid-step, as the normal step has.
  *
  * Limits: a shape change (a new stage, another batch size) or any reassignment of a captured
- * variable (loading a checkpoint) needs a new capture: dispose the replay first.
+ * variable (loading a checkpoint) needs a new capture: dispose the replay first. A tensor that shares
+ * a captured variable's buffer (tf.clone does, until either is reassigned) sees the replayed
+ * in-place updates: copy a variable that must keep its value (a best-so-far snapshot).
  */
 import * as tf from '@tensorflow/tfjs';
 import { dropHostCopy, observeInPlaceDispatches, type InPlaceDispatch } from './webgpu-inplace.js';
@@ -51,11 +53,22 @@ interface Op {
   inPlace?: InPlaceDispatch;
 }
 
-/** Per-step values a replay writes before re-encoding the step. */
+/**
+ * Per-step values a replay writes before re-encoding the step; each is required when the captured
+ * step has the update that uses it.
+ */
 export interface ReplaySettings {
-  learningRate: number;
+  /** SGD's learning rate (pretraining's cosine schedule). */
+  learningRate?: number;
   /** The memory queue's write pointer at the start of the step. */
-  queuePointer: number;
+  queuePointer?: number;
+  /** Adam's step count for this step (1-based, as Adam.advance returns it): its bias corrections. Adam's learning rate stays the captured one. */
+  adamStep?: number;
+}
+
+function required(value: number | undefined, name: string, kind: string): number {
+  if (value === undefined) throw new Error(`this replay has ${kind} updates: settings.${name} is required`);
+  return value;
 }
 
 // Buffers bound by a live capture, and those TF.js released meanwhile (returned to its pool when the
@@ -259,15 +272,20 @@ export class StepReplay {
       if (!d) continue;
       if (d.kind === 'sgd' || d.kind === 'sgd-ema') {
         const scalars = d.scalars.slice(0);
-        new Float32Array(scalars, 0, 1)[0] = settings.learningRate;
+        new Float32Array(scalars, 0, 1)[0] = required(settings.learningRate, 'learningRate', 'SGD');
         new Uint32Array(scalars, 16, 1)[0] = 0; // not a stage's first step: the velocity exists
         b.queue.writeBuffer(d.uniforms, 0, scalars);
       } else if (d.kind === 'enqueue') {
         const scalars = d.scalars.slice(0);
-        new Uint32Array(scalars, 0, 1)[0] = settings.queuePointer;
+        new Uint32Array(scalars, 0, 1)[0] = required(settings.queuePointer, 'queuePointer', 'memory-queue');
         b.queue.writeBuffer(d.uniforms, 0, scalars);
       } else if (d.kind === 'adam') {
-        throw new Error('replaying Adam updates is not supported (its bias correction changes every step)');
+        // Scalars [lr, beta1, beta2, eps, c1, c2]: the bias corrections of this step, computed as
+        // the optimiser does (train/optimizer.ts), from its betas in double precision.
+        const t = required(settings.adamStep, 'adamStep', 'Adam');
+        const scalars = d.scalars.slice(0);
+        new Float32Array(scalars, 16, 2).set([1 - d.betas![0] ** t, 1 - d.betas![1] ** t]);
+        b.queue.writeBuffer(d.uniforms, 0, scalars);
       }
     }
     const split = proceed ? this.updateFrom : this.ops.length;

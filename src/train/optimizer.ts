@@ -101,6 +101,19 @@ export class Adam {
     this.epsilon = o.epsilon ?? 1e-7;
   }
 
+  /** Steps taken so far. */
+  get steps(): number {
+    return this.t;
+  }
+
+  /**
+   * Count a step taken outside applyGradients (a replayed step, engine/webgpu-replay.ts, whose
+   * in-place updates need the bias corrections of this step count); returns the new count.
+   */
+  advance(): number {
+    return ++this.t;
+  }
+
   /** One step over `vars` with `grads` (by variable name, as tf.variableGrads returns them). */
   applyGradients(vars: tf.Variable[], grads: tf.NamedTensorMap): void {
     this.t++;

@@ -25,6 +25,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
 import { isOutOfWasmMemory } from '../engine/native.js';
+import { StepReplay } from '../engine/webgpu-replay.js';
 import { accumulatedGradients } from './accumulate.js';
 import { Adam } from './optimizer.js';
 import { deriveSeed, Rng } from '../core/rng.js';
@@ -139,8 +140,12 @@ function variableOf(init: tf.Tensor): tf.Variable {
 }
 
 /** Copies of the variables' values, to restore the best weights after early stopping. */
+/**
+ * Copies of the variables' values, in buffers of their own: tf.clone would share the variables'
+ * buffers, which in-place updates (a replayed step on webgpu) would then change under the snapshot.
+ */
 function snapshot(vars: tf.Variable[]): tf.Tensor[] {
-  return vars.map((v) => tf.clone(v));
+  return vars.map((v) => tf.mul(v, 1));
 }
 
 function restore(vars: tf.Variable[], values: tf.Tensor[]): void {
@@ -310,15 +315,34 @@ async function trainUNet(backbone: ResNet, train: LabelledImage[], val: Labelled
       }
     }
   };
+  const normalStep = async (x: tf.Tensor4D, y: tf.Tensor4D): Promise<number> => {
+    const { loss, grads } = gradients(x, y);
+    decoderOpt.applyGradients(decoderVars, grads);
+    encoderOpt?.applyGradients(encoderVars, grads);
+    const value = (await loss.data())[0]!;
+    tf.dispose([loss, ...Object.values(grads)]);
+    return value;
+  };
+  // On webgpu every step after the second replays the captured second one (the first creates
+  // Adam's state): no per-op JavaScript (engine/webgpu-replay.ts). The batch shape never changes.
+  let replay: StepReplay | undefined;
+  let [calls, captures] = [0, 0];
   const step = async (): Promise<number> => {
     const { x, y } = stream.next(batch);
     try {
-      const { loss, grads } = gradients(x, y);
-      decoderOpt.applyGradients(decoderVars, grads);
-      encoderOpt?.applyGradients(encoderVars, grads);
-      const value = (await loss.data())[0]!;
-      tf.dispose([loss, ...Object.values(grads)]);
-      return value;
+      calls++;
+      if (replay) {
+        const t = decoderOpt.advance();
+        if (encoderOpt && encoderOpt.advance() !== t) throw new Error('the encoder and decoder optimisers are out of step');
+        const { values } = await replay.run([x, y], { adamStep: t });
+        return values[0]![0]!;
+      }
+      if (calls < 2 || captures >= 3) return await normalStep(x, y);
+      captures++;
+      const captured = await StepReplay.capture([x, y], () => normalStep(x, y));
+      if (captured.replay && Number.isFinite(captured.result)) replay = captured.replay;
+      else captured.replay?.dispose();
+      return captured.result;
     } finally {
       tf.dispose([x, y]);
     }
@@ -333,6 +357,7 @@ async function trainUNet(backbone: ResNet, train: LabelledImage[], val: Labelled
     unet.dispose();
     throw err;
   } finally {
+    replay?.dispose();
     decoderOpt.dispose();
     encoderOpt?.dispose();
   }
