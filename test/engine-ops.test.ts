@@ -221,8 +221,9 @@ describe('webgpu implicit-GEMM convolutions (engine/webgpu-conv.ts)', () => {
     process.env['EDEN_WEBGPU_CONV'] = 'all';
     // Same tiles, same multiply-add order: only how they are loaded differs. Shapes: both operands
     // vectorised with full and partial (guarded) vector loads, and the stem (1 channel: x scalar, w vec4).
-    const shapes: [number[], number[], number][] = [[[3, 17, 15, 20], [3, 3, 20, 80], 2], [[2, 9, 9, 64], [3, 3, 64, 8], 1], [[2, 16, 16, 1], [7, 7, 1, 8], 2]];
-    const run = async (xShape: number[], wShape: number[], stride: number): Promise<Float32Array[]> => {
+    type Shape4 = [number, number, number, number];
+    const shapes: [Shape4, Shape4, number][] = [[[3, 17, 15, 20], [3, 3, 20, 80], 2], [[2, 9, 9, 64], [3, 3, 64, 8], 1], [[2, 16, 16, 1], [7, 7, 1, 8], 2]];
+    const run = async (xShape: Shape4, wShape: Shape4, stride: number): Promise<Float32Array[]> => {
       const out = tf.tidy(() => {
         const x = tf.randomUniform(xShape, -1, 1, 'float32', 7) as tf.Tensor4D;
         const w = tf.randomUniform(wShape, -1, 1, 'float32', 8) as tf.Tensor4D;

@@ -113,7 +113,7 @@ async function queueAfterBatches(backend: 'cpu' | 'webgpu'): Promise<{ keys: Flo
     queue.enqueue(k);
     k.dispose();
     // Read back after every batch (TF.js keeps the host copy): the next in-place write must not leave it stale.
-    afterThree = (await queue.keys.data()).slice() as Float32Array;
+    afterThree = Float32Array.from(await queue.keys.data());
   }
   const big = tf.tensor2d(values(39, 80), [13, 3]);
   queue.enqueue(big);
