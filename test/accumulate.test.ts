@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../src/engine/backend.js';
 import { accumulatedGradients } from '../src/train/accumulate.js';
-import { trainSegmenter, type LabelledImage } from '../src/train/segmenter.js';
+import { trainSegmenter } from '../src/train/segmenter.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { DEFAULT_PAIRED_AUGMENT } from '../src/data/paired-transforms.js';
 import { Rng } from '../src/core/rng.js';
+import { disc } from './helpers/discs.js';
 
 describe('gradient accumulation', () => {
   before(async () => {
@@ -63,19 +64,7 @@ describe('gradient accumulation', () => {
   it('a U-Net fine-tuned in passes of 2 (batch 4) trains and keeps the tensor count flat', async () => {
     const side = 64;
     const rng = new Rng(7);
-    // Bright discs on noise, the mask the disc: learnable in a few steps.
-    const sample = (): LabelledImage => {
-      const [cx, cy, r] = [16 + rng.next() * 32, 16 + rng.next() * 32, 8 + rng.next() * 8];
-      const image = new Float32Array(side * side);
-      const mask = new Float32Array(side * side);
-      for (let i = 0; i < side * side; i++) {
-        const inside = (i % side - cx) ** 2 + (Math.floor(i / side) - cy) ** 2 < r * r;
-        mask[i] = inside ? 1 : 0;
-        image[i] = 0.3 * rng.next() + (inside ? 0.6 : 0.1);
-      }
-      return { image, masks: [mask] };
-    };
-    const train = Array.from({ length: 6 }, sample);
+    const train = Array.from({ length: 6 }, () => disc(side, rng));
     const backbone = createBackbone('resnet-tiny', { width: 8, seed: 1 });
     const counts: number[] = [];
     const trained = await trainSegmenter(backbone, train, [], {

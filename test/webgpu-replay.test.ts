@@ -16,7 +16,8 @@ import { SgdMomentum } from '../src/train/optimizer.js';
 import { AdamStepRunner, adamStep, type StepMetrics } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { StepReplay, replayedSteps } from '../src/engine/webgpu-replay.js';
-import { trainSegmenter, type LabelledImage } from '../src/train/segmenter.js';
+import { trainSegmenter } from '../src/train/segmenter.js';
+import { disc } from './helpers/discs.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { DEFAULT_PAIRED_AUGMENT } from '../src/data/paired-transforms.js';
 import { webGpuSgdEma } from '../src/engine/webgpu-inplace.js';
@@ -177,18 +178,7 @@ describe('webgpu step capture and replay', () => {
       await useBackend('webgpu');
       const side = 32;
       const rng = new Rng(11);
-      const disc = (): LabelledImage => {
-        const [cx, cy, r] = [8 + rng.next() * 16, 8 + rng.next() * 16, 4 + rng.next() * 4];
-        const image = new Float32Array(side * side);
-        const mask = new Float32Array(side * side);
-        for (let i = 0; i < side * side; i++) {
-          const inside = (i % side - cx) ** 2 + (Math.floor(i / side) - cy) ** 2 < r * r;
-          mask[i] = inside ? 1 : 0;
-          image[i] = 0.3 * rng.next() + (inside ? 0.6 : 0.1);
-        }
-        return { image, masks: [mask] };
-      };
-      const [train, val] = [Array.from({ length: 6 }, disc), Array.from({ length: 3 }, disc)];
+      const [train, val] = [Array.from({ length: 6 }, () => disc(side, rng)), Array.from({ length: 3 }, () => disc(side, rng))];
       const run = async (replay: boolean): Promise<{ progress: string[]; replays: number; tensors: number[] }> => {
         if (!replay) process.env['EDEN_WEBGPU_REPLAY'] = '0';
         const before = replayedSteps();

@@ -23,7 +23,7 @@
  * sums: one dispatch more per reduction where it splits.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { WebGpuBackendLike, WebGpuProgram as Program } from './webgpu-program.js';
+import { elementwiseProgram, type WebGpuBackendLike, type WebGpuProgram as Program } from './webgpu-program.js';
 import { FUSED_BATCH_NORM, FUSED_BATCH_NORM_GRAD, registerFusedBatchNormGradient } from './native.js';
 
 type Info = tf.TensorInfo;
@@ -154,24 +154,7 @@ function runChannelSum(backend: WebGpuBackendLike, sum: ChannelSum, inputs: Info
 
 /** An elementwise program over `shape` (flat index; `c` the channel of element `index`). */
 function elementwise(shaderKey: string, variableNames: string[], shape: number[], body: string): Program {
-  const size = shape.reduce((a, b) => a * b, 1);
-  return {
-    variableNames,
-    outputShape: shape,
-    shaderKey,
-    dispatchLayout: { x: shape.map((_, i) => i) },
-    dispatch: [Math.ceil(size / ELEMENTWISE), 1, 1],
-    workgroupSize: [ELEMENTWISE, 1, 1],
-    size: true,
-    uniforms: 'channels : i32, eps : f32, rows : i32,',
-    getUserCode: () => /* wgsl */ `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let c = index % uniforms.channels;
-          ${body}
-        }
-      }`,
-  };
+  return elementwiseProgram({ shaderKey, variableNames, shape, uniforms: 'channels : i32, eps : f32, rows : i32,', prelude: 'let c = index % uniforms.channels;', body });
 }
 
 /** The uniforms of the elementwise programs, in their declared order. */

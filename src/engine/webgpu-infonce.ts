@@ -21,7 +21,7 @@
  * loss is NaN and the training step skips its update as on the tensor-op path.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { WebGpuBackendLike, WebGpuProgram as Program, Uniforms } from './webgpu-program.js';
+import { elementwiseProgram, type WebGpuBackendLike, type WebGpuProgram as Program, type Uniforms } from './webgpu-program.js';
 
 export const FUSED_INFONCE = 'EdenInfoNce';
 const GRAD_LOGITS = 'EdenInfoNceGradLogits';
@@ -258,24 +258,7 @@ function diagnosticsProgram(): Program {
 
 /** An elementwise program over `shape` (`index`; `i` its row of width `width`). */
 function elementwise(shaderKey: string, variableNames: string[], shape: number[], width: string, body: string): Program {
-  const size = shape.reduce((a, b) => a * b, 1);
-  return {
-    variableNames,
-    outputShape: shape,
-    shaderKey,
-    dispatchLayout: { x: shape.map((_, i) => i) },
-    dispatch: [Math.ceil(size / THREADS), 1, 1],
-    workgroupSize: [THREADS, 1, 1],
-    size: true,
-    uniforms: ATTR_UNIFORMS,
-    getUserCode: () => /* wgsl */ `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let i = index / ${width};
-          ${body}
-        }
-      }`,
-  };
+  return elementwiseProgram({ shaderKey, variableNames, shape, uniforms: ATTR_UNIFORMS, prelude: `let i = index / ${width};`, body });
 }
 
 function attrsOf(a: Record<string, unknown>): Attrs {

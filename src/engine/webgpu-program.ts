@@ -27,3 +27,29 @@ export interface WebGpuBackendLike {
   runWebGPUProgram(program: WebGpuProgram, inputs: tf.TensorInfo[], dtype: tf.DataType, uniforms?: Uniforms): tf.TensorInfo;
   disposeData(dataId: object): boolean;
 }
+
+/**
+ * A one-thread-per-element program over `shape` (workgroups of 256): `index` is the flat element,
+ * guarded by TF.js's uniforms.size; `prelude` declares per-element values `body` uses (a channel, a
+ * row); `uniforms` are the program's own (TF.js adds `size`).
+ */
+export function elementwiseProgram(o: { shaderKey: string; variableNames: string[]; shape: number[]; uniforms: string; prelude: string; body: string }): WebGpuProgram {
+  const size = o.shape.reduce((a, b) => a * b, 1);
+  return {
+    variableNames: o.variableNames,
+    outputShape: o.shape,
+    shaderKey: o.shaderKey,
+    dispatchLayout: { x: o.shape.map((_, i) => i) },
+    dispatch: [Math.ceil(size / 256), 1, 1],
+    workgroupSize: [256, 1, 1],
+    size: true,
+    uniforms: o.uniforms,
+    getUserCode: () => /* wgsl */ `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          ${o.prelude}
+          ${o.body}
+        }
+      }`,
+  };
+}
