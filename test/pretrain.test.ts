@@ -238,6 +238,23 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     assert.ok(Math.abs(losses['webgpu']! - losses['wasm']!) < 1e-3 * Math.abs(losses['wasm']!), JSON.stringify(losses));
   });
 
+  it('on webgpu, a run interrupted mid-stage and resumed saves the weights of an uninterrupted one, to the bit', async (t) => {
+    const probe = await probeWebGpu();
+    if ('reason' in probe) return skipOrFail(t, 'webgpu', probe.reason);
+    // Two stages, replayed steps, checkpoints every step, an interruption mid-stage at n = 2: the
+    // resumed run re-captures its steps and must end where the uninterrupted one does.
+    const webgpu = (dir: string): ReturnType<typeof config> => config(dir, { backend: 'webgpu', curriculum: { levels: [0, 2], epochs: 2 }, run: { maxStepsPerEpoch: 3 } });
+    const whole = tmp();
+    await pretrain(webgpu(whole));
+    const dir = tmp();
+    const controller = new AbortController();
+    const first = await pretrain(webgpu(dir), { signal: controller.signal, hooks: { onStep: (e) => e.globalStep === 8 && controller.abort() } });
+    assert.equal(first.interrupted, true);
+    await pretrain(webgpu(dir), { resumeFrom: checkpointPaths(dir).last });
+    const d = await diffCheckpoints(whole, dir);
+    assert.equal(d.maxAbsDiff, 0, `resumed on webgpu, the run differs: ${JSON.stringify(d.tensors.filter((x) => x.maxAbsDiff > 0).slice(0, 3))}`);
+  });
+
   it('on webgpu, replayed steps (after one captured per stage) give the losses of normal steps', async (t) => {
     const probe = await probeWebGpu();
     if ('reason' in probe) return skipOrFail(t, 'webgpu', probe.reason);
