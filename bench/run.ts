@@ -22,6 +22,7 @@
  *   npm run bench -- --workload eval [--data DIR] [--seeds n]   # cost of `eden evaluate --preset cpu` (few-shot segmentation)
  *   npm run bench -- --workload adam --steps 20                  # Eden's fused Adam against tf.train.adam
  *   npm run bench -- --backend webgpu --workload convs [--size 64 --batch 4]   # each convolution: TF.js's kernels vs Eden's
+ *   npm run bench -- --backend webgpu --workload infonce [--batch 32]   # InfoNCE: tensor ops vs Eden's programs, with and without subgroups
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -31,9 +32,11 @@ import * as tf from '@tensorflow/tfjs';
 import { useBackend, type BackendName } from '../src/engine/backend.js';
 import { Encoder } from '../src/models/encoder.js';
 import { MemoryQueue } from '../src/ssl/queue.js';
+import { infoNceLoss, l2Normalize } from '../src/ssl/loss.js';
 import { Adam, SgdMomentum } from '../src/train/optimizer.js';
 import { webGpuInPlaceDispatches } from '../src/engine/webgpu-inplace.js';
 import { StepReplay, pinnedBytes } from '../src/engine/webgpu-replay.js';
+import { subgroupsOn, webGpuSubgroupSizes } from '../src/engine/webgpu-subgroups.js';
 import { AdamStepRunner, adamStep } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
@@ -47,7 +50,7 @@ import { checkpointSource } from '../src/eval/models.js';
 interface Workload {
   name: string;
   /** pretrain: an Adam step (student, teacher, queue); segment: U-Net inference; finetune: a U-Net training step (encoder and decoder, 3 structures). */
-  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate' | 'optimizer' | 'convs';
+  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate' | 'optimizer' | 'convs' | 'infonce';
   arch: string;
   width: number;
   size: number;
@@ -77,6 +80,10 @@ const WORKLOADS: Record<string, Workload> = {
   // webgpu: every distinct convolution of a ResNet-18 step at --size / --batch, forward and both
   // gradients, TF.js's kernels against Eden's implicit GEMM (engine/webgpu-conv.ts).
   convs: { name: 'convs', kind: 'convs', arch: 'resnet18', width: 64, size: 64, batch: 4, queue: 0 },
+  // webgpu: InfoNCE with the pruner at the `cpu` preset's shape (batch 32, K 2048, 128 dimensions):
+  // loss, gradient and diagnostics as tensor ops, as Eden's programs in workgroup memory and with
+  // subgroup operations (where the adapter has them), interleaved in one process.
+  infonce: { name: 'infonce', kind: 'infonce', arch: '', width: 0, size: 0, batch: 32, queue: 2048 },
 };
 const DEFAULT_WORKLOADS = ['a', 'b'];
 
@@ -237,6 +244,40 @@ async function runOptimizers(w: Workload): Promise<void> {
   backbone.dispose();
 }
 
+/** Workload `infonce` (webgpu): one loss + gradient + diagnostics read-back, timed per variant (median of --steps after --warmup), the variants interleaved. */
+async function runInfoNce(w: Workload): Promise<void> {
+  if (values.backend !== 'webgpu') throw new Error('workload infonce compares the webgpu programs with the tensor ops: run it with --backend webgpu');
+  const dim = 128;
+  const q = tf.variable(l2Normalize(tf.randomNormal([w.batch, dim], 0, 1, 'float32', 1) as tf.Tensor2D));
+  const k = l2Normalize(tf.randomNormal([w.batch, dim], 0, 1, 'float32', 2) as tf.Tensor2D);
+  const queue = l2Normalize(tf.randomNormal([w.queue, dim], 0, 1, 'float32', 3) as tf.Tensor2D);
+  const step = async (): Promise<void> => {
+    let diagnostics: tf.Tensor | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const r = infoNceLoss(q as tf.Tensor2D, k, queue, { temperature: 0.2, pruneThreshold: 0.5 });
+      diagnostics = tf.keep(r.diagnostics);
+      return r.loss;
+    }, [q]);
+    await Promise.all([grads[q.name]!.data(), diagnostics!.data()]);
+    tf.dispose([value, diagnostics!, ...Object.values(grads)]);
+  };
+  const variants: [string, Record<string, string>][] = [['tensor_ops', { EDEN_WEBGPU_FUSED: '0' }], ['workgroup_memory', { EDEN_WEBGPU_SUBGROUPS: '0' }], ['subgroups', {}]];
+  const ms: Record<string, number[]> = {};
+  for (let round = 0; round < 3; round++) {
+    for (const [name, env] of variants) {
+      if (name === 'subgroups' && subgroupsReport() === 'off') continue;
+      Object.assign(process.env, env);
+      try {
+        (ms[name] ??= []).push(Number((1000 * (await timeSteps(step))).toFixed(2)));
+      } finally {
+        for (const key of Object.keys(env)) delete process.env[key];
+      }
+    }
+  }
+  console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${values.backend}`, workload: 'infonce', batch: w.batch, negatives: w.queue, dim, subgroups: subgroupsReport(), ...Object.fromEntries(Object.entries(ms).map(([name, t]) => [`${name}_ms`, t])) }));
+  tf.dispose([q, k, queue]);
+}
+
 /**
  * Workload `convs` (webgpu): the distinct convolutions of a ResNet-18 step at w.size / w.batch,
  * each op timed (median of --steps, after --warmup) with TF.js's kernel (EDEN_WEBGPU_CONV=0) and
@@ -301,6 +342,12 @@ interface GpuStepStats {
  * Counts the webgpu backend's dispatches and times its read-backs (TF.js internals, bench only):
  * host time = the step's wall time minus the time spent waiting for the GPU's results.
  */
+/** The subgroup sizes Eden's programs run with on this device ("8-8"), or "off" (none offered, or EDEN_WEBGPU_SUBGROUPS=0). */
+function subgroupsReport(): string {
+  const sizes = webGpuSubgroupSizes();
+  return sizes && subgroupsOn() ? `${sizes.min}-${sizes.max}` : 'off';
+}
+
 function watchWebGpu(): { reset(): void; read(stepS: number, replayed?: { dispatches: number; waitMs: number }): GpuStepStats; restore(): void } {
   const b = tf.backend() as unknown as { recordAndSubmit: (...a: unknown[]) => unknown; read: (...a: unknown[]) => Promise<unknown> };
   const [record, read] = [b.recordAndSubmit, b.read];
@@ -343,6 +390,7 @@ async function runChild(w: Workload): Promise<void> {
   if (values.batch) w = { ...w, batch: Number(values.batch) };
   if (values.size) w = { ...w, size: Number(values.size) };
   if (w.kind === 'convs') return runConvolutions(w);
+  if (w.kind === 'infonce') return runInfoNce(w);
   if (w.kind === 'segment' || w.kind === 'finetune') {
     const { median, gpu } = await runSegmentation(w);
     console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, ...(values['micro-batch'] ? { micro_batch: Number(values['micro-batch']) } : {}), step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), ...gpu }));
@@ -410,6 +458,7 @@ async function runChild(w: Workload): Promise<void> {
           ...(values.replay ? { replayed, pinned_mb: mb(held!.pinned), pinned_released_by_tfjs_mb: mb(held!.retained) } : {}),
           ...(gpuMemory !== undefined ? { gpu_allocated_mb: mb(gpuMemory) } : {}),
           gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)),
+          subgroups: subgroupsReport(),
         }
       : {}),
   };

@@ -11,6 +11,7 @@ export { Rng } from './core/rng.js';
 // engine
 export { useBackend, BACKENDS, type BackendName, type BackendOptions } from './engine/backend.js';
 export { probeWebGpuAdapter, webGpuAdapterDescription } from './engine/webgpu.js';
+export { webGpuSubgroupSizes } from './engine/webgpu-subgroups.js';
 export { registerWasmKernels } from './engine/wasm-kernels.js';
 export { registerGradientFixes, interpolationMatrix, resizeBilinearBackward } from './engine/gradients.js';
 export { saveModel, loadModel, type VariableSet } from './engine/model-io.js';

@@ -4,8 +4,9 @@
  * loss, every diagnostic (the 99.9th percentile exactly, by radix select) and the gradients with
  * respect to q, k and the queue, with and without the pruner, at shapes that leave partial
  * workgroups (B > 256 rows, K and C not multiples of 256), with tied values, with every negative
- * pruned, and with a non-finite input. Also: the dispatch count, and no tensor leaks. Runs on Mesa's
- * lavapipe in CI.
+ * pruned, and with a non-finite input; each case with the reductions in subgroup operations (where
+ * the adapter offers subgroups: lavapipe does, 8 lanes) and in workgroup memory. Also: the dispatch
+ * count, and no tensor leaks. Runs on Mesa's lavapipe in CI.
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../src/engine/backend.js';
 import { probeWebGpu } from '../src/engine/webgpu.js';
 import { webGpuInfoNceAvailable } from '../src/engine/webgpu-infonce.js';
+import { webGpuSubgroupSizes, withSubgroupBuiltins } from '../src/engine/webgpu-subgroups.js';
 import { infoNce, infoNceLoss, l2Normalize } from '../src/ssl/loss.js';
 import { Rng } from '../src/core/rng.js';
 import { skipOrFail } from './helpers/tools.js';
@@ -45,6 +47,26 @@ interface Outcome {
   grads: Float32Array[];
 }
 
+type Variant = 'subgroups' | 'workgroup memory';
+
+/** Runs `fn` with the InfoNCE programs of `variant`, and returns the shader keys of the programs that ran. */
+async function withVariant<T>(variant: Variant, fn: () => Promise<T>): Promise<{ result: T; keys: Set<string> }> {
+  const backend = tf.backend() as unknown as { recordAndSubmit: (program: { shaderKey: string }, ...a: unknown[]) => unknown };
+  const record = backend.recordAndSubmit;
+  const keys = new Set<string>();
+  backend.recordAndSubmit = function (this: unknown, program, ...a) {
+    keys.add(program.shaderKey);
+    return record.call(this, program, ...a);
+  };
+  if (variant === 'workgroup memory') process.env['EDEN_WEBGPU_SUBGROUPS'] = '0';
+  try {
+    return { result: await fn(), keys };
+  } finally {
+    delete process.env['EDEN_WEBGPU_SUBGROUPS'];
+    backend.recordAndSubmit = record;
+  }
+}
+
 /** Loss, diagnostics and the gradients with respect to q, k and the queue on `backend`. */
 async function run(backend: 'cpu' | 'webgpu', c: Case): Promise<Outcome> {
   await useBackend(backend);
@@ -65,19 +87,33 @@ async function run(backend: 'cpu' | 'webgpu', c: Case): Promise<Outcome> {
 
 describe('fused InfoNCE on webgpu (lavapipe in CI)', () => {
   let skip: string | undefined;
+  let adapterSubgroups = false;
   before(async () => {
     const probe = await probeWebGpu();
     if ('reason' in probe) skip = probe.reason;
+    else {
+      const { create } = (await import('webgpu')) as unknown as { create(o: string[]): { requestAdapter(): Promise<{ features: Set<string> } | null> } };
+      adapterSubgroups = (await create([]).requestAdapter())?.features.has('subgroups') ?? false;
+    }
   });
 
-  for (const c of CASES) {
-    it(`equals the tensor ops on cpu: ${c.name}`, async (t) => {
+  for (const variant of ['subgroups', 'workgroup memory'] as const) for (const c of CASES) {
+    it(`equals the tensor ops on cpu (${variant}): ${c.name}`, async (t) => {
       if (skip) return skipOrFail(t, 'webgpu', skip);
+      if (variant === 'subgroups' && !adapterSubgroups) return t.skip('this adapter offers no subgroups');
       const ref = await run('cpu', c);
-      const got = await run('webgpu', c);
+      await useBackend('webgpu');
+      const { result: got, keys } = await withVariant(variant, () => run('webgpu', c));
       assert.ok(webGpuInfoNceAvailable(), 'the fused kernels are registered on webgpu');
+      // The device got subgroups, and the variant asked for is the one that ran.
+      if (variant === 'subgroups') assert.ok(webGpuSubgroupSizes(), 'the adapter offers subgroups, the device has them');
+      // TF.js appends the shapes to a program's key: `eden_infonce_rows_sg_256,...` with subgroups.
+      for (const p of ['rows', 'loss', 'diagnostics']) {
+        const ran = [...keys].filter((k) => k.startsWith(`eden_infonce_${p}_`)).map((k) => k.startsWith(`eden_infonce_${p}_sg_`));
+        assert.deepEqual(ran, [variant === 'subgroups'], `${p}: ${[...keys].join(' ')}`);
+      }
       const names = ['loss', 'prunedFraction', 'positive', 'negativeMean', 'negativeP999'];
-      console.log(`${c.name}: ${names.map((n, i) => `${n} ${got.values[i]!.toPrecision(7)} (cpu ${ref.values[i]!.toPrecision(7)})`).join(', ')}`);
+      console.log(`${c.name} (${variant}): ${names.map((n, i) => `${n} ${got.values[i]!.toPrecision(7)} (cpu ${ref.values[i]!.toPrecision(7)})`).join(', ')}`);
       // Loss and cosine means: relative 1e-5 (sums in another order); the pruned count is exact
       // (the fraction is rounded differently: f32 division vs mean); the percentile is one of lneg's values, which the two matmuls round alike
       // to ~1e-7.
@@ -97,6 +133,14 @@ describe('fused InfoNCE on webgpu (lavapipe in CI)', () => {
       }
     });
   }
+
+  it('refuses to rewrite a shader whose entry point it does not know, with a message that says what to do', () => {
+    assert.throws(() => withSubgroupBuiltins('@compute @workgroup_size(1) fn main() {}'), /TF\.js's WGSL entry point .* EDEN_WEBGPU_SUBGROUPS=0/);
+    const code = withSubgroupBuiltins('fn _start(@builtin(local_invocation_id) LocalId : vec3<u32>) {\n localId = LocalId;\n main(); }');
+    assert.ok(code.startsWith('enable subgroups;'), code);
+    assert.match(code, /fn _start\(@builtin\(subgroup_invocation_id\) EdenSgLane : u32, .*@builtin\(num_subgroups\) EdenNumSg : u32, @builtin\(local_invocation_id\)/);
+    assert.match(code, /localId = LocalId; edenSgLane = EdenSgLane; edenSgSize = EdenSgSize; edenSgId = EdenSgId; edenNumSg = EdenNumSg;/);
+  });
 
   it('returns the same results through infoNce (the public scalars)', async (t) => {
     if (skip) return skipOrFail(t, 'webgpu', skip);

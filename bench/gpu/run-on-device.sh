@@ -28,4 +28,8 @@ done
 # Twice: vec4 loads on (the default) and off (EDEN_WEBGPU_CONV_VEC4=0): neutral on lavapipe, unmeasured on a GPU.
 (cd $G && timeout 120 /tmp/node bench.mjs --child convs --backend webgpu --size 128 --batch 16 --steps 5 --warmup 2) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"vec4",/' | tee -a $OUT/eden.log
 (cd $G && EDEN_WEBGPU_CONV_VEC4=0 timeout 120 /tmp/node bench.mjs --child convs --backend webgpu --size 128 --batch 16 --steps 5 --warmup 2) 2>&1 | grep -v "^Warning\|^ERROR" | sed 's/^{/{"variant":"scalar",/' | tee -a $OUT/eden.log
+# InfoNCE at the cpu preset's shape and at batch 256: tensor ops, Eden's programs in workgroup memory, and with subgroups.
+for b in 32 256; do
+  (cd $G && timeout 60 /tmp/node bench.mjs --child infonce --backend webgpu --batch $b --steps 10 --warmup 3) 2>&1 | grep -v "^Warning\|^ERROR" | tee -a $OUT/eden.log
+done
 grep '^{' $OUT/eden.log >> $OUT/results.jsonl

@@ -22,6 +22,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { elementwiseProgram, type WebGpuBackendLike, type WebGpuProgram as Program, type Uniforms } from './webgpu-program.js';
+import { SUBGROUP_MARKER, subgroupsOn, workgroupReduce, type Reduction } from './webgpu-subgroups.js';
 
 export const FUSED_INFONCE = 'EdenInfoNce';
 const GRAD_LOGITS = 'EdenInfoNceGradLogits';
@@ -53,15 +54,16 @@ const HELPERS = /* wgsl */ `
     return bitcast<f32>(select(~u, u & 0x7fffffffu, (u & 0x80000000u) != 0u));
   }`;
 
-/** A tree reduction over the workgroup's `THREADS` slots of `arrays`, combining with `op(a, b)`. */
-function tree(arrays: [name: string, op: (a: string, b: string) => string][]): string {
-  return `
-    for (var w = ${THREADS / 2}; w > 0; w = w >> 1u) {
-      if (t < w) { ${arrays.map(([n, op]) => `${n}[t] = ${op(`${n}[t]`, `${n}[t + w]`)};`).join(' ')} }
-      workgroupBarrier();
-    }`;
+/** The programs' workgroup reductions (subgroup operations where the device has them). */
+function reduce(items: Reduction[], subgroups: boolean): string {
+  return workgroupReduce(items, THREADS, 't', subgroups);
 }
-const sum = (a: string, b: string): string => `${a} + ${b}`;
+
+/** The variant of a program built now: its shader key suffix and marker (webgpu-subgroups.ts). */
+function variant(): { subgroups: boolean; key: string; marker: string } {
+  const subgroups = subgroupsOn();
+  return { subgroups, key: subgroups ? '_sg' : '', marker: subgroups ? SUBGROUP_MARKER : '' };
+}
 
 // NaNs are written from TF.js's own uniforms.NAN (a NaN constant does not compile in WGSL).
 const ATTR_UNIFORMS = 'negatives : i32, dim : i32, batch : i32, temperature : f32, threshold : f32, prune : i32,';
@@ -81,15 +83,16 @@ const KEPT = 'select(true, v < uniforms.threshold, uniforms.prune != 0)';
 
 /** q, k [B, C], lneg [B, K] -> rows [B, 4]: one workgroup per query. */
 function rowsProgram(batch: number): Program {
+  const v = variant();
   return {
     variableNames: ['q', 'k', 'lneg'],
     outputShape: [batch, ROW_STATS],
-    shaderKey: 'eden_infonce_rows',
+    shaderKey: `eden_infonce_rows${v.key}`,
     dispatchLayout: { x: [0, 1] },
     dispatch: [batch, 1, 1],
     workgroupSize: [THREADS, 1, 1],
     uniforms: ATTR_UNIFORMS,
-    getUserCode: () => /* wgsl */ `
+    getUserCode: () => /* wgsl */ `${v.marker}
       ${HELPERS}
       var<workgroup> sa : array<f32, ${THREADS}>;
       var<workgroup> sb : array<f32, ${THREADS}>;
@@ -103,12 +106,8 @@ function rowsProgram(batch: number): Program {
         let tau = uniforms.temperature;
         var s = 0.0;
         for (var c = t; c < C; c += ${THREADS}) { s += q[i * C + c] * k[i * C + c]; }
-        sa[t] = s;
-        workgroupBarrier();
-        ${tree([['sa', sum]])}
-        let lpos = sa[0];
+        ${reduce([{ slot: 'sa', value: 's', op: 'sum', out: 'lpos' }], v.subgroups)}
         let pos = lpos / tau;
-        workgroupBarrier();
         // Pass 1: the largest kept logit (the positive is always kept), the pruned count, the
         // sum of the cosines, and whether any value is not finite.
         var m = pos;
@@ -121,28 +120,24 @@ function rowsProgram(batch: number): Program {
           if (edenNonFinite(v)) { bad = 1.0; }
           if (${KEPT}) { m = max(m, v / tau); } else { pruned += 1.0; }
         }
-        sa[t] = m;
-        sb[t] = pruned;
-        sc[t] = cosines;
-        sd[t] = bad;
-        workgroupBarrier();
-        ${tree([['sa', (a, b) => `max(${a}, ${b})`], ['sb', sum], ['sc', sum], ['sd', (a, b) => `max(${a}, ${b})`]])}
-        let top = sa[0];
-        workgroupBarrier();
+        ${reduce([
+          { slot: 'sa', value: 'm', op: 'max', out: 'top' },
+          { slot: 'sb', value: 'pruned', op: 'sum', out: 'prunedTotal' },
+          { slot: 'sc', value: 'cosines', op: 'sum', out: 'cosineTotal' },
+          { slot: 'sd', value: 'bad', op: 'max', out: 'badAny' },
+        ], v.subgroups)}
         // Pass 2: the sum of exp(logit - max) over the kept logits.
         var e = select(0.0, exp(pos - top), t == 0);
         for (var j = t; j < K; j += ${THREADS}) {
           let v = lneg[i * K + j];
           if (${KEPT}) { e += exp(v / tau - top); }
         }
-        sa[t] = e;
-        workgroupBarrier();
-        ${tree([['sa', sum]])}
+        ${reduce([{ slot: 'sa', value: 'e', op: 'sum', out: 'expTotal' }], v.subgroups)}
         if (t == 0) {
-          result[i * ${ROW_STATS}] = select(top + log(sa[0]), uniforms.NAN, sd[0] > 0.0);
+          result[i * ${ROW_STATS}] = select(top + log(expTotal), uniforms.NAN, badAny > 0.0);
           result[i * ${ROW_STATS} + 1] = lpos;
-          result[i * ${ROW_STATS} + 2] = sb[0];
-          result[i * ${ROW_STATS} + 3] = sc[0];
+          result[i * ${ROW_STATS} + 2] = prunedTotal;
+          result[i * ${ROW_STATS} + 3] = cosineTotal;
         }
       }`,
   };
@@ -150,15 +145,16 @@ function rowsProgram(batch: number): Program {
 
 /** rows [B, 4] -> the loss, mean(logZ - lpos / tau), as [1] (NaN if any row saw a non-finite value). */
 function lossProgram(): Program {
+  const v = variant();
   return {
     variableNames: ['rows'],
     outputShape: [1],
-    shaderKey: 'eden_infonce_loss',
+    shaderKey: `eden_infonce_loss${v.key}`,
     dispatchLayout: { x: [0] },
     dispatch: [1, 1, 1],
     workgroupSize: [THREADS, 1, 1],
     uniforms: ATTR_UNIFORMS,
-    getUserCode: () => /* wgsl */ `
+    getUserCode: () => /* wgsl */ `${v.marker}
       ${HELPERS}
       var<workgroup> sa : array<f32, ${THREADS}>;
       var<workgroup> sb : array<f32, ${THREADS}>;
@@ -170,11 +166,8 @@ function lossProgram(): Program {
           let z = rows[i * ${ROW_STATS}];
           if (edenNonFinite(z)) { bad = 1.0; } else { s += z - rows[i * ${ROW_STATS} + 1] / uniforms.temperature; }
         }
-        sa[t] = s;
-        sb[t] = bad;
-        workgroupBarrier();
-        ${tree([['sa', sum], ['sb', (a, b) => `max(${a}, ${b})`]])}
-        if (t == 0) { result[0] = select(sa[0] / f32(uniforms.batch), uniforms.NAN, sb[0] > 0.0); }
+        ${reduce([{ slot: 'sa', value: 's', op: 'sum', out: 'total' }, { slot: 'sb', value: 'bad', op: 'max', out: 'badAny' }], v.subgroups)}
+        if (t == 0) { result[0] = select(total / f32(uniforms.batch), uniforms.NAN, badAny > 0.0); }
       }`,
   };
 }
@@ -185,15 +178,16 @@ function lossProgram(): Program {
  * exactly by a most-significant-digit-first radix select over the values' order-preserving keys.
  */
 function diagnosticsProgram(): Program {
+  const v = variant();
   return {
     variableNames: ['rows', 'lneg'],
     outputShape: [4],
-    shaderKey: 'eden_infonce_diagnostics',
+    shaderKey: `eden_infonce_diagnostics${v.key}`,
     dispatchLayout: { x: [0] },
     dispatch: [1, 1, 1],
     workgroupSize: [THREADS, 1, 1],
     uniforms: `${ATTR_UNIFORMS} rank : i32,`,
-    getUserCode: () => /* wgsl */ `
+    getUserCode: () => /* wgsl */ `${v.marker}
       ${HELPERS}
       var<workgroup> sa : array<f32, ${THREADS}>;
       var<workgroup> sb : array<f32, ${THREADS}>;
@@ -213,12 +207,12 @@ function diagnosticsProgram(): Program {
           pruned += rows[i * ${ROW_STATS} + 2];
           cosines += rows[i * ${ROW_STATS} + 3];
         }
-        sa[t] = pruned;
-        sb[t] = positive;
-        sc[t] = cosines;
         if (t == 0) { chosen[0] = 0u; chosen[1] = 0u; chosen[2] = u32(uniforms.rank); }
-        workgroupBarrier();
-        ${tree([['sa', sum], ['sb', sum], ['sc', sum]])}
+        ${reduce([
+          { slot: 'sa', value: 'pruned', op: 'sum', out: 'prunedTotal' },
+          { slot: 'sb', value: 'positive', op: 'sum', out: 'positiveTotal' },
+          { slot: 'sc', value: 'cosines', op: 'sum', out: 'cosineTotal' },
+        ], v.subgroups)}
         for (var digit = 0; digit < 4; digit++) {
           atomicStore(&hist[t], 0u);
           workgroupBarrier();
@@ -247,9 +241,9 @@ function diagnosticsProgram(): Program {
         }
         if (t == 0) {
           let total = f32(n);
-          result[0] = sa[0] / total;
-          result[1] = sb[0] / f32(B);
-          result[2] = sc[0] / total;
+          result[0] = prunedTotal / total;
+          result[1] = positiveTotal / f32(B);
+          result[2] = cosineTotal / total;
           result[3] = edenFromKey(chosen[0]);
         }
       }`,

@@ -9,6 +9,7 @@ import { registerWebGpuKernels } from './wasm-kernels.js';
 import { registerWebGpuBatchNorm } from './webgpu-batchnorm.js';
 import { registerWebGpuConvolutions } from './webgpu-conv.js';
 import { registerWebGpuInfoNce } from './webgpu-infonce.js';
+import { offerSubgroups } from './webgpu-subgroups.js';
 
 let ready: Promise<void> | undefined;
 let adapterDescription: string | undefined;
@@ -51,11 +52,12 @@ interface WebGpuModule {
   create(options: string[]): GpuLike;
   globals: Record<string, unknown>;
 }
-interface AdapterLike {
+type AdapterLike = Parameters<typeof offerSubgroups>[0] & {
   info?: { vendor?: string; architecture?: string; device?: string; description?: string };
-}
+};
 interface GpuLike {
   requestAdapter(options?: Record<string, unknown>): Promise<AdapterLike | null>;
+  wgslLanguageFeatures?: { has(name: string): boolean };
 }
 
 /** Dawn's GL backend needs `featureLevel: 'compatibility'`, which TF.js never asks for. */
@@ -69,8 +71,14 @@ export async function initWebGpu(): Promise<void> {
   ready ??= (async () => {
     const webgpu = (await import('webgpu')) as unknown as WebGpuModule;
     const gpu = webgpu.create(dawnOptions());
+    // TF.js requests its device from the adapter it asks for here: where the adapter offers
+    // subgroups, that device gets them (webgpu-subgroups.ts).
     const wrapped: GpuLike = {
-      requestAdapter: (options) => requestAdapterCompat(gpu, options),
+      requestAdapter: async (options) => {
+        const adapter = await requestAdapterCompat(gpu, options);
+        if (adapter) offerSubgroups(adapter, gpu.wgslLanguageFeatures);
+        return adapter;
+      },
     };
     Object.assign(globalThis, webgpu.globals);
     const nav = (globalThis as { navigator?: object }).navigator;
