@@ -266,11 +266,15 @@ async function runInfoNce(w: Workload): Promise<void> {
   for (let round = 0; round < 3; round++) {
     for (const [name, env] of variants) {
       if (name === 'subgroups' && subgroupsReport() === 'off') continue;
+      const saved = Object.keys(env).map((key) => [key, process.env[key]] as const);
       Object.assign(process.env, env);
       try {
         (ms[name] ??= []).push(Number((1000 * (await timeSteps(step))).toFixed(2)));
       } finally {
-        for (const key of Object.keys(env)) delete process.env[key];
+        for (const [key, value] of saved) {
+          if (value === undefined) delete process.env[key];
+          else process.env[key] = value;
+        }
       }
     }
   }

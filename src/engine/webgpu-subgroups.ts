@@ -62,6 +62,9 @@ export function offerSubgroups(adapter: AdapterLike, wgslFeatures: { has(name: s
   if (!adapter.features.has('subgroups') || !wgslFeatures?.has('subgroup_id')) return;
   const requestDevice = adapter.requestDevice.bind(adapter);
   adapter.requestDevice = async (descriptor = {}) => {
+    // EDEN_WEBGPU_SUBGROUPS=0 when the device is created: not even requested (an escape hatch
+    // from a driver's subgroup bugs); set later, it only selects the programs' variants.
+    if (!subgroupsWanted()) return requestDevice(descriptor);
     const features = [...(descriptor.requiredFeatures ?? [])];
     if (!features.includes('subgroups')) features.push('subgroups');
     const device = await requestDevice({ ...descriptor, requiredFeatures: features });
@@ -74,9 +77,13 @@ export function offerSubgroups(adapter: AdapterLike, wgslFeatures: { has(name: s
   };
 }
 
+function subgroupsWanted(): boolean {
+  return globalThis.process?.env['EDEN_WEBGPU_SUBGROUPS'] !== '0';
+}
+
 /** Whether programs built now should use subgroup operations (the device has them; EDEN_WEBGPU_SUBGROUPS is not 0). */
 export function subgroupsOn(): boolean {
-  return subgroupSizes !== undefined && globalThis.process?.env['EDEN_WEBGPU_SUBGROUPS'] !== '0';
+  return subgroupSizes !== undefined && subgroupsWanted();
 }
 
 /** The device's subgroup sizes, when it has subgroups (for reports). */
