@@ -55,6 +55,24 @@ convCases.push({
   fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, 'same'),
 });
 convCases.push({
+  // The webgpu input gradient splits rows by stride phase (webgpu-conv.ts inputGradGemm): strides
+  // differing per axis and a stride of 3 (phases with 1 or 0 taps of a 2 x 2 filter); then a
+  // strided one whose per-phase reduction (4 taps x 160 channels) is itself split.
+  name: 'conv2d 3x3 strides [2, 3], 11x13, 6 -> 8 channels (per-axis phases)',
+  specs: [{ shape: [2, 11, 13, 6] }, { shape: [3, 3, 6, 8], scale: 0.3 }],
+  fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, [2, 3], 'same'),
+});
+convCases.push({
+  name: 'conv2d 2x2 stride 3 valid, 14x10 (phases without taps)',
+  specs: [{ shape: [2, 14, 10, 4] }, { shape: [2, 2, 4, 8], scale: 0.3 }],
+  fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 3, 'valid'),
+});
+convCases.push({
+  name: 'conv2d 3x3 stride 2, 9x9, 16 -> 160 channels (phases and a split reduction)',
+  specs: [{ shape: [2, 9, 9, 16] }, { shape: [3, 3, 16, 160], scale: 0.1 }],
+  fn: (x, w) => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 2, 'same'),
+});
+convCases.push({
   name: 'conv2dTranspose 2x2 stride 2 (U-Net up)',
   specs: [{ shape: [2, 6, 7, 8] }, { shape: [2, 2, 4, 8], scale: 0.3 }],
   fn: (x, w) => tf.conv2dTranspose(x as tf.Tensor4D, w as tf.Tensor4D, [2, 12, 14, 4], 2, 'same'),

@@ -65,6 +65,19 @@ export interface Gemm {
    */
   aVec4?: string;
   bVec4?: string;
+  /**
+   * Several independent products in one dispatch (workgroupId.z = phase * splits + split): the
+   * loaders read the current one from `edenPhase`. Each phase's rows are mapped to output rows by
+   * `outRow` (a WGSL body of `i` returning the output row, or -1 for a padding row), into an
+   * output of `outRows` rows. Without phases: one product, row i is output row i.
+   */
+  phases?: number;
+  outRow?: string;
+  outRows?: number;
+  /** The current phase's reduction length (a WGSL expression of edenPhase, at most `depth`): its indices past it are skipped. */
+  phaseDepth?: string;
+  /** Module-scope WGSL functions the loaders call. */
+  helpers?: string;
 }
 
 /** Each thread computes ri x rj outputs: a workgroup tile of 16 ri x 16 rj. */
@@ -79,11 +92,11 @@ export interface Tiling {
  * at batch 4, would leave three quarters of a 64-row tile idle), the largest on ties; then as many
  * splits of the reduction as bring the workgroups near TARGET_WORKGROUPS.
  */
-export function chooseTiling(rows: number, cols: number, depth: number): Tiling {
+export function chooseTiling(rows: number, cols: number, depth: number, phases = 1): Tiling {
   const shapes = [[4, 4], [1, 4], [4, 1], [2, 2]] as const;
   const padded = (ri: number, rj: number): number => Math.ceil(rows / (LANES * ri)) * LANES * ri * Math.ceil(cols / (LANES * rj)) * LANES * rj;
   const [ri, rj] = shapes.reduce((best, s) => (padded(s[0], s[1]) < padded(best[0], best[1]) ? s : best));
-  const tiles = Math.ceil(rows / (LANES * ri)) * Math.ceil(cols / (LANES * rj));
+  const tiles = Math.ceil(rows / (LANES * ri)) * Math.ceil(cols / (LANES * rj)) * phases;
   const splits = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(depth / MIN_SPLIT_LENGTH)));
   return { ri, rj, splits };
 }
@@ -132,16 +145,20 @@ function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
     ...range(rj).map((c) => `let b${c} = tileB[t * ${tj} + tx + ${LANES * c}];`),
     ...range(ri).flatMap((r) => range(rj).map((c) => `acc${r}_${c} += a${r} * b${c};`)),
   ].join('\n            ');
+  const phases = g.phases ?? 1;
+  const outRows = g.outRows ?? g.rows;
   const stores = range(ri)
-    .flatMap((r) => range(rj).map((c) => `if (i0 + ty + ${LANES * r} < ${g.rows} && j0 + tx + ${LANES * c} < ${g.cols}) { result[(s * ${g.rows} + i0 + ty + ${LANES * r}) * ${g.cols} + j0 + tx + ${LANES * c}] = acc${r}_${c}; }`))
+    .map((r) => `{ let o = outRow(i0 + ty + ${LANES * r}); if (o >= 0) {
+          ${range(rj).map((c) => `if (j0 + tx + ${LANES * c} < ${g.cols}) { result[(s * ${outRows} + o) * ${g.cols} + j0 + tx + ${LANES * c}] = acc${r}_${c}; }`).join('\n          ')}
+        } }`)
     .join('\n        ');
   return {
     variableNames: g.inputs,
-    outputShape: splits > 1 ? [splits, g.rows, g.cols] : shape,
+    outputShape: splits > 1 ? [splits, outRows, g.cols] : shape,
     shaderKey: `eden_conv_gemm_${g.key}_${ri}x${rj}_${splits}${g.aVec4 || g.bVec4 ? `_v${g.aVec4 ? 4 : 1}${g.bVec4 ? 4 : 1}` : ''}`,
     ...(g.aVec4 || g.bVec4 ? { variableComponents: [g.aVec4 ? 4 : 1, g.bVec4 ? 4 : 1] } : {}),
     dispatchLayout: { x: [0] },
-    dispatch: [Math.ceil(g.rows / ti), Math.ceil(g.cols / tj), splits],
+    dispatch: [Math.ceil(g.rows / ti), Math.ceil(g.cols / tj), splits * phases],
     workgroupSize: [THREADS, 1, 1],
     // TF.js binds its uniform buffer to every program, and the layout must then declare it: the
     // reduction length comes from it (the rest is baked into the shader).
@@ -149,6 +166,13 @@ function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
     getUserCode: () => /* wgsl */ `
       var<workgroup> tileA : array<f32, ${ti * STEP}>; // [t][i]
       var<workgroup> tileB : array<f32, ${tj * STEP}>; // [t][j]
+      var<private> edenPhase : i32;
+      ${g.phaseDepth ? 'var<workgroup> edenSteps : i32;' : ''}
+      ${g.helpers ?? ''}
+      fn outRow(i : i32) -> i32 {
+        if (i >= ${g.rows}) { return -1; }
+        ${g.outRow ?? 'return i;'}
+      }
       ${loader('loadA', 'i : i32, t : i32', `i >= ${g.rows} || t >= tEnd`, g.aVec4 ? undefined : g.a, false)}
       ${loader('loadA4', 'i : i32, t : i32', `i >= ${g.rows} || t >= tEnd`, g.aVec4, true)}
       ${loader('loadB', 't : i32, j : i32', `j >= ${g.cols} || t >= tEnd`, g.bVec4 ? undefined : g.b, false)}
@@ -159,14 +183,18 @@ function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
         let ty = lid / ${LANES};
         let i0 = i32(workgroupId.x) * ${ti};
         let j0 = i32(workgroupId.y) * ${tj};
-        let s = i32(workgroupId.z);
+        edenPhase = i32(workgroupId.z) / ${splits};
+        let s = i32(workgroupId.z) % ${splits};
         let tBegin = s * ${chunk};
-        let tEnd = min(uniforms.depth, tBegin + ${chunk});
+        let tEnd = min(${g.phaseDepth ? `min(uniforms.depth, ${g.phaseDepth})` : 'uniforms.depth'}, tBegin + ${chunk});
         ${range(ri).flatMap((r) => range(rj).map((c) => `var acc${r}_${c} = 0.0;`)).join(' ')}
-        // A constant trip count: the barriers inside need uniform control flow, and TF.js keeps
-        // workgroupId in a private variable that WGSL's analysis cannot prove uniform. The last
-        // split's steps past the end load zeros.
-        for (var step = 0; step < ${chunk / STEP}; step++) {
+        // The barriers inside the loop need uniform control flow, and TF.js keeps workgroupId in a
+        // private variable that WGSL's analysis cannot prove uniform. So the trip count is a
+        // constant (the last split's steps past the end load zeros), or, where phases end at
+        // different lengths, goes through workgroupUniformLoad, which makes it uniform.
+        ${g.phaseDepth ? `if (lid == 0) { edenSteps = (max(0, tEnd - tBegin) + ${STEP - 1}) / ${STEP}; }
+        let steps = workgroupUniformLoad(&edenSteps);` : `let steps = ${chunk / STEP};`}
+        for (var step = 0; step < steps; step++) {
           let t0 = tBegin + step * ${STEP};
           ${loadTileA}
           ${loadTileB}
@@ -224,11 +252,11 @@ export function webGpuConvVec4Gemms(): number {
 function runGemm(backend: WebGpuBackendLike, g: Gemm, inputs: [Info, Info], shape: number[]): Info {
   gemms++;
   if (g.aVec4 || g.bVec4) vec4Gemms++;
-  const tiling = chooseTiling(g.rows, g.cols, g.depth);
+  const tiling = chooseTiling(g.rows, g.cols, g.depth, g.phases);
   const { splits } = tiling;
   const out = backend.runWebGPUProgram(gemmProgram(g, tiling, shape), inputs, 'float32', [{ type: 'int32', data: [g.depth] }]);
   if (splits === 1) return out;
-  const sum = backend.runWebGPUProgram(sumSplitsProgram(splits, shape), [out], 'float32', [{ type: 'int32', data: [g.rows * g.cols] }]);
+  const sum = backend.runWebGPUProgram(sumSplitsProgram(splits, shape), [out], 'float32', [{ type: 'int32', data: [(g.outRows ?? g.rows) * g.cols] }]);
   backend.disposeData(out.dataId);
   return sum;
 }
@@ -314,30 +342,60 @@ export function filterGradGemm(g: Geometry): Gemm {
   };
 }
 
+/** WGSL: how many of a k-tap filter axis's taps reach output positions from input phase p (pad, stride). */
+const PHASE_TAPS = /* wgsl */ `
+      fn phaseTaps(p : i32, pad : i32, stride : i32, k : i32) -> i32 {
+        let first = (p + pad) % stride;
+        return select(0, (k - first + stride - 1) / stride, first < k);
+      }`;
+
 /**
- * dx: [B * H * W, CI]; row p = (b, iy, ix), reduction t = (r, c, co): dy[b, oy, ox, co] where
- * oy * SH = iy + PT - r (and likewise ox), times w[r, c, ci, co].
+ * dx: [B * H * W, CI]; row p = (b, iy, ix), reduction over the taps (r, c) and co: dy[b, oy, ox, co]
+ * where oy * SH = iy + PT - r (and likewise ox), times w[r, c, ci, co]. With a stride, most taps
+ * miss: only r = (iy + PT) mod SH + SH * a lands on an output row. So the rows are split by their
+ * phase (iy mod SH, ix mod SW), SH * SW products in one dispatch, each over only its own taps:
+ * row i of phase (py, px) is (b, u, v) with iy = py + SH u, ix = px + SW v, and reduction index
+ * t = (ay, ax, co) over the phase's own taps, r = (py + PT) mod SH + SH ay (phaseTaps of them:
+ * ceil(KH / SH) at most). Each phase's workgroups stop at its own reduction length (phaseDepth),
+ * so a 3 x 3 stride-2 layer reduces over 1, 2, 2 or 4 taps instead of 9, and a 1 x 1 stride-2
+ * layer's dx is zero in three phases of four at no cost. Stride 1 is one phase of all the taps.
  */
 export function inputGradGemm(g: Geometry): Gemm {
-  // vec: co..co+3 (CO a multiple of 4: one position, one stride test).
-  const a = (vec: boolean): string => `
-        let b = i / ${g.H * g.W};
-        let yx = i % ${g.H * g.W};
+  const [HU, WV] = [Math.ceil(g.H / g.SH), Math.ceil(g.W / g.SW)];
+  const [KHA, KWA] = [Math.ceil(g.KH / g.SH), Math.ceil(g.KW / g.SW)];
+  // The phase's row (b, u, v) and the tap (r, c) of reduction index t, 0 where this phase has no such tap.
+  const phase = `
+        let py = edenPhase / ${g.SW};
+        let px = edenPhase % ${g.SW};`;
+  const rowOf = (i: string): string => `
+        let b = ${i} / ${HU * WV};
+        let u = (${i} % ${HU * WV}) / ${WV};
+        let v = ${i} % ${WV};`;
+  const tapOf = (): string => `
         let co = t % ${g.CO};
-        let rc = t / ${g.CO};
-        let ny = yx / ${g.W} + ${g.PT} - rc / ${g.KW};
-        let nx = yx % ${g.W} + ${g.PL} - rc % ${g.KW};
-        if (ny < 0 || nx < 0 || ny % ${g.SH} != 0 || nx % ${g.SW} != 0) { return ${zero(vec)}; }
+        let kw = phaseTaps(px, ${g.PL}, ${g.SW}, ${g.KW});
+        let r = (py + ${g.PT}) % ${g.SH} + ${g.SH} * ((t / ${g.CO}) / kw);
+        let c = (px + ${g.PL}) % ${g.SW} + ${g.SW} * ((t / ${g.CO}) % kw);`;
+  // vec: co..co+3 (CO a multiple of 4: one position, one bounds test).
+  const a = (vec: boolean): string => `${phase}${rowOf('i')}${tapOf()}
+        let ny = py + ${g.SH} * u + ${g.PT} - r;
+        let nx = px + ${g.SW} * v + ${g.PL} - c;
+        if (ny < 0 || nx < 0) { return ${zero(vec)}; }
         let oy = ny / ${g.SH};
         let ox = nx / ${g.SW};
         if (oy >= ${g.OH} || ox >= ${g.OW}) { return ${zero(vec)}; }
         ${element('dy', `((b * ${g.OH} + oy) * ${g.OW} + ox) * ${g.CO} + co`, vec)}`;
-  const b = (vec: boolean): string => `
-        let co = t % ${g.CO};
-        let rc = t / ${g.CO};
-        ${element('w', `(rc * ${g.CI} + j) * ${g.CO} + co`, vec)}`;
+  const b = (vec: boolean): string => `${phase}${tapOf()}
+        ${element('w', `((r * ${g.KW} + c) * ${g.CI} + j) * ${g.CO} + co`, vec)}`;
+  const outRow = `${phase}${rowOf('i')}
+        let iy = py + ${g.SH} * u;
+        let ix = px + ${g.SW} * v;
+        if (iy >= ${g.H} || ix >= ${g.W}) { return -1; }
+        return (b * ${g.H} + iy) * ${g.W} + ix;`;
   return {
-    key: `dx_${keyOf(g)}`, rows: g.B * g.H * g.W, cols: g.CI, depth: g.KH * g.KW * g.CO, inputs: ['dy', 'w'], a: a(false), b: b(false), aAlongDepth: true, bAlongDepth: true,
+    key: `dx_${keyOf(g)}`, rows: g.B * HU * WV, cols: g.CI, depth: KHA * KWA * g.CO, inputs: ['dy', 'w'], a: a(false), b: b(false), aAlongDepth: true, bAlongDepth: true,
+    phases: g.SH * g.SW, outRow, outRows: g.B * g.H * g.W, helpers: PHASE_TAPS,
+    phaseDepth: `phaseTaps(edenPhase / ${g.SW}, ${g.PT}, ${g.SH}, ${g.KH}) * phaseTaps(edenPhase % ${g.SW}, ${g.PL}, ${g.SW}, ${g.KW}) * ${g.CO}`,
     ...(g.CO % 4 === 0 ? vectorised(a(true), b(true)) : {}),
   };
 }
