@@ -409,7 +409,8 @@ type KernelArgs = { inputs: Record<string, Info>; backend: WebGpuBackendLike; at
  * with a 1 x 1 filter or an output of at most 16 of TF.js's 32 x 32 tiles (the deep layers at
  * small spatial size, where TF.js leaves the device idle and split-K does not: 1.0-3.3x); TF.js's
  * tiled forward kernel was faster on the larger outputs (0.4-0.5x here), and its input gradient at
- * every shape measured (0.2-0.7x), so the input gradient stays TF.js's; forward outputs narrower
+ * nearly every shape measured (stride 1: 0.5-0.85x; stride 2, since the phase split: 0.3-1.3x), so
+ * the input gradient stays TF.js's; forward outputs narrower
  * than 16 channels too (they would idle most of a tile: the stem's input gradient, 1 channel wide,
  * took 3.5 s against 76 ms). 'all' runs everything here, for tests and for measuring on a GPU.
  */
