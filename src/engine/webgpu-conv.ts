@@ -363,7 +363,8 @@ const PHASE_TAPS = /* wgsl */ `
 export function inputGradGemm(g: Geometry): Gemm {
   const [HU, WV] = [Math.ceil(g.H / g.SH), Math.ceil(g.W / g.SW)];
   const [KHA, KWA] = [Math.ceil(g.KH / g.SH), Math.ceil(g.KW / g.SW)];
-  // The phase's row (b, u, v) and the tap (r, c) of reduction index t, 0 where this phase has no such tap.
+  // The phase's row (b, u, v), and the tap (r, c) of reduction index t: t stays below the phase's
+  // own length (phaseDepth), so every t names one of its taps.
   const phase = `
         let py = edenPhase / ${g.SW};
         let px = edenPhase % ${g.SW};`;
