@@ -12,7 +12,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../src/engine/backend.js';
-import { probeWebGpu } from '../src/engine/webgpu.js';
+import { describeWebGpuEngine, probeWebGpu } from '../src/engine/webgpu.js';
 import { webGpuInfoNceAvailable } from '../src/engine/webgpu-infonce.js';
 import { webGpuSubgroupSizes, withSubgroupBuiltins } from '../src/engine/webgpu-subgroups.js';
 import { infoNce, infoNceLoss, l2Normalize } from '../src/ssl/loss.js';
@@ -143,6 +143,23 @@ describe('fused InfoNCE on webgpu (lavapipe in CI)', () => {
     assert.ok(code.startsWith('enable subgroups;'), code);
     assert.match(code, /fn _start\(@builtin\(subgroup_invocation_id\) EdenSgLane : u32, .*@builtin\(num_subgroups\) EdenNumSg : u32, @builtin\(local_invocation_id\)/);
     assert.match(code, /localId = LocalId; edenSgLane = EdenSgLane; edenSgSize = EdenSgSize; edenSgId = EdenSgId; edenNumSg = EdenNumSg;/);
+  });
+
+  it('names the adapter and what runs on it in the CLI\'s engine line (subgroups included)', async (t) => {
+    if (skip) return skipOrFail(t, 'webgpu', skip);
+    await useBackend('webgpu');
+    const sizes = webGpuSubgroupSizes();
+    const line = describeWebGpuEngine();
+    assert.match(line, /^webgpu on \S.* \(fused kernels, step replay, implicit-GEMM convolutions \(measured routing\), /, line);
+    assert.ok(line.endsWith(adapterSubgroups ? `subgroups of ${sizes!.min === sizes!.max ? sizes!.min : `${sizes!.min}-${sizes!.max}`})` : 'no subgroups)'), line);
+    process.env['EDEN_WEBGPU_SUBGROUPS'] = '0';
+    process.env['EDEN_WEBGPU_CONV'] = '0';
+    try {
+      assert.match(describeWebGpuEngine(), /TF\.js's convolutions, no subgroups\)$/);
+    } finally {
+      delete process.env['EDEN_WEBGPU_SUBGROUPS'];
+      delete process.env['EDEN_WEBGPU_CONV'];
+    }
   });
 
   it('returns the same results through infoNce (the public scalars)', async (t) => {

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import { EdenError } from '../core/errors.js';
 import { EVALUATE_PRESETS, resolveEvaluateConfig, SEGMENTATION_MODES } from '../config/evaluate.js';
 import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
+import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { evaluate, SEGMENTATION_FOLDER_TASKS, TASKS, type Task } from '../eval/evaluate.js';
 import { resolveSources } from '../eval/models.js';
 import { BACKBONES } from '../models/resnet.js';
@@ -81,6 +82,7 @@ export function registerEvaluate(program: Command): void {
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden evaluate DIR ...) or --data DIR');
       if (opts.threads) process.env['EDEN_THREADS'] = String(opts.threads);
       await useBackend(opts.backend);
+      if (opts.backend === 'webgpu') process.stderr.write(`engine: ${describeWebGpuEngine()}\n`);
       const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode });
       // Nothing to judge given: the shipped Eve, so that `eden evaluate DIR` measures it on a user's data.
       const checkpoints = opts.checkpoint.length || opts.baseline.length ? opts.checkpoint : ['builtin'];

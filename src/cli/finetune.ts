@@ -5,6 +5,7 @@ import { useBackend, BACKENDS, type BackendName } from '../engine/backend.js';
 import { defaultEncoderSpec, finetuneClassification, finetuneSegmentation } from '../apply/finetune.js';
 import { BACKBONES } from '../models/resnet.js';
 import { nativeStatus } from '../engine/native.js';
+import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { createProgress } from './progress.js';
 import { parseList, parsePositiveInt, THREADS_HELP } from './options.js';
 import { parseCombine } from './evaluate.js';
@@ -74,6 +75,7 @@ export function registerFinetune(program: Command): void {
       if (f.threads) process.env['EDEN_THREADS'] = String(f.threads);
       await useBackend(f.backend);
       if (f.backend === 'wasm' && !nativeStatus().active) process.stderr.write(`engine: wasm without native kernels (${nativeStatus().detail}); training is several times slower\n`);
+      if (f.backend === 'webgpu') process.stderr.write(`engine: ${describeWebGpuEngine()}\n`);
       const encoder = f.checkpoint ? { checkpoint: f.checkpoint, backbone: f.arch, width: f.width } : defaultEncoderSpec();
       const bar = createProgress('fine-tuning', process.stderr, 'fine-tuning [{bar}] step {value}/{total} | loss {loss} | validation {val}');
       let lastVal = '—';

@@ -4,6 +4,7 @@ import { promises as fs } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseAssignment, PRESET_NAMES, resolvePretrainConfig } from '../config/pretrain.js';
 import { BACKENDS } from '../engine/backend.js';
+import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { EdenError } from '../core/errors.js';
 import { checkpointPaths, pretrain, type StepEvent } from '../train/pretrain.js';
 import { plotLossCurve } from '../report/loss-curve.js';
@@ -171,7 +172,7 @@ export function registerPretrain(program: Command): void {
               const engine = nativeStatus();
               if (config0.backend === 'wasm') {
                 process.stderr.write(engine.active ? `engine: wasm with native kernels (${engine.detail}, ${nativeThreads()} threads)\n` : `engine: wasm without native kernels (${engine.detail}); CPU training is several times slower\n`);
-              }
+              } else if (config0.backend === 'webgpu') process.stderr.write(`engine: ${describeWebGpuEngine()}\n`);
               if (nonImages) process.stderr.write(`ignored ${nonImages} file(s) that are not images\n`);
               process.stderr.write(
                 `${i.resumedAt ? `resuming at step ${i.resumedAt.globalStep} (stage ${i.resumedAt.stage + 1}, epoch ${i.resumedAt.epoch + 1}, batch ${i.resumedAt.batch}); ` : ''}` +

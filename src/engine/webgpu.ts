@@ -9,7 +9,7 @@ import { registerWebGpuKernels } from './wasm-kernels.js';
 import { registerWebGpuBatchNorm } from './webgpu-batchnorm.js';
 import { registerWebGpuConvolutions } from './webgpu-conv.js';
 import { registerWebGpuInfoNce } from './webgpu-infonce.js';
-import { offerSubgroups } from './webgpu-subgroups.js';
+import { offerSubgroups, subgroupsOn, webGpuSubgroupSizes } from './webgpu-subgroups.js';
 
 let ready: Promise<void> | undefined;
 let adapterDescription: string | undefined;
@@ -113,4 +113,21 @@ export async function initWebGpu(): Promise<void> {
 /** The adapter the webgpu backend runs on, once initialised. */
 export function webGpuAdapterDescription(): string | undefined {
   return adapterDescription;
+}
+
+/**
+ * One line for logs on what Eden's webgpu path runs with here: the adapter, and which of Eden's
+ * kernels, replays and subgroups are on (each has an EDEN_WEBGPU_* switch; README).
+ */
+export function describeWebGpuEngine(): string {
+  const env = process.env;
+  const sizes = webGpuSubgroupSizes();
+  const conv = env['EDEN_WEBGPU_CONV'];
+  const parts = [
+    env['EDEN_WEBGPU_FUSED'] === '0' ? 'fused kernels off' : 'fused kernels',
+    env['EDEN_WEBGPU_REPLAY'] === '0' ? 'step replay off' : 'step replay',
+    conv === '0' ? "TF.js's convolutions" : conv === 'all' ? 'implicit-GEMM convolutions (all)' : 'implicit-GEMM convolutions (measured routing)',
+    sizes && subgroupsOn() ? `subgroups of ${sizes.min === sizes.max ? sizes.min : `${sizes.min}-${sizes.max}`}` : 'no subgroups',
+  ];
+  return `webgpu on ${adapterDescription || 'an unnamed adapter'} (${parts.join(', ')})`;
 }
