@@ -17,6 +17,8 @@
  * nothing is wrapped and the workgroup-memory variants run.
  */
 
+import { EdenError } from '../core/errors.js';
+
 export const SUBGROUP_MARKER = '/* eden:subgroups */';
 
 /** What the device got: undefined until a device with `subgroups` was created through the wrapper. */
@@ -39,7 +41,7 @@ const START_BODY = 'localId = LocalId;';
 /** A TF.js shader with the subgroup built-ins added (see the module comment); throws if TF.js's entry point changed shape. */
 export function withSubgroupBuiltins(code: string): string {
   if (!code.includes(START) || !code.includes(START_BODY)) {
-    throw new Error('eden: TF.js\'s WGSL entry point is not the one the subgroup rewrite knows (TF.js version changed?); set EDEN_WEBGPU_SUBGROUPS=0');
+    throw new EdenError('engine', 'TF.js\'s WGSL entry point is not the one the subgroup rewrite knows (TF.js version changed?); set EDEN_WEBGPU_SUBGROUPS=0');
   }
   return [
     'enable subgroups;',
