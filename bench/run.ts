@@ -117,6 +117,20 @@ function contender(): () => void {
   return () => child.kill('SIGKILL');
 }
 
+/** `run` with the EDEN_* switches in `env` set, and the environment as it was afterwards (the variants of one process). */
+async function withEnv<T>(env: Record<string, string>, run: () => Promise<T>): Promise<T> {
+  const saved = Object.keys(env).map((key) => [key, process.env[key]] as const);
+  Object.assign(process.env, env);
+  try {
+    return await run();
+  } finally {
+    for (const [key, value] of saved) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  }
+}
+
 /** Median seconds of `run` over the measured steps, after warm-up. */
 async function timeSteps(run: (i: number) => Promise<void>, after?: (i: number, seconds: number) => void): Promise<number> {
   const times: number[] = [];
@@ -266,16 +280,7 @@ async function runInfoNce(w: Workload): Promise<void> {
   for (let round = 0; round < 3; round++) {
     for (const [name, env] of variants) {
       if (name === 'subgroups' && subgroupsReport() === 'off') continue;
-      const saved = Object.keys(env).map((key) => [key, process.env[key]] as const);
-      Object.assign(process.env, env);
-      try {
-        (ms[name] ??= []).push(Number((1000 * (await timeSteps(step))).toFixed(2)));
-      } finally {
-        for (const [key, value] of saved) {
-          if (value === undefined) delete process.env[key];
-          else process.env[key] = value;
-        }
-      }
+      (ms[name] ??= []).push(Number((1000 * (await withEnv(env, () => timeSteps(step)))).toFixed(2)));
     }
   }
   console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${values.backend}`, workload: 'infonce', batch: w.batch, negatives: w.queue, dim, subgroups: subgroupsReport(), ...Object.fromEntries(Object.entries(ms).map(([name, t]) => [`${name}_ms`, t])) }));
@@ -299,7 +304,6 @@ async function runConvolutions(w: Workload): Promise<void> {
     layers.push([[w.batch, side, side, out], [3, 3, out, out], 1]);
     channels = out;
   }
-  const saved = process.env['EDEN_WEBGPU_CONV'];
   // Median ms of the op, its result read back.
   const time = async (op: () => tf.Tensor): Promise<number> =>
     1000 *
@@ -321,16 +325,12 @@ async function runConvolutions(w: Workload): Promise<void> {
       input_grad: () => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter }, { ...attrs, inputShape: xShape }) as tf.Tensor,
     };
     for (const [op, run] of Object.entries(ops)) {
-      process.env['EDEN_WEBGPU_CONV'] = '0';
-      const tfjs = await time(run);
-      process.env['EDEN_WEBGPU_CONV'] = 'all';
-      const eden = await time(run);
+      const tfjs = await withEnv({ EDEN_WEBGPU_CONV: '0' }, () => time(run));
+      const eden = await withEnv({ EDEN_WEBGPU_CONV: 'all' }, () => time(run));
       console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${values.backend}`, workload: 'convs', op, x: xShape, filter: wShape, stride, tfjs_ms: Number(tfjs.toFixed(1)), eden_ms: Number(eden.toFixed(1)), speedup: Number((tfjs / eden).toFixed(2)) }));
     }
     tf.dispose([x, filter, y, dy]);
   }
-  if (saved === undefined) delete process.env['EDEN_WEBGPU_CONV'];
-  else process.env['EDEN_WEBGPU_CONV'] = saved;
 }
 
 interface GpuStepStats {

@@ -49,23 +49,29 @@ interface Outcome {
 
 type Variant = 'subgroups' | 'workgroup memory';
 
-/** Runs `fn` with the InfoNCE programs of `variant`, and returns the shader keys of the programs that ran. */
-async function withVariant<T>(variant: Variant, fn: () => Promise<T>): Promise<{ result: T; keys: Set<string> }> {
+/** The shader keys of the programs the webgpu backend dispatches from now until stop(), in order. */
+function recordPrograms(): { keys: string[]; stop(): void } {
   const backend = tf.backend() as unknown as { recordAndSubmit: (program: { shaderKey: string }, ...a: unknown[]) => unknown };
   const record = backend.recordAndSubmit;
-  const keys = new Set<string>();
+  const keys: string[] = [];
   backend.recordAndSubmit = function (this: unknown, program, ...a) {
-    keys.add(program.shaderKey);
+    keys.push(program.shaderKey);
     return record.call(this, program, ...a);
   };
+  return { keys, stop: () => (backend.recordAndSubmit = record) };
+}
+
+/** Runs `fn` with the InfoNCE programs of `variant`, and returns the shader keys of the programs that ran. */
+async function withVariant<T>(variant: Variant, fn: () => Promise<T>): Promise<{ result: T; keys: Set<string> }> {
+  const recording = recordPrograms();
   const saved = process.env['EDEN_WEBGPU_SUBGROUPS'];
   if (variant === 'workgroup memory') process.env['EDEN_WEBGPU_SUBGROUPS'] = '0';
   try {
-    return { result: await fn(), keys };
+    return { result: await fn(), keys: new Set(recording.keys) };
   } finally {
     if (saved === undefined) delete process.env['EDEN_WEBGPU_SUBGROUPS'];
     else process.env['EDEN_WEBGPU_SUBGROUPS'] = saved;
-    backend.recordAndSubmit = record;
+    recording.stop();
   }
 }
 
@@ -193,19 +199,13 @@ describe('fused InfoNCE on webgpu (lavapipe in CI)', () => {
     const rng = new Rng(3);
     const q = tf.variable(tf.tensor2d(unitRows(16, 128, rng)), true, 'qcount');
     const [k, queue] = [unitRows(16, 128, rng), unitRows(1024, 128, rng)].map((r) => l2Normalize(tf.tensor2d(r))) as [tf.Tensor2D, tf.Tensor2D];
-    const backend = tf.backend() as unknown as { recordAndSubmit: (...a: unknown[]) => unknown };
-    const record = backend.recordAndSubmit;
-    let dispatches = 0;
-    backend.recordAndSubmit = function (this: unknown, ...a: unknown[]) {
-      dispatches++;
-      return record.apply(this, a);
-    };
+    const recording = recordPrograms();
     const step = async (): Promise<number> => {
-      dispatches = 0;
+      recording.keys.length = 0;
       const { value, grads } = tf.variableGrads(() => infoNceLoss(q as tf.Tensor2D, k, queue, { temperature: 0.2, pruneThreshold: 0.8 }).loss, [q]);
       await grads[q.name]!.data();
       tf.dispose([value, ...Object.values(grads)]);
-      return dispatches;
+      return recording.keys.length;
     };
     try {
       await step();
@@ -220,7 +220,7 @@ describe('fused InfoNCE on webgpu (lavapipe in CI)', () => {
       assert.ok(ops > 5 * fused, `tensor ops: ${ops} dispatches`);
     } finally {
       delete process.env['EDEN_WEBGPU_FUSED'];
-      backend.recordAndSubmit = record;
+      recording.stop();
       tf.dispose([q, k, queue]);
     }
   });

@@ -54,15 +54,37 @@ const HELPERS = /* wgsl */ `
     return bitcast<f32>(select(~u, u & 0x7fffffffu, (u & 0x80000000u) != 0u));
   }`;
 
-/** The programs' workgroup reductions (subgroup operations where the device has them). */
-function reduce(items: Reduction[], subgroups: boolean): string {
-  return workgroupReduce(items, THREADS, 't', subgroups);
-}
-
-/** The variant of a program built now: its shader key suffix and marker (webgpu-subgroups.ts). */
-function variant(): { subgroups: boolean; key: string; marker: string } {
+/**
+ * One of the reducing programs: workgroups of THREADS threads, HELPERS and `slots` f32 workgroup
+ * arrays (sa, sb, ...) declared, `code(reduce)` the rest (more declarations, then main), where
+ * reduce() is the workgroup reduction of the variant built now — subgroup operations where the
+ * device has them (webgpu-subgroups.ts), with its own shader key and marker.
+ */
+function reducingProgram(o: {
+  name: string;
+  variableNames: string[];
+  outputShape: number[];
+  dispatchLayout: { x: number[] };
+  workgroups: number;
+  uniforms: string;
+  slots: number;
+  code: (reduce: (items: Reduction[]) => string) => string;
+}): Program {
   const subgroups = subgroupsOn();
-  return { subgroups, key: subgroups ? '_sg' : '', marker: subgroups ? SUBGROUP_MARKER : '' };
+  const slots = ['sa', 'sb', 'sc', 'sd'].slice(0, o.slots).map((n) => `var<workgroup> ${n} : array<f32, ${THREADS}>;`);
+  return {
+    variableNames: o.variableNames,
+    outputShape: o.outputShape,
+    shaderKey: `eden_infonce_${o.name}${subgroups ? '_sg' : ''}`,
+    dispatchLayout: o.dispatchLayout,
+    dispatch: [o.workgroups, 1, 1],
+    workgroupSize: [THREADS, 1, 1],
+    uniforms: o.uniforms,
+    getUserCode: () => /* wgsl */ `${subgroups ? SUBGROUP_MARKER : ''}
+      ${HELPERS}
+      ${slots.join('\n      ')}
+      ${o.code((items) => workgroupReduce(items, THREADS, 't', subgroups))}`,
+  };
 }
 
 // NaNs are written from TF.js's own uniforms.NAN (a NaN constant does not compile in WGSL).
@@ -83,21 +105,15 @@ const KEPT = 'select(true, v < uniforms.threshold, uniforms.prune != 0)';
 
 /** q, k [B, C], lneg [B, K] -> rows [B, 4]: one workgroup per query. */
 function rowsProgram(batch: number): Program {
-  const v = variant();
-  return {
+  return reducingProgram({
+    name: 'rows',
     variableNames: ['q', 'k', 'lneg'],
     outputShape: [batch, ROW_STATS],
-    shaderKey: `eden_infonce_rows${v.key}`,
     dispatchLayout: { x: [0, 1] },
-    dispatch: [batch, 1, 1],
-    workgroupSize: [THREADS, 1, 1],
+    workgroups: batch,
     uniforms: ATTR_UNIFORMS,
-    getUserCode: () => /* wgsl */ `${v.marker}
-      ${HELPERS}
-      var<workgroup> sa : array<f32, ${THREADS}>;
-      var<workgroup> sb : array<f32, ${THREADS}>;
-      var<workgroup> sc : array<f32, ${THREADS}>;
-      var<workgroup> sd : array<f32, ${THREADS}>;
+    slots: 4,
+    code: (reduce) => /* wgsl */ `
       fn main(index : i32) {
         let i = i32(workgroupId.x);
         let t = i32(localId.x);
@@ -106,7 +122,7 @@ function rowsProgram(batch: number): Program {
         let tau = uniforms.temperature;
         var s = 0.0;
         for (var c = t; c < C; c += ${THREADS}) { s += q[i * C + c] * k[i * C + c]; }
-        ${reduce([{ slot: 'sa', value: 's', op: 'sum', out: 'lpos' }], v.subgroups)}
+        ${reduce([{ slot: 'sa', value: 's', op: 'sum', out: 'lpos' }])}
         let pos = lpos / tau;
         // Pass 1: the largest kept logit (the positive is always kept), the pruned count, the
         // sum of the cosines, and whether any value is not finite.
@@ -125,14 +141,14 @@ function rowsProgram(batch: number): Program {
           { slot: 'sb', value: 'pruned', op: 'sum', out: 'prunedTotal' },
           { slot: 'sc', value: 'cosines', op: 'sum', out: 'cosineTotal' },
           { slot: 'sd', value: 'bad', op: 'max', out: 'badAny' },
-        ], v.subgroups)}
+        ])}
         // Pass 2: the sum of exp(logit - max) over the kept logits.
         var e = select(0.0, exp(pos - top), t == 0);
         for (var j = t; j < K; j += ${THREADS}) {
           let v = lneg[i * K + j];
           if (${KEPT}) { e += exp(v / tau - top); }
         }
-        ${reduce([{ slot: 'sa', value: 'e', op: 'sum', out: 'expTotal' }], v.subgroups)}
+        ${reduce([{ slot: 'sa', value: 'e', op: 'sum', out: 'expTotal' }])}
         if (t == 0) {
           result[i * ${ROW_STATS}] = select(top + log(expTotal), uniforms.NAN, badAny > 0.0);
           result[i * ${ROW_STATS} + 1] = lpos;
@@ -140,24 +156,20 @@ function rowsProgram(batch: number): Program {
           result[i * ${ROW_STATS} + 3] = cosineTotal;
         }
       }`,
-  };
+  });
 }
 
 /** rows [B, 4] -> the loss, mean(logZ - lpos / tau), as [1] (NaN if any row saw a non-finite value). */
 function lossProgram(): Program {
-  const v = variant();
-  return {
+  return reducingProgram({
+    name: 'loss',
     variableNames: ['rows'],
     outputShape: [1],
-    shaderKey: `eden_infonce_loss${v.key}`,
     dispatchLayout: { x: [0] },
-    dispatch: [1, 1, 1],
-    workgroupSize: [THREADS, 1, 1],
+    workgroups: 1,
     uniforms: ATTR_UNIFORMS,
-    getUserCode: () => /* wgsl */ `${v.marker}
-      ${HELPERS}
-      var<workgroup> sa : array<f32, ${THREADS}>;
-      var<workgroup> sb : array<f32, ${THREADS}>;
+    slots: 2,
+    code: (reduce) => /* wgsl */ `
       fn main(index : i32) {
         let t = i32(localId.x);
         var s = 0.0;
@@ -166,10 +178,10 @@ function lossProgram(): Program {
           let z = rows[i * ${ROW_STATS}];
           if (edenNonFinite(z)) { bad = 1.0; } else { s += z - rows[i * ${ROW_STATS} + 1] / uniforms.temperature; }
         }
-        ${reduce([{ slot: 'sa', value: 's', op: 'sum', out: 'total' }, { slot: 'sb', value: 'bad', op: 'max', out: 'badAny' }], v.subgroups)}
+        ${reduce([{ slot: 'sa', value: 's', op: 'sum', out: 'total' }, { slot: 'sb', value: 'bad', op: 'max', out: 'badAny' }])}
         if (t == 0) { result[0] = select(total / f32(uniforms.batch), uniforms.NAN, badAny > 0.0); }
       }`,
-  };
+  });
 }
 
 /**
@@ -178,20 +190,15 @@ function lossProgram(): Program {
  * exactly by a most-significant-digit-first radix select over the values' order-preserving keys.
  */
 function diagnosticsProgram(): Program {
-  const v = variant();
-  return {
+  return reducingProgram({
+    name: 'diagnostics',
     variableNames: ['rows', 'lneg'],
     outputShape: [4],
-    shaderKey: `eden_infonce_diagnostics${v.key}`,
     dispatchLayout: { x: [0] },
-    dispatch: [1, 1, 1],
-    workgroupSize: [THREADS, 1, 1],
+    workgroups: 1,
     uniforms: `${ATTR_UNIFORMS} rank : i32,`,
-    getUserCode: () => /* wgsl */ `${v.marker}
-      ${HELPERS}
-      var<workgroup> sa : array<f32, ${THREADS}>;
-      var<workgroup> sb : array<f32, ${THREADS}>;
-      var<workgroup> sc : array<f32, ${THREADS}>;
+    slots: 3,
+    code: (reduce) => /* wgsl */ `
       var<workgroup> hist : array<atomic<u32>, 256>;
       // The digits chosen so far, the mask of their bits, and the rank still to find below them.
       var<workgroup> chosen : array<u32, 3>;
@@ -212,7 +219,7 @@ function diagnosticsProgram(): Program {
           { slot: 'sa', value: 'pruned', op: 'sum', out: 'prunedTotal' },
           { slot: 'sb', value: 'positive', op: 'sum', out: 'positiveTotal' },
           { slot: 'sc', value: 'cosines', op: 'sum', out: 'cosineTotal' },
-        ], v.subgroups)}
+        ])}
         for (var digit = 0; digit < 4; digit++) {
           atomicStore(&hist[t], 0u);
           workgroupBarrier();
@@ -247,7 +254,7 @@ function diagnosticsProgram(): Program {
           result[3] = edenFromKey(chosen[0]);
         }
       }`,
-  };
+  });
 }
 
 /** An elementwise program over `shape` (`index`; `i` its row of width `width`). */
