@@ -8,7 +8,8 @@
  *   npm run bench                                  # workloads a and b on wasm
  *   npm run bench -- --workload a --with-torch     # also the PyTorch reference, and the ratio
  *   npm run bench -- --workload a --profile        # time per kernel for one step
- *   npm run bench -- --backend webgpu              # also kernels (dispatches) and host time per step
+ *   npm run bench -- --backend webgpu              # also kernels (dispatches), host time, GPU time in kernels
+ *                                                  # (timestamp queries) and its share of the step
  *   npm run bench -- --backend webgpu --workload a --size 32 --batch 2 --defer-submit   # host time of (a)'s graph
  *     (--defer-submit: one queue submit per read-back, so that a CPU driver such as lavapipe does not
  *     run earlier kernels on the same cores while the step's JavaScript is timed)
@@ -38,6 +39,7 @@ import { webGpuInPlaceDispatches } from '../src/engine/webgpu-inplace.js';
 import { StepReplay, pinnedBytes } from '../src/engine/webgpu-replay.js';
 import { subgroupsOn, webGpuSubgroupSizes } from '../src/engine/webgpu-subgroups.js';
 import { AdamStepRunner, adamStep } from '../src/train/adam-step.js';
+import { timeGpuPasses } from '../src/engine/webgpu-timing.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { UNet } from '../src/models/unet.js';
@@ -132,16 +134,21 @@ async function withEnv<T>(env: Record<string, string>, run: () => Promise<T>): P
 }
 
 /** Median seconds of `run` over the measured steps, after warm-up. */
-async function timeSteps(run: (i: number) => Promise<void>, after?: (i: number, seconds: number) => void): Promise<number> {
+async function timeSteps(run: (i: number) => Promise<void>, after?: (i: number, seconds: number, kernelS?: number) => void): Promise<number> {
   const times: number[] = [];
   const [steps, warmup] = [Number(values.steps), Number(values.warmup)];
   for (let i = 0; i < warmup + steps; i++) {
     await tf.ready();
-    const t0 = performance.now();
-    await run(i);
-    const seconds = (performance.now() - t0) / 1000;
+    let seconds = 0;
+    const step = async (): Promise<void> => {
+      const t0 = performance.now();
+      await run(i);
+      seconds = (performance.now() - t0) / 1000;
+    };
+    // On webgpu the GPU's time in the step's compute passes too (timestamp queries, read after the step).
+    const kernelS = values.backend === 'webgpu' ? (await timeGpuPasses(step)).time?.gpuS : void (await step());
     if (i >= warmup) times.push(seconds);
-    after?.(i, seconds);
+    after?.(i, seconds, kernelS);
   }
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)]!;
@@ -193,16 +200,12 @@ async function runSegmentation(w: Workload): Promise<{ median: number; gpu: Reco
         } else await train(x, y);
         tf.dispose([x, y]);
       },
-      (i, seconds) => {
-        if (watch && i >= Number(values.warmup)) gpu.push(watch.read(seconds, replayed && replay ? { dispatches: replay.dispatches, waitMs: replay.lastWaitMs } : undefined));
+      (i, seconds, kernelS) => {
+        if (watch && i >= Number(values.warmup)) gpu.push(watch.read(seconds, replayed && replay ? { dispatches: replay.dispatches, waitMs: replay.lastWaitMs } : undefined, kernelS));
       },
     );
     watch?.restore();
-    const medianOf = (f: (s: GpuStepStats) => number): number => gpu.map(f).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!;
-    return {
-      median,
-      gpu: gpu.length ? { kernels_per_step: medianOf((s) => s.kernels), host_s_per_step: Number(medianOf((s) => s.hostS).toFixed(4)), gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)), ...(values.replay ? { replayed } : {}) } : {},
-    };
+    return { median, gpu: gpu.length ? { ...gpuReport(gpu), ...(values.replay ? { replayed } : {}) } : {} };
   } finally {
     replay?.dispose();
     optimizer.dispose();
@@ -337,22 +340,41 @@ interface GpuStepStats {
   /** Dispatches recorded in the step: TF.js's kernels and Eden's fused optimiser kernels. */
   kernels: number;
   fused: number;
-  /** Seconds the step's JavaScript ran (encoding the kernels), and seconds it waited for read-backs. */
+  /** Seconds the step took, the step's JavaScript ran (encoding the kernels), and it waited for read-backs. */
+  stepS: number;
   hostS: number;
   waitS: number;
+  /** Seconds the GPU spent in the step's compute passes (timestamp queries; undefined without them). */
+  kernelS?: number;
 }
 
-/**
- * Counts the webgpu backend's dispatches and times its read-backs (TF.js internals, bench only):
- * host time = the step's wall time minus the time spent waiting for the GPU's results.
- */
 /** The subgroup sizes Eden's programs run with on this device ("8-8"), or "off" (none offered, or EDEN_WEBGPU_SUBGROUPS=0). */
 function subgroupsReport(): string {
   const sizes = webGpuSubgroupSizes();
   return sizes && subgroupsOn() ? `${sizes.min}-${sizes.max}` : 'off';
 }
 
-function watchWebGpu(): { reset(): void; read(stepS: number, replayed?: { dispatches: number; waitMs: number }): GpuStepStats; restore(): void } {
+/**
+ * Medians over the measured steps: dispatches, host and read-back wait per step, and where the
+ * device has timestamp queries the GPU's time in kernels and its share of the step (issue 13: near
+ * 1 the step is bound by the GPU, far below by the JavaScript that feeds it).
+ */
+function gpuReport(gpu: GpuStepStats[]): Record<string, number> {
+  const medianOf = (f: (s: GpuStepStats) => number): number => gpu.map(f).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!;
+  const timed = gpu.every((s) => s.kernelS !== undefined);
+  return {
+    kernels_per_step: medianOf((s) => s.kernels),
+    host_s_per_step: Number(medianOf((s) => s.hostS).toFixed(4)),
+    gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)),
+    ...(timed ? { kernel_s_per_step: Number(medianOf((s) => s.kernelS!).toFixed(4)), kernel_share: Number(medianOf((s) => s.kernelS! / s.stepS).toFixed(3)) } : {}),
+  };
+}
+
+/**
+ * Counts the webgpu backend's dispatches and times its read-backs (TF.js internals, bench only):
+ * host time = the step's wall time minus the time spent waiting for the GPU's results.
+ */
+function watchWebGpu(): { reset(): void; read(stepS: number, replayed?: { dispatches: number; waitMs: number }, kernelS?: number): GpuStepStats; restore(): void } {
   const b = tf.backend() as unknown as { recordAndSubmit: (...a: unknown[]) => unknown; read: (...a: unknown[]) => Promise<unknown> };
   const [record, read] = [b.recordAndSubmit, b.read];
   let [kernels, waitMs, fused0] = [0, 0, webGpuInPlaceDispatches()];
@@ -372,11 +394,11 @@ function watchWebGpu(): { reset(): void; read(stepS: number, replayed?: { dispat
     reset: () => {
       [kernels, waitMs, fused0] = [0, 0, webGpuInPlaceDispatches()];
     },
-    read: (stepS, replayed) => {
+    read: (stepS, replayed, kernelS) => {
       const fused = webGpuInPlaceDispatches() - fused0;
       // A replayed step issues its captured dispatches without TF.js (none counted above).
       const wait = waitMs + (replayed?.waitMs ?? 0);
-      return { kernels: kernels + fused + (replayed?.dispatches ?? 0), fused, hostS: stepS - wait / 1000, waitS: wait / 1000 };
+      return { kernels: kernels + fused + (replayed?.dispatches ?? 0), fused, stepS, hostS: stepS - wait / 1000, waitS: wait / 1000, kernelS };
     },
     restore: () => {
       b.recordAndSubmit = record;
@@ -407,30 +429,28 @@ async function runChild(w: Workload): Promise<void> {
   const queue = new MemoryQueue(w.queue, 128, 1);
   const optimizer = new SgdMomentum({ momentum: 0.9, weightDecay: 1e-4 });
   const settings = { temperature: 0.2, pruneThreshold: 0.8, momentum: 0.999, learningRate: (0.03 * w.batch) / 256 };
-  const times: number[] = [];
   const gpu: GpuStepStats[] = [];
-  const steps = Number(values.steps);
-  const warmup = Number(values.warmup);
   const stats = backend === 'webgpu' ? watchWebGpu() : undefined;
   const runner = values.replay ? new AdamStepRunner(student, teacher, queue, optimizer) : undefined;
-  for (let i = 0; i < warmup + steps; i++) {
-    const queries = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i) as tf.Tensor4D;
-    const keys = tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i + 1) as tf.Tensor4D;
-    await tf.ready();
-    stats?.reset();
-    const t0 = performance.now();
-    // Reads the loss back: synchronised.
-    if (runner) await runner.step({ queries, keys }, settings);
-    else await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings);
-    await student.trainableVariables().values().next().value!.data(); // the optimiser's dispatches too
-    const dt = (performance.now() - t0) / 1000;
-    if (i >= warmup) {
-      times.push(dt);
-      const replayed = runner?.replayStats;
-      if (stats) gpu.push(stats.read(dt, replayed));
-    }
-    tf.dispose([queries, keys]);
-  }
+  // The batches are drawn before the clock starts, as prefetched ones are (host-side until a step uses them).
+  const batches = Array.from({ length: Number(values.warmup) + Number(values.steps) }, (_, i) => ({
+    queries: tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i) as tf.Tensor4D,
+    keys: tf.randomNormal([w.batch, w.size, w.size, 1], 0, 1, 'float32', 2 * i + 1) as tf.Tensor4D,
+  }));
+  const median = await timeSteps(
+    async (i) => {
+      const { queries, keys } = batches[i]!;
+      stats?.reset();
+      // Reads the loss back: synchronised.
+      if (runner) await runner.step({ queries, keys }, settings);
+      else await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings);
+      await student.trainableVariables().values().next().value!.data(); // the optimiser's dispatches too
+      tf.dispose([queries, keys]);
+    },
+    (i, seconds, kernelS) => {
+      if (stats && i >= Number(values.warmup)) gpu.push(stats.read(seconds, runner?.replayStats, kernelS));
+    },
+  );
   stats?.restore();
   const replayed = runner?.replaying ?? false; // the last step
   if (runner && !replayed) console.error(`# no replay: ${runner.refused ?? 'not captured'}`);
@@ -439,9 +459,6 @@ async function runChild(w: Workload): Promise<void> {
   const held = runner ? pinnedBytes() : undefined;
   const gpuMemory = backend === 'webgpu' ? (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU : undefined;
   runner?.dispose();
-  times.sort((a, b) => a - b);
-  const median = times[Math.floor(times.length / 2)]!;
-  const medianOf = (f: (s: GpuStepStats) => number): number => gpu.map(f).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!;
   const line = {
     engine: `eden-tfjs-${tf.version.tfjs}-${backend}`,
     workload: w.name,
@@ -455,13 +472,11 @@ async function runChild(w: Workload): Promise<void> {
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     ...(gpu.length
       ? {
-          kernels_per_step: medianOf((s) => s.kernels),
-          fused_optimizer_kernels: medianOf((s) => s.fused),
-          host_s_per_step: Number(medianOf((s) => s.hostS).toFixed(4)),
+          ...gpuReport(gpu),
+          fused_optimizer_kernels: gpu.map((s) => s.fused).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!,
           ...(values['defer-submit'] ? { deferred_submit: true } : {}),
           ...(values.replay ? { replayed, pinned_mb: mb(held!.pinned), pinned_released_by_tfjs_mb: mb(held!.retained) } : {}),
           ...(gpuMemory !== undefined ? { gpu_allocated_mb: mb(gpuMemory) } : {}),
-          gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)),
           subgroups: subgroupsReport(),
         }
       : {}),

@@ -12,6 +12,7 @@ export { Rng } from './core/rng.js';
 export { useBackend, BACKENDS, type BackendName, type BackendOptions } from './engine/backend.js';
 export { probeWebGpuAdapter, webGpuAdapterDescription } from './engine/webgpu.js';
 export { webGpuSubgroupSizes } from './engine/webgpu-subgroups.js';
+export { timeGpuPasses, type GpuPassTime } from './engine/webgpu-timing.js';
 export { registerWasmKernels } from './engine/wasm-kernels.js';
 export { registerGradientFixes, interpolationMatrix, resizeBilinearBackward } from './engine/gradients.js';
 export { saveModel, loadModel, type VariableSet } from './engine/model-io.js';

@@ -14,10 +14,14 @@ import { offerSubgroups, subgroupsOn, webGpuSubgroupSizes } from './webgpu-subgr
 let ready: Promise<void> | undefined;
 let adapterDescription: string | undefined;
 
-/** Dawn options; `EDEN_DAWN_BACKEND=opengl` selects Dawn's GL backend for surfaceless Mesa. */
+/**
+ * Dawn options; `EDEN_DAWN_BACKEND=opengl` selects Dawn's GL backend for surfaceless Mesa. Timestamp
+ * quantization (a browser's defence against timing attacks: timestamps rounded down to 2^16 ns)
+ * is off: in Node it only blurs the GPU times of short kernels (webgpu-timing.ts, TF.js's profile).
+ */
 function dawnOptions(): string[] {
   const backend = process.env['EDEN_DAWN_BACKEND'];
-  return backend ? [`backend=${backend}`] : [];
+  return [...(backend ? [`backend=${backend}`] : []), 'disable-dawn-features=timestamp_quantization'];
 }
 
 /**
