@@ -40,6 +40,7 @@ import { StepReplay, pinnedBytes } from '../src/engine/webgpu-replay.js';
 import { subgroupsOn, webGpuSubgroupSizes } from '../src/engine/webgpu-subgroups.js';
 import { AdamStepRunner, adamStep } from '../src/train/adam-step.js';
 import { timeGpuPasses } from '../src/engine/webgpu-timing.js';
+import { convTuningCounts, convTuningSeconds, tuneWebGpuConvolutions } from '../src/engine/webgpu-conv-tune.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { UNet } from '../src/models/unet.js';
@@ -139,6 +140,8 @@ async function timeSteps(run: (i: number) => Promise<void>, after?: (i: number, 
   const [steps, warmup] = [Number(values.steps), Number(values.warmup)];
   for (let i = 0; i < warmup + steps; i++) {
     await tf.ready();
+    // EDEN_WEBGPU_CONV=tune: the steps' convolutions measured (as the training loops do before a step), off the clock.
+    await tuneWebGpuConvolutions();
     let seconds = 0;
     const step = async (): Promise<void> => {
       const t0 = performance.now();
@@ -205,7 +208,7 @@ async function runSegmentation(w: Workload): Promise<{ median: number; gpu: Reco
       },
     );
     watch?.restore();
-    return { median, gpu: gpu.length ? { ...gpuReport(gpu), ...(values.replay ? { replayed } : {}) } : {} };
+    return { median, gpu: gpu.length ? { ...gpuReport(gpu), ...(values.replay ? { replayed } : {}), ...convTuningReport() } : {} };
   } finally {
     replay?.dispose();
     optimizer.dispose();
@@ -354,6 +357,12 @@ function subgroupsReport(): string {
   return sizes && subgroupsOn() ? `${sizes.min}-${sizes.max}` : 'off';
 }
 
+/** With EDEN_WEBGPU_CONV=tune: how many convolutions chose each kernel, and the seconds tuning took. */
+function convTuningReport(): Record<string, Record<string, number>> {
+  if (process.env['EDEN_WEBGPU_CONV'] !== 'tune') return {};
+  return { conv_tuning: { ...convTuningCounts(), seconds: Number(convTuningSeconds().toFixed(1)) } };
+}
+
 /**
  * Medians over the measured steps: dispatches, host and read-back wait per step, and where the
  * device has timestamp queries the GPU's time in kernels and its share of the step (issue 13: near
@@ -478,6 +487,7 @@ async function runChild(w: Workload): Promise<void> {
           ...(values.replay ? { replayed, pinned_mb: mb(held!.pinned), pinned_released_by_tfjs_mb: mb(held!.retained) } : {}),
           ...(gpuMemory !== undefined ? { gpu_allocated_mb: mb(gpuMemory) } : {}),
           subgroups: subgroupsReport(),
+          ...convTuningReport(),
         }
       : {}),
   };

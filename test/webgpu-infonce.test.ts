@@ -162,6 +162,8 @@ describe('fused InfoNCE on webgpu (lavapipe in CI)', () => {
     process.env['EDEN_WEBGPU_CONV'] = '0';
     try {
       assert.match(describeWebGpuEngine(), /TF\.js's convolutions, no subgroups\)$/);
+      process.env['EDEN_WEBGPU_CONV'] = 'tune';
+      assert.match(describeWebGpuEngine(), /, convolutions tuned per layer on this device, no subgroups\)$/);
     } finally {
       delete process.env['EDEN_WEBGPU_SUBGROUPS'];
       delete process.env['EDEN_WEBGPU_CONV'];

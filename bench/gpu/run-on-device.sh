@@ -61,6 +61,10 @@ fi
 #    Every line has images/s, dispatches, host time, GPU time in kernels and its share of the step.
 eden replay 150 "" -- a --steps 10 --warmup 3 --replay
 eden replay 150 "" -- b --steps 10 --warmup 3 --replay
+#    The same with every convolution tuned on this GPU (EDEN_WEBGPU_CONV=tune; the default routing
+#    was measured on lavapipe): the line's conv_tuning says what was chosen and how long tuning took.
+eden replay-tuned 180 "EDEN_WEBGPU_CONV=tune" -- a --steps 10 --warmup 3 --replay
+eden replay-tuned 180 "EDEN_WEBGPU_CONV=tune" -- b --steps 10 --warmup 3 --replay
 eden fused 150 "" -- a --steps 10 --warmup 3 --profile
 eden fused 150 "" -- b --steps 10 --warmup 3
 eden tfjs-ops 120 "EDEN_WEBGPU_FUSED=0 EDEN_WEBGPU_CONV=0" -- a --steps 10 --warmup 3

@@ -6,6 +6,7 @@ import { defaultEncoderSpec, finetuneClassification, finetuneSegmentation } from
 import { BACKBONES } from '../models/resnet.js';
 import { nativeStatus } from '../engine/native.js';
 import { describeWebGpuEngine } from '../engine/webgpu.js';
+import { describeConvTuning } from '../engine/webgpu-conv-tune.js';
 import { createProgress } from './progress.js';
 import { parseList, parsePositiveInt, THREADS_HELP } from './options.js';
 import { parseCombine } from './evaluate.js';
@@ -105,6 +106,8 @@ export function registerFinetune(program: Command): void {
           ? await finetuneSegmentation({ ...common, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
           : await finetuneClassification({ ...common, labels: f.labels, labelColumn: f.labelColumn }, f.out);
       bar.stop();
+      const tuning = describeConvTuning(); // EDEN_WEBGPU_CONV=tune
+      if (tuning) process.stderr.write(`${tuning}\n`);
       const scores = Object.entries(meta.validation).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
       process.stdout.write(`wrote ${path.resolve(f.out)} (${meta.training.steps} steps, kept step ${meta.training.bestStep}; validation: ${scores || 'none'}) in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
     });

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parseAssignment, PRESET_NAMES, resolvePretrainConfig } from '../config/pretrain.js';
 import { BACKENDS } from '../engine/backend.js';
 import { describeWebGpuEngine } from '../engine/webgpu.js';
+import { describeConvTuning } from '../engine/webgpu-conv-tune.js';
 import { EdenError } from '../core/errors.js';
 import { checkpointPaths, pretrain, type StepEvent } from '../train/pretrain.js';
 import { plotLossCurve } from '../report/loss-curve.js';
@@ -154,6 +155,7 @@ export function registerPretrain(program: Command): void {
       const prep = createProgress('decoding images');
       const bar = createProgress('pretraining', process.stderr, 'stage {stage} (n={level}) epoch {epoch} [{bar}] step {value}/{total} | loss {loss} | pos {pos} neg {neg} | {ips} img/s | ETA {eta_formatted}');
       let lastLine = 0;
+      let lastTuning: string | undefined;
       let nonImages = 0;
       const plain = !process.stderr.isTTY || !!process.env['CI'];
       try {
@@ -193,6 +195,9 @@ export function registerPretrain(program: Command): void {
                 `stage ${e.stage + 1} (n=${e.level}) epoch ${e.epoch + 1}: train loss ${e.trainLoss.toFixed(4)}${e.valLoss !== null ? `, validation loss ${e.valLoss.toFixed(4)}${e.isBest ? ' (best)' : ''}` : ''}` +
                   `${e.valRetrieval !== null ? `, held-out retrieval ${(100 * e.valRetrieval).toFixed(1)}% (chance ${(100 * e.retrievalChance!).toFixed(1)}%)` : ''}, ${e.seconds.toFixed(1)} s\n`,
               );
+              // EDEN_WEBGPU_CONV=tune: what the epoch's tuning chose, when it tuned anything new.
+              const tuning = describeConvTuning();
+              if (tuning && tuning !== lastTuning) process.stderr.write(`${(lastTuning = tuning)}\n`);
             },
           },
         });

@@ -87,18 +87,39 @@ export interface Tiling {
   splits: number;
 }
 
+const TILE_SHAPES = [[4, 4], [1, 4], [4, 1], [2, 2]] as const;
+
+/** As many splits of the reduction as bring the workgroups near TARGET_WORKGROUPS, each at least MIN_SPLIT_LENGTH long. */
+function splitsFor(rows: number, cols: number, depth: number, phases: number, ri: number, rj: number): number {
+  const tiles = Math.ceil(rows / (LANES * ri)) * Math.ceil(cols / (LANES * rj)) * phases;
+  return Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(depth / MIN_SPLIT_LENGTH)));
+}
+
 /**
  * The tile shape that wastes least on partial tiles (a 16-row output, e.g. the last ResNet stage
  * at batch 4, would leave three quarters of a 64-row tile idle), the largest on ties; then as many
  * splits of the reduction as bring the workgroups near TARGET_WORKGROUPS.
  */
 export function chooseTiling(rows: number, cols: number, depth: number, phases = 1): Tiling {
-  const shapes = [[4, 4], [1, 4], [4, 1], [2, 2]] as const;
   const padded = (ri: number, rj: number): number => Math.ceil(rows / (LANES * ri)) * LANES * ri * Math.ceil(cols / (LANES * rj)) * LANES * rj;
-  const [ri, rj] = shapes.reduce((best, s) => (padded(s[0], s[1]) < padded(best[0], best[1]) ? s : best));
-  const tiles = Math.ceil(rows / (LANES * ri)) * Math.ceil(cols / (LANES * rj)) * phases;
-  const splits = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(depth / MIN_SPLIT_LENGTH)));
-  return { ri, rj, splits };
+  const [ri, rj] = TILE_SHAPES.reduce((best, s) => (padded(s[0], s[1]) < padded(best[0], best[1]) ? s : best));
+  return { ri, rj, splits: splitsFor(rows, cols, depth, phases, ri, rj) };
+}
+
+/**
+ * The tilings the tuner tries for a GEMM (webgpu-conv-tune.ts): every tile shape with its rule's
+ * splits, and unsplit where the rule splits. chooseTiling's pick is first.
+ */
+export function candidateTilings(g: Gemm): Tiling[] {
+  const phases = g.phases ?? 1;
+  const all = [chooseTiling(g.rows, g.cols, g.depth, phases)];
+  for (const [ri, rj] of TILE_SHAPES) {
+    const splits = splitsFor(g.rows, g.cols, g.depth, phases, ri, rj);
+    all.push({ ri, rj, splits });
+    if (splits > 1) all.push({ ri, rj, splits: 1 });
+  }
+  const seen = new Set<string>();
+  return all.filter((t) => !seen.has(`${t.ri}x${t.rj}/${t.splits}`) && seen.add(`${t.ri}x${t.rj}/${t.splits}`));
 }
 
 function gemmProgram(g: Gemm, tiling: Tiling, shape: number[]): Program {
@@ -249,10 +270,9 @@ export function webGpuConvVec4Gemms(): number {
 }
 
 /** Run a GEMM (split when that helps) and return its output with `shape` ([rows * cols] elements). */
-function runGemm(backend: WebGpuBackendLike, g: Gemm, inputs: [Info, Info], shape: number[]): Info {
+function runGemm(backend: WebGpuBackendLike, g: Gemm, inputs: [Info, Info], shape: number[], tiling = chooseTiling(g.rows, g.cols, g.depth, g.phases)): Info {
   gemms++;
   if (g.aVec4 || g.bVec4) vec4Gemms++;
-  const tiling = chooseTiling(g.rows, g.cols, g.depth, g.phases);
   const { splits } = tiling;
   const out = backend.runWebGPUProgram(gemmProgram(g, tiling, shape), inputs, 'float32', [{ type: 'int32', data: [g.depth] }]);
   if (splits === 1) return out;
@@ -414,11 +434,13 @@ type KernelArgs = { inputs: Record<string, Info>; backend: WebGpuBackendLike; at
  * the input gradient stays TF.js's; forward outputs narrower
  * than 16 channels too (they would idle most of a tile: the stem's input gradient, 1 channel wide,
  * took 3.5 s against 76 ms). 'all' runs everything here, for tests and for measuring on a GPU.
+ * 'tune' measures, per convolution, TF.js's kernel and Eden's with every tiling on the device at
+ * hand and keeps the fastest (webgpu-conv-tune.ts); until a convolution is tuned, this routing.
  */
-type Route = 'none' | 'all' | 'measured';
+type Route = 'none' | 'all' | 'measured' | 'tune';
 function route(): Route {
   const v = globalThis.process?.env['EDEN_WEBGPU_CONV'];
-  return v === '0' ? 'none' : v === 'all' ? 'all' : 'measured';
+  return v === '0' ? 'none' : v === 'all' ? 'all' : v === 'tune' ? 'tune' : 'measured';
 }
 const SMALL_OUTPUT = 16 * 32 * 32;
 const MIN_COLUMNS = 16;
@@ -428,35 +450,132 @@ function forwardMeasuredFaster(g: Geometry): boolean {
   return g.CO >= MIN_COLUMNS && ((g.KH === 1 && g.KW === 1) || g.B * g.OH * g.OW * g.CO <= SMALL_OUTPUT);
 }
 
-function conv2D(fallback: tf.KernelFunc) {
+/** What runs a convolution: TF.js's kernel (the fallback), or Eden's GEMM with chooseTiling's tiling or the one given. */
+export type ConvChoice = 'tfjs' | 'eden' | Tiling;
+export type ConvKind = 'forward' | 'filter' | 'input';
+
+/** A convolution seen with EDEN_WEBGPU_CONV=tune and not yet tuned: what the tuner needs to run it again. */
+export interface ConvSignature {
+  key: string;
+  kind: ConvKind;
+  kernelName: 'Conv2D' | 'Conv2DBackpropFilter' | 'Conv2DBackpropInput';
+  /** The kernel's inputs by name, as shapes. */
+  inputs: Record<string, number[]>;
+  attrs: Attrs;
+  /** Its GEMM (for the candidate tilings). */
+  gemm: Gemm;
+}
+
+// EDEN_WEBGPU_CONV=tune: choices measured on this device per convolution (webgpu-conv-tune.ts),
+// convolutions seen and not yet measured (they run the measured routing meanwhile), and the choice
+// the tuner forces while it measures.
+const tuned = new Map<string, ConvChoice>();
+const untuned = new Map<string, ConvSignature>();
+let forced: ConvChoice | undefined;
+
+/** The convolutions seen since the last call that have no tuned choice yet (EDEN_WEBGPU_CONV=tune), removed from the list. */
+export function takeUntunedConvolutions(): ConvSignature[] {
+  const list = [...untuned.values()];
+  untuned.clear();
+  return list;
+}
+
+/** Record the tuner's choice for a convolution (by its signature's key). */
+export function setTunedConvolution(key: string, choice: ConvChoice): void {
+  tuned.set(key, choice);
+}
+
+/** The tuned choices so far, by signature key (logs, tests). */
+export function tunedConvolutions(): ReadonlyMap<string, ConvChoice> {
+  return tuned;
+}
+
+/** Forget every tuned choice (tests). */
+export function clearTunedConvolutions(): void {
+  tuned.clear();
+  untuned.clear();
+}
+
+/** Run `work` with every convolution here run by `choice` (the tuner's measurements, tests). */
+export function withConvChoice<T>(choice: ConvChoice, work: () => T): T {
+  const before = forced;
+  forced = choice;
+  try {
+    return work();
+  } finally {
+    forced = before;
+  }
+}
+
+/**
+ * The choice for one convolution: forced, 'all', tuned, or the measured routing (`edenByDefault`);
+ * with EDEN_WEBGPU_CONV=tune an untuned convolution is noted for the tuner.
+ */
+function choose(key: () => string, signature: (key: string) => ConvSignature, edenByDefault: boolean): ConvChoice {
+  if (forced) return forced;
+  const r = route();
+  if (r === 'all') return 'eden';
+  if (r === 'tune') {
+    const k = key();
+    const choice = tuned.get(k);
+    if (choice) return choice;
+    if (!untuned.has(k)) untuned.set(k, signature(k));
+  }
+  return edenByDefault ? 'eden' : 'tfjs';
+}
+
+type Fallback = (args: KernelArgs) => Info;
+const asFallback = (f: tf.KernelFunc): Fallback => f as unknown as Fallback;
+
+/**
+ * One of the three kernels: the geometry (null: NCHW or dilated, TF.js's), the choice, then the
+ * fallback or Eden's GEMM. The GEMM's WGSL bodies are built only when they are needed.
+ */
+function convKernel(
+  kind: ConvKind,
+  kernelName: ConvSignature['kernelName'],
+  fallback: Fallback,
+  parts: (args: KernelArgs) => { g: Geometry | null; gemm: (g: Geometry) => Gemm; operands: [Info, Info]; shape: (g: Geometry) => number[]; edenByDefault: (g: Geometry) => boolean },
+) {
   return (args: KernelArgs): Info => {
-    const { x, filter } = args.inputs as { x: Info; filter: Info };
     const r = route();
-    const g = r === 'none' ? null : geometry(x.shape, filter.shape, args.attrs);
-    if (!g || (r === 'measured' && !forwardMeasuredFaster(g))) return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
-    return runGemm(args.backend, forwardGemm(g), [x, filter], [g.B, g.OH, g.OW, g.CO]);
+    // The measured routing never runs Eden's input gradient: no geometry to compute.
+    if (!forced && (r === 'none' || (r === 'measured' && kind === 'input'))) return fallback(args);
+    const { g, gemm, operands, shape, edenByDefault } = parts(args);
+    if (!g) return fallback(args);
+    const signature = (key: string): ConvSignature => ({
+      key,
+      kind,
+      kernelName,
+      inputs: Object.fromEntries(Object.entries(args.inputs).map(([name, t]) => [name, [...t.shape]])),
+      attrs: { ...args.attrs },
+      gemm: gemm(g),
+    });
+    const choice = choose(() => `${kind}_${keyOf(g)}`, signature, edenByDefault(g));
+    if (choice === 'tfjs') return fallback(args);
+    return runGemm(args.backend, gemm(g), operands, shape(g), choice === 'eden' ? undefined : choice);
   };
 }
 
-function conv2DBackpropFilter(fallback: tf.KernelFunc) {
-  return (args: KernelArgs): Info => {
-    const { x, dy } = args.inputs as { x: Info; dy: Info };
-    const filterShape = args.attrs['filterShape'] as number[];
-    const g = route() === 'none' ? null : geometry(x.shape, filterShape, args.attrs);
-    if (!g) return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
-    return runGemm(args.backend, filterGradGemm(g), [x, dy], [...filterShape]);
-  };
-}
+const conv2D = (fallback: tf.KernelFunc) =>
+  convKernel('forward', 'Conv2D', asFallback(fallback), ({ inputs, attrs }) => {
+    const { x, filter } = inputs as { x: Info; filter: Info };
+    return { g: geometry(x.shape, filter.shape, attrs), gemm: forwardGemm, operands: [x, filter], shape: (g) => [g.B, g.OH, g.OW, g.CO], edenByDefault: forwardMeasuredFaster };
+  });
 
-function conv2DBackpropInput(fallback: tf.KernelFunc) {
-  return (args: KernelArgs): Info => {
-    const { dy, filter } = args.inputs as { dy: Info; filter: Info };
-    const inputShape = args.attrs['inputShape'] as number[];
-    const g = route() === 'all' ? geometry(inputShape, filter.shape, args.attrs) : null;
-    if (!g) return fallback(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
-    return runGemm(args.backend, inputGradGemm(g), [dy, filter], [...inputShape]);
-  };
-}
+const conv2DBackpropFilter = (fallback: tf.KernelFunc) =>
+  convKernel('filter', 'Conv2DBackpropFilter', asFallback(fallback), ({ inputs, attrs }) => {
+    const { x, dy } = inputs as { x: Info; dy: Info };
+    const filterShape = attrs['filterShape'] as number[];
+    return { g: geometry(x.shape, filterShape, attrs), gemm: filterGradGemm, operands: [x, dy], shape: () => [...filterShape], edenByDefault: () => true };
+  });
+
+const conv2DBackpropInput = (fallback: tf.KernelFunc) =>
+  convKernel('input', 'Conv2DBackpropInput', asFallback(fallback), ({ inputs, attrs }) => {
+    const { dy, filter } = inputs as { dy: Info; filter: Info };
+    const inputShape = attrs['inputShape'] as number[];
+    return { g: geometry(inputShape, filter.shape, attrs), gemm: inputGradGemm, operands: [dy, filter], shape: () => [...inputShape], edenByDefault: () => false };
+  });
 
 let registered = false;
 

@@ -130,7 +130,13 @@ export function describeWebGpuEngine(): string {
   const parts = [
     env['EDEN_WEBGPU_FUSED'] === '0' ? 'fused kernels off' : 'fused kernels',
     env['EDEN_WEBGPU_REPLAY'] === '0' ? 'step replay off' : 'step replay',
-    conv === '0' ? "TF.js's convolutions" : conv === 'all' ? 'implicit-GEMM convolutions (all)' : 'implicit-GEMM convolutions (measured routing)',
+    conv === '0'
+      ? "TF.js's convolutions"
+      : conv === 'all'
+        ? 'implicit-GEMM convolutions (all)'
+        : conv === 'tune'
+          ? 'convolutions tuned per layer on this device'
+          : 'implicit-GEMM convolutions (measured routing)',
     sizes && subgroupsOn() ? `subgroups of ${sizes.min === sizes.max ? sizes.min : `${sizes.min}-${sizes.max}`}` : 'no subgroups',
   ];
   return `webgpu on ${adapterDescription || 'an unnamed adapter'} (${parts.join(', ')})`;

@@ -12,6 +12,7 @@ import { infoNceLoss, l2Normalize } from '../ssl/loss.js';
 import type { MemoryQueue } from '../ssl/queue.js';
 import type { SgdMomentum } from './optimizer.js';
 import { StepReplay } from '../engine/webgpu-replay.js';
+import { tuneWebGpuConvolutions } from '../engine/webgpu-conv-tune.js';
 
 export interface StepInputs {
   /** Query and key views, [B, S, S, 1]. */
@@ -138,6 +139,8 @@ export class AdamStepRunner {
 
   async step(inputs: StepInputs, s: StepSettings): Promise<StepMetrics> {
     const { student, teacher, queue, optimizer } = this;
+    // EDEN_WEBGPU_CONV=tune: the convolutions of the steps so far measured on this device first.
+    await tuneWebGpuConvolutions();
     this.calls++;
     this.last = undefined;
     const key = `${inputs.queries.shape}|${inputs.keys.shape}`;

@@ -26,6 +26,7 @@ import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
 import { isOutOfWasmMemory } from '../engine/native.js';
 import { StepReplay } from '../engine/webgpu-replay.js';
+import { tuneWebGpuConvolutions } from '../engine/webgpu-conv-tune.js';
 import { accumulatedGradients } from './accumulate.js';
 import { Adam } from './optimizer.js';
 import { deriveSeed, Rng } from '../core/rng.js';
@@ -328,6 +329,8 @@ async function trainUNet(backbone: ResNet, train: LabelledImage[], val: Labelled
   let replay: StepReplay | undefined;
   let [calls, captures] = [0, 0];
   const step = async (): Promise<number> => {
+    // EDEN_WEBGPU_CONV=tune: the convolutions of the steps so far measured on this device first.
+    await tuneWebGpuConvolutions();
     const { x, y } = stream.next(batch);
     try {
       calls++;
