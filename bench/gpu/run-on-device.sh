@@ -36,6 +36,8 @@ eden() {
   shift 4
   (cd $G && env $envs timeout "$seconds" /tmp/node bench.mjs --child "$@" --backend webgpu "${SMALL[@]}") 2>&1 |
     grep -v "^Warning\|^ERROR" | sed "s/^{/{\"variant\":\"$label\",/" | tee -a "$OUT/eden.log"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || echo "{\"variant\":\"$label\",\"workload\":\"$1\",\"failed\":\"exit $rc$([ "$rc" = 124 ] && echo ": over its $seconds s")\"}" | tee -a "$OUT/eden.log"
 }
 
 if [ "$SMOKE" != 1 ]; then
