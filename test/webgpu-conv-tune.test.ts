@@ -170,6 +170,31 @@ describe('tuned webgpu convolutions (EDEN_WEBGPU_CONV=tune)', () => {
     assert.deepEqual(await tuneWebGpuConvolutions(), []);
   });
 
+  it('rejects a candidate the device refuses, and keeps tuning', async (t) => {
+    if (skip) return skipOrFail(t, 'webgpu', skip);
+    await withEnv('tune', async () => {
+      clearTunedConvolutions();
+      runOnce(SMALL);
+      // 64 x 1 outputs per thread: 64 KB of workgroup memory, over WebGPU's 16 KB default limit.
+      const results = await tuneWebGpuConvolutions({ repetitions: 1, candidates: () => [{ ri: 64, rj: 1, splits: 1 }, { ri: 4, rj: 4, splits: 1 }] });
+      assert.equal(results.length, 3);
+      for (const r of results) {
+        const [tfjs, refused, fine] = r.candidates;
+        assert.equal(tfjs!.rejected, undefined);
+        assert.equal(refused!.ms, Infinity);
+        assert.match(refused!.rejected ?? '', /^device error: .*workgroup/i, JSON.stringify(refused));
+        assert.equal(fine!.rejected, undefined);
+        assert.ok(Number.isFinite(fine!.ms));
+        assert.notDeepEqual(r.chosen, { ri: 64, rj: 1, splits: 1 });
+      }
+      // The device is usable afterwards: the chosen kernels give TF.js's results.
+      const gemms = webGpuConvGemms();
+      runOnce(SMALL);
+      assert.equal(webGpuConvGemms() - gemms, results.filter((r) => r.chosen !== 'tfjs').length);
+      clearTunedConvolutions();
+    });
+  });
+
   it('the pretraining step runner tunes what the steps before it ran; a tuned run learns what an untuned one does', async (t) => {
     if (skip) return skipOrFail(t, 'webgpu', skip);
     const losses = async (conv: string | undefined): Promise<number[]> =>

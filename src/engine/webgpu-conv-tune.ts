@@ -6,7 +6,8 @@
  * call tuneWebGpuConvolutions() before each step, which times each noted convolution on random
  * data with every candidate — TF.js's kernel (for the filter gradient, Eden's earlier conv-based
  * one) and Eden's implicit GEMM with each tile shape and split count (candidateTilings) — by the
- * GPU's own clock (timestamp queries; wall time where the device has none), and keeps the fastest.
+ * GPU's own clock (timestamp queries; wall time where the device has none), and keeps the fastest
+ * of those that ran without a device error and gave TF.js's result.
  * Until then a convolution runs the default routing. Every candidate computes the same product
  * (parity-tested against the cpu backend), so a choice changes speed and rounding, not results;
  * since timings vary, two tuned runs may choose differently and are not bitwise reproducible.
@@ -20,8 +21,8 @@ export interface ConvTuning {
   key: string;
   kind: ConvSignature['kind'];
   inputs: Record<string, number[]>;
-  /** Each candidate's time per call in ms (median of the repetitions), in the order tried. */
-  candidates: Array<{ choice: ConvChoice; ms: number }>;
+  /** Each candidate's time per call in ms (median of the repetitions), in the order tried; Infinity and why when rejected. */
+  candidates: Array<{ choice: ConvChoice; ms: number; rejected?: string }>;
   chosen: ConvChoice;
 }
 
@@ -57,15 +58,18 @@ export function describeConvTuning(): string | undefined {
 
 /**
  * Measure and choose for every convolution noted since the last call (nothing when there are
- * none, or when EDEN_WEBGPU_CONV is not `tune`). `repetitions` timed calls per candidate, after one
- * untimed call that compiles its pipeline; a candidate whose first timed call is over 4x the best
- * so far is not repeated.
+ * none, or when EDEN_WEBGPU_CONV is not `tune`). Each candidate runs once untimed (compiling its
+ * pipeline), and is rejected if the device reports an error meanwhile or its result differs from
+ * TF.js's kernel's by more than 1e-4 of the largest value (a driver that miscompiles it: ENGINE.md
+ * lists such bugs); then `repetitions` timed calls, fewer when the first is over 4x the best so far.
+ * `candidates` replaces the tilings tried (tests).
  */
-export async function tuneWebGpuConvolutions(options: { repetitions?: number } = {}): Promise<ConvTuning[]> {
+export async function tuneWebGpuConvolutions(options: { repetitions?: number; candidates?: (s: ConvSignature) => ConvChoice[] } = {}): Promise<ConvTuning[]> {
   if (globalThis.process?.env['EDEN_WEBGPU_CONV'] !== 'tune') return [];
   const pending = takeUntunedConvolutions();
   if (pending.length === 0) return [];
   if (tf.getBackend() !== 'webgpu') throw new EdenError('engine', `convolution tuning needs the webgpu backend (the backend is ${tf.getBackend()})`);
+  const device = (tf.backend() as unknown as { device: GPUDevice }).device;
   const started = performance.now();
   const repetitions = options.repetitions ?? 3;
   const results: ConvTuning[] = [];
@@ -75,10 +79,15 @@ export async function tuneWebGpuConvolutions(options: { repetitions?: number } =
       const run = (choice: ConvChoice): tf.Tensor => withConvChoice(choice, () => tf.engine().runKernel(s.kernelName, inputs, s.attrs as tf.NamedAttrMap) as tf.Tensor);
       const candidates: ConvTuning['candidates'] = [];
       let best = Infinity;
-      for (const choice of ['tfjs' as const, ...candidateTilings(s.gemm)]) {
-        const warm = run(choice);
-        await warm.data();
-        warm.dispose();
+      let reference: Float32Array | undefined;
+      for (const choice of ['tfjs' as const, ...(options.candidates?.(s) ?? candidateTilings(s.gemm))]) {
+        const checked = await checkedRun(device, () => run(choice));
+        const rejected = checked.error ?? (reference ? mismatch(checked.values!, reference) : undefined);
+        if (rejected) {
+          candidates.push({ choice, ms: Infinity, rejected });
+          continue;
+        }
+        reference ??= checked.values;
         const times: number[] = [];
         for (let r = 0; r < repetitions && (r === 0 || times[0]! <= 4 * best); r++) times.push(await timeOne(() => run(choice)));
         times.sort((a, b) => a - b);
@@ -95,6 +104,35 @@ export async function tuneWebGpuConvolutions(options: { repetitions?: number } =
   }
   seconds += (performance.now() - started) / 1000;
   return results;
+}
+
+/** Run a candidate once, its result read back, with the device's errors captured. */
+async function checkedRun(device: GPUDevice, call: () => tf.Tensor): Promise<{ values?: Float32Array; error?: string }> {
+  const scopes = ['validation', 'out-of-memory', 'internal'] as const;
+  for (const f of scopes) device.pushErrorScope(f);
+  let values: Float32Array | undefined;
+  let thrown: string | undefined;
+  try {
+    const out = call();
+    values = (await out.data()) as Float32Array;
+    out.dispose();
+  } catch (err) {
+    thrown = err instanceof Error ? err.message : String(err);
+  }
+  const errors = await Promise.all(scopes.map(() => device.popErrorScope()));
+  const error = errors.find((e) => e !== null);
+  return error ? { error: `device error: ${error.message.split('\n')[0]}` } : thrown ? { error: thrown } : { values };
+}
+
+/** Why a candidate's result is not TF.js's, or undefined when it is (within 1e-4 of the largest value). */
+function mismatch(got: Float32Array, reference: Float32Array): string | undefined {
+  let [diff, scale] = [0, 0];
+  for (let i = 0; i < reference.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i]! - reference[i]!));
+    scale = Math.max(scale, Math.abs(reference[i]!));
+  }
+  const relative = diff / Math.max(scale, 1e-30);
+  return relative <= 1e-4 ? undefined : `result differs from TF.js's by ${Number.isNaN(relative) ? 'NaN' : relative.toExponential(2)} of the largest value`;
 }
 
 /** One call's time in ms: the GPU's time in its compute passes, or the wall time to its result where there are no timestamp queries. */
