@@ -12,7 +12,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../src/engine/backend.js';
-import { describeWebGpuEngine, probeWebGpu } from '../src/engine/webgpu.js';
+import { checkWebGpuSwitches, describeWebGpuEngine, probeWebGpu } from '../src/engine/webgpu.js';
 import { webGpuInfoNceAvailable } from '../src/engine/webgpu-infonce.js';
 import { webGpuSubgroupSizes, withSubgroupBuiltins } from '../src/engine/webgpu-subgroups.js';
 import { infoNce, infoNceLoss, l2Normalize } from '../src/ssl/loss.js';
@@ -164,6 +164,11 @@ describe('fused InfoNCE on webgpu (lavapipe in CI)', () => {
       assert.match(describeWebGpuEngine(), /TF\.js's convolutions, no subgroups\)$/);
       process.env['EDEN_WEBGPU_CONV'] = 'tune';
       assert.match(describeWebGpuEngine(), /, convolutions tuned per layer on this device, no subgroups\)$/);
+      // A misspelt switch is refused, not ignored.
+      process.env['EDEN_WEBGPU_CONV'] = 'tuned';
+      assert.throws(() => describeWebGpuEngine(), /EDEN_WEBGPU_CONV='tuned' is not one of 0, 1, all, tune \(unset: the default\)/);
+      assert.throws(() => checkWebGpuSwitches({ EDEN_WEBGPU_REPLAY: 'off' }), /EDEN_WEBGPU_REPLAY='off' is not one of 0, 1/);
+      assert.doesNotThrow(() => checkWebGpuSwitches({ EDEN_WEBGPU_REPLAY: '0', EDEN_WEBGPU_CONV: '', OTHER: 'x' }));
     } finally {
       delete process.env['EDEN_WEBGPU_SUBGROUPS'];
       delete process.env['EDEN_WEBGPU_CONV'];

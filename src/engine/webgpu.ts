@@ -71,7 +71,28 @@ async function requestAdapterCompat(gpu: GpuLike, options: Record<string, unknow
   return gpu.requestAdapter({ ...options, featureLevel: 'compatibility' });
 }
 
+/** The EDEN_WEBGPU_* switches and the values each takes (README); unset is the default. */
+const SWITCHES: Record<string, string[]> = {
+  EDEN_WEBGPU_FUSED: ['0', '1'],
+  EDEN_WEBGPU_REPLAY: ['0', '1'],
+  EDEN_WEBGPU_CONV: ['0', '1', 'all', 'tune'],
+  EDEN_WEBGPU_CONV_VEC4: ['0', '1'],
+  EDEN_WEBGPU_SUBGROUPS: ['0', '1'],
+};
+
+/**
+ * Refuse a misspelt switch (EDEN_WEBGPU_CONV=tuned would otherwise run the default silently).
+ * Checked when the webgpu backend starts and for each engine line.
+ */
+export function checkWebGpuSwitches(env: NodeJS.ProcessEnv = process.env): void {
+  for (const [name, values] of Object.entries(SWITCHES)) {
+    const v = env[name];
+    if (v !== undefined && v !== '' && !values.includes(v)) throw new EdenError('config', `${name}='${v}' is not one of ${values.join(', ')} (unset: the default)`);
+  }
+}
+
 export async function initWebGpu(): Promise<void> {
+  checkWebGpuSwitches();
   ready ??= (async () => {
     const webgpu = (await import('webgpu')) as unknown as WebGpuModule;
     const gpu = webgpu.create(dawnOptions());
@@ -125,6 +146,7 @@ export function webGpuAdapterDescription(): string | undefined {
  */
 export function describeWebGpuEngine(): string {
   const env = process.env;
+  checkWebGpuSwitches(env);
   const sizes = webGpuSubgroupSizes();
   const conv = env['EDEN_WEBGPU_CONV'];
   const parts = [
