@@ -3,7 +3,8 @@
  * normally and replayed (after one captured step; a step of another batch size runs normally and
  * is captured in turn) give the same losses, diagnostics, parameters, teacher, batch-norm
  * statistics and memory queue within 1e-6 relative; the tensor count stays flat over replayed
- * steps. Runs on Mesa's lavapipe in CI.
+ * steps; with convolutions tuned (EDEN_WEBGPU_CONV=tune) the runner tunes before a step what the
+ * steps before it ran. Runs on Mesa's lavapipe in CI.
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { SgdMomentum } from '../src/train/optimizer.js';
 import { AdamStepRunner, adamStep, type StepMetrics } from '../src/train/adam-step.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { StepReplay, replayedSteps } from '../src/engine/webgpu-replay.js';
+import { clearTunedConvolutions, setTunedConvolution, takeUntunedConvolutions, tunedConvolutions } from '../src/engine/webgpu-conv.js';
 import { trainSegmenter } from '../src/train/segmenter.js';
 import { disc } from './helpers/discs.js';
 import { createBackbone } from '../src/models/resnet.js';
@@ -44,8 +46,8 @@ interface Run {
   tensorsAfterStep: number[];
 }
 
-/** readBetween: read every variable back after every step (as a checkpoint does). */
-async function train(replay: boolean, readBetween = true): Promise<Run> {
+/** readBetween: read every variable back after every step (as a checkpoint does); afterStep: called after step i. */
+async function train(replay: boolean, readBetween = true, afterStep?: (i: number) => void): Promise<Run> {
   const args = { backbone: 'resnet-tiny', width: 8, projectionDim: 16, seed: 3 };
   const student = new Encoder(args);
   const teacher = new Encoder({ ...args, seed: 4 });
@@ -68,6 +70,7 @@ async function train(replay: boolean, readBetween = true): Promise<Run> {
     if (readBetween) for (const v of [...student.namedVariables().values(), ...teacher.namedVariables().values(), queue.keys]) await v.data();
     tensorsAfterStep.push(tf.memory().numTensors);
     replayedAt.push(runner?.replaying ?? false);
+    afterStep?.(i);
   }
   const state = new Map<string, Float32Array>();
   for (const [name, v] of student.namedVariables()) state.set(`student.${name}`, (await v.data()) as Float32Array);
@@ -124,6 +127,43 @@ describe('webgpu step capture and replay', () => {
     assert.ok(worstState < 1e-6, `${worstName} differs by ${worstState}`);
     // Training happened: the parameters moved from their initial values between the runs' steps.
     assert.ok(normal.metrics[0]!.loss !== normal.metrics[STEPS - 1]!.loss);
+  });
+
+  it('with EDEN_WEBGPU_CONV=tune the runner tunes, before a step, what the steps before it ran; the run learns what an untuned one does', async (t) => {
+    if (skip) return skipOrFail(t, 'webgpu', skip);
+    await useBackend('webgpu');
+    const plain = await train(true, false);
+    // Tuning every convolution here would compile ~200 candidate pipelines on lavapipe: the noted
+    // ones are decided by hand but the smallest of the first step, which (noted again in step 2)
+    // is the runner's to tune before step 3. Not TF.js's filter gradient by hand: that is Eden's
+    // conv-based one, whose own forward convolutions would be noted and tuned in turn.
+    let left = '';
+    const decide = (keep: boolean): void => {
+      const noted = takeUntunedConvolutions().sort((a, b) => a.gemm.rows * a.gemm.cols * a.gemm.depth - b.gemm.rows * b.gemm.cols * b.gemm.depth);
+      if (keep) left = noted.shift()!.key;
+      for (const s of noted) setTunedConvolution(s.key, s.kind === 'filter' ? 'eden' : 'tfjs');
+    };
+    process.env['EDEN_WEBGPU_CONV'] = 'tune';
+    clearTunedConvolutions();
+    let tuned: Run;
+    try {
+      tuned = await train(true, false, (i) => {
+        if (i === 0) decide(true);
+        if (i === 1) assert.equal(tunedConvolutions().has(left), false);
+        if (i === 2) {
+          assert.ok(tunedConvolutions().has(left), 'the runner tuned the convolution before step 3');
+          assert.deepEqual(takeUntunedConvolutions(), []);
+        }
+        if (i === 3) decide(false); // the smaller batch's convolutions
+      });
+    } finally {
+      delete process.env['EDEN_WEBGPU_CONV'];
+      clearTunedConvolutions();
+    }
+    const [a, b] = [plain.metrics.map((m) => m.loss), tuned.metrics.map((m) => m.loss)];
+    console.log(`losses, default routing: ${a.map((l) => l.toFixed(6)).join(' ')}; tuned: ${b.map((l) => l.toFixed(6)).join(' ')}`);
+    a.forEach((l, i) => assert.ok(Math.abs(b[i]! - l) <= 1e-4 * Math.abs(l), `step ${i + 1}: ${b[i]} vs ${l}`));
+    assert.deepEqual(tuned.replayedAt, plain.replayedAt);
   });
 
   it('reading the variables between steps (a checkpoint) does not change what is read at the end', async (t) => {
