@@ -15,6 +15,7 @@ import { readCheckpoint } from '../src/train/checkpoint.js';
 import { diffCheckpoints } from '../src/train/checkpoint-diff.js';
 import { probeWebGpu } from '../src/engine/webgpu.js';
 import { replayedSteps } from '../src/engine/webgpu-replay.js';
+import { clearTunedConvolutions, setTunedConvolution, takeUntunedConvolutions, tunedConvolutions } from '../src/engine/webgpu-conv.js';
 import { skipOrFail } from './helpers/tools.js';
 
 const root = path.join(import.meta.dirname, '..');
@@ -253,6 +254,40 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     await pretrain(webgpu(dir), { resumeFrom: checkpointPaths(dir).last });
     const d = await diffCheckpoints(whole, dir);
     assert.equal(d.maxAbsDiff, 0, `resumed on webgpu, the run differs: ${JSON.stringify(d.tensors.filter((x) => x.maxAbsDiff > 0).slice(0, 3))}`);
+  });
+
+  it('on webgpu with tuned convolutions, a resumed run restores the interrupted one\'s kernels and ends with its weights, to the bit', async (t) => {
+    const probe = await probeWebGpu();
+    if ('reason' in probe) return skipOrFail(t, 'webgpu', probe.reason);
+    // Kernels chosen by hand after step 1 (tuning every convolution would compile ~400 candidate
+    // pipelines on lavapipe): Eden's 2 x 2 tiles, TF.js's input gradients; no validation (its
+    // convolutions would be tuned for real).
+    const decide = (): void => {
+      for (const s of takeUntunedConvolutions()) setTunedConvolution(s.key, s.kind === 'input' ? 'tfjs' : { ri: 2, rj: 2, splits: 1 });
+    };
+    const webgpu = (dir: string): ReturnType<typeof config> => config(dir, { backend: 'webgpu', data: { valFraction: 0 }, curriculum: { levels: [0, 2], epochs: 2 }, run: { maxStepsPerEpoch: 3 } });
+    process.env['EDEN_WEBGPU_CONV'] = 'tune';
+    try {
+      clearTunedConvolutions();
+      const whole = tmp();
+      await pretrain(webgpu(whole), { hooks: { onStep: decide } });
+      const choices = new Map(tunedConvolutions());
+      assert.ok(choices.size >= 6, `${choices.size} convolutions`);
+      clearTunedConvolutions();
+      const dir = tmp();
+      const controller = new AbortController();
+      await pretrain(webgpu(dir), { signal: controller.signal, hooks: { onStep: (e) => (decide(), e.globalStep === 8 && controller.abort()) } });
+      const { meta } = await readCheckpoint(checkpointPaths(dir).last);
+      assert.deepEqual(meta.convTuning, Object.fromEntries(choices));
+      clearTunedConvolutions(); // as a new process would start
+      // No decisions by hand now: the checkpoint's must be there before the first step.
+      await pretrain(webgpu(dir), { resumeFrom: checkpointPaths(dir).last, hooks: { onStart: () => assert.deepEqual(new Map(tunedConvolutions()), choices) } });
+      const d = await diffCheckpoints(whole, dir);
+      assert.equal(d.maxAbsDiff, 0, `resumed with tuned kernels, the run differs: ${JSON.stringify(d.tensors.filter((x) => x.maxAbsDiff > 0).slice(0, 3))}`);
+    } finally {
+      delete process.env['EDEN_WEBGPU_CONV'];
+      clearTunedConvolutions();
+    }
   });
 
   it('on webgpu, replayed steps (after one captured per stage) give the losses of normal steps', async (t) => {

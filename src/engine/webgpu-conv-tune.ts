@@ -10,7 +10,8 @@
  * of those that ran without a device error and gave TF.js's result.
  * Until then a convolution runs the default routing. Every candidate computes the same product
  * (parity-tested against the cpu backend), so a choice changes speed and rounding, not results;
- * since timings vary, two tuned runs may choose differently and are not bitwise reproducible.
+ * since timings vary, two tuned runs may choose differently and are not bitwise reproducible
+ * (a resumed pretraining run is: its checkpoint keeps the choices, train/pretrain.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';

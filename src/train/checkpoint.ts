@@ -12,6 +12,7 @@ import type { Encoder } from '../models/encoder.js';
 import type { MemoryQueue } from '../ssl/queue.js';
 import type { SgdMomentum } from './optimizer.js';
 import { VERSION } from '../version.js';
+import type { ConvChoice } from '../engine/webgpu-conv.js';
 
 export const CHECKPOINT_FORMAT = 'eden-pretrain-1';
 
@@ -40,6 +41,11 @@ export interface CheckpointMeta {
   rng: { seed: number; scheme: string };
   /** Backend the state was computed on. */
   backend: string;
+  /**
+   * EDEN_WEBGPU_CONV=tune: the kernel chosen for each convolution so far (engine/webgpu-conv-tune.ts),
+   * restored on resume so that a resumed run runs the kernels the interrupted one did.
+   */
+  convTuning?: Record<string, ConvChoice>;
 }
 
 export interface TrainingState {

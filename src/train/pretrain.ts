@@ -23,6 +23,7 @@ import { readCheckpoint, restoreState, saveCheckpoint, type CheckpointMeta, type
 import { batchesPerEpoch, drawViews, epochOrder, viewBatches } from './view-batches.js';
 import { defaultViewWorkers, ViewWorkerPool } from './view-workers.js';
 import { LearningWatch, RunningMeans } from './learning-watch.js';
+import { setTunedConvolution, tunedConvolutions } from '../engine/webgpu-conv.js';
 
 export interface StepEvent {
   stage: number;
@@ -191,6 +192,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
   let best: CheckpointMeta['best'] = null;
   if (resumed) {
     restoreState(options.resumeFrom!, resumed.content, resumed.meta, state);
+    restoreTunedConvolutions(resumed.meta.convTuning);
     position = resumed.meta.position;
     best = resumed.meta.best;
     await truncateMetrics(path.join(runDir, 'metrics.jsonl'), position.globalStep);
@@ -207,6 +209,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
       best,
       rng: { seed: config.seed, scheme: 'deriveSeed(seed, salt, stage, epoch, image index) per draw' },
       backend: config.backend,
+      ...tunedConvolutionsToSave(),
     });
     hooks.onCheckpoint?.(file, kind);
   };
@@ -302,6 +305,18 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
     disposeState(state);
   }
   return { runDir, lastCheckpoint: paths.last, bestCheckpoint: best ? paths.best : null, interrupted, position };
+}
+
+/** With EDEN_WEBGPU_CONV=tune, the convolutions' tuned kernels, for the checkpoint. */
+function tunedConvolutionsToSave(): Pick<CheckpointMeta, 'convTuning'> {
+  if (process.env['EDEN_WEBGPU_CONV'] !== 'tune' || tunedConvolutions().size === 0) return {};
+  return { convTuning: Object.fromEntries(tunedConvolutions()) };
+}
+
+/** On resume with EDEN_WEBGPU_CONV=tune: the interrupted run's kernels, not a new tuning (which may choose others). */
+function restoreTunedConvolutions(saved: CheckpointMeta['convTuning']): void {
+  if (process.env['EDEN_WEBGPU_CONV'] !== 'tune' || !saved) return;
+  for (const [key, choice] of Object.entries(saved)) setTunedConvolution(key, choice);
 }
 
 /**
