@@ -13,6 +13,7 @@ export { useBackend, BACKENDS, type BackendName, type BackendOptions } from './e
 export { probeWebGpuAdapter, webGpuAdapterDescription } from './engine/webgpu.js';
 export { webGpuSubgroupSizes } from './engine/webgpu-subgroups.js';
 export { timeGpuPasses, type GpuPassTime } from './engine/webgpu-timing.js';
+export { tuneWebGpuConvolutions, describeConvTuning, type ConvTuning } from './engine/webgpu-conv-tune.js';
 export { registerWasmKernels } from './engine/wasm-kernels.js';
 export { registerGradientFixes, interpolationMatrix, resizeBilinearBackward } from './engine/gradients.js';
 export { saveModel, loadModel, type VariableSet } from './engine/model-io.js';
