@@ -41,6 +41,7 @@ import { subgroupsOn, webGpuSubgroupSizes } from '../src/engine/webgpu-subgroups
 import { AdamStepRunner, adamStep } from '../src/train/adam-step.js';
 import { timeGpuPasses } from '../src/engine/webgpu-timing.js';
 import { convTuningCounts, convTuningSeconds, tuneWebGpuConvolutions } from '../src/engine/webgpu-conv-tune.js';
+import { convTuningOn } from '../src/engine/webgpu-conv.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { UNet } from '../src/models/unet.js';
@@ -134,7 +135,16 @@ async function withEnv<T>(env: Record<string, string>, run: () => Promise<T>): P
   }
 }
 
-/** Median seconds of `run` over the measured steps, after warm-up. */
+/** The middle value (the upper one of an even count), as every median in this file. */
+function medianOf(values: number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+}
+
+/**
+ * Median seconds of `run` over the measured steps, after warm-up. On webgpu, a caller that takes
+ * `after` also gets the GPU's time in the step's compute passes (timestamp queries, read after the
+ * step); the others are not timed on the GPU.
+ */
 async function timeSteps(run: (i: number) => Promise<void>, after?: (i: number, seconds: number, kernelS?: number) => void): Promise<number> {
   const times: number[] = [];
   const [steps, warmup] = [Number(values.steps), Number(values.warmup)];
@@ -148,13 +158,11 @@ async function timeSteps(run: (i: number) => Promise<void>, after?: (i: number, 
       await run(i);
       seconds = (performance.now() - t0) / 1000;
     };
-    // On webgpu the GPU's time in the step's compute passes too (timestamp queries, read after the step).
-    const kernelS = values.backend === 'webgpu' ? (await timeGpuPasses(step)).time?.gpuS : void (await step());
+    const kernelS = values.backend === 'webgpu' && after ? (await timeGpuPasses(step)).time?.gpuS : void (await step());
     if (i >= warmup) times.push(seconds);
     after?.(i, seconds, kernelS);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  return medianOf(times);
 }
 
 /**
@@ -359,7 +367,7 @@ function subgroupsReport(): string {
 
 /** With EDEN_WEBGPU_CONV=tune: how many convolutions chose each kernel, and the seconds tuning took. */
 function convTuningReport(): Record<string, Record<string, number>> {
-  if (process.env['EDEN_WEBGPU_CONV'] !== 'tune') return {};
+  if (!convTuningOn()) return {};
   return { conv_tuning: { ...convTuningCounts(), seconds: Number(convTuningSeconds().toFixed(1)) } };
 }
 
@@ -369,13 +377,13 @@ function convTuningReport(): Record<string, Record<string, number>> {
  * 1 the step is bound by the GPU, far below by the JavaScript that feeds it).
  */
 function gpuReport(gpu: GpuStepStats[]): Record<string, number> {
-  const medianOf = (f: (s: GpuStepStats) => number): number => gpu.map(f).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!;
+  const middle = (f: (s: GpuStepStats) => number): number => medianOf(gpu.map(f));
   const timed = gpu.every((s) => s.kernelS !== undefined);
   return {
-    kernels_per_step: medianOf((s) => s.kernels),
-    host_s_per_step: Number(medianOf((s) => s.hostS).toFixed(4)),
-    gpu_wait_s_per_step: Number(medianOf((s) => s.waitS).toFixed(4)),
-    ...(timed ? { kernel_s_per_step: Number(medianOf((s) => s.kernelS!).toFixed(4)), kernel_share: Number(medianOf((s) => s.kernelS! / s.stepS).toFixed(3)) } : {}),
+    kernels_per_step: middle((s) => s.kernels),
+    host_s_per_step: Number(middle((s) => s.hostS).toFixed(4)),
+    gpu_wait_s_per_step: Number(middle((s) => s.waitS).toFixed(4)),
+    ...(timed ? { kernel_s_per_step: Number(middle((s) => s.kernelS!).toFixed(4)), kernel_share: Number(middle((s) => s.kernelS! / s.stepS).toFixed(3)) } : {}),
   };
 }
 
@@ -482,7 +490,7 @@ async function runChild(w: Workload): Promise<void> {
     ...(gpu.length
       ? {
           ...gpuReport(gpu),
-          fused_optimizer_kernels: gpu.map((s) => s.fused).sort((a, b) => a - b)[Math.floor(gpu.length / 2)]!,
+          fused_optimizer_kernels: medianOf(gpu.map((s) => s.fused)),
           ...(values['defer-submit'] ? { deferred_submit: true } : {}),
           ...(values.replay ? { replayed, pinned_mb: mb(held!.pinned), pinned_released_by_tfjs_mb: mb(held!.retained) } : {}),
           ...(gpuMemory !== undefined ? { gpu_allocated_mb: mb(gpuMemory) } : {}),

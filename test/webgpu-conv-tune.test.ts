@@ -12,6 +12,7 @@ import { useBackend } from '../src/engine/backend.js';
 import { probeWebGpu } from '../src/engine/webgpu.js';
 import { candidateTilings, clearTunedConvolutions, setTunedConvolution, takeUntunedConvolutions, tunedConvolutions, webGpuConvGemms } from '../src/engine/webgpu-conv.js';
 import { convTuningSeconds, describeConvChoice, describeConvTuning, tuneWebGpuConvolutions } from '../src/engine/webgpu-conv-tune.js';
+import { worstRelError } from './helpers/parity.js';
 import { skipOrFail } from './helpers/tools.js';
 
 type Shape4 = [number, number, number, number];
@@ -59,20 +60,6 @@ async function valueAndGrads(c: Case): Promise<Float32Array[]> {
   return values;
 }
 
-/** max |a - b| / max |b| over the three outputs. */
-function worstRelative(got: Float32Array[], ref: Float32Array[]): number {
-  return Math.max(
-    ...ref.map((r, k) => {
-      let [diff, scale] = [0, 0];
-      for (let i = 0; i < r.length; i++) {
-        diff = Math.max(diff, Math.abs(got[k]![i]! - r[i]!));
-        scale = Math.max(scale, Math.abs(r[i]!));
-      }
-      return Number.isFinite(diff) ? diff / scale : Infinity;
-    }),
-  );
-}
-
 function withEnv<T>(value: string | undefined, work: () => Promise<T>): Promise<T> {
   const before = process.env['EDEN_WEBGPU_CONV'];
   if (value === undefined) delete process.env['EDEN_WEBGPU_CONV'];
@@ -111,7 +98,7 @@ describe('tuned webgpu convolutions (EDEN_WEBGPU_CONV=tune)', () => {
           for (const s of signatures) setTunedConvolution(s.key, tilings.get(s.key)![Math.min(k, tilings.get(s.key)!.length - 1)]!);
           const chosen = signatures.map((s) => `${s.kind} ${describeConvChoice(tunedConvolutions().get(s.key)!)}`).join(', ');
           const gemms = webGpuConvGemms();
-          const worst = worstRelative(await valueAndGrads(c), reference);
+          const worst = worstRelError(await valueAndGrads(c), reference);
           // The value, then the forward pass again and both gradients: all four Eden's.
           assert.equal(webGpuConvGemms() - gemms, 4, `${chosen}: not every convolution ran the tuned choice`);
           console.log(`[tuned] ${c.name} | ${chosen}: relative error ${worst.toExponential(2)}`);

@@ -15,6 +15,7 @@ import { Adam, SgdMomentum } from '../src/train/optimizer.js';
 import { ParameterStore, batchNorm, defineBatchNorm } from '../src/models/layers.js';
 import { MemoryQueue } from '../src/ssl/queue.js';
 import { Rng } from '../src/core/rng.js';
+import { worstRelError } from './helpers/parity.js';
 import { skipOrFail } from './helpers/tools.js';
 
 // 1.3M elements: more than the 4096 workgroups x 256 threads of one pass of the kernel.
@@ -78,16 +79,6 @@ async function adam(backend: 'cpu' | 'webgpu'): Promise<Outcome> {
   return out;
 }
 
-/** Largest |a - b| over every element, relative to the largest |b| of its tensor. */
-function worstRelative(a: Float32Array[], b: Float32Array[]): number {
-  let worst = 0;
-  a.forEach((x, k) => {
-    const scale = b[k]!.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-    x.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b[k]![i]!) / scale)));
-  });
-  return worst;
-}
-
 /** Batch norm's running statistics after three training forward passes. */
 async function runningStats(backend: 'cpu' | 'webgpu'): Promise<Float32Array[]> {
   await useBackend(backend);
@@ -141,7 +132,7 @@ describe('in-place update dispatches on webgpu', () => {
     assert.deepEqual(got.counts, { inPlace: 2 * STEPS, tensorOps: 0 });
     assert.equal(webGpuInPlaceDispatches() - dispatches, 2 * STEPS);
     // Same formula, same order; only fused multiply-adds may round differently (~1e-7 relative).
-    const [p, te] = [worstRelative(got.params, reference.params), worstRelative(got.teacher!, reference.teacher!)];
+    const [p, te] = [worstRelError(got.params, reference.params), worstRelError(got.teacher!, reference.teacher!)];
     console.log(`webgpu fused SGD+EMA vs cpu tensor ops: parameters ${p.toExponential(2)}, teacher ${te.toExponential(2)} relative`);
     assert.ok(p < 1e-6 && te < 1e-6, `parameters ${p}, teacher ${te}`);
     // The update is not trivially equal to the initial values (a kernel that does nothing would fail).
@@ -154,7 +145,7 @@ describe('in-place update dispatches on webgpu', () => {
     const reference = await sgd('cpu');
     const got = await sgd('webgpu', false, true);
     assert.deepEqual(got.counts, { inPlace: 2 * STEPS, tensorOps: 0 });
-    const [p, te] = [worstRelative(got.params, reference.params), worstRelative(got.teacher!, reference.teacher!)];
+    const [p, te] = [worstRelError(got.params, reference.params), worstRelError(got.teacher!, reference.teacher!)];
     assert.ok(p < 1e-6 && te < 1e-6, `parameters ${p}, teacher ${te} (a stale host copy reads as the state of an earlier step)`);
   });
 
@@ -164,7 +155,7 @@ describe('in-place update dispatches on webgpu', () => {
     const got = await sgd('webgpu', true);
     // The clones share the parameters' buffers until the first assign; afterwards in place.
     assert.equal(got.counts.tensorOps, 2, JSON.stringify(got.counts));
-    assert.ok(worstRelative(got.params, reference.params) < 1e-6);
+    assert.ok(worstRelError(got.params, reference.params) < 1e-6);
   });
 
   it("Adam: one dispatch per parameter, equal to TF.js's formula on cpu", async (t) => {
@@ -175,7 +166,7 @@ describe('in-place update dispatches on webgpu', () => {
     const got = await adam('webgpu');
     assert.equal(tf.memory().numTensors, tensors);
     assert.deepEqual(got.counts, { inPlace: 2 * STEPS, tensorOps: 0 });
-    const worst = worstRelative(got.params, reference.params);
+    const worst = worstRelError(got.params, reference.params);
     console.log(`webgpu fused Adam vs cpu tensor ops: ${worst.toExponential(2)} relative`);
     assert.ok(worst < 1e-6, `${worst}`);
   });
@@ -189,7 +180,7 @@ describe('in-place update dispatches on webgpu', () => {
     assert.equal(tf.memory().numTensors, tensors);
     // The first update may find the initial values' buffers shared (tensor ops); the later ones not.
     assert.ok(webGpuInPlaceDispatches() - dispatches >= 2, `${webGpuInPlaceDispatches() - dispatches} dispatches`);
-    const worst = worstRelative(got, reference);
+    const worst = worstRelError(got, reference);
     console.log(`webgpu running statistics vs cpu tensor ops: ${worst.toExponential(2)} relative`);
     assert.ok(worst < 1e-6, `${worst}`);
   });

@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
-import { candidateTilings, takeUntunedConvolutions, setTunedConvolution, tunedConvolutions, withConvChoice, type ConvChoice, type ConvSignature } from './webgpu-conv.js';
+import { candidateTilings, convTuningOn, takeUntunedConvolutions, setTunedConvolution, tunedConvolutions, withConvChoice, type ConvChoice, type ConvSignature } from './webgpu-conv.js';
 import { timeGpuPasses } from './webgpu-timing.js';
 
 export interface ConvTuning {
@@ -66,7 +66,7 @@ export function describeConvTuning(): string | undefined {
  * `candidates` replaces the tilings tried (tests).
  */
 export async function tuneWebGpuConvolutions(options: { repetitions?: number; candidates?: (s: ConvSignature) => ConvChoice[] } = {}): Promise<ConvTuning[]> {
-  if (globalThis.process?.env['EDEN_WEBGPU_CONV'] !== 'tune') return [];
+  if (!convTuningOn()) return [];
   const pending = takeUntunedConvolutions();
   if (pending.length === 0) return [];
   if (tf.getBackend() !== 'webgpu') throw new EdenError('engine', `convolution tuning needs the webgpu backend (the backend is ${tf.getBackend()})`);

@@ -442,6 +442,10 @@ function route(): Route {
   const v = globalThis.process?.env['EDEN_WEBGPU_CONV'];
   return v === '0' ? 'none' : v === 'all' ? 'all' : v === 'tune' ? 'tune' : 'measured';
 }
+/** Whether convolutions are tuned per layer on this device (EDEN_WEBGPU_CONV=tune). */
+export function convTuningOn(): boolean {
+  return route() === 'tune';
+}
 const SMALL_OUTPUT = 16 * 32 * 32;
 const MIN_COLUMNS = 16;
 

@@ -23,7 +23,7 @@ import { readCheckpoint, restoreState, saveCheckpoint, type CheckpointMeta, type
 import { batchesPerEpoch, drawViews, epochOrder, viewBatches } from './view-batches.js';
 import { defaultViewWorkers, ViewWorkerPool } from './view-workers.js';
 import { LearningWatch, RunningMeans } from './learning-watch.js';
-import { setTunedConvolution, tunedConvolutions } from '../engine/webgpu-conv.js';
+import { convTuningOn, setTunedConvolution, tunedConvolutions } from '../engine/webgpu-conv.js';
 
 export interface StepEvent {
   stage: number;
@@ -309,13 +309,13 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
 
 /** With EDEN_WEBGPU_CONV=tune, the convolutions' tuned kernels, for the checkpoint. */
 function tunedConvolutionsToSave(): Pick<CheckpointMeta, 'convTuning'> {
-  if (process.env['EDEN_WEBGPU_CONV'] !== 'tune' || tunedConvolutions().size === 0) return {};
+  if (!convTuningOn() || tunedConvolutions().size === 0) return {};
   return { convTuning: Object.fromEntries(tunedConvolutions()) };
 }
 
 /** On resume with EDEN_WEBGPU_CONV=tune: the interrupted run's kernels, not a new tuning (which may choose others). */
 function restoreTunedConvolutions(saved: CheckpointMeta['convTuning']): void {
-  if (process.env['EDEN_WEBGPU_CONV'] !== 'tune' || !saved) return;
+  if (!convTuningOn() || !saved) return;
   for (const [key, choice] of Object.entries(saved)) setTunedConvolution(key, choice);
 }
 

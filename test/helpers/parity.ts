@@ -21,7 +21,8 @@ export interface InputSpec {
   shift?: number;
 }
 
-function relError(a: Float32Array | Int32Array | Uint8Array, b: Float32Array | Int32Array | Uint8Array): number {
+/** max |a - b| / max |b| (Infinity where a difference is not finite). */
+export function relError(a: Float32Array | Int32Array | Uint8Array, b: Float32Array | Int32Array | Uint8Array): number {
   let diff = 0;
   let ref = 0;
   for (let i = 0; i < b.length; i++) {
@@ -30,6 +31,11 @@ function relError(a: Float32Array | Int32Array | Uint8Array, b: Float32Array | I
   }
   if (!Number.isFinite(diff)) return Infinity;
   return diff / Math.max(ref, 1e-12);
+}
+
+/** The largest relError over tensors compared pairwise. */
+export function worstRelError(a: Float32Array[], b: Float32Array[]): number {
+  return Math.max(...b.map((ref, k) => relError(a[k]!, ref)));
 }
 
 async function evaluate(
