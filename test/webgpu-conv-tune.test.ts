@@ -116,7 +116,9 @@ describe('tuned webgpu convolutions (EDEN_WEBGPU_CONV=tune)', () => {
       const c = SMALL;
       runOnce(c);
       runOnce(c); // the same shapes again: still three convolutions to tune
+      const tensors = tf.memory().numTensors;
       const results = await tuneWebGpuConvolutions({ repetitions: 2 });
+      assert.equal(tf.memory().numTensors, tensors, 'tuning left tensors behind');
       assert.deepEqual(results.map((r) => r.kind).sort(), ['filter', 'forward', 'input']);
       for (const r of results) {
         assert.equal(r.candidates[0]!.choice, 'tfjs');
