@@ -176,17 +176,57 @@ describe('eden evaluate --task classify (tiny preset)', () => {
         assert.ok(res[k].meanAuc >= 0 && res[k].meanAuc <= 1, `${k} AUC ${res[k].meanAuc}`);
         assert.ok(res[k].accuracy >= 0 && res[k].accuracy <= 1);
       }
-      assert.match(readFileSync(path.join(out, 'report.md'), 'utf8'), /\| random \| 0\.\d{3} \|/);
+      // The no-network floor sits beside the encoders, with the encoder's probe paired against it.
+      const floor = report.classification.floor;
+      assert.equal(floor.name, 'raw pixels (no network)');
+      assert.equal(floor.side, 16);
+      assert.ok(floor.linearProbe.meanAuc >= 0 && floor.linearProbe.meanAuc <= 1, `floor AUC ${floor.linearProbe.meanAuc}`);
+      const vsFloor = report.classification.comparisons.filter((x: { b: string }) => x.b === floor.name);
+      assert.deepEqual(vsFloor.map((x: { a: string; kind: string }) => `${x.a} ${x.kind}`), ['random linearProbe', 'random fineTune']);
+      assert.ok(vsFloor[0].auc.lo <= vsFloor[0].auc.mean && vsFloor[0].auc.mean <= vsFloor[0].auc.hi);
+      const md = readFileSync(path.join(out, 'report.md'), 'utf8');
+      assert.match(md, /\| random \| 0\.\d{3} \|/);
+      assert.match(md, /\| raw pixels \(no network\) \| 0\.\d{3} \| \d+\.\d% \| — \| — \|/);
+      assert.match(md, /\| random − raw pixels \(no network\) \| [+-]\d+\.\d \[.*\] \| [+-]\d+\.\d \[/);
     });
   }
 });
 
+describe('classification floor: logistic regression on the pixels at 16 x 16', () => {
+  const side = 32;
+  // Images of noise; class 1 has a brighter left half (visible at 16 x 16), class 0 the right half.
+  const rng = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const draw = (n: number, label: (i: number) => number, seed: number) => {
+    const r = rng(seed);
+    return Array.from({ length: n }, (_, i) => {
+      const l = label(i);
+      const image = Float32Array.from({ length: side * side }, (_, p) => 0.4 * r() + ((p % side < side / 2) === (l === 1) ? 0.15 : 0));
+      return { image, label: l };
+    });
+  };
+  const config = async () => (await import('../src/config/evaluate.js')).resolveEvaluateConfig('tiny').classification;
+
+  it('separates classes the pixels show, and is at chance on labels they do not', async () => {
+    await useBackend('wasm');
+    const { rawPixelProbe } = await import('../src/eval/classify.js');
+    const cfg = await config();
+    const shown = await rawPixelProbe({ source: 'synthetic', classes: ['0', '1'], train: draw(40, (i) => i % 2, 1), test: draw(40, (i) => i % 2, 2), size: side }, cfg);
+    assert.equal(shown.meanAuc, 1);
+    assert.equal(shown.accuracy, 1);
+    // Same images, labels drawn independently of them: nothing to learn.
+    const coin = rng(7);
+    const hidden = (n: number, seed: number) => draw(n, () => 0, seed).map((x) => ({ ...x, label: coin() < 0.5 ? 0 : 1 }));
+    const blind = await rawPixelProbe({ source: 'synthetic', classes: ['0', '1'], train: hidden(40, 3), test: hidden(200, 4), size: side }, cfg);
+    assert.ok(Math.abs(blind.meanAuc - 0.5) < 0.12, `AUC on labels the pixels do not carry: ${blind.meanAuc}`);
+  });
+});
+
 describe('evaluation loops free their tensors', () => {
-  it('few-shot fine-tuning, the linear probe and classifier fine-tuning leave tf.memory().numTensors as they found it', async () => {
+  it('few-shot fine-tuning, the linear probe, the pixel floor and classifier fine-tuning leave tf.memory().numTensors as they found it', async () => {
     await useBackend('wasm');
     const { resolveEvaluateConfig } = await import('../src/config/evaluate.js');
     const { fineTuneAndTest } = await import('../src/eval/fewshot.js');
-    const { linearProbe, fineTuneClassifier } = await import('../src/eval/classify.js');
+    const { linearProbe, fineTuneClassifier, rawPixelProbe } = await import('../src/eval/classify.js');
     const { randomSource } = await import('../src/eval/models.js');
     const cfg = resolveEvaluateConfig('tiny');
     const size = cfg.segmentation.size;
@@ -200,6 +240,7 @@ describe('evaluation loops free their tensors', () => {
       for (const mode of ['finetune', 'frozen', 'linear'] as const) await fineTuneAndTest(source, seg, { train: [0, 1, 2], val: [3] }, cfg.segmentation, run, mode);
       await linearProbe(source, cls, cfg.classification);
       await fineTuneClassifier(source, cls, cfg.classification, run);
+      await rawPixelProbe(cls, cfg.classification);
       counts.push(tf.memory().numTensors);
     }
     assert.equal(counts[1], counts[0], `tensor count moved: ${counts.join(' -> ')}`);

@@ -163,7 +163,40 @@ export function pairedAucDifference(a: number[][], b: number[][], labels: number
   return { mean: observed, lo, hi, significant: lo > 0 || hi < 0, seeds, images: n };
 }
 
-/** Logistic regression on frozen, standardised Eve (full batch, Adam, L2 1e-4). */
+/**
+ * Multinomial logistic regression on standardised features (full batch, Adam 0.01, L2 1e-4, each
+ * feature centred and scaled by the training set's statistics): the test set's class
+ * probabilities, [test x classes] row-major. Deterministic (zero init, full batch).
+ */
+async function logisticRegression(train: Float32Array[], labels: number[], test: Float32Array[], classes: number, epochs: number): Promise<Float32Array> {
+  const d = train[0]!.length;
+  const mu = new Float32Array(d);
+  const sd = new Float32Array(d);
+  for (const f of train) for (let k = 0; k < d; k++) mu[k]! += f[k]! / train.length;
+  for (const f of train) for (let k = 0; k < d; k++) sd[k]! += (f[k]! - mu[k]!) ** 2 / train.length;
+  for (let k = 0; k < d; k++) sd[k] = Math.sqrt(sd[k]!) + 1e-6;
+  const stack = (fs: Float32Array[]): tf.Tensor2D => tf.tensor2d(Float32Array.from(fs.flatMap((f) => Array.from(f, (v, k) => (v - mu[k]!) / sd[k]!))), [fs.length, d]);
+  const xtr = stack(train);
+  const xte = stack(test);
+  const ytr = oneHot(labels, classes);
+  const w = variableOf(tf.zeros([d, classes]));
+  const b = variableOf(tf.zeros([classes]));
+  const opt = tf.train.adam(0.01);
+  try {
+    for (let e = 0; e < epochs; e++) {
+      tf.dispose(opt.minimize(() => tf.add(tf.losses.softmaxCrossEntropy(ytr, tf.add(tf.matMul(xtr, w), b)), tf.mul(1e-4, tf.sum(tf.square(w)))) as tf.Scalar, true, [w, b]) ?? []);
+    }
+    const prob = tf.tidy(() => tf.softmax(tf.add(tf.matMul(xte, w), b)));
+    const out = (await prob.data()) as Float32Array;
+    prob.dispose();
+    return out;
+  } finally {
+    tf.dispose([xtr, xte, ytr, w, b]);
+    opt.dispose();
+  }
+}
+
+/** Logistic regression on frozen, standardised Eve (logisticRegression above). */
 export async function linearProbe(source: ModelSource, data: ClassificationData, cfg: EvaluateConfig['classification']): Promise<ClassificationScores> {
   const backbone = await source.create();
   try {
@@ -183,31 +216,25 @@ export async function linearProbe(source: ModelSource, data: ClassificationData,
     recalibrateBatchNorm(backbone, batches());
     const ftr = await features(backbone, data.train.map((x) => x.image), data.size);
     const fte = await features(backbone, data.test.map((x) => x.image), data.size);
-    const d = ftr[0]!.length;
-    const c = data.classes.length;
-    const mu = new Float32Array(d);
-    const sd = new Float32Array(d);
-    for (const f of ftr) for (let k = 0; k < d; k++) mu[k]! += f[k]! / ftr.length;
-    for (const f of ftr) for (let k = 0; k < d; k++) sd[k]! += (f[k]! - mu[k]!) ** 2 / ftr.length;
-    for (let k = 0; k < d; k++) sd[k] = Math.sqrt(sd[k]!) + 1e-6;
-    const stack = (fs: Float32Array[]): tf.Tensor2D => tf.tensor2d(Float32Array.from(fs.flatMap((f) => Array.from(f, (v, k) => (v - mu[k]!) / sd[k]!))), [fs.length, d]);
-    const xtr = stack(ftr);
-    const xte = stack(fte);
-    const ytr = oneHot(data.train.map((x) => x.label), c);
-    const w = variableOf(tf.zeros([d, c]));
-    const b = variableOf(tf.zeros([c]));
-    const opt = tf.train.adam(0.01);
-    for (let e = 0; e < cfg.probeEpochs; e++) {
-      tf.dispose(opt.minimize(() => tf.add(tf.losses.softmaxCrossEntropy(ytr, tf.add(tf.matMul(xtr, w), b)), tf.mul(1e-4, tf.sum(tf.square(w)))) as tf.Scalar, true, [w, b]) ?? []);
-    }
-    const prob = tf.tidy(() => tf.softmax(tf.add(tf.matMul(xte, w), b)));
-    const result = scores((await prob.data()) as Float32Array, data.test.map((x) => x.label), data.classes);
-    tf.dispose([xtr, xte, ytr, w, b, prob]);
-    opt.dispose();
-    return result;
+    const prob = await logisticRegression(ftr, data.train.map((x) => x.label), fte, data.classes.length, cfg.probeEpochs);
+    return scores(prob, data.test.map((x) => x.label), data.classes);
   } finally {
     backbone.dispose();
   }
+}
+
+/** Side of the raw-pixel floor's grid: each image area-averaged to 16 x 16, as the locality floor's patches. */
+export const PIXEL_FLOOR_SIDE = 16;
+
+/**
+ * The no-network floor of classification: the linear probe's logistic regression on each image's
+ * own pixels, area-averaged to PIXEL_FLOOR_SIDE x PIXEL_FLOOR_SIDE (256 features; ResNet-18's Eve has
+ * 512). Whatever a frozen encoder adds must beat this.
+ */
+export async function rawPixelProbe(data: ClassificationData, cfg: EvaluateConfig['classification'], side = PIXEL_FLOOR_SIDE): Promise<ClassificationScores> {
+  const pixels = (items: ClassificationData['train']): Float32Array[] => items.map((x) => resizeGrey(x.image, data.size, data.size, side, side));
+  const prob = await logisticRegression(pixels(data.train), data.train.map((x) => x.label), pixels(data.test), data.classes.length, cfg.probeEpochs);
+  return scores(prob, data.test.map((x) => x.label), data.classes);
 }
 
 /** Fine-tune encoder + linear head with cross-entropy and seeded augmentation (train/classifier.ts), a fixed number of steps. */

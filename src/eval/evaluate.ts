@@ -16,7 +16,7 @@ import { compareFewShot, fewShotSegmentation, loadSegmentationData, summarise, t
 import { kde, mean, std } from './metrics.js';
 import type { ModelSource } from './models.js';
 import { compositionality, landmarks, LANDMARKS, locality, rawPixelLocality, type LocalityResult } from './probes.js';
-import { fineTuneClassifier, linearProbe, loadClassificationData, pairedAucDifference, type ClassificationScores } from './classify.js';
+import { fineTuneClassifier, linearProbe, loadClassificationData, pairedAucDifference, PIXEL_FLOOR_SIDE, rawPixelProbe, type ClassificationScores } from './classify.js';
 import { plotDensity, plotFewShot, plotScatter, reportMarkdown, PROBE_SIDE } from './report.js';
 import type { PairedDifference } from './statistics.js';
 import { deriveSeed } from '../core/rng.js';
@@ -24,6 +24,8 @@ import { deriveSeed } from '../core/rng.js';
 export const TASKS = ['fewshot-seg', 'locality', 'compositionality', 'classify'] as const;
 export type Task = (typeof TASKS)[number];
 /** `--task all` on a segmentation folder; classification needs labels and is asked for by name. */
+/** The no-network floor's name in the locality and classification tables. */
+export const RAW_PIXELS = 'raw pixels (no network)';
 export const SEGMENTATION_FOLDER_TASKS: Task[] = ['fewshot-seg', 'locality', 'compositionality'];
 
 export interface EvaluateOptions {
@@ -72,6 +74,8 @@ export interface EvaluationReport {
     test: number;
     /** linearProbe: one deterministic run; fineTune: one per seed, and their mean. */
     results: Record<string, { linearProbe: ScoresSummary; fineTune: ScoresSummary; fineTuneSeeds: ScoresSummary[] }>;
+    /** The no-network floor: the linear probe's regression on the pixels at `side` x `side`. */
+    floor: { name: typeof RAW_PIXELS; side: number; linearProbe: ScoresSummary };
     comparisons: { kind: 'linearProbe' | 'fineTune'; a: string; b: string; auc: PairedDifference }[];
     seconds: number;
   };
@@ -194,18 +198,27 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
       results[s.name] = { linearProbe: summariseScores(probe), fineTune: meanScores(seeds), fineTuneSeeds: seeds.map(summariseScores) };
       log(`classification, ${s.name}: linear probe AUC ${probe.meanAuc.toFixed(3)} (accuracy ${(100 * probe.accuracy).toFixed(1)}%), fine-tuned AUC ${mean(seeds.map((x) => x.meanAuc)).toFixed(3)} ± ${std(seeds.map((x) => x.meanAuc)).toFixed(3)} over ${seeds.length} seed(s)`);
     }
+    const floor = await rawPixelProbe(data, cfg);
+    log(`classification, ${RAW_PIXELS}: linear probe AUC ${floor.meanAuc.toFixed(3)} (accuracy ${(100 * floor.accuracy).toFixed(1)}%) on the pixels at ${PIXEL_FLOOR_SIDE} x ${PIXEL_FLOOR_SIDE}`);
     const labels = data.test.map((x) => x.label);
     const comparisons: NonNullable<EvaluationReport['classification']>['comparisons'] = [];
     const names = o.sources.map((s) => s.name);
+    const bootstrap = (a: ClassificationScores[], b: ClassificationScores[], seed: number): PairedDifference =>
+      pairedAucDifference(a.map((x) => x.probabilities!), b.map((x) => x.probabilities!), labels, data.classes, { replicates: o.config.bootstrap, seed });
     for (let i = 0; i < names.length; i++) {
       for (let j = i + 1; j < names.length; j++) {
         const [a, b] = [names[i]!, names[j]!];
         const seed = deriveSeed(o.config.seed, 97, i, j);
-        comparisons.push({ kind: 'linearProbe', a, b, auc: pairedAucDifference([probes.get(a)!.probabilities!], [probes.get(b)!.probabilities!], labels, data.classes, { replicates: o.config.bootstrap, seed }) });
-        comparisons.push({ kind: 'fineTune', a, b, auc: pairedAucDifference(tuned.get(a)!.map((x) => x.probabilities!), tuned.get(b)!.map((x) => x.probabilities!), labels, data.classes, { replicates: o.config.bootstrap, seed }) });
+        comparisons.push({ kind: 'linearProbe', a, b, auc: bootstrap([probes.get(a)!], [probes.get(b)!], seed) });
+        comparisons.push({ kind: 'fineTune', a, b, auc: bootstrap(tuned.get(a)!, tuned.get(b)!, seed) });
       }
+      // Every encoder against the floor, probed and fine-tuned: the floor is the classifier one gets
+      // without a network, the same for every seed (deterministic), so each seed is paired with it.
+      const [a, seed] = [names[i]!, deriveSeed(o.config.seed, 97, i, names.length)];
+      comparisons.push({ kind: 'linearProbe', a, b: RAW_PIXELS, auc: bootstrap([probes.get(a)!], [floor], seed) });
+      comparisons.push({ kind: 'fineTune', a, b: RAW_PIXELS, auc: bootstrap(tuned.get(a)!, tuned.get(a)!.map(() => floor), seed) });
     }
-    report.classification = { classes: data.classes, train: data.train.length, test: data.test.length, results, comparisons, seconds: (Date.now() - t0) / 1000 };
+    report.classification = { classes: data.classes, train: data.train.length, test: data.test.length, results, floor: { name: RAW_PIXELS, side: PIXEL_FLOOR_SIDE, linearProbe: summariseScores(floor) }, comparisons, seconds: (Date.now() - t0) / 1000 };
   }
 
   const probes = o.tasks.filter((t) => t === 'locality' || t === 'compositionality');
@@ -249,8 +262,8 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
           .slice(0, o.config.locality.images);
         const results: Record<string, Omit<LocalityResult, 'embedding2d' | 'labels'>> = {};
         const floor = rawPixelLocality(items, PROBE_SIDE, o.config.locality);
-        results['raw pixels (no network)'] = floor;
-        log(`locality, raw pixels (no network): kNN landmark accuracy ${(100 * floor.knnAccuracy).toFixed(1)}%, silhouette ${floor.silhouette.toFixed(3)}`);
+        results[RAW_PIXELS] = floor;
+        log(`locality, ${RAW_PIXELS}: kNN landmark accuracy ${(100 * floor.knnAccuracy).toFixed(1)}%, silhouette ${floor.silhouette.toFixed(3)}`);
         const scatter: { model: string; x: number; y: number; landmark: string }[] = [];
         for (const s of o.sources) {
           const backbone = await s.create();

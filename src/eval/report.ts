@@ -154,15 +154,17 @@ export function reportMarkdown(r: EvaluationReport): string {
       '',
       '## Classification',
       '',
-      `Classes: ${c.classes.join(', ')}; ${c.train} training and ${c.test} test images at ${cfg.size} px. Linear probe = logistic regression on frozen, standardised Eve (batch-norm statistics re-estimated on the training images; deterministic, one run); fine-tuned = encoder + linear head, ${cfg.fineTuneSteps} steps, mean over ${cfg.seeds} seed(s).`,
+      `Classes: ${c.classes.join(', ')}; ${c.train} training and ${c.test} test images at ${cfg.size} px. Linear probe = logistic regression on frozen, standardised Eve (batch-norm statistics re-estimated on the training images; deterministic, one run); fine-tuned = encoder + linear head, ${cfg.fineTuneSteps} steps, mean over ${cfg.seeds} seed(s). **${c.floor.name}** is the floor: the same logistic regression on each image's pixels at ${c.floor.side} x ${c.floor.side}.`,
       '',
       '| model | linear probe AUC | linear probe accuracy | fine-tuned AUC | fine-tuned accuracy |',
       '|---|---|---|---|---|',
     );
     for (const [m, v] of Object.entries(c.results)) lines.push(`| ${m} | ${v.linearProbe.meanAuc.toFixed(3)} | ${(100 * v.linearProbe.accuracy).toFixed(1)}% | ${v.fineTune.meanAuc.toFixed(3)} | ${(100 * v.fineTune.accuracy).toFixed(1)}% |`);
+    lines.push(`| ${c.floor.name} | ${c.floor.linearProbe.meanAuc.toFixed(3)} | ${(100 * c.floor.linearProbe.accuracy).toFixed(1)}% | — | — |`);
     if (c.classes.length > 2) {
       lines.push('', '| model | ' + c.classes.map((k) => `AUC ${k} (probe / fine-tuned)`).join(' | ') + ' |', '|---|' + c.classes.map(() => '---').join('|') + '|');
       for (const [m, v] of Object.entries(c.results)) lines.push(`| ${m} | ${c.classes.map((k) => `${v.linearProbe.aucPerClass[k]!.toFixed(3)} / ${v.fineTune.aucPerClass[k]!.toFixed(3)}`).join(' | ')} |`);
+      lines.push(`| ${c.floor.name} | ${c.classes.map((k) => `${c.floor.linearProbe.aucPerClass[k]!.toFixed(3)} / —`).join(' | ')} |`);
     }
     if (c.comparisons.length) {
       lines.push('', `Paired AUC differences (A − B, AUC points x 100, 95% bootstrap over seeds and test images; * excludes 0):`, '', '| A − B | linear probe | fine-tuned |', '|---|---|---|');
