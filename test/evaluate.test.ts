@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { dice, knnAccuracy, rocAuc, silhouette, std, kde } from '../src/eval/metrics.js';
+import { dice, knnAccuracy, knnHits, rocAuc, silhouette, std, kde } from '../src/eval/metrics.js';
 import { landmarks, splitWhole } from '../src/eval/probes.js';
 import { segmentationLoss } from '../src/train/segmenter.js';
 import { UNet } from '../src/models/unet.js';
@@ -37,6 +37,10 @@ describe('metrics', () => {
     const b = [[0.1, 1], [-0.1, 1], [0, 0.9]].map((p) => Float32Array.from(p));
     const labels = [0, 0, 0, 1, 1, 1];
     assert.equal(knnAccuracy([...a, ...b], labels, 2), 1);
+    // k = 1 by hand: a2 is the nearest neighbour of a0 and of a1; a0 and a1 tie for a2's, a0 first.
+    assert.deepEqual(knnHits([...a, ...b], [0, 0, 1, 1, 1, 1], 1), [0, 0, 0, 1, 1, 1]);
+    assert.deepEqual(knnHits([...a, ...b], [0, 1, 0, 1, 1, 1], 1), [1, 0, 1, 1, 1, 1]);
+    assert.equal(knnAccuracy([...a, ...b], [0, 0, 1, 1, 1, 1], 1), 0.5);
     assert.ok(silhouette([...a, ...b], labels) > 0.9);
     assert.ok(silhouette([...a, ...b], [0, 1, 0, 1, 0, 1]) < 0);
     assert.ok(Math.abs(std([2, 4, 4, 4, 5, 5, 7, 9]) - 2.138) < 1e-3);
@@ -158,6 +162,29 @@ describe('eden evaluate in worker processes, and resumed', { skip: existsSync(wi
   });
 });
 
+describe('eden evaluate --task locality / compositionality (tiny preset)', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
+  for (const [task, measure] of [['locality', 'kNN accuracy'], ['compositionality', 'retrieval top-1']] as const) {
+    it(`${task}: the raw-pixel floor beside the encoder, and A − B paired over the probe's units`, () => {
+      const out = mkdtempSync(path.join(tmpdir(), `eden-${task}-`));
+      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', wingspan, '--preset', 'tiny', '--task', task, '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--out', out], { cwd: root, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const section = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'))[task];
+      assert.deepEqual(Object.keys(section.results).sort(), ['random', 'raw pixels (no network)']);
+      assert.equal(section.comparisons.length, 1);
+      const [c] = section.comparisons;
+      assert.equal(`${c.a} − ${c.b}`, 'random − raw pixels (no network)');
+      // The paired mean is the difference of the two scores in the table (every image has its ten
+      // patches; every whole counts once), and the interval holds it.
+      const score = (m: string): number => (task === 'locality' ? section.results[m].knnAccuracy : section.results[m].retrieval.top1);
+      assert.ok(Math.abs(c.difference.mean - (score('random') - score('raw pixels (no network)'))) < 1e-12, JSON.stringify(c));
+      assert.ok(c.difference.lo <= c.difference.mean && c.difference.mean <= c.difference.hi);
+      const md = readFileSync(path.join(out, 'report.md'), 'utf8');
+      assert.match(md, new RegExp(`Paired differences in ${measure} \\(A − B`));
+      assert.match(md, /\| random − raw pixels \(no network\) \| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]\*? \|/);
+    });
+  }
+});
+
 describe('eden evaluate --task classify (tiny preset)', () => {
   const data = path.join(root, '..', 'shared', 'data');
   for (const [name, args] of [
@@ -218,6 +245,28 @@ describe('classification floor: logistic regression on the pixels at 16 x 16', (
     const hidden = (n: number, seed: number) => draw(n, () => 0, seed).map((x) => ({ ...x, label: coin() < 0.5 ? 0 : 1 }));
     const blind = await rawPixelProbe({ source: 'synthetic', classes: ['0', '1'], train: hidden(40, 3), test: hidden(200, 4), size: side }, cfg);
     assert.ok(Math.abs(blind.meanAuc - 0.5) < 0.12, `AUC on labels the pixels do not carry: ${blind.meanAuc}`);
+  });
+});
+
+describe('compositionality floor: the probe on raw pixels', () => {
+  const side = 64;
+  const o = { wholes: 60, size: 32, wholeFraction: 0.5, seed: 0, retrieval: 19, centring: 32 };
+  // Linear ramps: any part of one, stretched, is still a ramp whose direction is tied to the image's.
+  const ramp = (angle: number, offset: number): Float32Array => {
+    const [c, s] = [Math.cos(angle), Math.sin(angle)];
+    return Float32Array.from({ length: side * side }, (_, p) => offset + 0.4 * (c * ((p % side) / side - 0.5) + s * (Math.floor(p / side) / side - 0.5)));
+  };
+  it('finds wholes from their parts when the pixels tell images apart, not when they differ by brightness only', async () => {
+    const { rawPixelCompositionality } = await import('../src/eval/probes.js');
+    // Each image its own direction: averaged parts point where their whole does.
+    const apart = await rawPixelCompositionality(Array.from({ length: 60 }, (_, i) => ramp((2 * Math.PI * i) / 60, 0.5)), side, o);
+    // One direction, 60 brightness offsets: pixels centred on their mean cannot tell them apart.
+    const alike = await rawPixelCompositionality(Array.from({ length: 60 }, (_, i) => ramp(1, 0.2 + i / 100)), side, o);
+    console.log(`pixel floor, compositionality: retrieval top-1 ${apart.retrieval.top1.toFixed(3)} (mean rank ${apart.retrieval.meanRank.toFixed(1)}) across directions, ${alike.retrieval.top1.toFixed(3)} (${alike.retrieval.meanRank.toFixed(1)}) across brightness; chance 0.05 (10.5)`);
+    assert.equal(apart.retrieval.candidates, 20);
+    // Chance: top-1 0.05, mean rank 10.5.
+    assert.ok(apart.retrieval.top1 > 0.3 && apart.retrieval.meanRank < 4, `directions: ${JSON.stringify(apart.retrieval)}`);
+    assert.ok(alike.retrieval.top1 < 0.2 && alike.retrieval.meanRank > 7, `brightness only: ${JSON.stringify(alike.retrieval)}`);
   });
 });
 

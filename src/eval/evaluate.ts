@@ -15,10 +15,10 @@ import { VERSION } from '../version.js';
 import { compareFewShot, fewShotSegmentation, loadSegmentationData, summarise, type FewShotComparison, type FewShotRun, type FewShotSummaryRow } from './fewshot.js';
 import { kde, mean, std } from './metrics.js';
 import type { ModelSource } from './models.js';
-import { compositionality, landmarks, LANDMARKS, locality, rawPixelLocality, type LocalityResult } from './probes.js';
+import { compositionality, landmarks, LANDMARKS, locality, rawPixelCompositionality, rawPixelLocality, type CompositionResult, type LocalityResult } from './probes.js';
 import { fineTuneClassifier, linearProbe, loadClassificationData, pairedAucDifference, PIXEL_FLOOR_SIDE, rawPixelProbe, type ClassificationScores } from './classify.js';
 import { plotDensity, plotFewShot, plotScatter, reportMarkdown, PROBE_SIDE } from './report.js';
-import type { PairedDifference } from './statistics.js';
+import { pairedBootstrap, type PairedDifference } from './statistics.js';
 import { deriveSeed } from '../core/rng.js';
 
 export const TASKS = ['fewshot-seg', 'locality', 'compositionality', 'classify'] as const;
@@ -58,6 +58,30 @@ export interface CompositionSummary {
   retrieval: { top1: number; meanRank: number; candidates: number };
 }
 
+export type LocalitySummary = Pick<LocalityResult, 'knnAccuracy' | 'silhouette' | 'patches'>;
+
+/** A − B on a probe's per-unit score (an image's kNN accuracy, a whole's retrieval hit). */
+export interface ProbeComparison {
+  a: string;
+  b: string;
+  difference: PairedDifference;
+}
+
+/**
+ * Every pair of models, in the order given (the floor last), on a per-unit score: the mean
+ * difference with a 95% paired bootstrap over the units. The probes are deterministic given the
+ * seed, so there is one "seed" and the units are the only source of noise resampled.
+ */
+function pairwiseOverUnits(scores: [string, number[]][], o: { bootstrap: number; seed: number }, salt: number): ProbeComparison[] {
+  const out: ProbeComparison[] = [];
+  for (let i = 0; i < scores.length; i++) {
+    for (let j = i + 1; j < scores.length; j++) {
+      out.push({ a: scores[i]![0], b: scores[j]![0], difference: pairedBootstrap([scores[i]![1]], [scores[j]![1]], { replicates: o.bootstrap, seed: deriveSeed(o.seed, salt, i, j) }) });
+    }
+  }
+  return out;
+}
+
 export interface EvaluationReport {
   edenVersion: string;
   command: string;
@@ -66,8 +90,10 @@ export interface EvaluationReport {
   models: { name: string; description: string }[];
   data: string;
   fewshot?: { structures: string[]; testImages: string[]; trainPool: number; runs: FewShotRun[]; summary: FewShotSummaryRow[]; comparisons: FewShotComparison[]; seconds: number };
-  locality?: { landmarks: readonly string[]; images: number; results: Record<string, Omit<LocalityResult, 'embedding2d' | 'labels'>>; seconds: number } | { skipped: string };
-  compositionality?: { results: Record<string, CompositionSummary>; seconds: number };
+  /** comparisons: kNN accuracy, paired over images. */
+  locality?: { landmarks: readonly string[]; images: number; results: Record<string, LocalitySummary>; comparisons: ProbeComparison[]; seconds: number } | { skipped: string };
+  /** comparisons: retrieval top-1, paired over wholes. */
+  compositionality?: { results: Record<string, CompositionSummary>; comparisons: ProbeComparison[]; seconds: number };
   classification?: {
     classes: string[];
     train: number;
@@ -229,22 +255,32 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
       const results: Record<string, CompositionSummary> = {};
       const curves: { model: string; measure: string; cosine: number; density: number }[] = [];
       const grid = Array.from({ length: 121 }, (_, i) => -1 + (2.2 * i) / 120);
+      const summary = (byParts: Record<string, number[]>): CompositionSummary['raw'] => {
+        const all = Object.values(byParts).flat();
+        return { mean: mean(all), std: std(all), byParts: Object.fromEntries(Object.entries(byParts).map(([k, v]) => [k, { mean: mean(v), n: v.length }])) };
+      };
+      const record = (name: string, r: CompositionResult): void => {
+        results[name] = { raw: summary(r.byParts), centred: summary(r.centredByParts), retrieval: r.retrieval };
+        for (const [measure, byParts] of [['raw cosine', r.byParts], ['centred cosine', r.centredByParts]] as const) {
+          kde(Object.values(byParts).flat(), grid).forEach((d, i) => curves.push({ model: name, measure, cosine: grid[i]!, density: d }));
+        }
+        const c = results[name]!;
+        log(`compositionality, ${name}: raw cosine ${c.raw.mean.toFixed(3)}, centred cosine ${c.centred.mean.toFixed(3)}, retrieval top-1 ${(100 * r.retrieval.top1).toFixed(1)}% (mean rank ${r.retrieval.meanRank.toFixed(1)} of ${r.retrieval.candidates})`);
+      };
+      const images = data.samples.map((x) => x.image);
+      const options = { ...o.config.compositionality, seed: o.config.seed };
+      const floor = await rawPixelCompositionality(images, PROBE_SIDE, options);
+      record(RAW_PIXELS, floor);
+      const hits: [string, number[]][] = [];
       for (const s of o.sources) {
         const backbone = await s.create();
-        const r = await compositionality(backbone, data.samples.map((x) => x.image), PROBE_SIDE, { ...o.config.compositionality, seed: o.config.seed });
+        const r = await compositionality(backbone, images, PROBE_SIDE, options);
         backbone.dispose();
-        const summary = (byParts: Record<string, number[]>): CompositionSummary['raw'] => {
-          const all = Object.values(byParts).flat();
-          return { mean: mean(all), std: std(all), byParts: Object.fromEntries(Object.entries(byParts).map(([k, v]) => [k, { mean: mean(v), n: v.length }])) };
-        };
-        results[s.name] = { raw: summary(r.byParts), centred: summary(r.centredByParts), retrieval: r.retrieval };
-        for (const [measure, byParts] of [['raw cosine', r.byParts], ['centred cosine', r.centredByParts]] as const) {
-          kde(Object.values(byParts).flat(), grid).forEach((d, i) => curves.push({ model: s.name, measure, cosine: grid[i]!, density: d }));
-        }
-        const c = results[s.name]!;
-        log(`compositionality, ${s.name}: raw cosine ${c.raw.mean.toFixed(3)}, centred cosine ${c.centred.mean.toFixed(3)}, retrieval top-1 ${(100 * r.retrieval.top1).toFixed(1)}% (mean rank ${r.retrieval.meanRank.toFixed(1)} of ${r.retrieval.candidates})`);
+        record(s.name, r);
+        hits.push([s.name, r.retrievalHits]);
       }
-      report.compositionality = { results, seconds: (Date.now() - t0) / 1000 };
+      hits.push([RAW_PIXELS, floor.retrievalHits]);
+      report.compositionality = { results, comparisons: pairwiseOverUnits(hits, o.config, 101), seconds: (Date.now() - t0) / 1000 };
       report.plots.push(await plotDensity(curves, path.join(o.out, 'compositionality.png')));
     }
     if (probes.includes('locality')) {
@@ -260,9 +296,10 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
           .map((x) => ({ image: x.image, points: landmarks(x.masks[at[0]!]!, x.masks[at[1]!]!, x.masks[at[2]!]!, PROBE_SIDE) }))
           .filter((x): x is { image: Float32Array; points: [number, number][] } => x.points !== null)
           .slice(0, o.config.locality.images);
-        const results: Record<string, Omit<LocalityResult, 'embedding2d' | 'labels'>> = {};
+        const results: Record<string, LocalitySummary> = {};
         const floor = rawPixelLocality(items, PROBE_SIDE, o.config.locality);
-        results[RAW_PIXELS] = floor;
+        results[RAW_PIXELS] = { knnAccuracy: floor.knnAccuracy, silhouette: floor.silhouette, patches: floor.patches };
+        const perImage: [string, number[]][] = [];
         log(`locality, ${RAW_PIXELS}: kNN landmark accuracy ${(100 * floor.knnAccuracy).toFixed(1)}%, silhouette ${floor.silhouette.toFixed(3)}`);
         const scatter: { model: string; x: number; y: number; landmark: string }[] = [];
         for (const s of o.sources) {
@@ -270,10 +307,12 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
           const r = await locality(backbone, items, PROBE_SIDE, { ...o.config.locality, seed: o.config.seed });
           backbone.dispose();
           results[s.name] = { knnAccuracy: r.knnAccuracy, silhouette: r.silhouette, patches: r.patches };
+          perImage.push([s.name, r.perImage]);
           r.embedding2d.forEach(([x, y], i) => scatter.push({ model: s.name, x, y, landmark: LANDMARKS[r.labels[i]!]! }));
           log(`locality, ${s.name}: kNN landmark accuracy ${(100 * r.knnAccuracy).toFixed(1)}%, silhouette ${r.silhouette.toFixed(3)} (${r.patches} patches)`);
         }
-        report.locality = { landmarks: LANDMARKS, images: items.length, results, seconds: (Date.now() - t0) / 1000 };
+        perImage.push([RAW_PIXELS, floor.perImage]);
+        report.locality = { landmarks: LANDMARKS, images: items.length, results, comparisons: pairwiseOverUnits(perImage, o.config, 103), seconds: (Date.now() - t0) / 1000 };
         report.plots.push(await plotScatter(scatter, path.join(o.out, 'locality-tsne.png')));
       }
     }

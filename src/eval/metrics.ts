@@ -42,16 +42,21 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Leave-one-out k-nearest-neighbour accuracy under cosine similarity (majority vote, ties to the nearest). */
 export function knnAccuracy(points: Float32Array[], labels: number[], k = 5): number {
-  let correct = 0;
+  return knnHits(points, labels, k).reduce((a, b) => a + b, 0) / points.length;
+}
+
+/** knnAccuracy per point: 1 where its leave-one-out neighbours vote for its own label, else 0. */
+export function knnHits(points: Float32Array[], labels: number[], k = 5): number[] {
+  const hits: number[] = [];
   for (let i = 0; i < points.length; i++) {
     const sims = points.map((p, j) => [j === i ? -Infinity : cosine(points[i]!, p), j] as const).sort((x, y) => y[0] - x[0]).slice(0, k);
     const votes = new Map<number, number>();
     for (const [, j] of sims) votes.set(labels[j]!, (votes.get(labels[j]!) ?? 0) + 1);
     const best = Math.max(...votes.values());
     const winner = sims.find(([, j]) => votes.get(labels[j]!) === best)!;
-    if (labels[winner[1]] === labels[i]) correct++;
+    hits.push(labels[winner[1]] === labels[i] ? 1 : 0);
   }
-  return correct / points.length;
+  return hits;
 }
 
 /** Mean silhouette coefficient with cosine distance (1 - cosine), in [-1, 1]. */

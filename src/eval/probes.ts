@@ -27,7 +27,7 @@ import { extractRegion } from '../data/views.js';
 import { resizeGrey } from '../data/resize.js';
 import { recalibrateBatchNorm } from '../models/recalibrate.js';
 import type { ResNet } from '../models/resnet.js';
-import { cosine, knnAccuracy, mean, silhouette } from './metrics.js';
+import { cosine, knnHits, mean, silhouette } from './metrics.js';
 
 /** Eve of square crops [size * size each] under `backbone` in evaluation mode. */
 export async function embedCrops(backbone: ResNet, crops: Float32Array[], size: number): Promise<Float32Array[]> {
@@ -94,6 +94,8 @@ export interface CompositionResult {
   centredByParts: Record<string, number[]>;
   /** Part-to-whole retrieval among `candidates` wholes (the true one included). */
   retrieval: { top1: number; meanRank: number; candidates: number };
+  /** Per whole, 1 where its parts ranked it first (the unit a paired comparison resamples). */
+  retrievalHits: number[];
 }
 
 /** Parts of a whole (x, y, w, h) for n in {2, 3, 4}. */
@@ -109,18 +111,49 @@ export function splitWhole(x: number, y: number, w: number, h: number, n: number
   return [[x, y, hw, hh], [x + hw, y, w - hw, hh], [x, y + hh, hw, h - hh], [x + hw, y + hh, w - hw, h - hh]];
 }
 
-export async function compositionality(backbone: ResNet, images: Float32Array[], side: number, o: { wholes: number; size: number; wholeFraction: number; seed: number; retrieval: number; centring: number }): Promise<CompositionResult> {
-  const w = Math.round(side * o.wholeFraction);
-  // The shapes a crop can have: the whole, and each part shape (n = 3 parts differ by a pixel at most).
+type CompositionOptions = { wholes: number; size: number; wholeFraction: number; seed: number; retrieval: number; centring: number };
+
+/** The crop shapes of the probe, keyed: the whole, and each part shape (n = 3 parts differ by a pixel at most). */
+function compositionShapes(side: number, wholeFraction: number): { w: number; shapeKey: (pw: number, ph: number) => string; shapes: Map<string, [number, number]> } {
+  const w = Math.round(side * wholeFraction);
   const shapeKey = (pw: number, ph: number): string => `${Math.round((3 * pw) / w)}x${Math.round((2 * ph) / w)}`;
   const shapes = new Map<string, [number, number]>();
   for (const n of [2, 3, 4]) for (const [, , pw, ph] of [[0, 0, w, w], ...splitWhole(0, 0, w, w, n)]) shapes.set(shapeKey(pw!, ph!), [pw!, ph!]);
-  recalibrateOnCrops(backbone, images, side, [...shapes.values()], o.size, Math.max(8, Math.ceil(o.centring / 2)), o.seed);
+  return { w, shapeKey, shapes };
+}
 
-  // Centring: the mean Eve of random crops of each shape.
+export async function compositionality(backbone: ResNet, images: Float32Array[], side: number, o: CompositionOptions): Promise<CompositionResult> {
+  const { shapes } = compositionShapes(side, o.wholeFraction);
+  recalibrateOnCrops(backbone, images, side, [...shapes.values()], o.size, Math.max(8, Math.ceil(o.centring / 2)), o.seed);
+  return compositionOf((crops) => embedCrops(backbone, crops, o.size), images, side, o);
+}
+
+/**
+ * The no-network floor of compositionality: the same wholes, parts, centring and retrieval with
+ * each crop's pixels at 16 x 16, centred on their mean (as the locality floor's patches), in place
+ * of Eve. Parts that find their whole by pixel statistics alone (an image's brightness, contrast)
+ * set the bar an encoder must clear.
+ */
+export async function rawPixelCompositionality(images: Float32Array[], side: number, o: CompositionOptions): Promise<CompositionResult> {
+  return compositionOf(async (crops) => crops.map(pixelVector(o.size)), images, side, o);
+}
+
+/** A crop [size * size] as its pixels at 16 x 16 minus their mean (so cosines are correlations). */
+function pixelVector(size: number): (crop: Float32Array) => Float32Array {
+  return (c) => {
+    const small = resizeGrey(c, size, size, 16, 16);
+    const m = mean(Array.from(small));
+    return small.map((v) => v - m);
+  };
+}
+
+/** Compositionality of any embedding of crops; the wholes and parts drawn depend on the seed only. */
+async function compositionOf(embed: (crops: Float32Array[]) => Promise<Float32Array[]>, images: Float32Array[], side: number, o: CompositionOptions): Promise<CompositionResult> {
+  const { w, shapeKey, shapes } = compositionShapes(side, o.wholeFraction);
+  // Centring: the mean embedding of random crops of each shape.
   const rngCentre = new Rng(deriveSeed(o.seed, 52));
   const centre = new Map<string, Float32Array>();
-  for (const [key, [pw, ph]] of shapes) centre.set(key, meanVector(await embedCrops(backbone, randomCrops(images, side, pw, ph, o.size, o.centring, rngCentre), o.size)));
+  for (const [key, [pw, ph]] of shapes) centre.set(key, meanVector(await embed(randomCrops(images, side, pw, ph, o.size, o.centring, rngCentre))));
 
   const rng = new Rng(deriveSeed(o.seed, 51));
   const byParts: Record<string, number[]> = { '2': [], '3': [], '4': [] };
@@ -134,7 +167,7 @@ export async function compositionality(backbone: ResNet, images: Float32Array[],
     const n = 2 + (i % 3);
     const parts = splitWhole(x, y, w, w, n);
     const crops = [crop(img, side, x, y, w, w, o.size), ...parts.map(([px, py, pw, ph]) => crop(img, side, px, py, pw, ph, o.size))];
-    const e = await embedCrops(backbone, crops, o.size);
+    const e = await embed(crops);
     byParts[String(n)]!.push(cosine(e[0]!, meanVector(e.slice(1))));
     const whole = minus(e[0]!, centre.get(shapeKey(w, w))!);
     const agg = meanVector(e.slice(1).map((p, j) => minus(p, centre.get(shapeKey(parts[j]![2], parts[j]![3]))!)));
@@ -148,14 +181,16 @@ export async function compositionality(backbone: ResNet, images: Float32Array[],
   const rngRetrieval = new Rng(deriveSeed(o.seed, 53));
   let top1 = 0;
   let rankSum = 0;
+  const retrievalHits: number[] = [];
   for (let i = 0; i < o.wholes; i++) {
     const others = rngRetrieval.shuffle([...Array(o.wholes).keys()].filter((j) => j !== i)).slice(0, m);
     const own = cosine(partsCentred[i]!, wholesCentred[i]!);
     const rank = 1 + others.filter((j) => cosine(partsCentred[i]!, wholesCentred[j]!) >= own).length;
     if (rank === 1) top1++;
+    retrievalHits.push(rank === 1 ? 1 : 0);
     rankSum += rank;
   }
-  return { byParts, centredByParts, retrieval: { top1: top1 / o.wholes, meanRank: rankSum / o.wholes, candidates: m + 1 } };
+  return { byParts, centredByParts, retrieval: { top1: top1 / o.wholes, meanRank: rankSum / o.wholes, candidates: m + 1 }, retrievalHits };
 }
 
 // ---- Locality
@@ -220,6 +255,8 @@ export function landmarks(rightLung: Float32Array, leftLung: Float32Array, heart
 
 export interface LocalityResult {
   knnAccuracy: number;
+  /** kNN accuracy of each image's own patches (the unit a paired comparison resamples). */
+  perImage: number[];
   silhouette: number;
   /** 2-D t-SNE coordinates and the landmark index of each patch. */
   embedding2d: [number, number][];
@@ -247,14 +284,18 @@ export function landmarkPatches(items: { image: Float32Array; points: [number, n
  * The no-network floor of locality: each patch's pixels at 16 x 16, centred on their mean (so the
  * cosine is the pixels' correlation). Whatever an encoder adds must beat this.
  */
-export function rawPixelLocality(items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number }): Pick<LocalityResult, 'knnAccuracy' | 'silhouette' | 'patches'> {
+export function rawPixelLocality(items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number }): Pick<LocalityResult, 'knnAccuracy' | 'perImage' | 'silhouette' | 'patches'> {
   const { crops, labels } = landmarkPatches(items, side, o);
-  const vectors = crops.map((c) => {
-    const small = resizeGrey(c, o.size, o.size, 16, 16);
-    const m = mean(Array.from(small));
-    return small.map((v) => v - m);
-  });
-  return { knnAccuracy: knnAccuracy(vectors, labels, 5), silhouette: silhouette(vectors, labels), patches: vectors.length };
+  const vectors = crops.map(pixelVector(o.size));
+  return { ...knnScores(vectors, labels, items), silhouette: silhouette(vectors, labels), patches: vectors.length };
+}
+
+/** kNN accuracy over all patches and per image (landmarkPatches lays each item's patches out in a run). */
+function knnScores(vectors: Float32Array[], labels: number[], items: { points: unknown[] }[]): Pick<LocalityResult, 'knnAccuracy' | 'perImage'> {
+  const hits = knnHits(vectors, labels, 5);
+  let at = 0;
+  const perImage = items.map((item) => mean(hits.slice(at, (at += item.points.length))));
+  return { knnAccuracy: hits.reduce((a, b) => a + b, 0) / hits.length, perImage };
 }
 
 export async function locality(backbone: ResNet, items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number; seed: number }): Promise<LocalityResult> {
@@ -264,5 +305,5 @@ export async function locality(backbone: ResNet, items: { image: Float32Array; p
   const tsne = new TSNE(emb.map((e) => Array.from(e)), { perplexity: Math.min(30, Math.max(5, Math.floor(emb.length / 10))), seed: deriveSeed(o.seed, 61) % 2 ** 31, d: 2 } as never);
   // druidjs returns the 2-D coordinates as an array of [x, y] rows for array input.
   const arr = tsne.transform() as unknown as number[][];
-  return { knnAccuracy: knnAccuracy(emb, labels, 5), silhouette: silhouette(emb, labels), embedding2d: arr.map((r) => [r[0]!, r[1]!]), labels, patches: emb.length };
+  return { ...knnScores(emb, labels, items), silhouette: silhouette(emb, labels), embedding2d: arr.map((r) => [r[0]!, r[1]!]), labels, patches: emb.length };
 }

@@ -3,10 +3,17 @@ import path from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { writeFileAtomic } from '../engine/tensor-file.js';
 import { renderVegaLite } from '../report/plot.js';
-import type { EvaluationReport } from './evaluate.js';
+import type { EvaluationReport, ProbeComparison } from './evaluate.js';
 import type { FewShotComparison, FewShotSummaryRow } from './fewshot.js';
 import { formatDifference } from './statistics.js';
 import { parseDerived } from '../data/derived-structures.js';
+
+/** A probe's paired differences (points x 100) as a table. */
+function probeComparisons(lines: string[], comparisons: ProbeComparison[], measure: string, units: string, replicates: number): void {
+  if (!comparisons.length) return;
+  lines.push('', `Paired differences in ${measure} (A − B, points x 100; 95% bootstrap over ${units}, ${replicates} replicates; * excludes 0):`, '', `| A − B | ${measure} |`, '|---|---|');
+  for (const c of comparisons) lines.push(`| ${c.a} − ${c.b} | ${formatDifference(c.difference)} |`);
+}
 
 /** Side of the images the locality and compositionality probes cut their crops from. */
 export const PROBE_SIDE = 256;
@@ -128,7 +135,9 @@ export function reportMarkdown(r: EvaluationReport): string {
         '|---|---|---|',
       );
       for (const [m, v] of Object.entries(r.locality.results)) lines.push(`| ${m} | ${(100 * v.knnAccuracy).toFixed(1)}% | ${v.silhouette.toFixed(3)} |`);
-      lines.push('', `Chance kNN accuracy: ${(100 / r.locality.landmarks.length).toFixed(0)}%.`, '', '![locality](locality-tsne.png)');
+      lines.push('', `Chance kNN accuracy: ${(100 / r.locality.landmarks.length).toFixed(0)}%.`);
+      probeComparisons(lines, r.locality.comparisons, 'kNN accuracy', 'images (each image\'s patches together)', r.config.bootstrap);
+      lines.push('', '![locality](locality-tsne.png)');
     }
   }
   if (r.compositionality) {
@@ -137,7 +146,7 @@ export function reportMarkdown(r: EvaluationReport): string {
       '',
       '## Compositionality',
       '',
-      `Random square wholes (${Math.round(r.config.compositionality.wholeFraction * 100)}% of the side) split into 2, 3 or 4 parts. Raw cosine = the paper's cos(Eve(whole), mean Eve(parts)), near 1 for any encoder; centred = the same after subtracting the encoder's mean Eve of random crops of each shape; retrieval = each whole's centred parts ranked against its own whole and ${any ? any.retrieval.candidates - 1 : '?'} other wholes (chance top-1 ${any ? (100 / any.retrieval.candidates).toFixed(1) : '?'}%, chance mean rank ${any ? ((any.retrieval.candidates + 1) / 2).toFixed(1) : '?'}).`,
+      `Random square wholes (${Math.round(r.config.compositionality.wholeFraction * 100)}% of the side) split into 2, 3 or 4 parts. Raw cosine = the paper's cos(Eve(whole), mean Eve(parts)), near 1 for any encoder; centred = the same after subtracting the encoder's mean Eve of random crops of each shape; retrieval = each whole's centred parts ranked against its own whole and ${any ? any.retrieval.candidates - 1 : '?'} other wholes (chance top-1 ${any ? (100 / any.retrieval.candidates).toFixed(1) : '?'}%, chance mean rank ${any ? ((any.retrieval.candidates + 1) / 2).toFixed(1) : '?'}). **raw pixels (no network)**: the same with each crop's pixels at 16 x 16 (centred on their mean) in place of Eve.`,
       '',
       '| model | raw cosine | centred cosine | centred, 2 / 3 / 4 parts | retrieval top-1 | mean rank |',
       '|---|---|---|---|---|---|',
@@ -145,6 +154,7 @@ export function reportMarkdown(r: EvaluationReport): string {
     for (const [m, v] of Object.entries(r.compositionality.results)) {
       lines.push(`| ${m} | ${v.raw.mean.toFixed(3)} ± ${v.raw.std.toFixed(3)} | ${v.centred.mean.toFixed(3)} ± ${v.centred.std.toFixed(3)} | ${['2', '3', '4'].map((k) => v.centred.byParts[k]!.mean.toFixed(3)).join(' / ')} | ${(100 * v.retrieval.top1).toFixed(1)}% | ${v.retrieval.meanRank.toFixed(1)} |`);
     }
+    probeComparisons(lines, r.compositionality.comparisons, 'retrieval top-1', 'wholes', r.config.bootstrap);
     lines.push('', '![compositionality](compositionality.png)');
   }
   if (r.classification) {
