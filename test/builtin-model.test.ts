@@ -56,13 +56,18 @@ describe('the shipped pretrained Eve', () => {
     assert.ok(trained.samePart > untrained.samePart + 0.1, `${trained.samePart} vs random ${untrained.samePart}`);
     // ... and above the no-network floor (raw pixels of each quarter, mean-centred at 16 x 16).
     assert.ok(trained.samePart > trained.samePartRawPixels + 0.05, `${trained.samePart} vs raw pixels ${trained.samePartRawPixels}`);
+    // The paired interval is over images: its mean is the difference of the two shares (every image
+    // has the same number of matches), and with 24 images it excludes 0.
+    const d = trained.overRawPixels;
+    assert.ok(Math.abs(d.mean - (trained.samePart - trained.samePartRawPixels)) < 1e-12, JSON.stringify(d));
+    assert.ok(d.lo <= d.mean && d.mean <= d.hi && d.significant && d.images === 24, JSON.stringify(d));
   });
 
   it('is what eden match and eden embed use when no checkpoint is given', () => {
     const m = eden('match');
     assert.equal(m.status, 0, m.stderr);
     assert.match(m.stdout, /^Eve of .*\n24 images, each cut into 4 parts \(level 2\)/);
-    assert.match(m.stdout, /same anatomical region matched: \d+\.\d% of part-to-image matches \(raw pixels: \d+\.\d%, chance: 25\.0%\)\n$/);
+    assert.match(m.stdout, /same anatomical region matched: \d+\.\d% of part-to-image matches \(raw pixels: \d+\.\d%, chance: 25\.0%\)\nEve − raw pixels: \+\d+\.\d \[\+\d+\.\d, \+\d+\.\d\]\* points \(95% bootstrap over the 24 images; \* excludes 0\)\n$/);
     const out = path.join(mkdtempSync(path.join(tmpdir(), 'eden-builtin-')), 'eve.npy');
     const e = eden('embed', path.join(samples, '00870a9c.png'), path.join(samples, '0957ce54.png'), '--out', out);
     assert.equal(e.status, 0, e.stderr);

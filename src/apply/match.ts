@@ -17,6 +17,7 @@ import { extractRegion } from '../data/views.js';
 import { scanDataset, skipped, type SkippedFile } from '../data/scan.js';
 import type { ResNet } from '../models/resnet.js';
 import { cosine } from '../eval/metrics.js';
+import { pairedBootstrap, type PairedDifference } from '../eval/statistics.js';
 
 export interface PartMatch {
   part: number;
@@ -34,15 +35,19 @@ export interface MatchReport {
   samePart: number;
   /** The same share with raw pixels instead of Eve. */
   samePartRawPixels: number;
+  /** samePart − samePartRawPixels with a 95% paired bootstrap over the query images (each image's share of same-part matches). */
+  overRawPixels: PairedDifference;
   skipped: SkippedFile[];
 }
 
 /** For embeddings [image][part], each part's best match in every other image. */
-function bestMatches(emb: Float32Array[][]): { images: PartMatch[][]; samePart: number } {
+function bestMatches(emb: Float32Array[][]): { images: PartMatch[][]; samePart: number; perImage: number[] } {
   let same = 0;
   let total = 0;
-  const images = emb.map((parts, i) =>
-    parts.map((_, p) => {
+  const perImage: number[] = [];
+  const images = emb.map((parts, i) => {
+    const [sameBefore, totalBefore] = [same, total];
+    const found = parts.map((_, p) => {
       const matches: PartMatch['matches'] = [];
       emb.forEach((other, j) => {
         if (j === i) return;
@@ -53,9 +58,11 @@ function bestMatches(emb: Float32Array[][]): { images: PartMatch[][]; samePart: 
         total++;
       });
       return { part: p, matches };
-    }),
-  );
-  return { images, samePart: total ? same / total : NaN };
+    });
+    perImage.push(total > totalBefore ? (same - sameBefore) / (total - totalBefore) : 0);
+    return found;
+  });
+  return { images, samePart: total ? same / total : NaN, perImage };
 }
 
 export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { level: number; size: number; onSkip?: (s: SkippedFile) => void }): Promise<MatchReport> {
@@ -95,5 +102,8 @@ export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { leve
     }),
   );
   const eve = bestMatches(emb);
-  return { files, level: o.level, parts: 2 ** o.level, images: eve.images, samePart: eve.samePart, samePartRawPixels: bestMatches(raw).samePart, skipped: skippedFiles };
+  const pixels = bestMatches(raw);
+  // Every query image has the same number of matches, so the mean of the per-image shares is samePart's difference.
+  const overRawPixels = files.length > 1 ? pairedBootstrap([eve.perImage], [pixels.perImage]) : { mean: NaN, lo: NaN, hi: NaN, significant: false, seeds: 1, images: files.length };
+  return { files, level: o.level, parts: 2 ** o.level, images: eve.images, samePart: eve.samePart, samePartRawPixels: pixels.samePart, overRawPixels, skipped: skippedFiles };
 }

@@ -5,6 +5,7 @@ import { matchAnatomy } from '../apply/match.js';
 import { loadEncoder } from '../models/encoder-file.js';
 import { BUILTIN_NAME, hasBuiltinModel } from '../models/builtin.js';
 import { EdenError } from '../core/errors.js';
+import { formatDifference } from '../eval/statistics.js';
 import { bundledSamples } from './pretrain.js';
 import { parsePositiveInt } from './options.js';
 
@@ -48,6 +49,9 @@ export function registerMatch(program: Command): void {
         process.stdout.write(
           `same anatomical region matched: ${(100 * r.samePart).toFixed(1)}% of part-to-image matches (raw pixels: ${(100 * r.samePartRawPixels).toFixed(1)}%, chance: ${(100 / r.parts).toFixed(1)}%)\n`,
         );
+        if (Number.isFinite(r.overRawPixels.mean)) {
+          process.stdout.write(`Eve − raw pixels: ${formatDifference(r.overRawPixels)} points (95% bootstrap over the ${r.files.length} images; * excludes 0)\n`);
+        }
       } finally {
         encoder.dispose();
       }
