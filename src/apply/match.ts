@@ -17,6 +17,7 @@ import { extractRegion } from '../data/views.js';
 import { scanDataset, skipped, type SkippedFile } from '../data/scan.js';
 import type { ResNet } from '../models/resnet.js';
 import { cosine } from '../eval/metrics.js';
+import { pixelVector } from '../eval/probes.js';
 import { pairedBootstrap, type PairedDifference } from '../eval/statistics.js';
 
 export interface PartMatch {
@@ -94,13 +95,7 @@ export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { leve
     emb.push(parts.map((_, k) => data.slice(k * d, (k + 1) * d)));
     tf.dispose([x, y]);
   }
-  const raw = crops.map((parts) =>
-    parts.map((c) => {
-      const small = resizeGrey(c, o.size, o.size, 16, 16);
-      const m = small.reduce((s, v) => s + v, 0) / small.length;
-      return small.map((v) => v - m);
-    }),
-  );
+  const raw = crops.map((parts) => parts.map(pixelVector(o.size)));
   const eve = bestMatches(emb);
   const pixels = bestMatches(raw);
   // Every query image has the same number of matches, so the mean of the per-image shares is samePart's difference.

@@ -138,8 +138,8 @@ export async function rawPixelCompositionality(images: Float32Array[], side: num
   return compositionOf(async (crops) => crops.map(pixelVector(o.size)), images, side, o);
 }
 
-/** A crop [size * size] as its pixels at 16 x 16 minus their mean (so cosines are correlations). */
-function pixelVector(size: number): (crop: Float32Array) => Float32Array {
+/** A crop [size * size] as its pixels at 16 x 16 minus their mean (so cosines are correlations): the probes' and `eden match`'s no-network embedding. */
+export function pixelVector(size: number): (crop: Float32Array) => Float32Array {
   return (c) => {
     const small = resizeGrey(c, size, size, 16, 16);
     const m = mean(Array.from(small));
