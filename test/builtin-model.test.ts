@@ -17,6 +17,7 @@ import { builtinModelPath } from '../src/models/builtin.js';
 import { loadEncoder } from '../src/models/encoder-file.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { matchAnatomy } from '../src/apply/match.js';
+import { spawnSync } from 'node:child_process';
 import { eden as runEden } from './helpers/cli.js';
 
 const root = path.join(import.meta.dirname, '..');
@@ -61,6 +62,22 @@ describe('the shipped pretrained Eve', () => {
     const d = trained.overRawPixels;
     assert.ok(Math.abs(d.mean - (trained.samePart - trained.samePartRawPixels)) < 1e-12, JSON.stringify(d));
     assert.ok(d.lo <= d.mean && d.mean <= d.hi && d.significant && d.images === 24, JSON.stringify(d));
+  });
+
+  it('eden match --json hands a pipe its whole report, and exits 0 when the reader stops early', () => {
+    // spawnSync reads through a pipe: the report (~250 KB) used to be cut at 64 KiB by process.exit.
+    const m = eden('match', '--json');
+    assert.equal(m.status, 0, m.stderr);
+    const report = JSON.parse(m.stdout) as { files: string[]; images: unknown[][]; overRawPixels: { mean: number } };
+    assert.ok(m.stdout.length > 2 ** 17, `${m.stdout.length} characters`);
+    assert.equal(report.files.length, 24);
+    assert.equal(report.images.length, 24);
+    assert.ok(Number.isFinite(report.overRawPixels.mean));
+    // `| head` closes the pipe after a few bytes: no EPIPE stack trace, status 0.
+    const cli = `"${process.execPath}" --import tsx "${path.join(root, 'src', 'cli', 'main.ts')}"`;
+    const head = spawnSync('bash', ['-c', `set -o pipefail; ${cli} match --json | head -c 10 > /dev/null`], { cwd: root, encoding: 'utf8' });
+    assert.equal(head.status, 0, head.stderr.slice(-2000));
+    assert.doesNotMatch(head.stderr, /EPIPE/, head.stderr.slice(-2000));
   });
 
   it('is what eden match and eden embed use when no checkpoint is given', () => {
