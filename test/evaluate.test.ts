@@ -219,6 +219,17 @@ describe('eden evaluate --task classify (tiny preset)', () => {
   }
 });
 
+describe('evaluation settings', () => {
+  it('asks a multiple of 32 of the size only where the U-Net runs', async () => {
+    const { resolveEvaluateConfig } = await import('../src/config/evaluate.js');
+    assert.equal(resolveEvaluateConfig('cpu', { size: 112 }, ['classify']).classification.size, 112);
+    assert.equal(resolveEvaluateConfig('cpu', { size: 112 }, ['locality', 'compositionality']).classification.size, 112);
+    for (const tasks of [['fewshot-seg'], undefined]) {
+      assert.throws(() => resolveEvaluateConfig('cpu', { size: 112 }, tasks), /segmentation size must be a multiple of 32 \(the encoder's stride\), got 112/);
+    }
+  });
+});
+
 describe('classification floor: logistic regression on the pixels at 16 x 16', () => {
   const side = 32;
   // Images of noise; class 1 has a brighter left half (visible at 16 x 16), class 0 the right half.

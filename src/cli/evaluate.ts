@@ -63,7 +63,7 @@ export function registerEvaluate(program: Command): void {
     .option('--shots <list>', 'labelled images per fine-tuning, e.g. 3,6,12,24', parseList)
     .option('--seeds <n>', 'seeds per setting', parsePositiveInt)
     .option('--steps <n>', 'fine-tuning steps per run (segmentation and classification)', parsePositiveInt)
-    .option('--size <px>', 'input size (segmentation: a multiple of 32; also the classification input size)', parsePositiveInt)
+    .option('--size <px>', 'input size (few-shot segmentation: a multiple of 32; classification: any)', parsePositiveInt)
     .option('--seed <n>', 'base seed', Number)
     .option('--mode <list>', `few-shot segmentation modes: ${SEGMENTATION_MODES.join(', ')} (default of the cpu preset: frozen,finetune)`, parseList)
     .option('--structures <list>', 'structures to segment (after --combine); derived targets as BASE:apex, BASE:costophrenic, BASE:border (e.g. lungs:apex,heart:border)', parseList)
@@ -83,12 +83,12 @@ export function registerEvaluate(program: Command): void {
       if (opts.threads) process.env['EDEN_THREADS'] = String(opts.threads);
       await useBackend(opts.backend);
       if (opts.backend === 'webgpu') process.stderr.write(`engine: ${describeWebGpuEngine()}\n`);
-      const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode });
+      const tasks = opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task];
+      const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode }, tasks);
       // Nothing to judge given: the shipped Eve, so that `eden evaluate DIR` measures it on a user's data.
       const checkpoints = opts.checkpoint.length || opts.baseline.length ? opts.checkpoint : ['builtin'];
       const sources = await resolveSources(checkpoints, opts.baseline, { backbone: opts.arch, width: opts.width });
       const t0 = Date.now();
-      const tasks = opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task];
       const shard = opts.workerIndex ? parseShard(opts.workerIndex) : undefined;
       if (!shard && opts.workers > 1 && tasks.includes('fewshot-seg')) {
         if (!opts.resume) {

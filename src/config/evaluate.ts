@@ -97,7 +97,8 @@ const PRESETS: Record<string, EvaluateConfig> = {
 export const EVALUATE_PRESETS = Object.keys(PRESETS);
 
 
-export function resolveEvaluateConfig(preset: string, overrides: { seed?: number; shots?: number[]; seeds?: number; size?: number; steps?: number; modes?: string[] } = {}): EvaluateConfig {
+/** The preset with the command line's overrides, checked for the tasks that will run (all when not given). */
+export function resolveEvaluateConfig(preset: string, overrides: { seed?: number; shots?: number[]; seeds?: number; size?: number; steps?: number; modes?: string[] } = {}, tasks?: readonly string[]): EvaluateConfig {
   const base = PRESETS[preset];
   if (!base) throw configError(`unknown evaluation preset '${preset}': expected one of ${EVALUATE_PRESETS.join(', ')}`);
   const c: EvaluateConfig = structuredClone(base);
@@ -111,7 +112,8 @@ export function resolveEvaluateConfig(preset: string, overrides: { seed?: number
     for (const m of overrides.modes) if (!(SEGMENTATION_MODES as readonly string[]).includes(m)) throw configError(`unknown mode '${m}': expected ${SEGMENTATION_MODES.join(', ')}`);
     c.segmentation.modes = [...new Set(overrides.modes)] as SegmentationMode[];
   }
-  if (c.segmentation.size % 32 !== 0) throw configError(`segmentation size must be a multiple of 32 (the encoder's stride), got ${c.segmentation.size}`);
+  // Only the U-Net's skip connections need a multiple of the encoder's stride; classification pools any size.
+  if ((!tasks || tasks.includes('fewshot-seg')) && c.segmentation.size % 32 !== 0) throw configError(`segmentation size must be a multiple of 32 (the encoder's stride), got ${c.segmentation.size}`);
   for (const k of c.segmentation.shots) if (!Number.isInteger(k) || k < 1) throw configError(`shots must be positive integers, got ${k}`);
   if (!Number.isInteger(c.segmentation.seeds) || c.segmentation.seeds < 1) throw configError(`seeds must be a positive integer, got ${c.segmentation.seeds}`);
   return c;
