@@ -16,7 +16,7 @@ import { resizeGrey } from '../data/resize.js';
 import { extractRegion } from '../data/views.js';
 import { scanDataset, skipped, type SkippedFile } from '../data/scan.js';
 import type { ResNet } from '../models/resnet.js';
-import { cosine } from '../eval/metrics.js';
+import { cosine, mean } from '../eval/metrics.js';
 import { pixelVector } from '../eval/probes.js';
 import { pairedBootstrap, type PairedDifference } from '../eval/statistics.js';
 
@@ -43,27 +43,22 @@ export interface MatchReport {
 
 /** For embeddings [image][part], each part's best match in every other image. */
 function bestMatches(emb: Float32Array[][]): { images: PartMatch[][]; samePart: number; perImage: number[] } {
-  let same = 0;
-  let total = 0;
-  const perImage: number[] = [];
-  const images = emb.map((parts, i) => {
-    const [sameBefore, totalBefore] = [same, total];
-    const found = parts.map((_, p) => {
+  const images = emb.map((parts, i) =>
+    parts.map((_, p) => {
       const matches: PartMatch['matches'] = [];
       emb.forEach((other, j) => {
         if (j === i) return;
         const sims = other.map((q) => cosine(parts[p]!, q));
         const best = sims.indexOf(Math.max(...sims));
         matches.push({ image: j, part: best, cosine: sims[best]! });
-        same += best === p ? 1 : 0;
-        total++;
       });
       return { part: p, matches };
-    });
-    perImage.push(total > totalBefore ? (same - sameBefore) / (total - totalBefore) : 0);
-    return found;
-  });
-  return { images, samePart: total ? same / total : NaN, perImage };
+    }),
+  );
+  // Per query image, the share of its parts' matches that land on the same part.
+  const same = images.map((parts) => parts.flatMap((q) => q.matches.map((m) => (m.part === q.part ? 1 : 0))));
+  const all = same.flat();
+  return { images, samePart: mean(all), perImage: same.map((s) => (s.length ? mean(s) : 0)) };
 }
 
 export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { level: number; size: number; onSkip?: (s: SkippedFile) => void }): Promise<MatchReport> {

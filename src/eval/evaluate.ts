@@ -23,9 +23,9 @@ import { deriveSeed } from '../core/rng.js';
 
 export const TASKS = ['fewshot-seg', 'locality', 'compositionality', 'classify'] as const;
 export type Task = (typeof TASKS)[number];
-/** `--task all` on a segmentation folder; classification needs labels and is asked for by name. */
-/** The no-network floor's name in the locality and classification tables. */
+/** The no-network floor's name in the locality, compositionality and classification tables. */
 export const RAW_PIXELS = 'raw pixels (no network)';
+/** `--task all` on a segmentation folder; classification needs labels and is asked for by name. */
 export const SEGMENTATION_FOLDER_TASKS: Task[] = ['fewshot-seg', 'locality', 'compositionality'];
 
 export interface EvaluateOptions {

@@ -42,7 +42,7 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /** Leave-one-out k-nearest-neighbour accuracy under cosine similarity (majority vote, ties to the nearest). */
 export function knnAccuracy(points: Float32Array[], labels: number[], k = 5): number {
-  return knnHits(points, labels, k).reduce((a, b) => a + b, 0) / points.length;
+  return mean(knnHits(points, labels, k));
 }
 
 /** knnAccuracy per point: 1 where its leave-one-out neighbours vote for its own label, else 0. */

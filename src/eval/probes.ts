@@ -179,18 +179,16 @@ async function compositionOf(embed: (crops: Float32Array[]) => Promise<Float32Ar
   // Retrieval: each whole's parts against its own whole and M others (seeded draw).
   const m = Math.min(o.retrieval, o.wholes - 1);
   const rngRetrieval = new Rng(deriveSeed(o.seed, 53));
-  let top1 = 0;
   let rankSum = 0;
   const retrievalHits: number[] = [];
   for (let i = 0; i < o.wholes; i++) {
     const others = rngRetrieval.shuffle([...Array(o.wholes).keys()].filter((j) => j !== i)).slice(0, m);
     const own = cosine(partsCentred[i]!, wholesCentred[i]!);
     const rank = 1 + others.filter((j) => cosine(partsCentred[i]!, wholesCentred[j]!) >= own).length;
-    if (rank === 1) top1++;
     retrievalHits.push(rank === 1 ? 1 : 0);
     rankSum += rank;
   }
-  return { byParts, centredByParts, retrieval: { top1: top1 / o.wholes, meanRank: rankSum / o.wholes, candidates: m + 1 }, retrievalHits };
+  return { byParts, centredByParts, retrieval: { top1: mean(retrievalHits), meanRank: rankSum / o.wholes, candidates: m + 1 }, retrievalHits };
 }
 
 // ---- Locality
@@ -295,7 +293,7 @@ function knnScores(vectors: Float32Array[], labels: number[], items: { points: u
   const hits = knnHits(vectors, labels, 5);
   let at = 0;
   const perImage = items.map((item) => mean(hits.slice(at, (at += item.points.length))));
-  return { knnAccuracy: hits.reduce((a, b) => a + b, 0) / hits.length, perImage };
+  return { knnAccuracy: mean(hits), perImage };
 }
 
 export async function locality(backbone: ResNet, items: { image: Float32Array; points: [number, number][] }[], side: number, o: { size: number; patchFraction: number; seed: number }): Promise<LocalityResult> {
