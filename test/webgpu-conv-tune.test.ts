@@ -25,7 +25,7 @@ interface Case {
 }
 
 // The tilings other than chooseTiling's pick (which the EDEN_WEBGPU_CONV=all cases of
-// engine-ops.test.ts cover) on two layers: scalar loads, partial tiles and split reductions in all
+// webgpu-ops.test.ts cover) on two layers: scalar loads, partial tiles and split reductions in all
 // three kernels; vec4 loads, the input gradient's stride phases and a split per phase.
 const CASES: Case[] = [
   { name: '3x3, 70 -> 66 channels (scalar loads, partial tiles, split reductions)', x: [2, 16, 16, 70], w: [3, 3, 70, 66], stride: 1, pad: 'same' },
