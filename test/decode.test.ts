@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { decodeImageFile } from '../src/data/decode.js';
 import { normalizeIntensity, percentiles } from '../src/data/intensity.js';
 import { resizeGrey } from '../src/data/resize.js';
+import { Rng } from '../src/core/rng.js';
 
 const fixtures = path.join(import.meta.dirname, 'fixtures', 'dicom');
 const tmp = mkdtempSync(path.join(tmpdir(), 'eden-decode-'));
@@ -249,6 +250,36 @@ describe('intensity normalisation', () => {
     assert.equal(out[0], 0);
     assert.equal(out[1000], 1);
     assert.ok(Math.abs(out[500]! - 490 / 980) < 1e-6);
+  });
+
+  it('percentiles by counting (integer images) equal those of a sorted copy, and fractional, NaN or wide-range values still sort', () => {
+    // The reference: numpy's linear interpolation over the sorted subsample, written out.
+    const reference = (data: Float32Array, ps: number[]): number[] => {
+      const stride = Math.max(1, Math.floor(data.length / (1 << 20)));
+      const sample = Float32Array.from({ length: Math.ceil(data.length / stride) }, (_, j) => data[j * stride]!).sort();
+      return ps.map((p) => {
+        const pos = (p / 100) * (sample.length - 1);
+        const lo = Math.floor(pos);
+        const hi = Math.min(lo + 1, sample.length - 1);
+        return sample[lo]! + (sample[hi]! - sample[lo]!) * (pos - lo);
+      });
+    };
+    const rng = new Rng(11);
+    const ints = (n: number, lo: number, hi: number): Float32Array => Float32Array.from({ length: n }, () => lo + Math.floor(rng.next() * (hi - lo + 1)));
+    const cases: [string, Float32Array][] = [
+      ['8-bit', ints(512 * 512, 0, 255)],
+      ['8-bit, mostly black (wingspan-like)', Float32Array.from(ints(70000, 0, 255), (v, i) => (i % 9 ? Math.min(v, 70) : v))],
+      ['12-bit', ints(300 * 301, 0, 4095)],
+      ['signed (CT-like)', ints(4097, -1024, 3071)],
+      ['16-bit over 2^20 values (subsampled, stride 2)', ints((1 << 21) + 3, 0, 65535)],
+      ['one value', new Float32Array(10).fill(42)],
+      ['a single pixel', Float32Array.of(-3)],
+      ['fractional', Float32Array.from(ints(5000, 0, 255), (v) => v / 7)],
+      ['a NaN among integers', Float32Array.from(ints(5000, 0, 255), (v, i) => (i === 17 ? NaN : v))],
+      ['wider than 2^16', ints(5000, 0, 200000)],
+    ];
+    const ps = [0, 0.5, 1, 5, 50, 99, 99.9, 100];
+    for (const [name, data] of cases) assert.deepEqual(percentiles(data, ps), reference(data, ps), name);
   });
 
   it('uses the DICOM VOI window in auto mode', async () => {
