@@ -1,13 +1,15 @@
 /**
  * Every op a ResNet / U-Net training step uses, value and gradient, on webgpu (lavapipe in CI)
- * against the pure-JS cpu backend (cases: helpers/op-cases.ts), and Eden's implicit-GEMM
- * convolutions (engine/webgpu-conv.ts) with every routing. Relative error must stay below 1e-4.
+ * against the pure-JS cpu backend (cases: helpers/op-cases.ts), a small ResNet's whole gradient
+ * (helpers/whole-gradient.ts), and Eden's implicit-GEMM convolutions (engine/webgpu-conv.ts) with
+ * every routing. Relative error must stay below 1e-4.
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { parity, formatParity } from './helpers/parity.js';
 import { convCases, paritySuite, TOLERANCE } from './helpers/op-cases.js';
+import { compareWholeGradient } from './helpers/whole-gradient.js';
 import { probeWebGpu } from '../src/engine/webgpu.js';
 import { webGpuConvGemms, webGpuConvVec4Gemms } from '../src/engine/webgpu-conv.js';
 import { rowBlocks } from '../src/engine/webgpu-batchnorm.js';
@@ -21,6 +23,13 @@ before(async () => {
   if ('adapter' in probe) console.log(`webgpu adapter: ${probe.adapter}`);
 });
 paritySuite('webgpu', () => webgpuSkip, 'webgpu');
+
+describe('ResNet training gradient on webgpu', () => {
+  it('webgpu matches cpu for every parameter (rel. error < 1e-4)', async (t) => {
+    if (webgpuSkip) return skipOrFail(t, 'webgpu', webgpuSkip);
+    await compareWholeGradient('webgpu');
+  });
+});
 
 describe('webgpu implicit-GEMM convolutions (engine/webgpu-conv.ts)', () => {
   // The default routing runs only some convolutions there (see route()); here all three run there,
