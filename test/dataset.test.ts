@@ -5,12 +5,13 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { scanDataset } from '../src/data/scan.js';
 import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
 import { ImageDataset } from '../src/data/dataset.js';
+import { planCache, thisMachine, type CacheSetting } from '../src/data/cache-plan.js';
 import type { SkippedFile } from '../src/data/scan.js';
 import { Rng } from '../src/core/rng.js';
 
@@ -165,5 +166,69 @@ describe('ImageDataset', () => {
     const seen: number[] = [];
     for await (const s of ds.iterate(order, 3)) seen.push(s.index);
     assert.deepEqual(seen, order);
+  });
+
+  it('a disk cache that cannot be written (here: under a file) serves every image anyway, and says so once', async () => {
+    const { dir } = plantedFolder();
+    const blocker = path.join(mkdtempSync(path.join(tmpdir(), 'eden-cache-')), 'a-file');
+    writeFileSync(blocker, 'not a folder');
+    const scan = await scanDataset([dir]);
+    const warnings: string[] = [];
+    const reported: string[] = [];
+    const ds = new ImageDataset(scan.images, { size: 96, cache: 'disk', cacheDir: path.join(blocker, 'cache'), onSkip: (s) => reported.push(path.basename(s.path)), onWarning: (m) => warnings.push(m) });
+    const usable = await ds.validate();
+    // The same images as with a working cache: a full disk is not the images' fault.
+    assert.equal(usable.length, 6);
+    assert.deepEqual(reported.sort(), ['corrupt.png', 'empty.png', 'fake.jpg', 'random.dcm', 'truncated.png']);
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /the disk cache in .*a-file\/cache cannot be written \(.*(ENOTDIR|EEXIST).*\); images are decoded again when needed/);
+    const fresh = new ImageDataset(scan.images, { size: 96, cache: 'none' });
+    assert.deepEqual(Array.from((await ds.get(usable[0]!))!.image), Array.from((await fresh.get(usable[0]!))!.image));
+  });
+});
+
+describe('where pretraining keeps decoded images (planCache)', () => {
+  const GB = 1e9;
+  const plan = (setting: CacheSetting, images: number, side: number, memoryBytes: number, freeDiskBytes: number | undefined) =>
+    planCache(setting, { images, side, cacheDir: '.eden-cache' }, { memoryBytes, freeDiskBytes });
+
+  it('auto: memory when the images take at most half of it, else the disk when it has room, else none', () => {
+    // 1,243 images at 384 px (the cpu preset's run): 733 MB.
+    const small = plan('auto', 1243, 384, 24 * GB, 100 * GB);
+    assert.equal(small.mode, 'memory');
+    assert.equal(small.bytes, 1243 * 384 * 384 * 4);
+    assert.equal(small.reason, '1,243 images at 384 px take up to 733.2 MB as float32: kept in memory');
+    // 75,000 at 896 px (the paper preset on a large folder): 240.8 GB.
+    const large = plan('auto', 75000, 896, 128 * GB, 1000 * GB);
+    assert.equal(large.mode, 'disk');
+    assert.match(large.reason, /^75,000 images at 896 px take up to 240\.8 GB as float32, more than half of this machine's 128\.0 GB of memory: cached on disk in \.eden-cache \(1\.0 TB free\)$/);
+    assert.equal(plan('auto', 75000, 896, 128 * GB, 200 * GB).mode, 'none');
+    // The bounds: exactly half of memory stays in memory; the disk needs a tenth to spare.
+    const bytes = 1000 * 512 * 512 * 4;
+    assert.equal(plan('auto', 1000, 512, 2 * bytes, 0).mode, 'memory');
+    assert.equal(plan('auto', 1000, 512, 2 * bytes - 1, 1.1 * bytes).mode, 'disk');
+    assert.equal(plan('auto', 1000, 512, 2 * bytes - 1, 1.1 * bytes - 1).mode, 'none');
+    // Unknown free space: the disk is tried (a failed write is reported and decoding goes on).
+    assert.equal(plan('auto', 1000, 512, bytes, undefined).mode, 'disk');
+    assert.ok(!small.warning && !large.warning);
+  });
+
+  it('an explicit mode is kept, with a warning when it will not fit', () => {
+    const memory = plan('memory', 75000, 896, 128 * GB, 1000 * GB);
+    assert.equal(memory.mode, 'memory');
+    assert.match(memory.warning!, /^--cache memory: 75,000 images at 896 px take up to 240\.8 GB as float32, more than half of this machine's 128\.0 GB of memory; the process may run out of memory/);
+    const disk = plan('disk', 75000, 896, 128 * GB, 100 * GB);
+    assert.equal(disk.mode, 'disk');
+    assert.match(disk.warning!, /^--cache disk: .* more than \.eden-cache has free \(100\.0 GB free\); writing the cache may fail/);
+    assert.equal(plan('none', 75000, 896, 1, 1).mode, 'none');
+    assert.equal(plan('none', 75000, 896, 1, 1).warning, undefined);
+    assert.equal(plan('memory', 10, 96, 128 * GB, 0).warning, undefined);
+  });
+
+  it('counts masks with the images, and sees this machine', async () => {
+    assert.equal(planCache('auto', { images: 10, masks: 30, side: 64, cacheDir: 'c' }, { memoryBytes: GB, freeDiskBytes: GB }).bytes, 40 * 64 * 64 * 4);
+    const here = await thisMachine(path.join(tmpdir(), 'no', 'such', 'folder'));
+    assert.ok(here.memoryBytes > 0 && here.memoryBytes <= totalmem(), `${here.memoryBytes}`);
+    assert.ok(here.freeDiskBytes! > 0, 'free space of the nearest existing parent');
   });
 });

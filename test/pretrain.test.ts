@@ -184,6 +184,8 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     const a = runCli(['pretrain', '--data', samples, ...CLI_FLAGS, '--max-steps-per-epoch', '1', '--levels', '0', '--epochs', '1', '--out', tmp()]);
     assert.equal(a.status, 0, a.stderr);
     assert.match(a.stderr, /20 training and 4 validation images/);
+    // Where the decoded images are kept, said before they are decoded (data/cache-plan.ts).
+    assert.match(a.stderr, /^data: 24 images at 96 px take up to 884\.7 KB as float32: kept in memory$/m);
     const e = runCli(['evaluate', '--checkpoint', reference, '--out', tmp()]);
     assert.equal(e.status, 2);
     assert.match(e.stderr, /no labelled data: give a folder \(eden evaluate DIR \.\.\.\) or --data DIR/);

@@ -106,7 +106,7 @@ export function registerPretrain(program: Command): void {
     .option('--no-prune', 'turn the purposive pruner off (ablation; with --levels 0 this is MoCo-v2)')
     .option('--lr <x>', 'base learning rate for batch 256 (scaled linearly)', Number)
     .option('--seed <n>', 'random seed', Number)
-    .option('--cache <mode>', 'memory | disk | none: where decoded images are kept')
+    .option('--cache <mode>', 'auto | memory | disk | none: where decoded images are kept (auto, the default: in memory when they take at most half of it, else on disk, else decoded every epoch)')
     .option('--threads <n>', THREADS_HELP, parsePositiveInt)
     .option('--view-workers <n>', 'worker threads drawing the next batch\'s views during each step; 0: on the main thread (default: 0 below 4 cores, else 1 per 8 cores, at most 4); the views are the same either way', parseNonNegativeInt)
     .option('--checkpoint-every <steps>', 'also write the last checkpoint every N steps', Number)
@@ -167,6 +167,7 @@ export function registerPretrain(program: Command): void {
           hooks: {
             // Bad images are named one by one; other files (README, CSV...) are only counted.
             onSkip: (s) => (s.category === 'not an image file' || s.category === 'DICOM without pixel data' ? nonImages++ : process.stderr.write(`skipped ${s.message}\n`)),
+            onCachePlan: (plan) => process.stderr.write(`data: ${plan.reason}\n`),
             onPrepare: (d, t) => prep.update(d, t),
             onWarning: (m) => process.stderr.write(`eden: warning: ${m}\n`),
             onStart: (i) => {

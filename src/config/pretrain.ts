@@ -7,7 +7,7 @@ import { configError } from '../core/errors.js';
 import { DEFAULT_VIEW_OPTIONS, type ViewOptions } from './views.js';
 // Type-only imports (erased at run time) of the string unions their modules define.
 import type { BackendName } from '../engine/backend.js';
-import type { CacheMode } from '../data/dataset.js';
+import { CACHE_SETTINGS, type CacheSetting } from '../data/cache-plan.js';
 import type { IntensityMode } from '../data/intensity.js';
 
 export interface PretrainConfig {
@@ -19,7 +19,8 @@ export interface PretrainConfig {
     paths: string[];
     /** Images are cached at imageSize x imageSize; anchors are cut from that (parts at level 4 are imageSize/4). */
     imageSize: number;
-    cache: CacheMode;
+    /** Where decoded images are kept; 'auto' chooses by their size (data/cache-plan.ts). */
+    cache: CacheSetting;
     cacheDir: string;
     intensity: IntensityMode;
     /** Fraction of images held out for the validation loss. */
@@ -78,7 +79,7 @@ const BASE: PretrainConfig = {
   preset: 'paper',
   seed: 0,
   backend: 'wasm',
-  data: { paths: [], imageSize: 384, cache: 'memory', cacheDir: '.eden-cache', intensity: 'auto', valFraction: 0.05, prefetch: 32 },
+  data: { paths: [], imageSize: 384, cache: 'auto', cacheDir: '.eden-cache', intensity: 'auto', valFraction: 0.05, prefetch: 32 },
   model: { backbone: 'resnet18', width: 64, projectionDim: 128, headNorm: 'none' },
   views: { ...DEFAULT_VIEW_OPTIONS, size: 224 },
   anchor: { mode: 'grid', margin: 1 / 16 },
@@ -208,7 +209,7 @@ export function validatePretrainConfig(c: PretrainConfig): void {
   if (partSide < 8) throw configError(`data.imageSize ${c.data.imageSize} leaves ${partSide.toFixed(1)} px parts at level ${maxLevel}; raise it`);
   if (!['none', 'batchnorm'].includes(c.model.headNorm)) throw configError(`model.headNorm must be 'none' or 'batchnorm', got '${c.model.headNorm}'`);
   if (!['grid', 'random'].includes(c.anchor.mode)) throw configError(`anchor.mode must be 'grid' or 'random', got '${c.anchor.mode}'`);
-  if (!['memory', 'disk', 'none'].includes(c.data.cache)) throw configError(`data.cache must be memory, disk or none, got '${c.data.cache}'`);
+  if (!CACHE_SETTINGS.includes(c.data.cache)) throw configError(`data.cache must be ${CACHE_SETTINGS.join(', ')}, got '${c.data.cache}'`);
 }
 
 /** Resolve defaults -> preset -> each override in turn; validated and frozen. */

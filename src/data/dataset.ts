@@ -26,6 +26,8 @@ export interface ImageDatasetOptions {
   cacheDir?: string;
   /** Called once per file that cannot be used. */
   onSkip?: (file: SkippedFile) => void;
+  /** Called once if the disk cache cannot be written (full disk, no permission); the images are still served. */
+  onWarning?: (message: string) => void;
 }
 
 export interface Sample {
@@ -47,9 +49,11 @@ export function binarizeMask(values: Float32Array, bitDepth: number): Float32Arr
 
 export class ImageDataset {
   readonly entries: ImageEntry[];
-  readonly options: Required<Omit<ImageDatasetOptions, 'onSkip'>> & Pick<ImageDatasetOptions, 'onSkip'>;
+  readonly options: Required<Omit<ImageDatasetOptions, 'onSkip' | 'onWarning'>> & Pick<ImageDatasetOptions, 'onSkip' | 'onWarning'>;
   private readonly memory = new Map<number, Sample>();
   private readonly failed = new Map<number, SkippedFile>();
+  /** Set when a disk-cache write failed: no further writes are tried. */
+  private cacheWriteError: string | undefined;
 
   constructor(entries: ImageEntry[], options: ImageDatasetOptions) {
     if (!Number.isInteger(options.size) || options.size < 8) throw new EdenError('config', `image size must be an integer >= 8, got ${options.size}`);
@@ -172,7 +176,7 @@ export class ImageDataset {
   }
 
   private async writeDiskCache(entry: ImageEntry, sample: Sample): Promise<void> {
-    if (this.options.cache !== 'disk') return;
+    if (this.options.cache !== 'disk' || this.cacheWriteError) return;
     // Only complete samples (all masks present) are cached; a reported mask is re-checked next time.
     if (Object.keys(sample.masks).length !== Object.keys(entry.masks ?? {}).length) return;
     const parts = [sample.image, ...Object.keys(entry.masks ?? {}).map((k) => sample.masks[k]!)];
@@ -183,9 +187,19 @@ export class ImageDataset {
       at += p.length;
     }
     const file = await this.cacheFile(entry);
-    await fs.mkdir(path.dirname(file), { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
-    await fs.writeFile(tmp, new Uint8Array(out.buffer));
-    await fs.rename(tmp, file);
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.writeFile(tmp, new Uint8Array(out.buffer));
+      await fs.rename(tmp, file);
+    } catch (err) {
+      // A full disk is not the image's fault: serve it, stop caching, say so once (several
+      // writes may be in flight when the first fails).
+      if (!this.cacheWriteError) {
+        this.cacheWriteError = describeError(err);
+        this.options.onWarning?.(`the disk cache in ${this.options.cacheDir} cannot be written (${this.cacheWriteError}); images are decoded again when needed`);
+      }
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
+    }
   }
 }

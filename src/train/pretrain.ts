@@ -14,6 +14,7 @@ import { scaledLearningRate, stageEpochs, type PretrainConfig } from '../config/
 import { useBackend } from '../engine/backend.js';
 import { ImageDataset } from '../data/dataset.js';
 import { scanDataset, type SkippedFile } from '../data/scan.js';
+import { planCache, thisMachine, type CachePlan } from '../data/cache-plan.js';
 import { Encoder } from '../models/encoder.js';
 import { MemoryQueue } from '../ssl/queue.js';
 import { copyVariables } from '../ssl/momentum.js';
@@ -79,6 +80,8 @@ export interface PretrainHooks {
   /** Before each validation batch, with its inputs (the same views every epoch of a stage). */
   onValidationBatch?(e: { stage: number; level: number; queries: Float32Array; keys: Float32Array }): void | Promise<void>;
   onSkip?(file: SkippedFile): void;
+  /** Where the decoded images will be kept (before they are decoded). */
+  onCachePlan?(plan: CachePlan): void;
   onPrepare?(done: number, total: number): void;
   onStart?(info: { trainImages: number; valImages: number; totalSteps: number; resumedAt?: TrainingPosition; parameters: number }): void;
   onStep?(e: StepEvent): void;
@@ -161,7 +164,12 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
   // Data: decode every image once (reporting and leaving out unusable files), then split.
   const scan = await scanDataset(config.data.paths);
   for (const s of scan.skipped) hooks.onSkip?.(s);
-  const dataset = new ImageDataset(scan.images, { size: config.data.imageSize, intensity: { mode: config.data.intensity }, cache: config.data.cache, cacheDir: config.data.cacheDir, onSkip: hooks.onSkip });
+  // Where the decoded images are kept, decided before any is decoded (data/cache-plan.ts).
+  const masks = scan.images.reduce((n, e) => n + Object.keys(e.masks ?? {}).length, 0);
+  const cache = planCache(config.data.cache, { images: scan.images.length, masks, side: config.data.imageSize, cacheDir: config.data.cacheDir }, await thisMachine(config.data.cacheDir));
+  hooks.onCachePlan?.(cache);
+  if (cache.warning) hooks.onWarning?.(cache.warning);
+  const dataset = new ImageDataset(scan.images, { size: config.data.imageSize, intensity: { mode: config.data.intensity }, cache: cache.mode, cacheDir: config.data.cacheDir, onSkip: hooks.onSkip, onWarning: hooks.onWarning });
   const usable = await dataset.validate(hooks.onPrepare, config.data.prefetch);
   if (usable.length === 0) throw new EdenError('data', `no usable images in ${config.data.paths.join(', ')}`);
   // Images are identified by absolute path in the split, so a resume works from any directory.
