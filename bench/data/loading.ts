@@ -8,25 +8,13 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { percentiles } from '../../src/data/intensity.js';
+import { percentiles, sortedPercentiles } from '../../src/data/intensity.js';
 import { loadSegmentationData } from '../../src/data/segmentation-data.js';
 import { Rng } from '../../src/core/rng.js';
 
 const { positionals, values } = parseArgs({ allowPositionals: true, options: { size: { type: 'string', default: '64' }, reps: { type: 'string', default: '20' } } });
 const dir = positionals[0] ?? path.join(import.meta.dirname, '..', '..', '..', 'shared', 'data', 'wingspan_ctr');
 const reps = Number(values.reps);
-
-/** The sort-based percentiles (the fallback path, written out), over the same subsample of at most 2^20 values. */
-function sortedPercentiles(data: Float32Array, ps: number[]): number[] {
-  const stride = Math.max(1, Math.floor(data.length / (1 << 20)));
-  const sample = Float32Array.from({ length: Math.ceil(data.length / stride) }, (_, j) => data[j * stride]!).sort();
-  return ps.map((p) => {
-    const pos = (p / 100) * (sample.length - 1);
-    const lo = Math.floor(pos);
-    const hi = Math.min(lo + 1, sample.length - 1);
-    return sample[lo]! + (sample[hi]! - sample[lo]!) * (pos - lo);
-  });
-}
 
 function msPerCall(fn: () => unknown): number {
   fn();

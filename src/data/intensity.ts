@@ -24,21 +24,36 @@ export interface IntensityOptions {
  * Percentiles of the values, from a deterministic subsample of at most 2^20 values: linear
  * interpolation between the order statistics around each rank (numpy's default). Stored images
  * hold integers (8-16 bit PNG, JPEG, DICOM), whose order statistics a histogram gives exactly and
- * in linear time; anything else (fractional, NaN, a range wider than COUNTING_RANGE) is sorted.
- * Both give the same numbers; counting was 23-29x faster (bench/data/loading.ts).
+ * in linear time; anything else (fractional, NaN, a range wider than COUNTING_RANGE) is sorted
+ * (sortedPercentiles). Both give the same numbers; counting was 23-29x faster (bench/data/loading.ts).
  */
 export function percentiles(data: Float32Array, ps: number[]): number[] {
-  const stride = Math.max(1, Math.floor(data.length / (1 << 20)));
-  const n = Math.ceil(data.length / stride);
-  const ranks = ps.map((p) => {
+  const stride = subsampleStride(data.length);
+  const select = integerOrderStatistics(data, stride);
+  return select ? interpolate(Math.ceil(data.length / stride), ps, select) : sortedPercentiles(data, ps);
+}
+
+/** The same percentiles from a sorted copy of the subsample (NaN last, where sort puts it). */
+export function sortedPercentiles(data: Float32Array, ps: number[]): number[] {
+  const stride = subsampleStride(data.length);
+  const sample = new Float32Array(Math.ceil(data.length / stride));
+  for (let i = 0, j = 0; i < data.length; i += stride, j++) sample[j] = data[i]!;
+  sample.sort();
+  return interpolate(sample.length, ps, (k) => sample[k]!);
+}
+
+/** Every stride-th value, so that at most 2^20 are ranked. */
+function subsampleStride(length: number): number {
+  return Math.max(1, Math.floor(length / (1 << 20)));
+}
+
+/** Each percentile of n values, given their k-th smallest (0-based). */
+function interpolate(n: number, ps: number[], select: (k: number) => number): number[] {
+  return ps.map((p) => {
     const pos = (p / 100) * (n - 1);
     const lo = Math.floor(pos);
-    return { lo, hi: Math.min(lo + 1, n - 1), frac: pos - lo };
-  });
-  const select = integerOrderStatistics(data, stride) ?? sortedOrderStatistics(data, stride);
-  return ranks.map(({ lo, hi, frac }) => {
-    const [a, b] = [select(lo), select(hi)];
-    return a + (b - a) * frac;
+    const [a, b] = [select(lo), select(Math.min(lo + 1, n - 1))];
+    return a + (b - a) * (pos - lo);
   });
 }
 
@@ -69,14 +84,6 @@ function integerOrderStatistics(data: Float32Array, stride: number): ((k: number
     }
     return min + lo;
   };
-}
-
-/** The k-th smallest of data[0], data[stride], ..., from a sorted copy (NaN last, as sort puts it). */
-function sortedOrderStatistics(data: Float32Array, stride: number): (k: number) => number {
-  const sample = new Float32Array(Math.ceil(data.length / stride));
-  for (let i = 0, j = 0; i < data.length; i += stride, j++) sample[j] = data[i]!;
-  sample.sort();
-  return (k) => sample[k]!;
 }
 
 /** The [low, high] value window that maps to [0, 1]. */
