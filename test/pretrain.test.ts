@@ -324,6 +324,8 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     assert.throws(() => resolvePretrainConfig('tiny', { optim: { batchSize: 1 } }), /at least 2/);
     assert.throws(() => resolvePretrainConfig('tny'), /unknown preset 'tny' \(did you mean 'tiny'\?\)/);
     assert.throws(() => resolvePretrainConfig('tiny', { curriculum: { levels: [0, 2], epochs: [1, 2, 3] } }), /lists 3 stages/);
+    assert.throws(() => resolvePretrainConfig('tiny', { data: { cache: 'ram' } }), /data\.cache must be auto, memory, disk, none, got 'ram'/);
+    assert.equal(resolvePretrainConfig('tiny').data.cache, 'auto');
     const r = runCli(['pretrain', '--set', 'contrast.tau=0.1']);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /^eden: unknown config field 'contrast.tau'/m);

@@ -7,7 +7,7 @@ import { configError } from '../core/errors.js';
 import { DEFAULT_VIEW_OPTIONS, type ViewOptions } from './views.js';
 // Type-only imports (erased at run time) of the string unions their modules define.
 import type { BackendName } from '../engine/backend.js';
-import { CACHE_SETTINGS, type CacheSetting } from '../data/cache-plan.js';
+import type { CacheSetting } from '../data/cache-plan.js';
 import type { IntensityMode } from '../data/intensity.js';
 
 export interface PretrainConfig {
@@ -209,7 +209,9 @@ export function validatePretrainConfig(c: PretrainConfig): void {
   if (partSide < 8) throw configError(`data.imageSize ${c.data.imageSize} leaves ${partSide.toFixed(1)} px parts at level ${maxLevel}; raise it`);
   if (!['none', 'batchnorm'].includes(c.model.headNorm)) throw configError(`model.headNorm must be 'none' or 'batchnorm', got '${c.model.headNorm}'`);
   if (!['grid', 'random'].includes(c.anchor.mode)) throw configError(`anchor.mode must be 'grid' or 'random', got '${c.anchor.mode}'`);
-  if (!CACHE_SETTINGS.includes(c.data.cache)) throw configError(`data.cache must be ${CACHE_SETTINGS.join(', ')}, got '${c.data.cache}'`);
+  // Every CacheSetting, checked complete by the compiler (this module imports no code from data/).
+  const cacheSettings = Object.keys({ auto: 1, memory: 1, disk: 1, none: 1 } satisfies Record<CacheSetting, 1>);
+  if (!cacheSettings.includes(c.data.cache)) throw configError(`data.cache must be ${cacheSettings.join(', ')}, got '${c.data.cache}'`);
 }
 
 /** Resolve defaults -> preset -> each override in turn; validated and frozen. */

@@ -14,7 +14,6 @@ import path from 'node:path';
 import type { CacheMode } from './dataset.js';
 
 export type CacheSetting = CacheMode | 'auto';
-export const CACHE_SETTINGS: CacheSetting[] = ['auto', 'memory', 'disk', 'none'];
 
 export interface CachePlan {
   mode: CacheMode;
