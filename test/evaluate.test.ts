@@ -15,6 +15,7 @@ import { segmentationLoss } from '../src/train/segmenter.js';
 import { UNet } from '../src/models/unet.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { useBackend } from '../src/engine/backend.js';
+import { Rng } from '../src/core/rng.js';
 
 const root = path.join(import.meta.dirname, '..');
 const wingspan = path.join(root, '..', 'shared', 'data', 'wingspan_ctr');
@@ -213,7 +214,11 @@ describe('eden evaluate --task classify (tiny preset)', () => {
       assert.ok(vsFloor[0].auc.lo <= vsFloor[0].auc.mean && vsFloor[0].auc.mean <= vsFloor[0].auc.hi);
       const md = readFileSync(path.join(out, 'report.md'), 'utf8');
       assert.match(md, /\| random \| 0\.\d{3} \|/);
-      assert.match(md, /\| raw pixels \(no network\) \| 0\.\d{3} \| \d+\.\d% \| — \| — \|/);
+      // Each probe's L2 penalty was chosen on the validation split, and is reported with it.
+      const grid = ['0.0001', '0.001', '0.01', '0.1', '1'];
+      assert.ok(grid.includes(String(floor.linearProbe.l2)) && grid.includes(String(report.classification.results.random.linearProbe.l2)), JSON.stringify(floor.linearProbe));
+      assert.match(md, /\| raw pixels \(no network\) \| [01]\.\d{3} \| \d+\.\d% \| (0\.0*1|1) \| — \| — \|/);
+      assert.match(md, /L2 penalty chosen per model among 0\.0001, 0\.001, 0\.01, 0\.1, 1 by mean AUC on 20% of the training images held out/);
       assert.match(md, /\| random − raw pixels \(no network\) \| [+-]\d+\.\d \[.*\] \| [+-]\d+\.\d \[/);
     });
   }
@@ -248,14 +253,43 @@ describe('classification floor: logistic regression on the pixels at 16 x 16', (
     await useBackend('wasm');
     const { rawPixelProbe } = await import('../src/eval/classify.js');
     const cfg = await config();
-    const shown = await rawPixelProbe({ source: 'synthetic', classes: ['0', '1'], train: draw(40, (i) => i % 2, 1), test: draw(40, (i) => i % 2, 2), size: side }, cfg);
+    const shown = await rawPixelProbe({ source: 'synthetic', classes: ['0', '1'], train: draw(40, (i) => i % 2, 1), test: draw(40, (i) => i % 2, 2), size: side }, cfg, 0);
     assert.equal(shown.meanAuc, 1);
     assert.equal(shown.accuracy, 1);
     // Same images, labels drawn independently of them: nothing to learn.
     const coin = rng(7);
     const hidden = (n: number, seed: number) => draw(n, () => 0, seed).map((x) => ({ ...x, label: coin() < 0.5 ? 0 : 1 }));
-    const blind = await rawPixelProbe({ source: 'synthetic', classes: ['0', '1'], train: hidden(40, 3), test: hidden(200, 4), size: side }, cfg);
+    const blind = await rawPixelProbe({ source: 'synthetic', classes: ['0', '1'], train: hidden(40, 3), test: hidden(200, 4), size: side }, cfg, 0);
     assert.ok(Math.abs(blind.meanAuc - 0.5) < 0.12, `AUC on labels the pixels do not carry: ${blind.meanAuc}`);
+  });
+});
+
+describe('the linear probe\'s penalty, validated (validatedProbe)', () => {
+  // 80 training images of 300 features, 10 of them shifted by the label (0.25 against noise of
+  // width 2): a barely penalised logistic regression fits the noise; a stronger penalty generalises.
+  const draw = (n: number, seed: number): { features: Float32Array[]; labels: number[] } => {
+    const r = new Rng(seed);
+    const labels = Array.from({ length: n }, (_, i) => i % 2);
+    const features = labels.map((l) => Float32Array.from({ length: 300 }, (_, k) => (k < 10 ? (l ? 0.25 : -0.25) : 0) + 2 * (r.next() - 0.5)));
+    return { features, labels };
+  };
+  it('chooses by validation AUC among the grid, and beats the smallest penalty where that one overfits', async () => {
+    await useBackend('wasm');
+    const { validatedProbe, logisticRegression, scores, PROBE_L2_GRID } = await import('../src/eval/classify.js');
+    const [train, test] = [draw(80, 1), draw(400, 2)];
+    const fit = await validatedProbe(train.features, train.labels, test.features, ['0', '1'], 100, 0);
+    assert.equal(fit.validationAuc.length, PROBE_L2_GRID.length);
+    // The chosen penalty is the grid's best on validation (the stronger on a tie).
+    const best = Math.max(...fit.validationAuc);
+    assert.equal(fit.l2, PROBE_L2_GRID[fit.validationAuc.lastIndexOf(best)]);
+    const weak = await logisticRegression(train.features, train.labels, test.features, 2, 100, PROBE_L2_GRID[0]!);
+    const [validated, unvalidated] = [scores(fit.probabilities, test.labels, ['0', '1']).meanAuc, scores(weak, test.labels, ['0', '1']).meanAuc];
+    console.log(`validated probe: L2 ${fit.l2} (validation AUC ${fit.validationAuc.map((a) => a.toFixed(3)).join(' / ')}), test AUC ${validated.toFixed(3)} against ${unvalidated.toFixed(3)} at L2 ${PROBE_L2_GRID[0]}`);
+    assert.ok(fit.l2 > PROBE_L2_GRID[0]!, `L2 ${fit.l2}`);
+    assert.ok(validated > unvalidated + 0.1, `validated ${validated} vs ${unvalidated}`);
+    // Deterministic: the same seed, the same split and choice.
+    const again = await validatedProbe(train.features, train.labels, test.features, ['0', '1'], 100, 0);
+    assert.deepEqual(again.validationAuc, fit.validationAuc);
   });
 });
 
@@ -298,9 +332,9 @@ describe('evaluation loops free their tensors', () => {
     const counts: number[] = [];
     for (let run = 0; run < 2; run++) {
       for (const mode of ['finetune', 'frozen', 'linear'] as const) await fineTuneAndTest(source, seg, { train: [0, 1, 2], val: [3] }, cfg.segmentation, run, mode);
-      await linearProbe(source, cls, cfg.classification);
+      await linearProbe(source, cls, cfg.classification, run);
       await fineTuneClassifier(source, cls, cfg.classification, run);
-      await rawPixelProbe(cls, cfg.classification);
+      await rawPixelProbe(cls, cfg.classification, run);
       counts.push(tf.memory().numTensors);
     }
     assert.equal(counts[1], counts[0], `tensor count moved: ${counts.join(' -> ')}`);

@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { useBackend } from '../../src/engine/backend.js';
 import { resolveEvaluateConfig } from '../../src/config/evaluate.js';
-import { loadClassificationData, rawPixelProbe } from '../../src/eval/classify.js';
+import { loadClassificationData, probeSplitSeed, rawPixelProbe } from '../../src/eval/classify.js';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -21,6 +21,6 @@ const config = resolveEvaluateConfig(values.preset!, { size: Number(values.size)
 const cfg = config.classification;
 const data = await loadClassificationData(positionals[0]!, cfg.size, { labelColumn: values['label-column'], seed: config.seed, maxTrain: cfg.maxTrain, maxTest: cfg.maxTest });
 for (const side of values.sides!.split(',').map(Number)) {
-  const r = await rawPixelProbe(data, cfg, side);
-  console.log(`${positionals[0]}: pixels at ${side} x ${side}: AUC ${r.meanAuc.toFixed(3)}, accuracy ${(100 * r.accuracy).toFixed(1)}%`);
+  const r = await rawPixelProbe(data, cfg, probeSplitSeed(config.seed), side);
+  console.log(`${positionals[0]}: pixels at ${side} x ${side}: AUC ${r.meanAuc.toFixed(3)}, accuracy ${(100 * r.accuracy).toFixed(1)}% (L2 ${r.l2}, validated)`);
 }

@@ -1,6 +1,6 @@
 /**
- * Classification (METHOD.md §6): a linear probe (logistic regression on frozen, standardised Eve)
- * and full fine-tuning (encoder + linear head), reported as ROC AUC per class (one vs rest), mean
+ * Classification (METHOD.md §6): a linear probe (logistic regression on frozen, standardised Eve,
+ * its L2 penalty chosen on a validation split of the training images) and full fine-tuning (encoder + linear head), reported as ROC AUC per class (one vs rest), mean
  * AUC and accuracy on a test split.
  *
  * Data: a folder with a CSV manifest (`--labels`, `--label-column`; a `split` column with
@@ -116,6 +116,8 @@ export interface ClassificationScores {
   accuracy: number;
   /** Test-set probabilities [test images x classes], row-major: kept for paired comparisons. */
   probabilities?: number[];
+  /** Linear probes: the L2 penalty chosen on the validation split (validatedProbe). */
+  l2?: number;
 }
 
 export function scores(prob: ArrayLike<number>, labels: number[], classes: string[]): ClassificationScores {
@@ -164,11 +166,11 @@ export function pairedAucDifference(a: number[][], b: number[][], labels: number
 }
 
 /**
- * Multinomial logistic regression on standardised features (full batch, Adam 0.01, L2 1e-4, each
- * feature centred and scaled by the training set's statistics): the test set's class
- * probabilities, [test x classes] row-major. Deterministic (zero init, full batch).
+ * Multinomial logistic regression on standardised features (full batch, Adam 0.01, L2 penalty
+ * `l2` on the weights, each feature centred and scaled by the training set's statistics): the test
+ * set's class probabilities, [test x classes] row-major. Deterministic (zero init, full batch).
  */
-async function logisticRegression(train: Float32Array[], labels: number[], test: Float32Array[], classes: number, epochs: number): Promise<Float32Array> {
+export async function logisticRegression(train: Float32Array[], labels: number[], test: Float32Array[], classes: number, epochs: number, l2: number): Promise<Float32Array> {
   const d = train[0]!.length;
   const mu = new Float32Array(d);
   const sd = new Float32Array(d);
@@ -184,7 +186,7 @@ async function logisticRegression(train: Float32Array[], labels: number[], test:
   const opt = tf.train.adam(0.01);
   try {
     for (let e = 0; e < epochs; e++) {
-      tf.dispose(opt.minimize(() => tf.add(tf.losses.softmaxCrossEntropy(ytr, tf.add(tf.matMul(xtr, w), b)), tf.mul(1e-4, tf.sum(tf.square(w)))) as tf.Scalar, true, [w, b]) ?? []);
+      tf.dispose(opt.minimize(() => tf.add(tf.losses.softmaxCrossEntropy(ytr, tf.add(tf.matMul(xtr, w), b)), tf.mul(l2, tf.sum(tf.square(w)))) as tf.Scalar, true, [w, b]) ?? []);
     }
     const prob = tf.tidy(() => tf.softmax(tf.add(tf.matMul(xte, w), b)));
     const out = (await prob.data()) as Float32Array;
@@ -196,8 +198,69 @@ async function logisticRegression(train: Float32Array[], labels: number[], test:
   }
 }
 
-/** Logistic regression on frozen, standardised Eve (logisticRegression above). */
-export async function linearProbe(source: ModelSource, data: ClassificationData, cfg: EvaluateConfig['classification']): Promise<ClassificationScores> {
+/**
+ * The probe's L2 penalties, chosen among per model on a validation split of the training images
+ * (CLIP's linear probes, Radford et al. 2021, sweep theirs the same way). One fixed penalty favours
+ * whichever feature set it happens to suit: 512 features of Eve and 256 pixels need not want the same.
+ */
+export const PROBE_L2_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1];
+
+/** The seed of the probes' validation split: one split for every model and the floor of an evaluation. */
+export function probeSplitSeed(evaluationSeed: number): number {
+  return deriveSeed(evaluationSeed, 79);
+}
+
+/** Share of each class's training images held out to choose the penalty. */
+const PROBE_VALIDATION_SHARE = 0.2;
+
+export interface ProbeFit {
+  /** Test-set probabilities [test x classes], from the chosen penalty refitted on every training image. */
+  probabilities: Float32Array;
+  /** The chosen penalty. */
+  l2: number;
+  /** Mean validation AUC of each penalty of the grid, in its order. */
+  validationAuc: number[];
+}
+
+/**
+ * A linear probe with its L2 penalty chosen on data it is not tested on: each penalty of
+ * PROBE_L2_GRID is fitted on 80% of the training images (per class, seeded) and scored by mean AUC
+ * on the other 20%; the best (the stronger penalty on a tie) is refitted on all of them.
+ */
+export async function validatedProbe(train: Float32Array[], labels: number[], test: Float32Array[], classNames: string[], epochs: number, seed: number): Promise<ProbeFit> {
+  const classes = classNames.length;
+  const held = new Set<number>();
+  const rng = new Rng(deriveSeed(seed, 73));
+  for (let k = 0; k < classes; k++) {
+    const members = rng.shuffle(labels.flatMap((l, i) => (l === k ? [i] : [])));
+    // At least one image of each class stays on each side where the class has two.
+    const n = members.length < 2 ? 0 : Math.min(members.length - 1, Math.max(1, Math.round(members.length * PROBE_VALIDATION_SHARE)));
+    for (const i of members.slice(0, n)) held.add(i);
+  }
+  const fitIdx = labels.flatMap((_, i) => (held.has(i) ? [] : [i]));
+  const valIdx = [...held].sort((a, b) => a - b);
+  const validationAuc: number[] = [];
+  for (const l2 of PROBE_L2_GRID) {
+    const prob = await logisticRegression(fitIdx.map((i) => train[i]!), fitIdx.map((i) => labels[i]!), valIdx.map((i) => train[i]!), classes, epochs, l2);
+    const auc = scores(prob, valIdx.map((i) => labels[i]!), classNames).meanAuc;
+    validationAuc.push(Number.isFinite(auc) ? auc : -Infinity);
+  }
+  // The best validation AUC; on a tie the stronger penalty (the later one in the grid).
+  let best = 0;
+  validationAuc.forEach((auc, j) => {
+    if (auc >= validationAuc[best]!) best = j;
+  });
+  const l2 = PROBE_L2_GRID[best]!;
+  return { probabilities: await logisticRegression(train, labels, test, classes, epochs, l2), l2, validationAuc };
+}
+
+/** Test scores of a validated probe, with its chosen penalty. */
+function probeScores(fit: ProbeFit, data: ClassificationData): ClassificationScores {
+  return { ...scores(fit.probabilities, data.test.map((x) => x.label), data.classes), l2: fit.l2 };
+}
+
+/** Frozen Eve of the training and test images, batch-norm statistics re-estimated on the training images first. */
+export async function probeFeatures(source: ModelSource, data: ClassificationData): Promise<{ train: Float32Array[]; test: Float32Array[] }> {
   const backbone = await source.create();
   try {
     // Batch-norm statistics re-estimated on the training images (see models/recalibrate.ts).
@@ -214,27 +277,35 @@ export async function linearProbe(source: ModelSource, data: ClassificationData,
       }
     }
     recalibrateBatchNorm(backbone, batches());
-    const ftr = await features(backbone, data.train.map((x) => x.image), data.size);
-    const fte = await features(backbone, data.test.map((x) => x.image), data.size);
-    const prob = await logisticRegression(ftr, data.train.map((x) => x.label), fte, data.classes.length, cfg.probeEpochs);
-    return scores(prob, data.test.map((x) => x.label), data.classes);
+    return { train: await features(backbone, data.train.map((x) => x.image), data.size), test: await features(backbone, data.test.map((x) => x.image), data.size) };
   } finally {
     backbone.dispose();
   }
 }
 
+/** Logistic regression on frozen, standardised Eve, its penalty validated (validatedProbe above). */
+export async function linearProbe(source: ModelSource, data: ClassificationData, cfg: EvaluateConfig['classification'], seed: number): Promise<ClassificationScores> {
+  const f = await probeFeatures(source, data);
+  return probeScores(await validatedProbe(f.train, data.train.map((x) => x.label), f.test, data.classes, cfg.probeEpochs, seed), data);
+}
+
 /** Side of the raw-pixel floor's grid: each image area-averaged to 16 x 16, as the locality floor's patches. */
 export const PIXEL_FLOOR_SIDE = 16;
+
+/** Each image's own pixels, area-averaged to side x side: the floor's features. */
+export function pixelFeatures(data: ClassificationData, side = PIXEL_FLOOR_SIDE): { train: Float32Array[]; test: Float32Array[] } {
+  const pixels = (items: ClassificationData['train']): Float32Array[] => items.map((x) => resizeGrey(x.image, data.size, data.size, side, side));
+  return { train: pixels(data.train), test: pixels(data.test) };
+}
 
 /**
  * The no-network floor of classification: the linear probe's logistic regression on each image's
  * own pixels, area-averaged to PIXEL_FLOOR_SIDE x PIXEL_FLOOR_SIDE (256 features; ResNet-18's Eve has
  * 512). Whatever a frozen encoder adds must beat this.
  */
-export async function rawPixelProbe(data: ClassificationData, cfg: EvaluateConfig['classification'], side = PIXEL_FLOOR_SIDE): Promise<ClassificationScores> {
-  const pixels = (items: ClassificationData['train']): Float32Array[] => items.map((x) => resizeGrey(x.image, data.size, data.size, side, side));
-  const prob = await logisticRegression(pixels(data.train), data.train.map((x) => x.label), pixels(data.test), data.classes.length, cfg.probeEpochs);
-  return scores(prob, data.test.map((x) => x.label), data.classes);
+export async function rawPixelProbe(data: ClassificationData, cfg: EvaluateConfig['classification'], seed: number, side = PIXEL_FLOOR_SIDE): Promise<ClassificationScores> {
+  const f = pixelFeatures(data, side);
+  return probeScores(await validatedProbe(f.train, data.train.map((x) => x.label), f.test, data.classes, cfg.probeEpochs, seed), data);
 }
 
 /** Fine-tune encoder + linear head with cross-entropy and seeded augmentation (train/classifier.ts), a fixed number of steps. */

@@ -16,7 +16,7 @@ import { compareFewShot, fewShotSegmentation, loadSegmentationData, summarise, t
 import { kde, mean, std } from './metrics.js';
 import type { ModelSource } from './models.js';
 import { compositionality, landmarks, LANDMARKS, locality, rawPixelCompositionality, rawPixelLocality, type CompositionResult, type LocalityResult } from './probes.js';
-import { fineTuneClassifier, linearProbe, loadClassificationData, pairedAucDifference, PIXEL_FLOOR_SIDE, rawPixelProbe, type ClassificationScores } from './classify.js';
+import { fineTuneClassifier, linearProbe, loadClassificationData, pairedAucDifference, PIXEL_FLOOR_SIDE, probeSplitSeed, rawPixelProbe, type ClassificationScores } from './classify.js';
 import { plotDensity, plotFewShot, plotScatter, reportMarkdown, PROBE_SIDE } from './report.js';
 import { pairedBootstrap, type PairedDifference } from './statistics.js';
 import { deriveSeed } from '../core/rng.js';
@@ -157,7 +157,7 @@ async function previousRuns(dir: string, fingerprint: string): Promise<Map<strin
 }
 
 function summariseScores(s: ClassificationScores): ScoresSummary {
-  return { aucPerClass: s.aucPerClass, meanAuc: s.meanAuc, accuracy: s.accuracy };
+  return { aucPerClass: s.aucPerClass, meanAuc: s.meanAuc, accuracy: s.accuracy, ...(s.l2 === undefined ? {} : { l2: s.l2 }) };
 }
 
 function meanScores(all: ClassificationScores[]): ScoresSummary {
@@ -215,17 +215,19 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     const results: NonNullable<EvaluationReport['classification']>['results'] = {};
     const probes = new Map<string, ClassificationScores>();
     const tuned = new Map<string, ClassificationScores[]>();
+    // One validation split (of the training images) for every probe's penalty, the floor's too.
+    const probeSeed = probeSplitSeed(o.config.seed);
     for (const s of o.sources) {
-      const probe = await linearProbe(s, data, cfg);
+      const probe = await linearProbe(s, data, cfg, probeSeed);
       const seeds: ClassificationScores[] = [];
       for (let k = 0; k < cfg.seeds; k++) seeds.push(await fineTuneClassifier(s, data, cfg, deriveSeed(o.config.seed, 83, k)));
       probes.set(s.name, probe);
       tuned.set(s.name, seeds);
       results[s.name] = { linearProbe: summariseScores(probe), fineTune: meanScores(seeds), fineTuneSeeds: seeds.map(summariseScores) };
-      log(`classification, ${s.name}: linear probe AUC ${probe.meanAuc.toFixed(3)} (accuracy ${(100 * probe.accuracy).toFixed(1)}%), fine-tuned AUC ${mean(seeds.map((x) => x.meanAuc)).toFixed(3)} ± ${std(seeds.map((x) => x.meanAuc)).toFixed(3)} over ${seeds.length} seed(s)`);
+      log(`classification, ${s.name}: linear probe AUC ${probe.meanAuc.toFixed(3)} (accuracy ${(100 * probe.accuracy).toFixed(1)}%, L2 ${probe.l2}), fine-tuned AUC ${mean(seeds.map((x) => x.meanAuc)).toFixed(3)} ± ${std(seeds.map((x) => x.meanAuc)).toFixed(3)} over ${seeds.length} seed(s)`);
     }
-    const floor = await rawPixelProbe(data, cfg);
-    log(`classification, ${RAW_PIXELS}: linear probe AUC ${floor.meanAuc.toFixed(3)} (accuracy ${(100 * floor.accuracy).toFixed(1)}%) on the pixels at ${PIXEL_FLOOR_SIDE} x ${PIXEL_FLOOR_SIDE}`);
+    const floor = await rawPixelProbe(data, cfg, probeSeed);
+    log(`classification, ${RAW_PIXELS}: linear probe AUC ${floor.meanAuc.toFixed(3)} (accuracy ${(100 * floor.accuracy).toFixed(1)}%, L2 ${floor.l2}) on the pixels at ${PIXEL_FLOOR_SIDE} x ${PIXEL_FLOOR_SIDE}`);
     const labels = data.test.map((x) => x.label);
     const comparisons: NonNullable<EvaluationReport['classification']>['comparisons'] = [];
     const names = o.sources.map((s) => s.name);

@@ -7,6 +7,7 @@ import type { EvaluationReport, ProbeComparison } from './evaluate.js';
 import type { FewShotComparison, FewShotSummaryRow } from './fewshot.js';
 import { formatDifference } from './statistics.js';
 import { parseDerived } from '../data/derived-structures.js';
+import { PROBE_L2_GRID } from './classify.js';
 
 /** A probe's paired differences (points x 100) as a table. */
 function probeComparisons(lines: string[], comparisons: ProbeComparison[], measure: string, units: string, replicates: number): void {
@@ -164,13 +165,14 @@ export function reportMarkdown(r: EvaluationReport): string {
       '',
       '## Classification',
       '',
-      `Classes: ${c.classes.join(', ')}; ${c.train} training and ${c.test} test images at ${cfg.size} px. Linear probe = logistic regression on frozen, standardised Eve (batch-norm statistics re-estimated on the training images; deterministic, one run); fine-tuned = encoder + linear head, ${cfg.fineTuneSteps} steps, mean over ${cfg.seeds} seed(s). **${c.floor.name}** is the floor: the same logistic regression on each image's pixels at ${c.floor.side} x ${c.floor.side}.`,
+      `Classes: ${c.classes.join(', ')}; ${c.train} training and ${c.test} test images at ${cfg.size} px. Linear probe = logistic regression on frozen, standardised Eve (batch-norm statistics re-estimated on the training images; deterministic, one run), its L2 penalty chosen per model among ${PROBE_L2_GRID.join(', ')} by mean AUC on 20% of the training images held out (the same images for every model), then refitted on all of them; fine-tuned = encoder + linear head, ${cfg.fineTuneSteps} steps, mean over ${cfg.seeds} seed(s). **${c.floor.name}** is the floor: the same logistic regression on each image's pixels at ${c.floor.side} x ${c.floor.side}.`,
       '',
-      '| model | linear probe AUC | linear probe accuracy | fine-tuned AUC | fine-tuned accuracy |',
-      '|---|---|---|---|---|',
+      '| model | linear probe AUC | linear probe accuracy | probe L2 | fine-tuned AUC | fine-tuned accuracy |',
+      '|---|---|---|---|---|---|',
     );
-    for (const [m, v] of Object.entries(c.results)) lines.push(`| ${m} | ${v.linearProbe.meanAuc.toFixed(3)} | ${(100 * v.linearProbe.accuracy).toFixed(1)}% | ${v.fineTune.meanAuc.toFixed(3)} | ${(100 * v.fineTune.accuracy).toFixed(1)}% |`);
-    lines.push(`| ${c.floor.name} | ${c.floor.linearProbe.meanAuc.toFixed(3)} | ${(100 * c.floor.linearProbe.accuracy).toFixed(1)}% | — | — |`);
+    const l2 = (s: { l2?: number }): string => (s.l2 === undefined ? '—' : String(s.l2));
+    for (const [m, v] of Object.entries(c.results)) lines.push(`| ${m} | ${v.linearProbe.meanAuc.toFixed(3)} | ${(100 * v.linearProbe.accuracy).toFixed(1)}% | ${l2(v.linearProbe)} | ${v.fineTune.meanAuc.toFixed(3)} | ${(100 * v.fineTune.accuracy).toFixed(1)}% |`);
+    lines.push(`| ${c.floor.name} | ${c.floor.linearProbe.meanAuc.toFixed(3)} | ${(100 * c.floor.linearProbe.accuracy).toFixed(1)}% | ${l2(c.floor.linearProbe)} | — | — |`);
     if (c.classes.length > 2) {
       lines.push('', '| model | ' + c.classes.map((k) => `AUC ${k} (probe / fine-tuned)`).join(' | ') + ' |', '|---|' + c.classes.map(() => '---').join('|') + '|');
       for (const [m, v] of Object.entries(c.results)) lines.push(`| ${m} | ${c.classes.map((k) => `${v.linearProbe.aucPerClass[k]!.toFixed(3)} / ${v.fineTune.aucPerClass[k]!.toFixed(3)}`).join(' | ')} |`);
