@@ -1,7 +1,8 @@
 /**
  * Classification (METHOD.md §6): a linear probe (logistic regression on frozen, standardised Eve,
- * its L2 penalty chosen on a validation split of the training images) and full fine-tuning (encoder + linear head), reported as ROC AUC per class (one vs rest), mean
- * AUC and accuracy on a test split.
+ * its L2 penalty chosen on a validation split of the training images) and full fine-tuning
+ * (encoder + linear head), reported as ROC AUC per class (one vs rest), mean AUC and accuracy on a
+ * test split.
  *
  * Data: a folder with a CSV manifest (`--labels`, `--label-column`; a `split` column with
  * train/val(id)/test values is honoured, else a seeded 80/20 split), or a MedMNIST-style .npz
@@ -199,9 +200,10 @@ export async function logisticRegression(train: Float32Array[], labels: number[]
 }
 
 /**
- * The probe's L2 penalties, chosen among per model on a validation split of the training images
+ * The L2 penalties a probe chooses from, per model, on a validation split of the training images
  * (CLIP's linear probes, Radford et al. 2021, sweep theirs the same way). One fixed penalty favours
- * whichever feature set it happens to suit: 512 features of Eve and 256 pixels need not want the same.
+ * whichever feature set it happens to suit: 512 features of Eve, 512 of a random network and 256
+ * pixels need not want the same (docs/results/README.md has how much it mattered).
  */
 export const PROBE_L2_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1];
 
