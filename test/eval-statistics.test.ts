@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { formatDifference, pairedBootstrap, quantileSorted } from '../src/eval/statistics.js';
 import { deriveMask, parseDerived } from '../src/data/derived-structures.js';
-import { boundary, components, distanceTransformSquared } from '../src/data/masks.js';
+import { boundary, components, distanceTransformSquared, largestComponents } from '../src/data/masks.js';
 import { dice, kde, surfaceDistance } from '../src/eval/metrics.js';
 import { splitWhole } from '../src/eval/probes.js';
 import { segmentationLoss } from '../src/train/segmenter.js';
@@ -90,6 +90,50 @@ describe('derived targets', () => {
     rect(4, 4, 5, 5, m); // touches diagonally: same component
     rect(20, 20, 22, 22, m);
     assert.deepEqual(components(m, side).map((c) => c.length), [9 + 4, 9]);
+  });
+
+  it('labels components like a plain flood fill on random masks, never across the row ends, and keeps the largest', () => {
+    // The reference: a flood fill with a neighbour test on (x, y), written out.
+    const reference = (mask: Uint8Array, w: number, h: number): number[][] => {
+      const seen = new Uint8Array(mask.length);
+      const out: number[][] = [];
+      for (let s = 0; s < mask.length; s++) {
+        if (!mask[s] || seen[s]) continue;
+        const comp: number[] = [];
+        const todo = [s];
+        seen[s] = 1;
+        while (todo.length) {
+          const i = todo.pop()!;
+          comp.push(i);
+          const [x, y] = [i % w, Math.floor(i / w)];
+          for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+            const [nx, ny] = [x + dx, y + dy];
+            if (nx >= 0 && ny >= 0 && nx < w && ny < h && mask[ny * w + nx] && !seen[ny * w + nx]) {
+              seen[ny * w + nx] = 1;
+              todo.push(ny * w + nx);
+            }
+          }
+        }
+        out.push(comp.sort((a, b) => a - b));
+      }
+      return out;
+    };
+    let seed = 5;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (const [w, h, density] of [[37, 23, 0.45], [23, 37, 0.55], [64, 64, 0.4], [1, 9, 0.7], [9, 1, 0.7]] as const) {
+      const mask = Uint8Array.from({ length: w * h }, () => (next() < density ? 1 : 0));
+      const want = reference(mask, w, h);
+      assert.deepEqual(components(mask, w, h), want, `${w} x ${h}`);
+      // The two largest (ties in scan order, as a stable sort of the reference leaves them).
+      const two = new Uint8Array(w * h);
+      for (const c of [...want].sort((a, b) => b.length - a.length).slice(0, 2)) for (const i of c) two[i] = 1;
+      assert.deepEqual(largestComponents(mask, w, h, 2), two, `${w} x ${h}`);
+    }
+    // A pixel at the end of a row does not touch the start of the next one.
+    const edge = new Uint8Array(4 * 3);
+    edge[3] = 1; // (3, 0)
+    edge[4] = 1; // (0, 1)
+    assert.equal(components(edge, 4, 3).length, 2);
   });
 
   it('apex: the top 15% rows of each lung, both lungs of a combined mask', () => {

@@ -37,7 +37,9 @@ export function lungsOf(masks: Record<string, ArrayLike<number>>): ArrayLike<num
   if (masks['lungs']) return masks['lungs'];
   const [l, r] = [masks['left_lung'], masks['right_lung']];
   if (!l || !r) return undefined;
-  return Uint8Array.from({ length: l.length }, (_, i) => (l[i]! > 0.5 || r[i]! > 0.5 ? 1 : 0));
+  const both = new Uint8Array(l.length);
+  for (let i = 0; i < both.length; i++) both[i] = l[i]! > 0.5 || r[i]! > 0.5 ? 1 : 0;
+  return both;
 }
 
 export function area(mask: ArrayLike<number>): number {

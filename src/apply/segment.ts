@@ -22,6 +22,7 @@ import { writeSegmentation } from '../data/dicom-seg.js';
 import type { GreyImage } from '../data/grey-image.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
+import { thresholdMask } from '../data/masks.js';
 import { scanDataset, skipped, type ImageEntry, type SkippedFile } from '../data/scan.js';
 import type { Segmenter } from '../models/task-model-file.js';
 import { writeFileAtomic } from '../engine/tensor-file.js';
@@ -86,12 +87,16 @@ async function predict(model: Segmenter, images: Float32Array[]): Promise<Float3
 async function overlay(grey01: Float32Array, width: number, height: number, masks: Uint8Array[]): Promise<Buffer> {
   const rgb = Buffer.alloc(width * height * 3);
   for (let i = 0; i < width * height; i++) {
-    let [r, g, b] = [grey01[i]! * 255, grey01[i]! * 255, grey01[i]! * 255];
-    masks.forEach((m, k) => {
-      if (!m[i]) return;
+    let r = grey01[i]! * 255;
+    let g = r;
+    let b = r;
+    for (let k = 0; k < masks.length; k++) {
+      if (!masks[k]![i]) continue;
       const [cr, cg, cb] = COLOURS[k % COLOURS.length]!;
-      [r, g, b] = [0.6 * r + 0.4 * cr, 0.6 * g + 0.4 * cg, 0.6 * b + 0.4 * cb];
-    });
+      r = 0.6 * r + 0.4 * cr;
+      g = 0.6 * g + 0.4 * cg;
+      b = 0.6 * b + 0.4 * cb;
+    }
     rgb[3 * i] = r;
     rgb[3 * i + 1] = g;
     rgb[3 * i + 2] = b;
@@ -140,7 +145,7 @@ export async function segmentImages(model: Segmenter, images: { grey: GreyImage;
   const probs = await predict(model, images.map((d) => resizeGrey(d.normalised, d.grey.width, d.grey.height, size, size)));
   return images.map(({ grey }, j) => {
     const { width, height } = grey;
-    const masks = probs[j]!.map((p) => Uint8Array.from(resizeGrey(p, size, size, width, height), (v) => (v > threshold ? 1 : 0)));
+    const masks = probs[j]!.map((p) => thresholdMask(resizeGrey(p, size, size, width, height), threshold));
     const byName = Object.fromEntries(structures.map((s, k) => [s, masks[k]!]));
     const m: Measurements = { areaPx: Object.fromEntries(structures.map((s, k) => [s, area(masks[k]!)])) };
     const spacing = grey.dicom?.pixelSpacing;

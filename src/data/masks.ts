@@ -4,36 +4,59 @@
  * [height * width] arrays; a pixel is set when its value is > 0.5.
  */
 
-/** Connected components (8-connectivity) of a binary mask, as lists of pixel indices. */
-export function components(mask: ArrayLike<number>, width: number, height = width): number[][] {
-  const label = new Int32Array(mask.length).fill(-1);
-  const out: number[][] = [];
-  const stack: number[] = [];
+/**
+ * 1 where a value is > `threshold`, else 0. A plain loop: `Uint8Array.from(values, fn)` goes
+ * through the iterator protocol and took 70 ms instead of 3 ms on a 512 x 512 map (node 20).
+ */
+export function thresholdMask(values: ArrayLike<number>, threshold = 0.5): Uint8Array {
+  const out = new Uint8Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i]! > threshold ? 1 : 0;
+  return out;
+}
+
+/**
+ * Connected components (8-connectivity) of a binary mask: each pixel's component (-1 outside the
+ * mask) and each component's size, numbered in the scan order of their first pixel. One flood fill
+ * over typed arrays (`eden segment` labels heart and lungs of every image at its own size).
+ */
+export function labelComponents(mask: ArrayLike<number>, width: number, height = width): { labels: Int32Array; sizes: number[] } {
+  const labels = new Int32Array(mask.length).fill(-1);
+  // Every pixel is pushed at most once: it is labelled when pushed.
+  const stack = new Int32Array(mask.length);
+  const sizes: number[] = [];
   for (let start = 0; start < mask.length; start++) {
-    if (mask[start]! <= 0.5 || label[start]! >= 0) continue;
-    const comp: number[] = [];
-    label[start] = out.length;
-    stack.push(start);
-    while (stack.length) {
-      const i = stack.pop()!;
-      comp.push(i);
+    if (mask[start]! <= 0.5 || labels[start]! >= 0) continue;
+    const id = sizes.length;
+    let size = 0;
+    let top = 0;
+    labels[start] = id;
+    stack[top++] = start;
+    while (top > 0) {
+      const i = stack[--top]!;
+      size++;
       const x = i % width;
       const y = (i - x) / width;
-      for (let dy = -1; dy <= 1; dy++) {
-        for (let dx = -1; dx <= 1; dx++) {
-          const nx = x + dx;
-          const ny = y + dy;
-          if (nx < 0 || ny < 0 || nx >= width || ny >= height) continue;
-          const j = ny * width + nx;
-          if (mask[j]! > 0.5 && label[j]! < 0) {
-            label[j] = out.length;
-            stack.push(j);
+      const [dx0, dx1, dy0, dy1] = [x > 0 ? -1 : 0, x < width - 1 ? 1 : 0, y > 0 ? -1 : 0, y < height - 1 ? 1 : 0];
+      for (let dy = dy0; dy <= dy1; dy++) {
+        for (let dx = dx0; dx <= dx1; dx++) {
+          const j = i + dy * width + dx;
+          if (mask[j]! > 0.5 && labels[j]! < 0) {
+            labels[j] = id;
+            stack[top++] = j;
           }
         }
       }
     }
-    out.push(comp);
+    sizes.push(size);
   }
+  return { labels, sizes };
+}
+
+/** Connected components (8-connectivity) of a binary mask, as lists of pixel indices (ascending). */
+export function components(mask: ArrayLike<number>, width: number, height = width): number[][] {
+  const { labels, sizes } = labelComponents(mask, width, height);
+  const out = sizes.map((): number[] => []);
+  for (let i = 0; i < labels.length; i++) if (labels[i]! >= 0) out[labels[i]!]!.push(i);
   return out;
 }
 
@@ -87,10 +110,13 @@ export function boundary(mask: ArrayLike<number>, side: number): Uint8Array {
   return b;
 }
 
-/** Keep the `n` largest connected components of a mask (e.g. the heart: 1, the lungs: 2). */
+/** Keep the `n` largest connected components of a mask (e.g. the heart: 1, the lungs: 2); ties in scan order. */
 export function largestComponents(mask: ArrayLike<number>, width: number, height: number, n: number): Uint8Array {
+  const { labels, sizes } = labelComponents(mask, width, height);
+  const keep = new Uint8Array(sizes.length);
+  for (const id of sizes.map((_, k) => k).sort((a, b) => sizes[b]! - sizes[a]!).slice(0, n)) keep[id] = 1;
   const out = new Uint8Array(width * height);
-  for (const c of components(mask, width, height).sort((a, b) => b.length - a.length).slice(0, n)) for (const i of c) out[i] = 1;
+  for (let i = 0; i < out.length; i++) if (labels[i]! >= 0 && keep[labels[i]!]) out[i] = 1;
   return out;
 }
 

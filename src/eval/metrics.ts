@@ -1,6 +1,6 @@
 /** Evaluation metrics as pure functions (MONAI-style: compute, then aggregate). */
 import { quantileSorted } from './statistics.js';
-import { boundary, distanceTransformSquared } from '../data/masks.js';
+import { boundary, distanceTransformSquared, thresholdMask } from '../data/masks.js';
 
 /** Dice of two binary masks: 2|P & G| / (|P| + |G|); 1 when both are empty. */
 export function dice(pred: ArrayLike<number>, truth: ArrayLike<number>, threshold = 0.5): number {
@@ -120,8 +120,8 @@ export function kde(values: number[], grid: number[]): number[] {
  * image diagonal, the worst possible value).
  */
 export function surfaceDistance(pred: ArrayLike<number>, truth: ArrayLike<number>, side: number, threshold = 0.5): { hd95: number; mean: number } {
-  const p = Float32Array.from(pred as ArrayLike<number>, (v) => (v > threshold ? 1 : 0));
-  const t = Float32Array.from(truth as ArrayLike<number>, (v) => (v > 0.5 ? 1 : 0));
+  const p = thresholdMask(pred, threshold);
+  const t = thresholdMask(truth, 0.5);
   const bp = boundary(p, side);
   const bt = boundary(t, side);
   const np = bp.reduce((a, b) => a + b, 0);
