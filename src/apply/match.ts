@@ -8,7 +8,6 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { decompose } from '../anatomy/decomposer.js';
-import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { describeError } from '../core/errors.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
@@ -19,6 +18,7 @@ import type { ResNet } from '../models/resnet.js';
 import { cosine, mean } from '../eval/metrics.js';
 import { pixelVector } from '../eval/probes.js';
 import { pairedBootstrap, type PairedDifference } from '../eval/statistics.js';
+import { imageBatch } from '../models/input.js';
 
 export interface PartMatch {
   part: number;
@@ -83,7 +83,7 @@ export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { leve
   }
   const emb: Float32Array[][] = [];
   for (const parts of crops) {
-    const x = tf.tensor4d(Float32Array.from(parts.flatMap((c) => Array.from(c, (v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [parts.length, o.size, o.size, 1]);
+    const x = imageBatch(parts, o.size);
     const y = tf.tidy(() => backbone.forward(x, { training: false }).pooled);
     const data = (await y.data()) as Float32Array;
     const d = y.shape[1];

@@ -15,7 +15,6 @@ import { promises as fs } from 'node:fs';
 import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import type { EvaluateConfig } from '../config/evaluate.js';
-import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { ImageDataset } from '../data/dataset.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
@@ -26,6 +25,7 @@ import { quantileSorted, type PairedDifference } from './statistics.js';
 import { recalibrateBatchNorm } from '../models/recalibrate.js';
 import { embedCrops } from './probes.js';
 import type { ModelSource } from './models.js';
+import { imageBatch } from '../models/input.js';
 
 export interface ClassificationData {
   source: string;
@@ -270,7 +270,7 @@ export async function probeFeatures(source: ModelSource, data: ClassificationDat
     function* batches(): Generator<tf.Tensor4D> {
       for (let i = 0; i + 2 <= Math.min(data.train.length, 256); i += 32) {
         const batch = data.train.slice(i, Math.min(i + 32, 256));
-        const x = tf.tensor4d(Float32Array.from(batch.flatMap((v) => Array.from(v.image, (p) => (p - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [batch.length, s, s, 1]);
+        const x = imageBatch(batch.map((v) => v.image), s);
         try {
           yield x;
         } finally {

@@ -22,19 +22,19 @@
 import * as tf from '@tensorflow/tfjs';
 import { TSNE } from '@saehrimnir/druidjs';
 import { deriveSeed, Rng } from '../core/rng.js';
-import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { extractRegion } from '../data/views.js';
 import { resizeGrey } from '../data/resize.js';
 import { recalibrateBatchNorm } from '../models/recalibrate.js';
 import type { ResNet } from '../models/resnet.js';
 import { cosine, knnHits, mean, silhouette } from './metrics.js';
+import { imageBatch } from '../models/input.js';
 
 /** Eve of square crops [size * size each] under `backbone` in evaluation mode. */
 export async function embedCrops(backbone: ResNet, crops: Float32Array[], size: number): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   for (let start = 0; start < crops.length; start += 16) {
     const batch = crops.slice(start, start + 16);
-    const x = tf.tensor4d(Float32Array.from(batch.flatMap((c) => Array.from(c, (v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [batch.length, size, size, 1]);
+    const x = imageBatch(batch, size);
     const y = tf.tidy(() => backbone.forward(x, { training: false }).pooled);
     const data = (await y.data()) as Float32Array;
     const d = y.shape[1];
@@ -64,7 +64,7 @@ export function recalibrateOnCrops(backbone: ResNet, images: Float32Array[], sid
   function* batches(): Generator<tf.Tensor4D> {
     for (let start = 0; start + 2 <= order.length; start += 16) {
       const batch = order.slice(start, start + 16).map((i) => crops[i]!);
-      const x = tf.tensor4d(Float32Array.from(batch.flatMap((c) => Array.from(c, (v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std))), [batch.length, size, size, 1]);
+      const x = imageBatch(batch, size);
       try {
         yield x;
       } finally {

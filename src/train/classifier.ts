@@ -11,7 +11,7 @@ import { deriveSeed, Rng } from '../core/rng.js';
 import { augmentPair, DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
 import { linearInit } from '../models/layers.js';
 import type { ResNet } from '../models/resnet.js';
-import { normaliseInput } from './segmenter.js';
+import { imageBatch } from '../models/input.js';
 
 export interface LabelledClassImage {
   /** [size * size] in [0, 1]. */
@@ -62,7 +62,7 @@ export async function trainClassifier(backbone: ResNet, train: LabelledClassImag
     const out = new Float32Array(images.length * o.classes);
     for (let i = 0; i < images.length; i += 32) {
       const batch = images.slice(i, i + 32);
-      const x = tf.tensor4d(Float32Array.from(batch.flatMap((im) => Array.from(normaliseInput(im)))), [batch.length, s, s, 1]);
+      const x = imageBatch(batch, s);
       const p = tf.tidy(() => tf.softmax(tf.add(tf.matMul(backbone.forward(x, { training: false }).pooled, weight), bias)));
       out.set((await p.data()) as Float32Array, i * o.classes);
       tf.dispose([x, p]);
@@ -79,8 +79,7 @@ export async function trainClassifier(backbone: ResNet, train: LabelledClassImag
   try {
     for (let step = 1; step <= o.steps; step++) {
       const batch = Array.from({ length: Math.min(o.batchSize, train.length) }, () => train[rng.int(train.length)]!);
-      const xs = Float32Array.from(batch.flatMap((x) => Array.from(normaliseInput(augmentPair(x.image, [], s, DEFAULT_PAIRED_AUGMENT, rng).image))));
-      const x = tf.tensor4d(xs, [batch.length, s, s, 1]);
+      const x = imageBatch(batch.map((v) => augmentPair(v.image, [], s, DEFAULT_PAIRED_AUGMENT, rng).image), s);
       const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.map((v) => v.label), 'int32'), o.classes));
       const cost = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(backbone.forward(x, { training: true }).pooled, weight), bias)) as tf.Scalar, true, vars);
       const loss = (await cost!.data())[0]!;

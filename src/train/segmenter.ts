@@ -30,12 +30,12 @@ import { tuneWebGpuConvolutions } from '../engine/webgpu-conv-tune.js';
 import { accumulatedGradients } from './accumulate.js';
 import { Adam } from './optimizer.js';
 import { deriveSeed, Rng } from '../core/rng.js';
-import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import type { SegmentationMode } from '../config/evaluate.js';
 import { augmentPair, type PairedAugmentOptions } from '../data/paired-transforms.js';
 import { recalibrateBatchNorm } from '../models/recalibrate.js';
 import type { EncoderFeatures, ResNet } from '../models/resnet.js';
 import { UNet } from '../models/unet.js';
+import { imageBatch, normaliseInput } from '../models/input.js';
 
 export { SEGMENTATION_MODES, type SegmentationMode } from '../config/evaluate.js';
 
@@ -85,17 +85,7 @@ export interface TrainedSegmenter {
   dispose(): void;
 }
 
-/** (x - mean) / std of the views, as every model in Eden sees its input. */
-export function normaliseInput(image: Float32Array): Float32Array {
-  return image.map((v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std);
-}
-
-function imageBatch(images: Float32Array[], size: number): tf.Tensor4D {
-  const px = size * size;
-  const xs = new Float32Array(images.length * px);
-  images.forEach((im, j) => xs.set(normaliseInput(im), j * px));
-  return tf.tensor4d(xs, [images.length, size, size, 1]);
-}
+export { normaliseInput };
 
 /** BCE with logits + soft Dice (per structure, over the batch). */
 export function segmentationLoss(logits: tf.Tensor4D, target: tf.Tensor4D): tf.Scalar {
