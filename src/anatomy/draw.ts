@@ -1,13 +1,14 @@
 /** Drawing the anatomy decomposer's parts on an image (for `eden decompose` and the docs). */
 import sharp from 'sharp';
 import { decompose } from './decomposer.js';
+import { toBytes } from '../data/grey-image.js';
 
 /**
  * An 8-bit PNG of a normalised image ([height * width] in [0, 1]) with the parts of `level` outlined
  * and numbered in row-major order.
  */
 export async function drawParts(image: Float32Array, width: number, height: number, level: number): Promise<Buffer> {
-  const grey = Buffer.from(Uint8Array.from(image, (v) => Math.round(Math.min(1, Math.max(0, v)) * 255)));
+  const grey = Buffer.from(toBytes(image));
   const parts = decompose(width, height, level);
   const stroke = Math.max(1, Math.round(Math.min(width, height) / 256));
   const font = Math.max(10, Math.round(Math.min(width, height) / (4 * Math.sqrt(parts.length))));

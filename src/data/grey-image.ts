@@ -51,3 +51,10 @@ export function rgbToGrey(src: ArrayLike<number>, pixels: number, planar = false
   }
   return out;
 }
+
+/** 8-bit levels of [0, 1] values (clipped, rounded), for PNGs of normalised images. A loop: `Uint8Array.from(values, fn)` is ~20x slower. */
+export function toBytes(values: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = Math.round(Math.min(1, Math.max(0, values[i]!)) * 255);
+  return out;
+}

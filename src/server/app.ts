@@ -32,9 +32,9 @@ import type { Encoder } from '../models/encoder.js';
 import type { EncoderFileMeta } from '../models/encoder-file.js';
 import { embedBatch } from '../embed/embed.js';
 import { cosine } from '../eval/metrics.js';
-import type { GreyImage } from '../data/grey-image.js';
 import type { Segmenter } from '../models/task-model-file.js';
 import { segmentImages } from '../apply/segment.js';
+import { toBytes, type GreyImage } from '../data/grey-image.js';
 
 export interface ServeOptions {
   encoder: Encoder;
@@ -96,7 +96,7 @@ async function denseFeatures(encoder: Encoder, input: Float32Array, size: number
 }
 
 async function pngOf(grey: Float32Array, width: number, height: number): Promise<string> {
-  const bytes = Buffer.from(Uint8Array.from(grey, (v) => Math.round(Math.min(1, Math.max(0, v)) * 255)));
+  const bytes = Buffer.from(toBytes(grey));
   return (await sharp(bytes, { raw: { width, height, channels: 1 } }).png().toBuffer()).toString('base64');
 }
 
