@@ -85,7 +85,6 @@ export interface TrainedSegmenter {
   dispose(): void;
 }
 
-
 /** BCE with logits + soft Dice (per structure, over the batch). */
 export function segmentationLoss(logits: tf.Tensor4D, target: tf.Tensor4D): tf.Scalar {
   return tf.tidy(() => {
