@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { f16ToF32, f32ToF16 } from '../src/core/half.js';
+import { f16ArrayToF32, f16ToF32, f32ToF16 } from '../src/core/half.js';
 import { Rng } from '../src/core/rng.js';
 import { useBackend } from '../src/engine/backend.js';
 import { Encoder } from '../src/models/encoder.js';
@@ -17,6 +17,9 @@ describe('float16', () => {
       if (Number.isNaN(v)) continue;
       assert.equal(f32ToF16(v), h, `half 0x${h.toString(16)}`);
     }
+    // Whole arrays decode by table: every bit pattern gives f16ToF32's value (NaNs too), to the bit.
+    const all = f16ArrayToF32(Uint16Array.from({ length: 0x10000 }, (_, h) => h));
+    for (let h = 0; h < 0x10000; h++) assert.ok(Object.is(all[h], Math.fround(f16ToF32(h))), `half 0x${h.toString(16)}: ${all[h]} vs ${f16ToF32(h)}`);
     assert.equal(f32ToF16(1 + 2 ** -11), f32ToF16(1)); // a tie between 1 and 1 + 2^-10 goes to the even 1
     assert.equal(f32ToF16(1 + 3 * 2 ** -11), f32ToF16(1 + 2 * 2 ** -10)); // ... and this one up, to the even neighbour
     assert.equal(f32ToF16(1e6), 0x7c00); // overflow -> infinity

@@ -17,6 +17,20 @@ export function f16ToF32(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+/** Every float16 bit pattern's value (f16ToF32), built on first use: decoding by table is exact and cheap. */
+let f16Values: Float32Array | undefined;
+
+/** float16 bits -> float32 for a whole array: the values of f16ToF32, looked up (the shipped Eve: 11M of them). */
+export function f16ArrayToF32(bits: Uint16Array): Float32Array {
+  if (!f16Values) {
+    f16Values = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Values[h] = f16ToF32(h);
+  }
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = f16Values[bits[i]!]!;
+  return out;
+}
+
 /** float32 -> float16 bits, rounding to nearest even; overflow to infinity, underflow through subnormals to 0. */
 export function f32ToF16(v: number): number {
   scratch[0] = v;
