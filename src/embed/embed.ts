@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
-import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
+import { normaliseInput } from '../models/input.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
@@ -37,9 +37,7 @@ export interface Embeddings {
 export async function prepareImage(file: string, preprocess: Preprocess, size: number): Promise<{ data: Float32Array; width: number; height: number }> {
   const img = await decodeImageFile(file);
   if (preprocess === 'none') return { data: normalizeIntensity(img, { mode: 'none' }), width: img.width, height: img.height };
-  const resized = resizeGrey(normalizeIntensity(img), img.width, img.height, size, size);
-  for (let i = 0; i < resized.length; i++) resized[i] = (resized[i]! - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std;
-  return { data: resized, width: size, height: size };
+  return { data: normaliseInput(resizeGrey(normalizeIntensity(img), img.width, img.height, size, size)), width: size, height: size };
 }
 
 /** Run the backbone in evaluation mode on one batch [B, H, W, 1]. */

@@ -256,8 +256,9 @@ export async function validatedProbe(train: Float32Array[], labels: number[], te
   return { probabilities: await logisticRegression(train, labels, test, classes, epochs, l2), l2, validationAuc };
 }
 
-/** Test scores of a validated probe, with its chosen penalty. */
-function probeScores(fit: ProbeFit, data: ClassificationData): ClassificationScores {
+/** The validated probe on features of the training and test images: its test scores, with the chosen penalty. */
+async function probeScores(f: { train: Float32Array[]; test: Float32Array[] }, data: ClassificationData, cfg: EvaluateConfig['classification'], seed: number): Promise<ClassificationScores> {
+  const fit = await validatedProbe(f.train, data.train.map((x) => x.label), f.test, data.classes, cfg.probeEpochs, seed);
   return { ...scores(fit.probabilities, data.test.map((x) => x.label), data.classes), l2: fit.l2 };
 }
 
@@ -287,8 +288,7 @@ export async function probeFeatures(source: ModelSource, data: ClassificationDat
 
 /** Logistic regression on frozen, standardised Eve, its penalty validated (validatedProbe above). */
 export async function linearProbe(source: ModelSource, data: ClassificationData, cfg: EvaluateConfig['classification'], seed: number): Promise<ClassificationScores> {
-  const f = await probeFeatures(source, data);
-  return probeScores(await validatedProbe(f.train, data.train.map((x) => x.label), f.test, data.classes, cfg.probeEpochs, seed), data);
+  return probeScores(await probeFeatures(source, data), data, cfg, seed);
 }
 
 /** Side of the raw-pixel floor's grid: each image area-averaged to 16 x 16, as the locality floor's patches. */
@@ -306,8 +306,7 @@ export function pixelFeatures(data: ClassificationData, side = PIXEL_FLOOR_SIDE)
  * 512). Whatever a frozen encoder adds must beat this.
  */
 export async function rawPixelProbe(data: ClassificationData, cfg: EvaluateConfig['classification'], seed: number, side = PIXEL_FLOOR_SIDE): Promise<ClassificationScores> {
-  const f = pixelFeatures(data, side);
-  return probeScores(await validatedProbe(f.train, data.train.map((x) => x.label), f.test, data.classes, cfg.probeEpochs, seed), data);
+  return probeScores(pixelFeatures(data, side), data, cfg, seed);
 }
 
 /** Fine-tune encoder + linear head with cross-entropy and seeded augmentation (train/classifier.ts), a fixed number of steps. */

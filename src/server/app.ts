@@ -27,7 +27,7 @@ import { hasDicomBytes } from '../data/formats.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
 import { scanDataset } from '../data/scan.js';
-import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
+import { normaliseInput } from '../models/input.js';
 import type { Encoder } from '../models/encoder.js';
 import type { EncoderFileMeta } from '../models/encoder-file.js';
 import { embedBatch } from '../embed/embed.js';
@@ -83,7 +83,7 @@ async function decodeUpload(bytes: Buffer): Promise<{ width: number; height: num
 
 /** Eden's default preprocessing to the model's input size. */
 function toInput(img: { width: number; height: number; data: Float32Array }, size: number): Float32Array {
-  return resizeGrey(img.data, img.width, img.height, size, size).map((v) => (v - DEFAULT_VIEW_OPTIONS.mean) / DEFAULT_VIEW_OPTIONS.std);
+  return normaliseInput(resizeGrey(img.data, img.width, img.height, size, size));
 }
 
 async function denseFeatures(encoder: Encoder, input: Float32Array, size: number): Promise<{ h: number; w: number; d: number; data: Float32Array }> {
