@@ -10,7 +10,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { scanDataset } from '../src/data/scan.js';
 import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
-import { ImageDataset } from '../src/data/dataset.js';
+import { binarizeMask, ImageDataset } from '../src/data/dataset.js';
+import { loadSegmentationData } from '../src/data/segmentation-data.js';
 import { planCache, thisMachine, type CacheSetting } from '../src/data/cache-plan.js';
 import type { SkippedFile } from '../src/data/scan.js';
 import { Rng } from '../src/core/rng.js';
@@ -134,6 +135,50 @@ describe('scan and inspect', () => {
     assert.equal(heart[63], 1); // right half bright
     assert.equal(reported.length, 1);
     assert.match(reported[0]!.message, /mask size 32x32 differs/);
+  });
+
+  it('masks saved as label values (0 / 1, in 8 or 16 bits) read as the same structure as 0 / 255 masks; a structure no mask marks is an error', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-labels-'));
+    for (const d of ['images', 'masks/scale', 'masks/labels', 'masks/labels16', 'masks/blank']) mkdirSync(path.join(root, d), { recursive: true });
+    const stems = sampleFiles.slice(0, 3).map((f) => f.replace('.png', ''));
+    for (const s of stems) {
+      copyFileSync(path.join(samples, `${s}.png`), path.join(root, 'images', `${s}.png`));
+      const { width: w, height: h } = await sharp(path.join(samples, `${s}.png`)).metadata();
+      // An ellipse, its edge anti-aliased in the full-scale mask (values 60 and 190 around it).
+      const inside = (i: number): number => ((i % w! - w! / 2) / (w! / 3)) ** 2 + ((Math.floor(i / w!) - h! / 2) / (h! / 3)) ** 2;
+      const scale = Uint8Array.from({ length: w! * h! }, (_, i) => (inside(i) < 0.9 ? 255 : inside(i) < 1 ? 190 : inside(i) < 1.1 ? 60 : 0));
+      const raw = { raw: { width: w!, height: h!, channels: 1 as const } };
+      await sharp(scale, raw).png().toFile(path.join(root, 'masks', 'scale', `${s}.png`));
+      await sharp(scale.map((v) => (v > 127 ? 1 : 0)), raw).png().toFile(path.join(root, 'masks', 'labels', `${s}.png`));
+      await sharp(Uint16Array.from(scale, (v) => (v > 127 ? 1 : 0)), raw).toColourspace('grey16').png().toFile(path.join(root, 'masks', 'labels16', `${s}.png`));
+      await sharp(new Uint8Array(w! * h!), raw).png().toFile(path.join(root, 'masks', 'blank', `${s}.png`));
+    }
+    const scan = await scanDataset([root]);
+    const ds = new ImageDataset(scan.images, { size: 64 });
+    for await (const sample of ds.iterate()) {
+      const { scale, labels, labels16, blank } = sample.masks;
+      const area = scale!.reduce((a, v) => a + v, 0);
+      assert.ok(area > 0.3 * 64 * 64 && area < 0.45 * 64 * 64, `${area}`); // an ellipse of 2/3 x 2/3 the image: 0.35 of it
+      assert.deepEqual(labels, scale);
+      assert.deepEqual(labels16, scale);
+      assert.ok(blank!.every((v) => v === 0));
+    }
+    // The rule itself: full scale keeps > 127 (the 60s are out); label values are nonzero; nothing is nothing.
+    assert.deepEqual(Array.from(binarizeMask(Float32Array.from([0, 60, 127, 128, 255]), 8)), [0, 0, 0, 1, 1]);
+    assert.deepEqual(Array.from(binarizeMask(Float32Array.from([0, 1, 2, 0]), 8)), [0, 1, 1, 0]);
+    assert.deepEqual(Array.from(binarizeMask(Float32Array.from([0, 1, 40000]), 16)), [0, 0, 1]);
+    assert.deepEqual(Array.from(binarizeMask(new Float32Array(3), 8)), [0, 0, 0]);
+
+    const report = await inspectDataset([root]);
+    assert.deepEqual(report.maskValues, { '0-255': 3, '0-1': 6, empty: 3 });
+    assert.equal(report.labelMasks, 6);
+    const line = formatInspectReport(report).split('\n').find((l) => l.startsWith('mask values: '));
+    assert.match(line ?? '', /^mask values: 0-1 \(6\), (0-255 \(3\), empty \(3\)|empty \(3\), 0-255 \(3\)); 6 hold label values \(none above half scale\): their nonzero pixels are the structure$/);
+
+    const load = (structures: string[], combine = {}): Promise<unknown> => loadSegmentationData(root, 64, { structures, combine, testFraction: 0, maxTestImages: 0, seed: 0 });
+    await load(['labels', 'labels16']);
+    await assert.rejects(load(['labels', 'blank']), /eden-labels-\w+: every mask of 'blank' is empty at 64 px \(3 images\); check that masks\/blank\/ mark the structure/);
+    await assert.rejects(load(['none'], { none: ['blank'] }), /every mask of 'none' is empty .* masks\/blank\//);
   });
 
   it('a missing path is an error naming it', async () => {

@@ -39,9 +39,23 @@ export interface Sample {
   masks: Record<string, Float32Array>;
 }
 
-/** Masks are anti-aliased: a pixel belongs to the structure when its 8-bit value is > 127. */
+/**
+ * The value a mask's structure pixels exceed. Masks drawn at full scale (0 / 255, edges
+ * anti-aliased) hold the structure where the value is > 127 of 255 (scaled to the bit depth).
+ * Masks written as label values — 0 / 1, as most segmentation tools save them, or another small
+ * label — never reach that level and would read as empty: when no pixel does, every nonzero pixel
+ * is the structure.
+ */
+export function maskThreshold(values: ArrayLike<number>, bitDepth: number): number {
+  const halfScale = (127 / 255) * (2 ** bitDepth - 1);
+  let max = 0;
+  for (let i = 0; i < values.length; i++) if (values[i]! > max) max = values[i]!;
+  return max > halfScale ? halfScale : 0;
+}
+
+/** A decoded mask as 0 / 1 (see maskThreshold). */
 export function binarizeMask(values: Float32Array, bitDepth: number): Float32Array {
-  const threshold = (127 / 255) * (2 ** bitDepth - 1);
+  const threshold = maskThreshold(values, bitDepth);
   const out = new Float32Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = values[i]! > threshold ? 1 : 0;
   return out;

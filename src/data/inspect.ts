@@ -4,6 +4,7 @@
  * unusable file with its reason, grouped.
  */
 import { describeError } from '../core/errors.js';
+import { maskThreshold } from './dataset.js';
 import { decodeImageFile } from './decode.js';
 import { scanDataset, skipped, type ScanOptions, type SkippedFile } from './scan.js';
 
@@ -17,6 +18,10 @@ export interface InspectReport {
   encodings: Record<string, number>;
   /** Usable masks per structure (segmentation layout). */
   structures: Record<string, number>;
+  /** Usable masks by their range of values: '0-255' (full scale), '0-1' (label values), 'empty'. */
+  maskValues: Record<string, number>;
+  /** Usable masks read as label values (no pixel above half scale: nonzero = the structure). */
+  labelMasks: number;
   labels?: { file: string; keyColumn: string; matched: number; columns: Record<string, Record<string, number>> };
   skipped: SkippedFile[];
   skippedByReason: Record<string, number>;
@@ -39,6 +44,8 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     bitDepths: {},
     encodings: {},
     structures: Object.fromEntries(scan.structures.map((s) => [s, 0])),
+    maskValues: {},
+    labelMasks: 0,
     skipped: [...scan.skipped],
     skippedByReason: {},
   };
@@ -60,6 +67,9 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
             report.skipped.push(skipped(file, `mask size ${m.width}x${m.height} differs from its image's ${img.width}x${img.height} (${entry.path})`));
           } else {
             bump(report.structures, structure);
+            const max = m.data.reduce((a, v) => (v > a ? v : a), 0);
+            bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
+            if (max > 0 && maskThreshold(m.data, m.bitDepth) === 0) report.labelMasks++;
           }
         } catch (err) {
           report.skipped.push(problemOf(file, err));
@@ -111,6 +121,10 @@ export function formatInspectReport(r: InspectReport): string {
   lines.push(`bit depths: ${fmt(r.bitDepths)}`);
   lines.push(`encodings: ${fmt(r.encodings)}`);
   if (Object.keys(r.structures).length) lines.push(`structures: ${Object.entries(r.structures).map(([s, n]) => `${s} (${n} masks)`).join(', ')}`);
+  if (Object.keys(r.maskValues).length) {
+    const note = r.labelMasks ? `; ${r.labelMasks} hold label values (none above half scale): their nonzero pixels are the structure` : '';
+    lines.push(`mask values: ${fmt(r.maskValues)}${note}`);
+  }
   if (r.labels) {
     lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled`);
     for (const [c, counts] of Object.entries(r.labels.columns)) lines.push(`  ${c}: ${fmt(counts)}`);

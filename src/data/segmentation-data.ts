@@ -54,6 +54,12 @@ export async function loadSegmentationData(root: string, size: number, o: { stru
     samples.push({ file: sample.entry.path, image: sample.image, masks: masks as Float32Array[] });
   }
   if (samples.length < 2) throw new EdenError('data', `${root}: ${samples.length} usable image(s) with all masks; need at least 2`);
+  // A structure no mask marks would train and score a model on nothing (a Dice of 0 with no reason given).
+  structures.forEach((s, k) => {
+    if (samples.every((x) => !x.masks[k]!.some((v) => v > 0.5))) {
+      throw new EdenError('data', `${root}: every mask of '${s}' is empty at ${size} px (${samples.length} images); check that masks/${(combine[baseOf(s)] ?? [baseOf(s)]).join('/, masks/')}/ mark the structure with nonzero pixels (eden inspect shows the masks' values)`);
+    }
+  });
   const order = new Rng(deriveSeed(o.seed, 21)).shuffle([...samples.keys()]);
   const nTest = Math.min(o.maxTestImages, Math.max(1, Math.round(samples.length * o.testFraction)));
   return { root, structures, samples, test: order.slice(0, nTest).sort((a, b) => a - b), trainPool: order.slice(nTest).sort((a, b) => a - b) };
