@@ -8,7 +8,7 @@
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseNpy } from 'npyjs';
@@ -17,6 +17,7 @@ import { builtinModelPath } from '../src/models/builtin.js';
 import { loadEncoder } from '../src/models/encoder-file.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { matchAnatomy } from '../src/apply/match.js';
+import { embedFiles } from '../src/embed/embed.js';
 import { spawnSync } from 'node:child_process';
 import { eden as runEden } from './helpers/cli.js';
 
@@ -80,7 +81,7 @@ describe('the shipped pretrained Eve', () => {
     assert.doesNotMatch(head.stderr, /EPIPE/, head.stderr.slice(-2000));
   });
 
-  it('is what eden match and eden embed use when no checkpoint is given', () => {
+  it('is what eden match and eden embed use when no checkpoint is given', async () => {
     const m = eden('match');
     assert.equal(m.status, 0, m.stderr);
     assert.match(m.stdout, /^Eve of .*\n24 images, each cut into 4 parts \(level 2\)/);
@@ -91,5 +92,36 @@ describe('the shipped pretrained Eve', () => {
     const npy = readFileSync(out);
     const a = parseNpy(npy.buffer.slice(npy.byteOffset, npy.byteOffset + npy.byteLength) as ArrayBuffer);
     assert.deepEqual(a.shape, [2, 512]);
+    assert.equal(readFileSync(out.replace(/\.npy$/, '.files.csv'), 'utf8'), `row,file\n0,${path.join(samples, '00870a9c.png')}\n1,${path.join(samples, '0957ce54.png')}\n`);
+
+    // A folder: searched recursively, a corrupt image reported and left out, non-images passed over
+    // quietly, and a CSV that says which image each row is (a name with a comma and a quote quoted).
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-embed-folder-'));
+    mkdirSync(path.join(dir, 'sub'));
+    copyFileSync(path.join(samples, '0957ce54.png'), path.join(dir, 'b.png'));
+    copyFileSync(path.join(samples, '00870a9c.png'), path.join(dir, 'sub', 'a, "first".png'));
+    writeFileSync(path.join(dir, 'broken.png'), 'not a png');
+    writeFileSync(path.join(dir, 'notes.txt'), 'not an image');
+    const folderOut = path.join(dir, 'out', 'eve.npy');
+    const f = eden('embed', dir, '--out', folderOut);
+    assert.equal(f.status, 0, f.stderr);
+    assert.match(f.stdout, /float32 \[2, 512\], skipped 1; the image of each row: .*eve\.files\.csv\n$/);
+    assert.match(f.stderr, /skipped .*broken\.png: corrupt/);
+    assert.doesNotMatch(f.stderr, /notes\.txt/);
+    assert.equal(readFileSync(path.join(dir, 'out', 'eve.files.csv'), 'utf8'), `row,file\n0,${path.join(dir, 'b.png')}\n1,"${path.join(dir, 'sub', 'a, ""first"".png')}"\n`);
+    const bytes = readFileSync(folderOut);
+    const b = parseNpy(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
+    assert.deepEqual(b.shape, [2, 512]);
+    // The same image gives the same row whichever way it was found (rows swapped: b.png sorts first).
+    const row = (x: { data: unknown }, i: number): number[] => Array.from((x.data as Float32Array).subarray(i * 512, (i + 1) * 512));
+    for (const [i, j] of [[0, 1], [1, 0]] as const) row(b, i).forEach((v, k) => assert.ok(Math.abs(v - row(a, j)[k]!) <= 1e-5 * (1 + Math.abs(v)), `row ${i}, feature ${k}`));
+    const none = eden('embed', path.join(dir, 'broken.png'), '--out', path.join(dir, 'none.npy'));
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /broken\.png: corrupt.*\n.*eden: none of the 1 image\(s\) could be read/s);
+    assert.ok(!existsSync(path.join(dir, 'none.npy')));
+    // The library, asked for chosen files with no onSkip, stops at a bad one and names it.
+    const { encoder } = await loadEncoder('builtin');
+    await assert.rejects(embedFiles(encoder, [path.join(dir, 'b.png'), path.join(dir, 'broken.png')]), /broken\.png: corrupt/);
+    encoder.dispose();
   });
 });

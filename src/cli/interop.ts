@@ -6,7 +6,8 @@ import { loadTensorFile, writeFileAtomic } from '../engine/tensor-file.js';
 import { loadEncoder, saveEncoder } from '../models/encoder-file.js';
 import { BACKBONES } from '../models/resnet.js';
 import { importTorchCheckpoint } from '../interop/import-torch.js';
-import { embedFiles, type Preprocess } from '../embed/embed.js';
+import { embeddingRowsCsv, embedFiles, type Preprocess } from '../embed/embed.js';
+import { scanDataset, type SkippedFile } from '../data/scan.js';
 import { exportSafetensors, exportTfjs } from '../interop/export.js';
 import { exportClassifierOnnx, exportOnnx, exportSegmenterOnnx } from '../interop/onnx.js';
 import { loadClassifier, loadSegmenter, SEGMENTER_FORMAT, taskModelMeta } from '../models/task-model-file.js';
@@ -39,23 +40,40 @@ export function registerInterop(program: Command): void {
 
   program
     .command('embed')
-    .description('write Eve (pooled embeddings [N, D], or dense feature maps) of images as a NumPy .npy file')
+    .description('write Eve (pooled embeddings [N, D], or dense feature maps) of images as a NumPy .npy file, and which image each row is in a CSV beside it')
     .option('--checkpoint <ckpt>', "encoder or pretraining checkpoint (default: 'builtin', the pretrained Eve shipped with Eden)", 'builtin')
-    .argument('<images...>', 'image files (PNG, JPEG, TIFF, DICOM...)')
-    .requiredOption('--out <file.npy>', 'output .npy (float32)')
+    .argument('<paths...>', 'image files (PNG, JPEG, TIFF, DICOM...) and folders of them (searched recursively)')
+    .requiredOption('--out <file.npy>', 'output .npy (float32); the rows\' images go to <file>.files.csv')
     .option('--dense', 'write the feature maps [N, h, w, D] instead of the pooled embeddings')
     .addOption(new Option('--preprocess <mode>', "'default': intensity window, resize, normalise as in training; 'none': pixel / 255 at the image's own size").choices(['default', 'none']).default('default'))
     .option('--size <px>', "input size for --preprocess default (default: the checkpoint's training view size)", parsePositiveInt)
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
-    .action(async (images: string[], opts: { checkpoint: string; out: string; dense?: boolean; preprocess: Preprocess; size?: number; backend: BackendName }) => {
+    .action(async (paths: string[], opts: { checkpoint: string; out: string; dense?: boolean; preprocess: Preprocess; size?: number; backend: BackendName }) => {
+      // Folders are searched as every other command does; files given one by one keep their order.
+      const scan = await scanDataset(paths);
+      let skippedCount = 0;
+      const report = (s: SkippedFile): void => {
+        if (s.category === 'not an image file' && scan.layout !== 'files') return;
+        skippedCount++;
+        process.stderr.write(`skipped ${s.message}\n`);
+      };
+      scan.skipped.forEach(report);
+      if (!scan.images.length) throw new EdenError('data', `no images found in ${paths.join(', ')}`);
       await useBackend(opts.backend);
       const { encoder, meta } = await loadEncoder(opts.checkpoint);
       const progress = createProgress('embedding');
-      const out = await embedFiles(encoder, images, { preprocess: opts.preprocess, size: opts.size, inputSize: meta.inputSize, dense: opts.dense, onProgress: (d, t) => progress.update(d, t) });
-      progress.stop();
-      encoder.dispose();
+      const out = await embedFiles(
+        encoder,
+        scan.images.map((e) => e.path),
+        { preprocess: opts.preprocess, size: opts.size, inputSize: meta.inputSize, dense: opts.dense, onProgress: (d, t) => progress.update(d, t), onSkip: report },
+      ).finally(() => {
+        progress.stop();
+        encoder.dispose();
+      });
+      const rowsFile = `${opts.out.replace(/\.npy$/i, '')}.files.csv`;
       await writeFileAtomic(opts.out, new Uint8Array(dump(out.data, out.shape)));
-      process.stdout.write(`wrote ${opts.out}: float32 [${out.shape.join(', ')}]\n`);
+      await writeFileAtomic(rowsFile, embeddingRowsCsv(out.files));
+      process.stdout.write(`wrote ${opts.out}: float32 [${out.shape.join(', ')}]${skippedCount ? `, skipped ${skippedCount}` : ''}; the image of each row: ${rowsFile}\n`);
     });
 
   program

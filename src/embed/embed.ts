@@ -9,11 +9,12 @@
  *    nothing else, so outputs can be compared with another framework's on the same input.
  */
 import * as tf from '@tensorflow/tfjs';
-import { EdenError } from '../core/errors.js';
+import { describeError, EdenError } from '../core/errors.js';
 import { normaliseInput } from '../models/input.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
+import { skipped, type SkippedFile } from '../data/scan.js';
 import type { Encoder } from '../models/encoder.js';
 
 export type Preprocess = 'default' | 'none';
@@ -25,12 +26,16 @@ export interface EmbedOptions {
   dense?: boolean;
   batchSize?: number;
   onProgress?: (done: number, total: number) => void;
+  /** A file that cannot be read is reported here and left out; without it, it is an error. */
+  onSkip?: (file: SkippedFile) => void;
 }
 
 export interface Embeddings {
   /** [N, D] or, dense, [N, h, w, D]. */
   shape: number[];
   data: Float32Array;
+  /** The image of each row, in order (files reported through onSkip are not among them). */
+  files: string[];
 }
 
 /** One image as the network input [h * w] and its size. */
@@ -54,12 +59,31 @@ export async function embedFiles(encoder: Encoder, files: string[], options: Emb
   const size = options.size ?? options.inputSize ?? 224;
   const batchSize = preprocess === 'none' ? 1 : (options.batchSize ?? 16);
   const parts: Float32Array[] = [];
+  const embedded: string[] = [];
   let itemShape: number[] | undefined;
   for (let start = 0; start < files.length; start += batchSize) {
-    const batch = files.slice(start, start + batchSize);
-    const images = await Promise.all(batch.map((f) => prepareImage(f, preprocess, size)));
+    const batch: string[] = [];
+    const images: Awaited<ReturnType<typeof prepareImage>>[] = [];
+    for (const file of files.slice(start, start + batchSize)) {
+      try {
+        images.push(await prepareImage(file, preprocess, size));
+        batch.push(file);
+      } catch (err) {
+        // Without onSkip (a library call on chosen files) a bad file is an error, as it was.
+        if (!options.onSkip) throw err;
+        const msg = describeError(err);
+        options.onSkip(skipped(file, msg.startsWith(`${file}: `) ? msg.slice(file.length + 2) : msg));
+      }
+    }
+    const done = Math.min(start + batchSize, files.length);
+    if (!images.length) {
+      options.onProgress?.(done, files.length);
+      continue;
+    }
     const { width, height } = images[0]!;
-    const x = tf.tensor4d(Float32Array.from(images.flatMap((i) => Array.from(i.data))), [images.length, height, width, 1]);
+    const xs = new Float32Array(images.length * width * height);
+    images.forEach((im, j) => xs.set(im.data, j * width * height));
+    const x = tf.tensor4d(xs, [images.length, height, width, 1]);
     const y = embedBatch(encoder, x, options.dense ?? false);
     const shape = y.shape.slice(1);
     if (itemShape && itemShape.join(',') !== shape.join(',')) {
@@ -68,15 +92,22 @@ export async function embedFiles(encoder: Encoder, files: string[], options: Emb
     }
     itemShape = shape;
     parts.push((await y.data()) as Float32Array);
+    embedded.push(...batch);
     tf.dispose([x, y]);
-    options.onProgress?.(Math.min(start + batchSize, files.length), files.length);
+    options.onProgress?.(done, files.length);
   }
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const data = new Float32Array(total);
+  if (!itemShape) throw new EdenError('data', `none of the ${files.length} image(s) could be read`);
+  const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
     data.set(p, at);
     at += p.length;
   }
-  return { shape: [files.length, ...itemShape!], data };
+  return { shape: [embedded.length, ...itemShape], data, files: embedded };
+}
+
+/** The rows of an embedding file as a CSV: row (from 0), file. */
+export function embeddingRowsCsv(files: string[]): string {
+  const esc = (s: string): string => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  return `row,file\n${files.map((f, i) => `${i},${esc(f)}`).join('\n')}\n`;
 }
