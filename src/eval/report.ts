@@ -79,7 +79,8 @@ const pct = (m: number, s: number): string => `${(100 * m).toFixed(1)} ± ${(100
 function fewShotSection(r: EvaluationReport, lines: string[]): void {
   const f = r.fewshot!;
   const cfg = r.config.segmentation;
-  const structures = [...f.structures, 'mean'];
+  // The mean over structures is a row of its own only when there are several.
+  const structures = f.structures.length > 1 ? [...f.structures, 'mean'] : f.structures;
   lines.push(
     '',
     '## Few-shot segmentation',
