@@ -137,6 +137,23 @@ describe('scan and inspect', () => {
     assert.match(reported[0]!.message, /mask size 32x32 differs/);
   });
 
+  it("pairs a mask named with a dataset's suffix ('_mask', '-seg', ...) with its image; a second mask or image of one stem is reported as a duplicate", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-suffix-'));
+    for (const d of ['images/sub', 'masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
+    const [a, b, c] = sampleFiles;
+    for (const [src, name] of [[a, 'a.png'], [b, 'b.png'], [c, 'c.png'], [c, 'sub/a.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'images', name));
+    for (const [src, name] of [[a, 'a_mask.png'], [b, 'b-SEG.png'], [c, 'c.png'], [c, 'c_mask.png'], [c, 'd_mask.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'masks', 'lungs', name));
+    const scan = await scanDataset([root]);
+    const masks = Object.fromEntries(scan.images.map((e) => [path.relative(root, e.path), e.masks?.['lungs'] && path.basename(e.masks['lungs'])]));
+    assert.deepEqual(masks, { 'images/a.png': 'a_mask.png', 'images/b.png': 'b-SEG.png', 'images/c.png': 'c.png' });
+    const problems = Object.fromEntries(scan.skipped.map((x) => [path.relative(root, x.path), [x.category, x.message.slice(x.path.length + 2)]]));
+    assert.deepEqual(problems, {
+      'images/sub/a.png': ['duplicate', `duplicate image stem 'a' (masks are matched by stem; also ${path.join(root, 'images', 'a.png')})`],
+      'masks/lungs/c_mask.png': ['duplicate', `a second mask of 'lungs' for ${path.join(root, 'images', 'c.png')} (${path.join(root, 'masks', 'lungs', 'c.png')} is used)`],
+      'masks/lungs/d_mask.png': ['mask without image', `mask without image (no file with stem 'd_mask' or 'd' in ${root}/images)`],
+    });
+  });
+
   it('masks saved as label values (0 / 1, in 8 or 16 bits) read as the same structure as 0 / 255 masks; a structure no mask marks is an error', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'eden-labels-'));
     for (const d of ['images', 'masks/scale', 'masks/labels', 'masks/labels16', 'masks/blank']) mkdirSync(path.join(root, d), { recursive: true });

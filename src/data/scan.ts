@@ -68,6 +68,7 @@ export function skipCategory(message: string): SkipCategory {
   if (/truncated/.test(message)) return 'truncated';
   if (/unsupported|not supported/.test(message)) return 'unsupported';
   if (/cannot read/.test(message)) return 'unreadable';
+  if (/^duplicate|^a second mask/.test(message)) return 'duplicate';
   if (/mask without image/.test(message)) return 'mask without image';
   if (/mask .*size|size .*mask/.test(message)) return 'mask size mismatch';
   return 'corrupt';
@@ -164,6 +165,12 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
 }
 
 /** Pairs masks with images by stem; returns the images kept (one per stem). */
+/**
+ * What datasets append to a mask's name ('CHN_0001_mask.png' for 'CHN_0001.png'): a mask whose
+ * stem names no image is matched without it.
+ */
+const MASK_SUFFIX = /[-_.](mask|masks|seg|segmentation|label|labels|gt|annotation)$/i;
+
 async function attachMasks(images: ImageEntry[], masksDir: string, only: string[] | undefined, found: Set<string>, result: ScanResult): Promise<ImageEntry[]> {
   const byStem = new Map<string, ImageEntry>();
   for (const img of images) {
@@ -188,9 +195,15 @@ async function attachMasks(images: ImageEntry[], masksDir: string, only: string[
         result.skipped.push(skipped(file, `not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`));
         continue;
       }
-      const img = byStem.get(fileStem(file));
+      const stem = fileStem(file);
+      const img = byStem.get(stem) ?? byStem.get(stem.replace(MASK_SUFFIX, ''));
       if (!img) {
-        result.skipped.push(skipped(file, `mask without image (no file with stem '${fileStem(file)}' in ${path.dirname(masksDir)}/images)`));
+        result.skipped.push(skipped(file, `mask without image (no file with stem '${stem}'${MASK_SUFFIX.test(stem) ? ` or '${stem.replace(MASK_SUFFIX, '')}'` : ''} in ${path.dirname(masksDir)}/images)`));
+        continue;
+      }
+      const earlier = img.masks?.[e.name];
+      if (earlier) {
+        result.skipped.push(skipped(file, `a second mask of '${e.name}' for ${img.path} (${earlier} is used)`));
         continue;
       }
       (img.masks ??= {})[e.name] = file;
