@@ -14,6 +14,7 @@ import { splitWhole } from '../src/eval/probes.js';
 import { segmentationLoss } from '../src/train/segmenter.js';
 import { loadSegmentationData } from '../src/data/segmentation-data.js';
 import { loadClassificationData } from '../src/eval/classify.js';
+import { formatInspectReport, inspectDataset } from '../src/data/inspect.js';
 import sharp from 'sharp';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -305,5 +306,41 @@ describe('evaluation pieces, by hand', () => {
     writeFileSync(path.join(dir, 'labels.csv'), `file,label,split\n${lines.slice(1).map((l, i) => `${l},${i < 6 ? 'train' : 'test'}`).join('\n')}\n`);
     const byColumn = await loadClassificationData(dir, 32, { seed: 4, maxTrain: 0, maxTest: 0 });
     assert.deepEqual([byColumn.train.length, byColumn.test.length], [6, 4]);
+  });
+
+  it('classification labels from class folders (<class>/ or <train|val|test>/<class>/, as ImageFolder reads them) when there is no CSV', async () => {
+    const png = (file: string, i: number): Promise<unknown> => {
+      mkdirSync(path.dirname(file), { recursive: true });
+      return sharp(Buffer.from(Array.from({ length: 32 * 32 }, (_, k) => (k * (i + 1)) % 256)), { raw: { width: 32, height: 32, channels: 1 } }).png().toFile(file);
+    };
+    const flat = mkdtempSync(path.join(tmpdir(), 'eden-classes-'));
+    for (let i = 0; i < 10; i++) await png(path.join(flat, i < 4 ? 'Normal' : 'Pneumonia', i % 2 ? `sub/x${i}.png` : `x${i}.png`), i);
+    writeFileSync(path.join(flat, 'Normal', 'broken.png'), 'not a png');
+    const skippedMessages: string[] = [];
+    const cls = await loadClassificationData(flat, 32, { seed: 4, maxTrain: 0, maxTest: 0, onSkip: (m) => skippedMessages.push(m) });
+    assert.deepEqual(cls.classes, ['Normal', 'Pneumonia']);
+    assert.deepEqual([cls.train.length, cls.test.length], [8, 2]);
+    assert.deepEqual([...cls.train, ...cls.test].map((x) => x.label).sort(), [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
+    assert.equal(skippedMessages.length, 1);
+    assert.match(skippedMessages[0]!, /Normal\/broken\.png: corrupt/);
+    await assert.rejects(loadClassificationData(flat, 32, { labelColumn: 'finding', seed: 4, maxTrain: 0, maxTest: 0 }), /--label-column finding names a CSV column, but the labels here are the class folders/);
+
+    // Under split folders the test folder is the test split; val trains, as a CSV's split column does.
+    const splits = mkdtempSync(path.join(tmpdir(), 'eden-class-splits-'));
+    for (let i = 0; i < 9; i++) await png(path.join(splits, ['train', 'Val', 'test'][i % 3]!, i < 5 ? 'a' : 'b', `x${i}.png`), i);
+    const bySplit = await loadClassificationData(splits, 32, { seed: 4, maxTrain: 0, maxTest: 0 });
+    assert.deepEqual(bySplit.classes, ['a', 'b']);
+    assert.deepEqual([bySplit.train.length, bySplit.test.length], [6, 3]);
+    // eden inspect shows them.
+    assert.deepEqual((await inspectDataset([flat])).classFolders, { Normal: 4, Pneumonia: 6 });
+    assert.deepEqual((await inspectDataset([splits])).classFolders, { 'a (train)': 2, 'a (val)': 2, 'a (test)': 1, 'b (train)': 1, 'b (val)': 1, 'b (test)': 2 });
+    assert.match(formatInspectReport(await inspectDataset([flat])), /\nclasses \(from folders\): Pneumonia \(6\), Normal \(4\)\n/);
+
+    // An image outside any class folder, or a single class: not this layout, and the error says what would do.
+    await png(path.join(flat, 'loose.png'), 0);
+    await assert.rejects(loadClassificationData(flat, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /eden-classes-\w+: no labels; give --labels FILE\.csv, put labels\.csv in the folder, or put each class's images in a folder of its own/);
+    const one = mkdtempSync(path.join(tmpdir(), 'eden-one-class-'));
+    for (let i = 0; i < 3; i++) await png(path.join(one, 'Normal', `x${i}.png`), i);
+    await assert.rejects(loadClassificationData(one, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /no labels/);
   });
 });

@@ -53,7 +53,7 @@ export function registerEvaluate(program: Command): void {
     .command('evaluate')
     .description('judge checkpoints side by side against floors (atlas, random init, raw pixels) with paired intervals: few-shot segmentation (frozen, fine-tuned, linear), locality, compositionality, classification; writes report.md, report.json and plots')
     .argument('[data]', 'the labelled data, as --data')
-    .option('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; with a CSV of labels for classify) or a MedMNIST-style .npz (classify)')
+    .option('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; for classify: with a CSV of labels, or one folder per class) or a MedMNIST-style .npz (classify)')
     .option('--checkpoint <ckpt>', "encoder or pretraining checkpoint, a run directory, or 'builtin' (repeatable; default with no --checkpoint and no --baseline: builtin, the pretrained Eve shipped with Eden)", collect, [])
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
     .addOption(new Option('--task <task>', "what to evaluate ('all' = fewshot-seg, locality and compositionality)").choices([...TASKS, 'all']).default('all'))

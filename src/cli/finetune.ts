@@ -43,7 +43,7 @@ export function registerFinetune(program: Command): void {
     .command('finetune')
     .description('train a segmentation model (U-Net on an encoder) or an image classifier on labelled images; writes one self-describing model file for eden segment / eden classify')
     .argument('[data]', 'the labelled data, as --data')
-    .option('--data <dir>', 'segmentation: images/ + masks/<structure>/; classification: a folder with a label CSV (or a MedMNIST .npz)')
+    .option('--data <dir>', 'segmentation: images/ + masks/<structure>/; classification: a folder with a label CSV, a folder of class folders (<class>/ or train|val|test/<class>/), or a MedMNIST .npz')
     .addOption(new Option('--task <task>', 'segment | classify').choices(['segment', 'classify']).default('segment'))
     .option('--checkpoint <ckpt>', "encoder to start from: a checkpoint, a run directory, 'builtin' (the pretrained Eve, the default when installed) or 'random'")
     .addOption(new Option('--arch <name>', "architecture for --checkpoint random").choices(BACKBONES))

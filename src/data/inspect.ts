@@ -6,7 +6,8 @@
 import { describeError } from '../core/errors.js';
 import { maskThreshold } from './dataset.js';
 import { decodeImageFile } from './decode.js';
-import { scanDataset, skipped, type ScanOptions, type SkippedFile } from './scan.js';
+import { classFolderLabels } from './class-folders.js';
+import { scanDataset, skipped, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
 
 export interface InspectReport {
   roots: string[];
@@ -23,6 +24,8 @@ export interface InspectReport {
   /** Usable masks read as label values (no pixel above half scale: nonzero = the structure). */
   labelMasks: number;
   labels?: { file: string; keyColumn: string; matched: number; columns: Record<string, Record<string, number>> };
+  /** Without a manifest, usable images per class folder ('class' or 'class (split)'; class-folders.ts). */
+  classFolders?: Record<string, number>;
   skipped: SkippedFile[];
   skippedByReason: Record<string, number>;
 }
@@ -50,12 +53,14 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     skippedByReason: {},
   };
   const usableLabels: Record<string, string>[] = [];
+  const usable = new Set<ImageEntry>();
   let done = 0;
   const check = async (i: number): Promise<void> => {
     const entry = scan.images[i]!;
     try {
       const img = await decodeImageFile(entry.path);
       report.images++;
+      usable.add(entry);
       bump(report.sizes, `${img.width}x${img.height}`);
       bump(report.bitDepths, String(img.bitDepth));
       bump(report.encodings, img.encoding);
@@ -98,6 +103,12 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       columns[c] = Object.keys(counts).length <= MAX_LISTED_VALUES ? counts : { [`(${Object.keys(counts).length} distinct values)`]: usableLabels.length };
     }
     report.labels = { file: scan.manifest.file, keyColumn: scan.manifest.keyColumn, matched: usableLabels.length, columns };
+  } else if (scan.layout === 'folder') {
+    const folders = classFolderLabels(scan.images);
+    if (folders) {
+      report.classFolders = {};
+      for (const [e, l] of folders) if (usable.has(e)) bump(report.classFolders, l.split ? `${l.label} (${l.split})` : l.label);
+    }
   }
   return report;
 }
@@ -129,6 +140,7 @@ export function formatInspectReport(r: InspectReport): string {
     lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled`);
     for (const [c, counts] of Object.entries(r.labels.columns)) lines.push(`  ${c}: ${fmt(counts)}`);
   }
+  if (r.classFolders) lines.push(`classes (from folders): ${fmt(r.classFolders)}`);
   for (const s of r.skipped) lines.push(`skipped ${s.message}`);
   const total = r.skipped.length;
   lines.push(`summary: ${r.images} usable, ${total} skipped${total ? ` (${fmt(r.skippedByReason)})` : ''}`);

@@ -5,7 +5,8 @@
  * test split.
  *
  * Data: a folder with a CSV manifest (`--labels`, `--label-column`; a `split` column with
- * train/val(id)/test values is honoured, else a seeded 80/20 split), or a MedMNIST-style .npz
+ * train/val(id)/test values is honoured, else a seeded 80/20 split), a folder of class folders
+ * (`<class>/<image>`, or `<train|val|test>/<class>/<image>`: the split honoured the same way), or a MedMNIST-style .npz
  * (`train_images`, `train_labels`, `test_images`, `test_labels`; val is added to train).
  */
 import * as tf from '@tensorflow/tfjs';
@@ -19,6 +20,7 @@ import { ImageDataset } from '../data/dataset.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
 import { scanDataset } from '../data/scan.js';
+import { classFolderLabels } from '../data/class-folders.js';
 import { trainClassifier } from '../train/classifier.js';
 import { rocAuc, mean } from './metrics.js';
 import { quantileSorted, type PairedDifference } from './statistics.js';
@@ -40,7 +42,7 @@ function subsample<T>(items: T[], cap: number, rng: Rng): T[] {
 }
 
 /** Load labelled images for classification at `size`, [0, 1] per-image windowed. */
-export async function loadClassificationData(source: string, size: number, o: { labels?: string; labelColumn?: string; seed: number; maxTrain: number; maxTest: number }): Promise<ClassificationData> {
+export async function loadClassificationData(source: string, size: number, o: { labels?: string; labelColumn?: string; seed: number; maxTrain: number; maxTest: number; onSkip?: (message: string) => void }): Promise<ClassificationData> {
   const rng = new Rng(deriveSeed(o.seed, 71));
   let train: ClassificationData['train'] = [];
   let test: ClassificationData['test'] = [];
@@ -73,15 +75,29 @@ export async function loadClassificationData(source: string, size: number, o: { 
     test = test.map((x) => ({ ...x, label: index.get(x.label)! }));
   } else {
     const scan = await scanDataset([source], { labels: o.labels });
-    if (!scan.manifest) throw new EdenError('data', `${source}: no label manifest; give --labels FILE.csv (or put labels.csv in the folder)`);
-    const column = o.labelColumn ?? (scan.manifest.labelColumns.includes('label') ? 'label' : undefined);
-    if (!column || !scan.manifest.labelColumns.includes(column)) throw new EdenError('data', `${scan.manifest.file}: choose the label column with --label-column (columns: ${scan.manifest.labelColumns.join(', ')})`);
-    const labelled = scan.images.filter((e) => e.labels?.[column] !== undefined && e.labels[column] !== '');
-    classes = [...new Set(labelled.map((e) => e.labels![column]!))].sort();
-    if (classes.length < 2) throw new EdenError('data', `${scan.manifest.file}: column '${column}' has ${classes.length} class(es); need at least 2`);
-    const ds = new ImageDataset(labelled, { size });
+    for (const s of scan.skipped) o.onSkip?.(s.message);
+    let column: string | undefined;
+    let labelSource: string;
+    if (scan.manifest) {
+      labelSource = scan.manifest.file;
+      column = o.labelColumn ?? (scan.manifest.labelColumns.includes('label') ? 'label' : undefined);
+      if (!column || !scan.manifest.labelColumns.includes(column)) throw new EdenError('data', `${scan.manifest.file}: choose the label column with --label-column (columns: ${scan.manifest.labelColumns.join(', ')})`);
+    } else {
+      const folders = classFolderLabels(scan.images);
+      if (!folders) throw new EdenError('data', `${source}: no labels; give --labels FILE.csv, put labels.csv in the folder, or put each class's images in a folder of its own (${source}/<class>/..., or under train/ and test/)`);
+      if (o.labelColumn && o.labelColumn !== 'label') throw new EdenError('config', `${source}: --label-column ${o.labelColumn} names a CSV column, but the labels here are the class folders`);
+      for (const [e, l] of folders) e.labels = { label: l.label, ...(l.split ? { split: l.split } : {}) };
+      column = 'label';
+      labelSource = `${source} (class folders)`;
+    }
+    const col = column;
+    const labelled = scan.images.filter((e) => e.labels?.[col] !== undefined && e.labels[col] !== '');
+    if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${col}' label in ${labelSource}: left out`);
+    classes = [...new Set(labelled.map((e) => e.labels![col]!))].sort();
+    if (classes.length < 2) throw new EdenError('data', `${labelSource}: column '${col}' has ${classes.length} class(es); need at least 2`);
+    const ds = new ImageDataset(labelled, { size, onSkip: (s) => o.onSkip?.(s.message) });
     const items: { image: Float32Array; label: number; split?: string }[] = [];
-    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), split: s.entry.labels!['split'] });
+    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![col]!), split: s.entry.labels!['split'] });
     const hasSplit = items.some((x) => x.split === 'test');
     if (hasSplit) {
       train = items.filter((x) => x.split !== 'test');
