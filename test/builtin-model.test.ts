@@ -81,6 +81,16 @@ describe('the shipped pretrained Eve', () => {
     assert.doesNotMatch(head.stderr, /EPIPE/, head.stderr.slice(-2000));
   });
 
+  it('eden match with fewer than two readable images says so (it crashed with a TypeError)', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-match-one-'));
+    copyFileSync(path.join(samples, '00870a9c.png'), path.join(dir, 'a.png'));
+    writeFileSync(path.join(dir, 'b.png'), 'not a png');
+    const m = eden('match', dir);
+    assert.equal(m.status, 1, m.stderr);
+    assert.match(m.stderr, /b\.png: corrupt/);
+    assert.match(m.stderr, /eden: matching needs at least 2 readable images, found 1 in .*eden-match-one-\w+\n$/);
+  });
+
   it('is what eden match and eden embed use when no checkpoint is given', async () => {
     const m = eden('match');
     assert.equal(m.status, 0, m.stderr);

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { decompose } from '../anatomy/decomposer.js';
-import { describeError } from '../core/errors.js';
+import { describeError, EdenError } from '../core/errors.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
@@ -81,6 +81,8 @@ export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { leve
       o.onSkip?.(s);
     }
   }
+  // A part is matched in the other images: one image has none.
+  if (files.length < 2) throw new EdenError('data', `matching needs at least 2 readable images, found ${files.length} in ${inputs.join(', ')}`);
   const emb: Float32Array[][] = [];
   for (const parts of crops) {
     const x = imageBatch(parts, o.size);
