@@ -5,7 +5,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -55,5 +55,15 @@ describe('eden serve: what a raw request can reach', () => {
     assert.match(JSON.parse(r.body).error, /not an image Eden can read/);
     const s = await app.inject({ method: 'POST', url: '/api/similar', payload: { vector: [1, 2] } });
     assert.equal(s.statusCode, 400);
+  });
+
+  it('indexes --data as the other commands read a folder: an unreadable image named with its problem, the rest kept', async () => {
+    const data = mkdtempSync(path.join(tmpdir(), 'eden-serve-data-'));
+    copyFileSync(path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19', '00870a9c.png'), path.join(data, 'a.png'));
+    writeFileSync(path.join(data, 'b.png'), 'not a png');
+    const log: string[] = [];
+    const withData = await buildServer({ encoder, meta: { format: 'eden-encoder-1', args: encoder.args, hasHead: false, source: 'test' }, viewerDir: path.join(data, 'none'), data, onLog: (m) => log.push(m) });
+    await withData.close();
+    assert.deepEqual(log, [`skipped ${path.join(data, 'b.png')}: corrupt or not image data (its content matches no known image format)`, `indexed 1 images of ${data}`]);
   });
 });

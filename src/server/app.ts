@@ -22,7 +22,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeError } from '../core/errors.js';
-import { decodeImageBytes, looksTruncated } from '../data/decode.js';
+import { decodeImageBytes, decodeImageFile, looksTruncated } from '../data/decode.js';
 import { hasDicomBytes } from '../data/formats.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
@@ -120,12 +120,14 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     const scan = await scanDataset([o.data]);
     for (const entry of scan.images.slice(0, o.maxDataImages ?? 64)) {
       try {
-        const img = await decodeImageBytes(await import('node:fs/promises').then((fs) => fs.readFile(entry.path)), entry.format);
+        const img = await decodeImageFile(entry.path);
         const norm = { width: img.width, height: img.height, data: normalizeIntensity(img) };
         const f = await denseFeatures(o.encoder, toInput(norm, size), size);
         index.push({ file: path.relative(o.data, entry.path), grey: resizeGrey(norm.data, img.width, img.height, size, size), features: f.data });
       } catch (err) {
-        o.onLog?.(`skipped ${entry.path}: ${describeError(err)}`);
+        // decodeImageFile's messages name the file and explain the problem, as every command reports them.
+        const msg = describeError(err);
+        o.onLog?.(`skipped ${msg.startsWith(`${entry.path}: `) ? msg : `${entry.path}: ${msg}`}`);
       }
     }
     o.onLog?.(`indexed ${index.length} images of ${o.data}`);
