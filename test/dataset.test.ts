@@ -154,6 +154,28 @@ describe('scan and inspect', () => {
     });
   });
 
+  it('a mask drawn at another resolution of its image (same shape) is laid on it; another shape is reported', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-mask-res-'));
+    for (const d of ['images', 'masks/full', 'masks/half', 'masks/double', 'masks/square']) mkdirSync(path.join(root, d), { recursive: true });
+    const stem = sampleFiles[0]!.replace('.png', '');
+    copyFileSync(path.join(samples, `${stem}.png`), path.join(root, 'images', `${stem}.png`));
+    const { width: w, height: h } = await sharp(path.join(samples, `${stem}.png`)).metadata();
+    const disc = (W: number, H: number): Promise<unknown> =>
+      sharp(Uint8Array.from({ length: W * H }, (_, i) => (((i % W) / W - 0.5) ** 2 + (Math.floor(i / W) / H - 0.5) ** 2 < 0.09 ? 255 : 0)), { raw: { width: W, height: H, channels: 1 } }).png().toFile(path.join(root, 'masks', W === w ? 'full' : W < w! ? 'half' : 'double', `${stem}.png`));
+    await disc(w!, h!);
+    await disc(Math.round(w! / 2), Math.round(h! / 2));
+    await disc(w! * 2, h! * 2);
+    await sharp(new Uint8Array(h! * h!), { raw: { width: h!, height: h!, channels: 1 } }).png().toFile(path.join(root, 'masks', 'square', `${stem}.png`));
+    const reported: string[] = [];
+    const ds = new ImageDataset((await scanDataset([root])).images, { size: 64, onSkip: (x) => reported.push(x.message) });
+    const sample = await ds.get(0);
+    const { full, half, double } = sample!.masks;
+    const dice = (a: Float32Array, b: Float32Array): number => (2 * a.reduce((n, v, i) => n + v * b[i]!, 0)) / (a.reduce((n, v) => n + v, 0) + b.reduce((n, v) => n + v, 0));
+    assert.ok(dice(half!, full!) > 0.97 && dice(double!, full!) > 0.97, `${dice(half!, full!)} ${dice(double!, full!)}`);
+    assert.equal(sample!.masks['square'], undefined);
+    assert.deepEqual(reported, [`${path.join(root, 'masks', 'square', `${stem}.png`)}: mask size ${h}x${h} differs from its image's ${w}x${h} in shape, not only in resolution (${path.join(root, 'images', `${stem}.png`)})`]);
+  });
+
   it('masks saved as label values (0 / 1, in 8 or 16 bits) read as the same structure as 0 / 255 masks; a structure no mask marks is an error', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'eden-labels-'));
     for (const d of ['images', 'masks/scale', 'masks/labels', 'masks/labels16', 'masks/blank']) mkdirSync(path.join(root, d), { recursive: true });

@@ -53,6 +53,20 @@ export function maskThreshold(values: ArrayLike<number>, bitDepth: number): numb
   return max > halfScale ? halfScale : 0;
 }
 
+/**
+ * Why a mask cannot be laid on its image, or undefined when it can: the same size, or the same
+ * shape at another resolution (annotations are often drawn on a downsampled copy; both are resized
+ * to the working size anyway). A different shape is a mask of another image.
+ */
+export function maskSizeProblem(mask: { width: number; height: number }, image: { width: number; height: number }, imageFile: string): string | undefined {
+  if (mask.width === image.width && mask.height === image.height) return undefined;
+  const aspect = mask.width / mask.height / (image.width / image.height);
+  // One pixel of rounding on the shorter side of a downsampled mask, and 1% at least.
+  const tolerance = Math.max(0.01, 1 / Math.min(mask.width, mask.height));
+  if (Math.abs(aspect - 1) <= tolerance) return undefined;
+  return `mask size ${mask.width}x${mask.height} differs from its image's ${image.width}x${image.height} in shape, not only in resolution (${imageFile})`;
+}
+
 /** A decoded mask as 0 / 1 (see maskThreshold). */
 export function binarizeMask(values: Float32Array, bitDepth: number): Float32Array {
   const threshold = maskThreshold(values, bitDepth);
@@ -149,9 +163,10 @@ export class ImageDataset {
     const masks: Record<string, Float32Array> = {};
     for (const [structure, file] of Object.entries(entry.masks ?? {})) {
       const m = await decodeImageFile(file);
-      if (m.width !== grey.width || m.height !== grey.height) {
+      const problem = maskSizeProblem(m, grey, entry.path);
+      if (problem) {
         // Report the mask, keep the image (with its other structures).
-        this.options.onSkip?.(skipped(file, `mask size ${m.width}x${m.height} differs from its image's ${grey.width}x${grey.height} (${entry.path})`));
+        this.options.onSkip?.(skipped(file, problem));
         continue;
       }
       const resized = resizeGrey(binarizeMask(m.data, m.bitDepth), m.width, m.height, size, size);

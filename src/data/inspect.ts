@@ -4,7 +4,7 @@
  * unusable file with its reason, grouped.
  */
 import { describeError } from '../core/errors.js';
-import { maskThreshold } from './dataset.js';
+import { maskSizeProblem, maskThreshold } from './dataset.js';
 import { decodeImageFile } from './decode.js';
 import { classFolderLabels } from './class-folders.js';
 import { scanDataset, skipped, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
@@ -68,8 +68,9 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       for (const [structure, file] of Object.entries(entry.masks ?? {})) {
         try {
           const m = await decodeImageFile(file);
-          if (m.width !== img.width || m.height !== img.height) {
-            report.skipped.push(skipped(file, `mask size ${m.width}x${m.height} differs from its image's ${img.width}x${img.height} (${entry.path})`));
+          const problem = maskSizeProblem(m, img, entry.path);
+          if (problem) {
+            report.skipped.push(skipped(file, problem));
           } else {
             bump(report.structures, structure);
             const max = m.data.reduce((a, v) => (v > a ? v : a), 0);
