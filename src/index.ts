@@ -25,10 +25,10 @@ export { decodeDicom } from './data/dicom.js';
 export type { GreyImage } from './data/grey-image.js';
 export { normalizeIntensity, intensityWindow, percentiles, INTENSITY_MODES, type IntensityMode, type IntensityOptions } from './data/intensity.js';
 export { resizeGrey } from './data/resize.js';
-export { detectFormat, fileStem, RASTER_EXTENSIONS, DICOM_EXTENSIONS, type ImageFormat } from './data/formats.js';
+export { detectFormat, hasDicomBytes, fileStem, RASTER_EXTENSIONS, DICOM_EXTENSIONS, type ImageFormat } from './data/formats.js';
 export { scanDataset, type ScanResult, type ScanOptions, type ImageEntry, type SkippedFile, type SkipCategory } from './data/scan.js';
 export { readManifest, labelsFor, type Manifest } from './data/manifest.js';
-export { ImageDataset, binarizeMask, type ImageDatasetOptions, type Sample, type CacheMode } from './data/dataset.js';
+export { ImageDataset, binarizeMask, maskThreshold, maskSizeProblem, type ImageDatasetOptions, type Sample, type CacheMode } from './data/dataset.js';
 export { inspectDataset, formatInspectReport, type InspectReport } from './data/inspect.js';
 
 // models
@@ -94,6 +94,16 @@ export { dice, rocAuc, knnAccuracy, silhouette, cosine, kde, mean, std, surfaceD
 export { checkpointSource, randomSource, resolveSources, type ModelSource } from './eval/models.js';
 export { UNet, type UNetArgs } from './models/unet.js';
 export { augmentPair, DEFAULT_PAIRED_AUGMENT, type PairedAugmentOptions } from './data/paired-transforms.js';
+
+// applying Eve: fine-tuning, segmenting, classifying, matching (what eden finetune, segment, classify and match run)
+export { finetuneSegmentation, finetuneClassification, defaultEncoderSpec, type EncoderSpec, type FinetuneSegmentationOptions, type FinetuneClassificationOptions } from './apply/finetune.js';
+export { loadSegmenter, loadClassifier, taskModelMeta, SEGMENTER_FORMAT, CLASSIFIER_FORMAT, type Segmenter, type Classifier, type TaskModelMeta } from './models/task-model-file.js';
+export { segmentFiles, segmentImages, measurementsCsv, type SegmentOptions, type SegmentResult, type MeasurementRow, type Measurements } from './apply/segment.js';
+export { cardiothoracicRatio } from './apply/measure.js';
+export { classifyFiles, classificationCsv, type ClassifiedImage } from './apply/classify.js';
+export { matchAnatomy, type MatchReport } from './apply/match.js';
+export { builtinModelPath, resolveModelSpec } from './models/builtin.js';
+export { classFolderLabels, type ClassFolderLabel } from './data/class-folders.js';
 
 // interfaces: the anatomy explorer's server
 export { buildServer, defaultViewerDir, type ServeOptions } from './server/app.js';

@@ -95,6 +95,14 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     const c = cardiothoracicRatio(Uint8Array.from(heart.data, (v) => (v > 127 ? 1 : 0)), Uint8Array.from(lungs.data, (v) => (v > 127 ? 1 : 0)), 512, 512);
     if (c) assert.ok(Math.abs(Number(col(pngRow, 'ctr')) - c.ctr) < 1e-6);
     assert.ok(existsSync(path.join(out, 'overlays', 'chest.png')));
+    // A Node service through the package's API, from the file's bytes (format found from them): the same masks.
+    const eden_ = await import('../src/index.js');
+    await eden_.useBackend('wasm');
+    const segmenter = await eden_.loadSegmenter(model);
+    const [fromBytes] = await eden_.segmentImages(segmenter, [{ grey: await eden_.decodeImageBytes(readFileSync(png)) }]);
+    segmenter.dispose();
+    assert.deepEqual(Array.from(fromBytes!.masks[0]!), Array.from(heart.data, (v) => (v > 127 ? 1 : 0)));
+    assert.equal(fromBytes!.measurements.ctr === undefined ? '' : fromBytes!.measurements.ctr.toFixed(6), col(pngRow, 'ctr'));
     if (!withDicom) return;
     const dicomRow = csv.find((row) => row[0]!.endsWith('chest.dcm'))!;
     assert.equal(col(dicomRow, 'pixel_spacing_mm'), '0.5\\0.5');

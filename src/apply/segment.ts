@@ -136,13 +136,15 @@ export interface Measurements {
 }
 
 /**
- * Masks at each image's own size (probabilities resized bilinearly, then thresholded) and the
- * measurements of measure.ts, for decoded images ({ grey, normalised to [0, 1] }) in one batch.
+ * Masks at each image's own size (probabilities resized bilinearly, then thresholded; masks[k] is
+ * model.meta.structures[k], 0 / 1 row-major) and the measurements of measure.ts, for decoded images
+ * in one batch. `normalised` ([0, 1], the model's intensity handling) is computed when not given.
  */
-export async function segmentImages(model: Segmenter, images: { grey: GreyImage; normalised: Float32Array }[], threshold = 0.5): Promise<{ masks: Uint8Array[]; measurements: Measurements }[]> {
+export async function segmentImages(model: Segmenter, images: { grey: GreyImage; normalised?: Float32Array }[], threshold = 0.5): Promise<{ masks: Uint8Array[]; measurements: Measurements }[]> {
   const size = model.meta.inputSize;
   const structures = model.meta.structures!;
-  const probs = await predict(model, images.map((d) => resizeGrey(d.normalised, d.grey.width, d.grey.height, size, size)));
+  const inputs = images.map(({ grey, normalised }) => resizeGrey(normalised ?? normalizeIntensity(grey, model.meta.intensity), grey.width, grey.height, size, size));
+  const probs = await predict(model, inputs);
   return images.map(({ grey }, j) => {
     const { width, height } = grey;
     const masks = probs[j]!.map((p) => thresholdMask(resizeGrey(p, size, size, width, height), threshold));

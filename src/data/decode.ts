@@ -8,13 +8,17 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom } from './dicom.js';
-import { detectFormat } from './formats.js';
+import { detectFormat, hasDicomBytes } from './formats.js';
 import { rgbToGrey, type GreyImage } from './grey-image.js';
 
 // Refuse decompression bombs: images above this many pixels are reported, not decoded.
 const MAX_PIXELS = 20000 * 20000;
 
-export async function decodeImageBytes(bytes: Uint8Array, format: 'raster' | 'dicom'): Promise<GreyImage> {
+/**
+ * Decode image bytes (an upload, a message); `format` defaults to what the bytes are: DICOM when
+ * they carry its Part 10 preamble, else a raster format for sharp.
+ */
+export async function decodeImageBytes(bytes: Uint8Array, format: 'raster' | 'dicom' = hasDicomBytes(bytes) ? 'dicom' : 'raster'): Promise<GreyImage> {
   if (bytes.length === 0) throw new Error('empty file (0 bytes)');
   if (format === 'dicom') return decodeDicom(bytes);
   return decodeRaster(bytes);
