@@ -81,6 +81,17 @@ describe('the shipped pretrained Eve', () => {
     assert.doesNotMatch(head.stderr, /EPIPE/, head.stderr.slice(-2000));
   });
 
+  it('eden checkpoint show describes it; a file that is not Eden\'s is named', () => {
+    const r = eden('checkpoint', 'show', 'builtin');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'format: eden-encoder-1\nmodel: resnet18 width 64, projection head to 128, trained on 112 px views\nsource: eve-resnet18, the pretrained Eve shipped with Eden (Adam, cpu preset, step 7560 of runs/adam-cpu; see models/MODEL_CARD.md)\ntensors: 112 (11.5M values)\n');
+    const other = path.join(mkdtempSync(path.join(tmpdir(), 'eden-show-')), 'other.safetensors');
+    writeFileSync(other, Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]));
+    const o = eden('checkpoint', 'show', other);
+    assert.equal(o.status, 1);
+    assert.match(o.stderr, /other\.safetensors is not an Eden file \(format 'none'\): eden checkpoint show reads pretraining checkpoints, encoders and fine-tuned models/);
+  });
+
   it('eden match with fewer than two readable images says so (it crashed with a TypeError)', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'eden-match-one-'));
     copyFileSync(path.join(samples, '00870a9c.png'), path.join(dir, 'a.png'));

@@ -59,6 +59,13 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     assert.equal(meta.hasHead, false);
     assert.match(meta.source, /the encoder of a fine-tuned segmentation model/);
     encoder.dispose();
+    // eden checkpoint show describes it; exported as TF.js it is its encoder, and the CLI says so.
+    const show = eden('checkpoint', 'show', model);
+    assert.equal(show.status, 0, show.stderr);
+    assert.match(show.stdout, /^format: eden-segmenter-1 \(Eden [\d.]+, .*\)\ntask: segmentation of heart, lungs \(U-Net\)\nmodel: resnet-tiny width 8, input 64 px, intensity auto\ntrained on: .*wingspan_ctr, 6 images \(4 for validation\), \d+ steps \(kept step \d+\), mode finetune, seed 0\nstarted from: random initialisation.*\nvalidation: dice_heart \d\.\d{4}, dice_lungs \d\.\d{4}\ntensors: \d+ \([\d.]+k values\)\n$/);
+    const tfjs = eden('export', model, '--format', 'tfjs', '--out', path.join(tmp(), 'tfjs'));
+    assert.equal(tfjs.status, 0, tfjs.stderr);
+    assert.match(tfjs.stdout, /\(tfjs, the encoder of the segmentation model of heart, lungs, resnet-tiny width 8\); --format onnx exports the whole model\n$/);
   });
 
   it('segments a folder of PNG and DICOM: masks at the image size, overlays, areas, CTR, and a SEG that DCMTK, dicom3tools and Eden read', async (t) => {

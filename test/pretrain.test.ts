@@ -162,6 +162,10 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     const diff = runCli(['checkpoint', 'diff', reference, dir]);
     assert.equal(diff.status, 0, diff.stderr);
     assert.match(diff.stdout, /^max_abs_diff=0$/m);
+    // checkpoint show: where the finished run stands.
+    const show = runCli(['checkpoint', 'show', dir]);
+    assert.equal(show.status, 0, show.stderr);
+    assert.match(show.stdout, /^format: eden-pretrain-1 \(Eden \d+\.\d+\.\d+, .*, backend wasm\)\nnext step: stage \d+, epoch 1, batch 0 \(8 steps done\)\nmodel: resnet-tiny width \d+, views \d+ px, levels [\d,]+\nbest validation loss: \d\.\d{4} \(stage \d, step \d\)\ntensors: \d+ \([\d.]+k values\); images: \d+ train, \d+ validation\n$/);
   });
 
   it('--resume of a run killed before its first checkpoint starts it afresh from its config.json, and says so', async () => {

@@ -1,7 +1,11 @@
 import type { Command } from 'commander';
 import { diffCheckpoints, formatCheckpointDiff } from '../train/checkpoint-diff.js';
-import { readCheckpoint } from '../train/checkpoint.js';
+import { CHECKPOINT_FORMAT, type CheckpointMeta } from '../train/checkpoint.js';
 import { resolveCheckpointPath } from '../train/checkpoint-diff.js';
+import { EdenError } from '../core/errors.js';
+import { loadTensorFile, type TensorFile } from '../engine/tensor-file.js';
+import { ENCODER_FORMAT, type EncoderFileMeta } from '../models/encoder-file.js';
+import { SEGMENTER_FORMAT, taskModelMeta } from '../models/task-model-file.js';
 
 export function registerCheckpoint(program: Command): void {
   const cmd = program.command('checkpoint').description('look into and compare checkpoints');
@@ -15,21 +19,57 @@ export function registerCheckpoint(program: Command): void {
     });
   cmd
     .command('show')
-    .description("print a checkpoint's position, config and best validation loss")
-    .argument('<checkpoint>', 'checkpoint file or run directory')
+    .description("describe an Eden file: a pretraining checkpoint's position, config and best validation loss; an encoder's architecture and source; a fine-tuned model's task, training and validation scores")
+    .argument('<file>', "checkpoint, run directory, encoder file, 'builtin', or a model from eden finetune")
     .action(async (c: string) => {
-      const { meta, content } = await readCheckpoint(await resolveCheckpointPath(c));
-      const { position, best, config } = meta;
-      process.stdout.write(
-        [
-          `format: ${meta.format} (Eden ${meta.edenVersion}, ${meta.createdAt}, backend ${meta.backend})`,
-          `next step: stage ${position.stage + 1}, epoch ${position.epoch + 1}, batch ${position.batch} (${position.globalStep} steps done)`,
-          `model: ${config.model.backbone} width ${config.model.width}, views ${config.views.size} px, levels ${config.curriculum.levels.join(',')}`,
-          `best validation loss: ${best ? `${best.valLoss.toFixed(4)} (stage ${best.stage + 1}, step ${best.globalStep})` : 'none'}`,
-          `tensors: ${content.tensors.size}; images: ${meta.split.train.length} train, ${meta.split.val.length} validation`,
-        ].join('\n') + '\n',
-      );
+      const file = await resolveCheckpointPath(c);
+      process.stdout.write(`${describeEdenFile(file, await loadTensorFile(file)).join('\n')}\n`);
     });
   for (const c of cmd.commands) c.exitOverride();
   cmd.exitOverride();
+}
+
+/** What `eden checkpoint show` prints for each kind of Eden file, one fact per line. */
+export function describeEdenFile(file: string, content: TensorFile): string[] {
+  const format = content.metadata['format'];
+  const tensors = `tensors: ${content.tensors.size} (${formatCount([...content.tensors.values()].reduce((n, t) => n + t.data.length, 0))} values)`;
+  const task = taskModelMeta(content);
+  if (task) {
+    const t = task.training;
+    const what = task.format === SEGMENTER_FORMAT ? `segmentation of ${task.structures!.join(', ')} (U-Net)` : `classification into ${task.classes!.join(', ')}`;
+    return [
+      `format: ${task.format} (Eden ${task.edenVersion}, ${task.createdAt})`,
+      `task: ${what}`,
+      `model: ${task.backbone.name} width ${task.backbone.width}, input ${task.inputSize} px, intensity ${task.intensity.mode ?? 'auto'}`,
+      `trained on: ${t.data}, ${t.images} images (${t.validationImages} for validation), ${t.steps} steps (kept step ${t.bestStep})${t.mode ? `, mode ${t.mode}` : ''}, seed ${t.seed}`,
+      `started from: ${t.startedFrom}`,
+      `validation: ${Object.entries(task.validation).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ') || 'none'}`,
+      tensors,
+    ];
+  }
+  if (format === ENCODER_FORMAT) {
+    const meta = JSON.parse(content.metadata['eden'] ?? '{}') as EncoderFileMeta;
+    return [
+      `format: ${format}`,
+      `model: ${meta.args.backbone} width ${meta.args.width}, ${meta.hasHead ? `projection head to ${meta.args.projectionDim}` : 'no projection head'}${meta.inputSize ? `, trained on ${meta.inputSize} px views` : ''}`,
+      `source: ${meta.source}`,
+      tensors,
+    ];
+  }
+  if (format === CHECKPOINT_FORMAT) {
+    const meta = JSON.parse(content.metadata['eden']!) as CheckpointMeta;
+    const { position, best, config } = meta;
+    return [
+      `format: ${meta.format} (Eden ${meta.edenVersion}, ${meta.createdAt}, backend ${meta.backend})`,
+      `next step: stage ${position.stage + 1}, epoch ${position.epoch + 1}, batch ${position.batch} (${position.globalStep} steps done)`,
+      `model: ${config.model.backbone} width ${config.model.width}, views ${config.views.size} px, levels ${config.curriculum.levels.join(',')}`,
+      `best validation loss: ${best ? `${best.valLoss.toFixed(4)} (stage ${best.stage + 1}, step ${best.globalStep})` : 'none'}`,
+      `${tensors}; images: ${meta.split.train.length} train, ${meta.split.val.length} validation`,
+    ];
+  }
+  throw new EdenError('checkpoint', `${file} is not an Eden file (format '${format ?? 'none'}'): eden checkpoint show reads pretraining checkpoints, encoders and fine-tuned models`);
+}
+
+function formatCount(n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n);
 }

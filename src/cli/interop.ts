@@ -108,6 +108,8 @@ export function registerInterop(program: Command): void {
       } finally {
         encoder.dispose();
       }
-      process.stdout.write(`wrote ${opts.out} (${opts.format}, ${meta.args.backbone} width ${meta.args.width})\n`);
+      // A fine-tuned model in these formats is its encoder only: say so, and how to get the whole model.
+      const whose = task ? `the encoder of the ${task.format === SEGMENTER_FORMAT ? `segmentation model of ${task.structures!.join(', ')}` : `classifier into ${task.classes!.join(', ')}`}, ` : '';
+      process.stdout.write(`wrote ${opts.out} (${opts.format}, ${whose}${meta.args.backbone} width ${meta.args.width})${task ? '; --format onnx exports the whole model' : ''}\n`);
     });
 }
