@@ -164,13 +164,13 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
   return result;
 }
 
-/** Pairs masks with images by stem; returns the images kept (one per stem). */
 /**
  * What datasets append to a mask's name ('CHN_0001_mask.png' for 'CHN_0001.png'): a mask whose
  * stem names no image is matched without it.
  */
 const MASK_SUFFIX = /[-_.](mask|masks|seg|segmentation|label|labels|gt|annotation)$/i;
 
+/** Pairs masks with images by stem (or by stem less a MASK_SUFFIX); returns the images kept (one per stem). */
 async function attachMasks(images: ImageEntry[], masksDir: string, only: string[] | undefined, found: Set<string>, result: ScanResult): Promise<ImageEntry[]> {
   const byStem = new Map<string, ImageEntry>();
   for (const img of images) {

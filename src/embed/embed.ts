@@ -64,17 +64,21 @@ export async function embedFiles(encoder: Encoder, files: string[], options: Emb
   for (let start = 0; start < files.length; start += batchSize) {
     const batch: string[] = [];
     const images: Awaited<ReturnType<typeof prepareImage>>[] = [];
-    for (const file of files.slice(start, start + batchSize)) {
-      try {
-        images.push(await prepareImage(file, preprocess, size));
+    // Decoded together (sharp works on the thread pool), kept in order.
+    const chunk = files.slice(start, start + batchSize);
+    const decoded = await Promise.allSettled(chunk.map((f) => prepareImage(f, preprocess, size)));
+    decoded.forEach((d, j) => {
+      const file = chunk[j]!;
+      if (d.status === 'fulfilled') {
+        images.push(d.value);
         batch.push(file);
-      } catch (err) {
-        // Without onSkip (a library call on chosen files) a bad file is an error, as it was.
-        if (!options.onSkip) throw err;
-        const msg = describeError(err);
-        options.onSkip(skipped(file, msg.startsWith(`${file}: `) ? msg.slice(file.length + 2) : msg));
+        return;
       }
-    }
+      // Without onSkip (a library call on chosen files) a bad file is an error, as it was.
+      if (!options.onSkip) throw d.reason;
+      const msg = describeError(d.reason);
+      options.onSkip(skipped(file, msg.startsWith(`${file}: `) ? msg.slice(file.length + 2) : msg));
+    });
     const done = Math.min(start + batchSize, files.length);
     if (!images.length) {
       options.onProgress?.(done, files.length);

@@ -19,7 +19,7 @@ import type { EvaluateConfig } from '../config/evaluate.js';
 import { ImageDataset } from '../data/dataset.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
-import { scanDataset } from '../data/scan.js';
+import { scanDataset, type ScanResult } from '../data/scan.js';
 import { classFolderLabels } from '../data/class-folders.js';
 import { trainClassifier } from '../train/classifier.js';
 import { rocAuc, mean } from './metrics.js';
@@ -39,6 +39,23 @@ export interface ClassificationData {
 
 function subsample<T>(items: T[], cap: number, rng: Rng): T[] {
   return cap > 0 && items.length > cap ? rng.shuffle([...items]).slice(0, cap) : items;
+}
+
+/**
+ * Where a scanned folder's labels come from: its CSV's column (--label-column, else 'label'), or
+ * without a CSV the class folders, written into each entry's labels as 'label' (and 'split').
+ */
+function chooseLabels(scan: ScanResult, source: string, labelColumn: string | undefined): { column: string; labelSource: string } {
+  if (scan.manifest) {
+    const column = labelColumn ?? (scan.manifest.labelColumns.includes('label') ? 'label' : undefined);
+    if (!column || !scan.manifest.labelColumns.includes(column)) throw new EdenError('data', `${scan.manifest.file}: choose the label column with --label-column (columns: ${scan.manifest.labelColumns.join(', ')})`);
+    return { column, labelSource: scan.manifest.file };
+  }
+  const folders = classFolderLabels(scan.images);
+  if (!folders) throw new EdenError('data', `${source}: no labels; give --labels FILE.csv, put labels.csv in the folder, or put each class's images in a folder of its own (${source}/<class>/..., or under train/ and test/)`);
+  if (labelColumn && labelColumn !== 'label') throw new EdenError('config', `${source}: --label-column ${labelColumn} names a CSV column, but the labels here are the class folders`);
+  for (const [e, l] of folders) e.labels = { label: l.label, ...(l.split ? { split: l.split } : {}) };
+  return { column: 'label', labelSource: `${source} (class folders)` };
 }
 
 /** Load labelled images for classification at `size`, [0, 1] per-image windowed. */
@@ -76,28 +93,14 @@ export async function loadClassificationData(source: string, size: number, o: { 
   } else {
     const scan = await scanDataset([source], { labels: o.labels });
     for (const s of scan.skipped) o.onSkip?.(s.message);
-    let column: string | undefined;
-    let labelSource: string;
-    if (scan.manifest) {
-      labelSource = scan.manifest.file;
-      column = o.labelColumn ?? (scan.manifest.labelColumns.includes('label') ? 'label' : undefined);
-      if (!column || !scan.manifest.labelColumns.includes(column)) throw new EdenError('data', `${scan.manifest.file}: choose the label column with --label-column (columns: ${scan.manifest.labelColumns.join(', ')})`);
-    } else {
-      const folders = classFolderLabels(scan.images);
-      if (!folders) throw new EdenError('data', `${source}: no labels; give --labels FILE.csv, put labels.csv in the folder, or put each class's images in a folder of its own (${source}/<class>/..., or under train/ and test/)`);
-      if (o.labelColumn && o.labelColumn !== 'label') throw new EdenError('config', `${source}: --label-column ${o.labelColumn} names a CSV column, but the labels here are the class folders`);
-      for (const [e, l] of folders) e.labels = { label: l.label, ...(l.split ? { split: l.split } : {}) };
-      column = 'label';
-      labelSource = `${source} (class folders)`;
-    }
-    const col = column;
-    const labelled = scan.images.filter((e) => e.labels?.[col] !== undefined && e.labels[col] !== '');
-    if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${col}' label in ${labelSource}: left out`);
-    classes = [...new Set(labelled.map((e) => e.labels![col]!))].sort();
-    if (classes.length < 2) throw new EdenError('data', `${labelSource}: column '${col}' has ${classes.length} class(es); need at least 2`);
+    const { column, labelSource } = chooseLabels(scan, source, o.labelColumn);
+    const labelled = scan.images.filter((e) => e.labels?.[column] !== undefined && e.labels[column] !== '');
+    if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${column}' label in ${labelSource}: left out`);
+    classes = [...new Set(labelled.map((e) => e.labels![column]!))].sort();
+    if (classes.length < 2) throw new EdenError('data', `${labelSource}: column '${column}' has ${classes.length} class(es); need at least 2`);
     const ds = new ImageDataset(labelled, { size, onSkip: (s) => o.onSkip?.(s.message) });
     const items: { image: Float32Array; label: number; split?: string }[] = [];
-    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![col]!), split: s.entry.labels!['split'] });
+    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), split: s.entry.labels!['split'] });
     const hasSplit = items.some((x) => x.split === 'test');
     if (hasSplit) {
       train = items.filter((x) => x.split !== 'test');
