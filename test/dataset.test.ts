@@ -9,6 +9,7 @@ import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { scanDataset } from '../src/data/scan.js';
+import { readManifest, sniffDelimiter } from '../src/data/manifest.js';
 import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
 import { binarizeMask, ImageDataset } from '../src/data/dataset.js';
 import { loadSegmentationData } from '../src/data/segmentation-data.js';
@@ -218,6 +219,29 @@ describe('scan and inspect', () => {
     await load(['labels', 'labels16']);
     await assert.rejects(load(['labels', 'blank']), /eden-labels-\w+: every mask of 'blank' is empty at 64 px \(3 images\); check that masks\/blank\/ mark the structure/);
     await assert.rejects(load(['none'], { none: ['blank'] }), /every mask of 'none' is empty .* masks\/blank\//);
+  });
+
+  it('reads label CSVs as spreadsheets write them: semicolons, tabs, quoted commas, a BOM, Windows paths', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-manifest-'));
+    mkdirSync(path.join(root, 'sub'));
+    const [a, b] = sampleFiles;
+    copyFileSync(path.join(samples, a!), path.join(root, 'sub', 'a.png'));
+    copyFileSync(path.join(samples, b!), path.join(root, 'b.png'));
+    const variants: Record<string, string> = {
+      'semicolon.csv': '\uFEFFfile;finding;note\r\nsub\\a.png;Pneumonia;"x;y"\r\n.\\b.png;Normal;z\r\n',
+      'tab.csv': 'file\tfinding\tnote\nsub/a.png\tPneumonia\tx\n./b.png\tNormal\tz\n',
+      'comma.csv': '"file","finding","note"\n"sub/a.png","Pneumonia","left, lower"\nb,Normal,z\n',
+    };
+    for (const [name, text] of Object.entries(variants)) {
+      writeFileSync(path.join(root, name), text);
+      assert.equal(sniffDelimiter(text), name.startsWith('semicolon') ? ';' : name.startsWith('tab') ? '\t' : ',', name);
+      const scan = await scanDataset([root], { labels: path.join(root, name) });
+      assert.deepEqual(scan.manifest?.labelColumns, ['finding', 'note'], name);
+      const byFile = Object.fromEntries(scan.images.map((e) => [e.relPath, e.labels?.['finding']]));
+      assert.deepEqual(byFile, { 'b.png': 'Normal', 'sub/a.png': 'Pneumonia' }, name);
+    }
+    assert.equal((await readManifest(path.join(root, 'comma.csv'))).rows.get('sub/a.png')?.['note'], 'left, lower');
+    assert.equal((await readManifest(path.join(root, 'semicolon.csv'))).rows.get('sub/a.png')?.['note'], 'x;y');
   });
 
   it('a missing path is an error naming it', async () => {

@@ -29,7 +29,7 @@ export async function readManifest(file: string, options: { keyColumn?: string; 
   }
   let records: Record<string, string>[];
   try {
-    records = parse(text, { columns: true, skip_empty_lines: true, trim: true, bom: true }) as Record<string, string>[];
+    records = parse(text, { columns: true, skip_empty_lines: true, trim: true, bom: true, delimiter: sniffDelimiter(text) }) as Record<string, string>[];
   } catch (err) {
     throw dataError(`${file}: not a valid CSV file (${(err as Error).message})`);
   }
@@ -48,13 +48,29 @@ export async function readManifest(file: string, options: { keyColumn?: string; 
   return { file, keyColumn, labelColumns, rows, rowCount: records.length };
 }
 
+/**
+ * The field separator of a label file: the one of comma, semicolon (spreadsheets in locales with a
+ * decimal comma) and tab that its header line holds most often, outside quotes; comma when none.
+ */
+export function sniffDelimiter(text: string): string {
+  const header = text.replace(/^\uFEFF/, '').split(/\r?\n/, 1)[0]!.replace(/"[^"]*"/g, '');
+  const counts = [',', ';', '\t'].map((d) => [d, header.split(d).length - 1] as const);
+  const [best, n] = counts.reduce((a, b) => (b[1] > a[1] ? b : a));
+  return n > 0 ? best : ',';
+}
+
+/** A path as written in a manifest, '/'-separated: Windows' backslashes and a leading './' taken away. */
+function normalKey(key: string): string {
+  return key.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
+}
+
 function manifestKeys(key: string): string[] {
-  const normal = key.split(path.sep).join('/');
+  const normal = normalKey(key);
   return [normal, path.posix.basename(normal), fileStem(normal)];
 }
 
 /** The labels of an image given its path relative to the dataset root, if the manifest has it. */
 export function labelsFor(manifest: Manifest, relPath: string): Record<string, string> | undefined {
-  const normal = relPath.split(path.sep).join('/');
+  const normal = normalKey(relPath.split(path.sep).join('/'));
   return manifest.rows.get(normal) ?? manifest.rows.get(path.posix.basename(normal)) ?? manifest.rows.get(fileStem(normal));
 }
