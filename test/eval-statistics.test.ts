@@ -342,5 +342,9 @@ describe('evaluation pieces, by hand', () => {
     const one = mkdtempSync(path.join(tmpdir(), 'eden-one-class-'));
     for (let i = 0; i < 3; i++) await png(path.join(one, 'Normal', `x${i}.png`), i);
     await assert.rejects(loadClassificationData(one, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /no labels/);
+    // A CSV that names none of the images says what it holds and how images are found.
+    writeFileSync(path.join(one, 'labels.csv'), 'path,label\nelsewhere/zzz.png,a\n');
+    await assert.rejects(loadClassificationData(one, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /labels\.csv: none of the 3 images of .* is in it \(its key column 'path' holds e\.g\. 'elsewhere\/zzz\.png'; an image is found by its path under .*, its file name or its stem\)/);
+    assert.match(formatInspectReport(await inspectDataset([one])), /0 of 3 images labelled \(an image is found by its path under the folder, its file name or its stem/);
   });
 });

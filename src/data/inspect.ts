@@ -138,7 +138,8 @@ export function formatInspectReport(r: InspectReport): string {
     lines.push(`mask values: ${fmt(r.maskValues)}${note}`);
   }
   if (r.labels) {
-    lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled`);
+    const hint = r.labels.matched === 0 && r.images > 0 ? ` (an image is found by its path under the folder, its file name or its stem; see the key column's values)` : '';
+    lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled${hint}`);
     for (const [c, counts] of Object.entries(r.labels.columns)) lines.push(`  ${c}: ${fmt(counts)}`);
   }
   if (r.classFolders) lines.push(`classes (from folders): ${fmt(r.classFolders)}`);

@@ -95,6 +95,10 @@ export async function loadClassificationData(source: string, size: number, o: { 
     for (const s of scan.skipped) o.onSkip?.(s.message);
     const { column, labelSource } = chooseLabels(scan, source, o.labelColumn);
     const labelled = scan.images.filter((e) => e.labels?.[column] !== undefined && e.labels[column] !== '');
+    if (!labelled.length && scan.manifest) {
+      const example = scan.manifest.rows.keys().next().value;
+      throw new EdenError('data', `${scan.manifest.file}: none of the ${scan.images.length} images of ${source} is in it (its key column '${scan.manifest.keyColumn}' holds e.g. '${example}'; an image is found by its path under ${source}, its file name or its stem)`);
+    }
     if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${column}' label in ${labelSource}: left out`);
     classes = [...new Set(labelled.map((e) => e.labels![column]!))].sort();
     if (classes.length < 2) throw new EdenError('data', `${labelSource}: column '${column}' has ${classes.length} class(es); need at least 2`);
