@@ -9,6 +9,7 @@ import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { scanDataset } from '../src/data/scan.js';
+import { decodeImageFile } from '../src/data/decode.js';
 import { readManifest, sniffDelimiter } from '../src/data/manifest.js';
 import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
 import { binarizeMask, ImageDataset } from '../src/data/dataset.js';
@@ -97,6 +98,23 @@ describe('scan and inspect', () => {
     const scan = await scanDataset([dir]);
     assert.equal(scan.images.length, 1);
     assert.equal(scan.images[0]!.format, 'dicom');
+  });
+
+  it('DICOM files named by their UID without an extension keep the whole UID as their stem: paired with <UID>.png masks, not duplicates of each other', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-uid-'));
+    for (const d of ['images', 'masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
+    const fixture = path.join(import.meta.dirname, 'fixtures', 'dicom', 'mono2-12bit.dcm');
+    const { width, height } = await decodeImageFile(fixture);
+    for (const uid of ['1.2.826.0.1.3680043.8.498.101', '1.2.826.0.1.3680043.8.498.102']) {
+      copyFileSync(fixture, path.join(root, 'images', uid));
+      await sharp(new Uint8Array(width * height).fill(255), { raw: { width, height, channels: 1 } }).png().toFile(path.join(root, 'masks', 'lungs', `${uid}.png`));
+    }
+    const scan = await scanDataset([root]);
+    assert.deepEqual(scan.skipped, []);
+    assert.deepEqual(scan.images.map((e) => [e.stem, e.format, path.basename(e.masks?.['lungs'] ?? '')]), [
+      ['1.2.826.0.1.3680043.8.498.101', 'dicom', '1.2.826.0.1.3680043.8.498.101.png'],
+      ['1.2.826.0.1.3680043.8.498.102', 'dicom', '1.2.826.0.1.3680043.8.498.102.png'],
+    ]);
   });
 
   it('pairs masks by stem, reports orphan and wrong-size masks, reads a label manifest', async () => {

@@ -45,9 +45,13 @@ export async function detectFormat(file: string): Promise<ImageFormat | undefine
   return undefined;
 }
 
-/** File name without folder and extension: the key that pairs an image with its masks and labels. */
+/**
+ * File name without folder and extension: the key that pairs an image with its masks and labels.
+ * An "extension" of digits only is part of the name: DICOM files are often named by their UID
+ * without one (1.2.840.113619.2.55.3.604688119), and their masks by the same UID plus '.png'.
+ */
 export function fileStem(file: string): string {
   const base = path.basename(file);
   const ext = path.extname(base);
-  return ext ? base.slice(0, -ext.length) : base;
+  return ext && /[a-z]/i.test(ext) ? base.slice(0, -ext.length) : base;
 }
