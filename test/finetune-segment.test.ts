@@ -136,6 +136,16 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     assert.deepEqual(Array.from(back.segments[0]!.mask), Array.from(heartPng, (v) => (v > 127 ? 1 : 0)));
   });
 
+  it("names its outputs after DICOM files' whole UID when they have no extension", () => {
+    const input = tmp();
+    const out = tmp();
+    const fixture = path.join(root, 'test', 'fixtures', 'dicom', 'mono2-12bit.dcm');
+    for (const uid of ['1.2.826.0.1.3680043.8.498.101', '1.2.826.0.1.3680043.8.498.102']) copyFileSync(fixture, path.join(input, uid));
+    const r = eden('segment', model, input, '--out', out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(path.join(out, 'masks', 'heart')).sort(), ['1.2.826.0.1.3680043.8.498.101.png', '1.2.826.0.1.3680043.8.498.102.png']);
+  });
+
   it('exports the model to ONNX with the same probabilities (onnxruntime-node, within 1e-4)', async () => {
     const ort = await import('onnxruntime-node');
     const onnxFile = path.join(tmp(), 'model.onnx');

@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fileStem } from '../data/formats.js';
 import sharp from 'sharp';
 import { describeError } from '../core/errors.js';
 import { decodeImageFile } from '../data/decode.js';
@@ -59,8 +60,10 @@ export interface SegmentResult {
 /** Colours of the overlay, cycled over the structures (RGB). */
 const COLOURS: [number, number, number][] = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240]];
 
+/** Output files' name: the image's path under its folder, '/' as '__', without its extension (fileStem's rule). */
 function outputName(e: ImageEntry): string {
-  return e.relPath.replace(/\.[^./]+$/, '').split('/').join('__');
+  const dir = path.posix.dirname(e.relPath);
+  return [...(dir === '.' ? [] : dir.split('/')), fileStem(e.relPath)].join('__');
 }
 
 /** Per-structure probabilities [size * size] for a batch of images normalised to [0, 1] at `size`. */
