@@ -12,7 +12,7 @@ import { scanDataset } from '../src/data/scan.js';
 import { decodeImageFile } from '../src/data/decode.js';
 import { readManifest, sniffDelimiter } from '../src/data/manifest.js';
 import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
-import { binarizeMask, ImageDataset } from '../src/data/dataset.js';
+import { binarizeMask, ImageDataset, labelMapWarning } from '../src/data/dataset.js';
 import { loadSegmentationData } from '../src/data/segmentation-data.js';
 import { planCache, thisMachine, type CacheSetting } from '../src/data/cache-plan.js';
 import type { SkippedFile } from '../src/data/scan.js';
@@ -171,6 +171,32 @@ describe('scan and inspect', () => {
       'masks/lungs/c_mask.png': ['duplicate', `a second mask of 'lungs' for ${path.join(root, 'images', 'c.png')} (${path.join(root, 'masks', 'lungs', 'c.png')} is used)`],
       'masks/lungs/d_mask.png': ['mask without image', `mask without image (no file with stem 'd_mask' or 'd' in ${root}/images)`],
     });
+  });
+
+  it('a label map (0 / 1 / 2 in one mask) is read as one structure, and said so once: in the dataset and in eden inspect', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-labelmap-'));
+    for (const d of ['images', 'masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
+    const stems = sampleFiles.slice(0, 2).map((f) => f.replace('.png', ''));
+    for (const s of stems) {
+      copyFileSync(path.join(samples, `${s}.png`), path.join(root, 'images', `${s}.png`));
+      const { width: w, height: h } = await sharp(path.join(samples, `${s}.png`)).metadata();
+      // Left lung 1, right lung 2, in the middle rows.
+      const map = Uint8Array.from({ length: w! * h! }, (_, i) => (Math.abs(Math.floor(i / w!) - h! / 2) > h! / 4 ? 0 : i % w! < w! / 2 ? 1 : 2));
+      await sharp(map, { raw: { width: w!, height: h!, channels: 1 } }).png().toFile(path.join(root, 'masks', 'lungs', `${s}.png`));
+    }
+    const warnings: string[] = [];
+    const ds = new ImageDataset((await scanDataset([root])).images, { size: 64, onWarning: (m) => warnings.push(m) });
+    for await (const sample of ds.iterate()) {
+      const lungs = sample.masks['lungs']!;
+      assert.ok(lungs[32 * 64 + 10] === 1 && lungs[32 * 64 + 54] === 1 && lungs[2 * 64 + 32] === 0); // both labels are the structure
+    }
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0]!, /lungs\/\w+\.png: a label map \(values 1, 2\): every nonzero pixel is read as 'lungs'; to train the labels apart, give each its own folder under masks\//);
+    assert.deepEqual(labelMapWarning(Float32Array.from([0, 1, 0]), 8, 'f', 's'), undefined); // one label: a mask
+    assert.deepEqual(labelMapWarning(Float32Array.from([0, 255, 128]), 8, 'f', 's'), undefined); // full scale: anti-aliasing
+    const report = await inspectDataset([root]);
+    assert.equal(report.labelMaps, 2);
+    assert.match(formatInspectReport(report), /\nlabel maps: 2 mask\(s\) hold several label values, each read as one structure; the first: .*a label map \(values 1, 2\)/);
   });
 
   it('a mask drawn at another resolution of its image (same shape) is laid on it; another shape is reported', async () => {

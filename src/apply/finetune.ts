@@ -84,7 +84,7 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
 
 export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFile: string): Promise<TaskModelMeta> {
   const log = o.onLog ?? (() => undefined);
-  const data = await loadSegmentationData(o.data, o.size, { structures: o.structures, combine: o.combine, testFraction: 0, maxTestImages: 0, seed: o.seed, onSkip: (m) => log(`skipped ${m}`) });
+  const data = await loadSegmentationData(o.data, o.size, { structures: o.structures, combine: o.combine, testFraction: 0, maxTestImages: 0, seed: o.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
   const split = splitPool(data.trainPool, o.shots, o.valImages, o.seed);
   log(`${data.samples.length} labelled images (${data.structures.join(', ')}): training on ${split.train.length}, validating on ${split.val.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));

@@ -26,7 +26,10 @@ export interface ImageDatasetOptions {
   cacheDir?: string;
   /** Called once per file that cannot be used. */
   onSkip?: (file: SkippedFile) => void;
-  /** Called once if the disk cache cannot be written (full disk, no permission); the images are still served. */
+  /**
+   * Called once if the disk cache cannot be written (full disk, no permission; the images are still
+   * served), and once per structure whose masks hold several label values (a label map).
+   */
   onWarning?: (message: string) => void;
 }
 
@@ -67,6 +70,24 @@ export function maskSizeProblem(mask: { width: number; height: number }, image: 
   return `mask size ${mask.width}x${mask.height} differs from its image's ${image.width}x${image.height} in shape, not only in resolution (${imageFile})`;
 }
 
+/** The distinct nonzero values of a mask, ascending, at most `limit` of them. */
+export function nonzeroValues(values: ArrayLike<number>, limit = 8): number[] {
+  const seen = new Set<number>();
+  for (let i = 0; i < values.length && seen.size < limit; i++) if (values[i]! !== 0) seen.add(values[i]!);
+  return [...seen].sort((a, b) => a - b);
+}
+
+/**
+ * A mask of label values holding more than one (1 = left lung, 2 = right lung ...) is a label map:
+ * read as one structure, every nonzero pixel. The message that says so, or undefined.
+ */
+export function labelMapWarning(values: ArrayLike<number>, bitDepth: number, file: string, structure: string): string | undefined {
+  if (maskThreshold(values, bitDepth) !== 0) return undefined;
+  const labels = nonzeroValues(values);
+  if (labels.length < 2) return undefined;
+  return `${file}: a label map (values ${labels.join(', ')}${labels.length === 8 ? ', ...' : ''}): every nonzero pixel is read as '${structure}'; to train the labels apart, give each its own folder under masks/`;
+}
+
 /** A decoded mask as 0 / 1 (see maskThreshold). */
 export function binarizeMask(values: Float32Array, bitDepth: number): Float32Array {
   const threshold = maskThreshold(values, bitDepth);
@@ -82,6 +103,8 @@ export class ImageDataset {
   private readonly failed = new Map<number, SkippedFile>();
   /** Set when a disk-cache write failed: no further writes are tried. */
   private cacheWriteError: string | undefined;
+  /** Structures whose label-map warning was given. */
+  private readonly labelMapsReported = new Set<string>();
 
   constructor(entries: ImageEntry[], options: ImageDatasetOptions) {
     if (!Number.isInteger(options.size) || options.size < 8) throw new EdenError('config', `image size must be an integer >= 8, got ${options.size}`);
@@ -168,6 +191,13 @@ export class ImageDataset {
         // Report the mask, keep the image (with its other structures).
         this.options.onSkip?.(skipped(file, problem));
         continue;
+      }
+      if (!this.labelMapsReported.has(structure)) {
+        const warning = labelMapWarning(m.data, m.bitDepth, file, structure);
+        if (warning) {
+          this.labelMapsReported.add(structure);
+          this.options.onWarning?.(warning);
+        }
       }
       const resized = resizeGrey(binarizeMask(m.data, m.bitDepth), m.width, m.height, size, size);
       for (let i = 0; i < resized.length; i++) resized[i] = resized[i]! >= 0.5 ? 1 : 0;

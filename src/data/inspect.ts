@@ -4,7 +4,7 @@
  * unusable file with its reason, grouped.
  */
 import { describeError } from '../core/errors.js';
-import { maskSizeProblem, maskThreshold } from './dataset.js';
+import { labelMapWarning, maskSizeProblem, maskThreshold } from './dataset.js';
 import { decodeImageFile } from './decode.js';
 import { classFolderLabels } from './class-folders.js';
 import { scanDataset, skipped, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
@@ -23,6 +23,9 @@ export interface InspectReport {
   maskValues: Record<string, number>;
   /** Usable masks read as label values (no pixel above half scale: nonzero = the structure). */
   labelMasks: number;
+  /** Of those, masks holding several label values (label maps), and the first one's warning. */
+  labelMaps: number;
+  labelMapExample?: string;
   labels?: { file: string; keyColumn: string; matched: number; columns: Record<string, Record<string, number>> };
   /** Without a manifest, usable images per class folder ('class' or 'class (split)'; class-folders.ts). */
   classFolders?: Record<string, number>;
@@ -49,6 +52,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     structures: Object.fromEntries(scan.structures.map((s) => [s, 0])),
     maskValues: {},
     labelMasks: 0,
+    labelMaps: 0,
     skipped: [...scan.skipped],
     skippedByReason: {},
   };
@@ -76,6 +80,11 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
             const max = m.data.reduce((a, v) => (v > a ? v : a), 0);
             bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
             if (max > 0 && maskThreshold(m.data, m.bitDepth) === 0) report.labelMasks++;
+            const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure);
+            if (labelMap) {
+              report.labelMaps++;
+              report.labelMapExample ??= labelMap;
+            }
           }
         } catch (err) {
           report.skipped.push(problemOf(file, err));
@@ -136,6 +145,7 @@ export function formatInspectReport(r: InspectReport): string {
   if (Object.keys(r.maskValues).length) {
     const note = r.labelMasks ? `; ${r.labelMasks} hold label values (none above half scale): their nonzero pixels are the structure` : '';
     lines.push(`mask values: ${fmt(r.maskValues)}${note}`);
+    if (r.labelMaps) lines.push(`label maps: ${r.labelMaps} mask(s) hold several label values, each read as one structure; the first: ${r.labelMapExample}`);
   }
   if (r.labels) {
     const hint = r.labels.matched === 0 && r.images > 0 ? ` (an image is found by its path under the folder, its file name or its stem; see the key column's values)` : '';

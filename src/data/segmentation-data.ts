@@ -24,7 +24,7 @@ export interface SegmentationData {
  * Load a segmentation folder: `structures` filters, `combine` unites masks into a new structure
  * (e.g. lungs = left_lung + right_lung). Images lacking any requested mask are left out.
  */
-export async function loadSegmentationData(root: string, size: number, o: { structures?: string[]; combine?: Record<string, string[]>; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void }): Promise<SegmentationData> {
+export async function loadSegmentationData(root: string, size: number, o: { structures?: string[]; combine?: Record<string, string[]>; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void; onWarning?: (m: string) => void }): Promise<SegmentationData> {
   const scan = await scanDataset([root]);
   if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: few-shot segmentation needs the images/ + masks/<structure>/ layout`);
   for (const s of scan.skipped) o.onSkip?.(s.message);
@@ -39,7 +39,7 @@ export async function loadSegmentationData(root: string, size: number, o: { stru
     const b = baseOf(s);
     if (!scan.structures.includes(b) && !combine[b]) throw new EdenError('data', `${root}: no structure '${b}'${b !== s ? ` (the base of '${s}')` : ''}; found ${scan.structures.join(', ')}${Object.keys(combine).length ? ` and combined ${Object.keys(combine).join(', ')}` : ''}`);
   }
-  const dataset = new ImageDataset(scan.images, { size, cache: 'none', onSkip: (s) => o.onSkip?.(s.message) });
+  const dataset = new ImageDataset(scan.images, { size, cache: 'none', onSkip: (s) => o.onSkip?.(s.message), onWarning: o.onWarning });
   const samples: SegmentationData['samples'] = [];
   for await (const sample of dataset.iterate()) {
     const masks = structures.map((s) => {

@@ -181,7 +181,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
   if (o.tasks.includes('fewshot-seg')) {
     const t0 = Date.now();
     const cfg = o.config.segmentation;
-    const data = await loadSegmentationData(o.data, cfg.size, { structures: o.structures, combine: o.combine, testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`) });
+    const data = await loadSegmentationData(o.data, cfg.size, { structures: o.structures, combine: o.combine, testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
     log(`few-shot segmentation: ${data.samples.length} images, test split ${data.test.length}, structures ${data.structures.join(', ')}; modes ${cfg.modes.join(', ')} and the atlas`);
     const runsFile = path.join(o.out, o.shard ? `fewshot-runs-w${o.shard.index}.jsonl` : RUNS_FILE);
     // What a few-shot run depends on: data, split, structures, the base seed and the segmentation
@@ -251,7 +251,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
 
   const probes = o.tasks.filter((t) => t === 'locality' || t === 'compositionality');
   if (probes.length) {
-    const data = await loadSegmentationData(o.data, PROBE_SIDE, { testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`) });
+    const data = await loadSegmentationData(o.data, PROBE_SIDE, { testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
     if (probes.includes('compositionality')) {
       const t0 = Date.now();
       const results: Record<string, CompositionSummary> = {};
