@@ -144,6 +144,9 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     const r = eden('segment', model, input, '--out', out);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(readdirSync(path.join(out, 'masks', 'heart')).sort(), ['1.2.826.0.1.3680043.8.498.101.png', '1.2.826.0.1.3680043.8.498.102.png']);
+    // The fixture carries no UIDs: no SEG can reference it, and the user is told why there is none.
+    assert.ok(!existsSync(path.join(out, 'seg')));
+    assert.match(r.stderr, /warning: .*498\.101: no DICOM SEG written: the file lacks its SOP Class, SOP Instance, Study or Series Instance UID/);
   });
 
   it('exports the model to ONNX with the same probabilities (onnxruntime-node, within 1e-4)', async () => {

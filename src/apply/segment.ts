@@ -39,6 +39,8 @@ export interface SegmentOptions {
   /** Write DICOM SEG files for DICOM input (default true). */
   dicomSeg?: boolean;
   onSkip?: (s: SkippedFile) => void;
+  /** Something the outputs lack, e.g. a DICOM SEG for a DICOM file without the UIDs a SEG references. */
+  onWarning?: (message: string) => void;
   onImage?: (row: MeasurementRow, done: number, total: number) => void;
 }
 
@@ -215,6 +217,9 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
         ...structures.map(async (st, k) => writeFileAtomic(path.join(o.out, 'masks', st, `${name}.png`), await maskPng(masks[k]!, width, height))),
         overlay(normalised, width, height, masks).then((png) => writeFileAtomic(path.join(o.out, 'overlays', `${name}.png`), png)),
       ]);
+      if (entry.format === 'dicom' && !grey.dicom && o.dicomSeg !== false) {
+        o.onWarning?.(`${entry.path}: no DICOM SEG written: the file lacks its SOP Class, SOP Instance, Study or Series Instance UID, which a SEG must reference (its masks and measurements are written)`);
+      }
       if (grey.dicom && o.dicomSeg !== false) {
         await fs.mkdir(path.join(o.out, 'seg'), { recursive: true });
         const segFile = path.join(o.out, 'seg', `${name}.dcm`);

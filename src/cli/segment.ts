@@ -35,6 +35,7 @@ export function registerSegment(program: Command): void {
             skippedCount++;
             process.stderr.write(`skipped ${s.message}\n`);
           },
+          onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
           onImage: (_, done, total) => bar.update(done, total),
         });
         bar.stop();
