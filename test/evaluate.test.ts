@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -184,6 +184,22 @@ describe('eden evaluate --task locality / compositionality (tiny preset)', { ski
       assert.match(md, /\| random − raw pixels \(no network\) \| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\]\*? \|/);
     });
   }
+});
+
+describe('eden evaluate --task locality on a folder without its masks', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
+  it('fails, saying which masks it needs (asked for alone, a skipped task wrote an empty report and exited 0)', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-no-heart-'));
+    for (const d of ['images', 'masks/left_lung']) mkdirSync(path.join(dir, d), { recursive: true });
+    for (const f of readdirSync(path.join(wingspan, 'images')).sort().slice(0, 4)) {
+      copyFileSync(path.join(wingspan, 'images', f), path.join(dir, 'images', f));
+      copyFileSync(path.join(wingspan, 'masks', 'left_lung', f), path.join(dir, 'masks', 'left_lung', f));
+    }
+    const out = path.join(dir, 'out');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'locality', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--out', out], { cwd: root, encoding: 'utf8' });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /eden: locality needs heart, left_lung and right_lung masks: .*eden-no-heart-\w+ has left_lung\n$/);
+    assert.ok(!existsSync(path.join(out, 'report.json')));
+  });
 });
 
 describe('eden evaluate --task classify (tiny preset)', () => {

@@ -64,6 +64,6 @@ describe('eden serve: what a raw request can reach', () => {
     const log: string[] = [];
     const withData = await buildServer({ encoder, meta: { format: 'eden-encoder-1', args: encoder.args, hasHead: false, source: 'test' }, viewerDir: path.join(data, 'none'), data, onLog: (m) => log.push(m) });
     await withData.close();
-    assert.deepEqual(log, [`skipped ${path.join(data, 'b.png')}: corrupt or not image data (its content matches no known image format)`, `indexed 1 images of ${data}`]);
+    assert.deepEqual(log, [`skipped ${path.join(data, 'b.png')}: corrupt or not image data (its content matches no known image format)`, `indexed 1 image(s) of ${data}`]);
   });
 });

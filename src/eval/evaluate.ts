@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { EvaluateConfig } from '../config/evaluate.js';
 import { writeFileAtomic } from '../engine/tensor-file.js';
 import { VERSION } from '../version.js';
+import { EdenError } from '../core/errors.js';
 import { compareFewShot, fewShotSegmentation, loadSegmentationData, summarise, type FewShotComparison, type FewShotRun, type FewShotSummaryRow } from './fewshot.js';
 import { kde, mean, std } from './metrics.js';
 import type { ModelSource } from './models.js';
@@ -290,7 +291,10 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
       const names = ['right_lung', 'left_lung', 'heart'];
       const at = names.map((n) => data.structures.indexOf(n));
       if (at.some((i) => i < 0)) {
-        report.locality = { skipped: `locality needs heart, left_lung and right_lung masks: ${o.data} has ${data.structures.join(', ')}` };
+        const why = `locality needs heart, left_lung and right_lung masks: ${o.data} has ${data.structures.join(', ')}`;
+        // Asked for alone, a skipped task is a failed run (an empty report and exit 0 said nothing); among others, a note.
+        if (o.tasks.length === 1) throw new EdenError('data', why);
+        report.locality = { skipped: why };
         log(`locality skipped: ${report.locality.skipped}`);
       } else {
         const t0 = Date.now();

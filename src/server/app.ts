@@ -130,7 +130,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
         o.onLog?.(`skipped ${msg.startsWith(`${entry.path}: `) ? msg : `${entry.path}: ${msg}`}`);
       }
     }
-    o.onLog?.(`indexed ${index.length} images of ${o.data}`);
+    o.onLog?.(`indexed ${index.length} image(s) of ${o.data}`);
   }
 
   const badInput = (reply: import('fastify').FastifyReply, err: unknown) => reply.code(400).send({ error: describeError(err) });
