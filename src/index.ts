@@ -9,7 +9,7 @@ export { EdenError, type EdenErrorKind } from './core/errors.js';
 export { Rng } from './core/rng.js';
 
 // engine
-export { useBackend, BACKENDS, type BackendName, type BackendOptions } from './engine/backend.js';
+export { useBackend, ensureBackend, BACKENDS, type BackendName, type BackendOptions } from './engine/backend.js';
 export { probeWebGpuAdapter, webGpuAdapterDescription } from './engine/webgpu.js';
 export { webGpuSubgroupSizes } from './engine/webgpu-subgroups.js';
 export { timeGpuPasses, type GpuPassTime } from './engine/webgpu-timing.js';

@@ -110,6 +110,14 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     segmenter.dispose();
     assert.deepEqual(Array.from(fromBytes!.masks[0]!), Array.from(heart.data, (v) => (v > 127 ? 1 : 0)));
     assert.equal(fromBytes!.measurements.ctr === undefined ? '' : fromBytes!.measurements.ctr.toFixed(6), col(pngRow, 'ctr'));
+    // And in a fresh process that never calls useBackend: the loader sets up wasm itself.
+    const script = `import { readFileSync } from 'node:fs'; import { loadSegmenter, decodeImageBytes, segmentImages } from './src/index.ts';
+      const model = await loadSegmenter(${JSON.stringify(model)});
+      const [r] = await segmentImages(model, [{ grey: await decodeImageBytes(readFileSync(${JSON.stringify(png)})) }]);
+      console.log(r.measurements.areaPx.heart); process.exit(0);`;
+    const fresh = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    assert.equal(fresh.status, 0, fresh.stderr);
+    assert.equal(fresh.stdout.trim().split('\n').pop(), col(pngRow, 'heart_area_px'));
     if (!withDicom) return;
     const dicomRow = csv.find((row) => row[0]!.endsWith('chest.dcm'))!;
     assert.equal(col(dicomRow, 'pixel_spacing_mm'), '0.5\\0.5');

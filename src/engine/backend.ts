@@ -38,6 +38,20 @@ function configureWasm(): void {
  * Make `name` the active TF.js backend, registering Eden's kernel additions and fixes first.
  * Safe to call repeatedly; switching back and forth keeps each backend's tensors alive.
  */
+/** The backend useBackend set up, if it was called. */
+let chosen: BackendName | undefined;
+
+/**
+ * For the library's loaders: the backend chosen with useBackend, or wasm set up now when none was
+ * (a model loaded before any useBackend call failed with TF.js's "backend 'wasm' has not yet been
+ * initialized").
+ */
+export async function ensureBackend(): Promise<void> {
+  // A backend the caller set through TF.js itself is left as it is.
+  if (chosen || tf.engine().backendName) return;
+  await useBackend('wasm');
+}
+
 export async function useBackend(name: BackendName = 'wasm'): Promise<BackendName> {
   if (!(BACKENDS as readonly string[]).includes(name)) {
     throw new EdenError('config', `unknown backend '${String(name)}': expected one of ${BACKENDS.join(', ')}`);
@@ -61,6 +75,7 @@ export async function useBackend(name: BackendName = 'wasm'): Promise<BackendNam
     // here (ENGINE.md); Eden uses cpu on purpose (reference, small jobs).
     (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
   }
+  chosen = name;
   return name;
 }
 

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
 import { loadTensorFile, saveTensorFile, type TensorFile } from '../engine/tensor-file.js';
+import { ensureBackend } from '../engine/backend.js';
 import { Encoder, type EncoderArgs } from './encoder.js';
 import { taskModelMeta } from './task-model-file.js';
 import { resolveModelSpec } from './builtin.js';
@@ -44,6 +45,7 @@ function assignFrom(content: TensorFile, encoder: Encoder, prefix: string, withH
 
 /** Load an encoder from an encoder file, a pretraining checkpoint, or a fine-tuned task model (its encoder, no head). */
 export async function loadEncoder(spec: string): Promise<{ encoder: Encoder; meta: EncoderFileMeta }> {
+  await ensureBackend();
   const file = resolveModelSpec(spec);
   const content = await loadTensorFile(file);
   const format = content.metadata['format'];

@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
 import { loadTensorFile, saveTensorFile, type TensorFile } from '../engine/tensor-file.js';
+import { ensureBackend } from '../engine/backend.js';
 import type { IntensityOptions } from '../data/intensity.js';
 import { createBackbone, type ResNet } from './resnet.js';
 import { UNet } from './unet.js';
@@ -108,6 +109,7 @@ export function taskModelBackbone(content: TensorFile, file: string): ResNet {
 }
 
 export async function loadSegmenter(file: string): Promise<Segmenter> {
+  await ensureBackend();
   const content = await loadTensorFile(file);
   const meta = taskModelMeta(content);
   if (meta?.format !== SEGMENTER_FORMAT) {
@@ -126,6 +128,7 @@ export async function loadSegmenter(file: string): Promise<Segmenter> {
 }
 
 export async function loadClassifier(file: string): Promise<Classifier> {
+  await ensureBackend();
   const content = await loadTensorFile(file);
   const meta = taskModelMeta(content);
   if (meta?.format !== CLASSIFIER_FORMAT) {
