@@ -342,6 +342,13 @@ describe('evaluation pieces, by hand', () => {
     const one = mkdtempSync(path.join(tmpdir(), 'eden-one-class-'));
     for (let i = 0; i < 3; i++) await png(path.join(one, 'Normal', `x${i}.png`), i);
     await assert.rejects(loadClassificationData(one, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /no labels/);
+    // NIH's CSV style, several findings joined by '|': read as classes of their own, and said so.
+    writeFileSync(path.join(one, 'labels.csv'), 'path,finding\nNormal/x0.png,Effusion|Infiltration\nNormal/x1.png,Effusion\nNormal/x2.png,No Finding\n');
+    const warned: string[] = [];
+    const multi = await loadClassificationData(one, 32, { labelColumn: 'finding', seed: 4, maxTrain: 0, maxTest: 0, onWarning: (m) => warned.push(m) });
+    assert.deepEqual(multi.classes, ['Effusion', 'Effusion|Infiltration', 'No Finding']);
+    assert.equal(warned.length, 1);
+    assert.match(warned[0]!, /labels\.csv: column 'finding' holds multi-label values \(1 of its 3 classes, e\.g\. 'Effusion\|Infiltration'\): each combination is read as a class of its own, and Eden's classifier is single-label/);
     // A CSV that names none of the images says what it holds and how images are found.
     writeFileSync(path.join(one, 'labels.csv'), 'path,label\nelsewhere/zzz.png,a\n');
     await assert.rejects(loadClassificationData(one, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /labels\.csv: none of the 3 images of .* is in it \(its key column 'path' holds e\.g\. 'elsewhere\/zzz\.png'; an image is found by its path under .*, its file name or its stem\)/);

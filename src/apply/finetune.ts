@@ -180,7 +180,7 @@ export interface FinetuneClassificationOptions extends FinetuneCommon {
 export async function finetuneClassification(o: FinetuneClassificationOptions, outFile: string): Promise<TaskModelMeta> {
   const log = o.onLog ?? (() => undefined);
   // The folder's own split column decides train and validation; without one, a seeded 80/20 split.
-  const data = await loadClassificationData(o.data, o.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.seed, maxTrain: 0, maxTest: 0, onSkip: (m) => log(`skipped ${m}`) });
+  const data = await loadClassificationData(o.data, o.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.seed, maxTrain: 0, maxTest: 0, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
   log(`classes ${data.classes.join(', ')}: training on ${data.train.length} images, validating on ${data.test.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
   log(`encoder: ${description}`);

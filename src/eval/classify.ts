@@ -59,7 +59,7 @@ function chooseLabels(scan: ScanResult, source: string, labelColumn: string | un
 }
 
 /** Load labelled images for classification at `size`, [0, 1] per-image windowed. */
-export async function loadClassificationData(source: string, size: number, o: { labels?: string; labelColumn?: string; seed: number; maxTrain: number; maxTest: number; onSkip?: (message: string) => void }): Promise<ClassificationData> {
+export async function loadClassificationData(source: string, size: number, o: { labels?: string; labelColumn?: string; seed: number; maxTrain: number; maxTest: number; onSkip?: (message: string) => void; onWarning?: (message: string) => void }): Promise<ClassificationData> {
   const rng = new Rng(deriveSeed(o.seed, 71));
   let train: ClassificationData['train'] = [];
   let test: ClassificationData['test'] = [];
@@ -101,6 +101,8 @@ export async function loadClassificationData(source: string, size: number, o: { 
     }
     if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${column}' label in ${labelSource}: left out`);
     classes = [...new Set(labelled.map((e) => e.labels![column]!))].sort();
+    const multi = classes.filter((c) => c.includes('|'));
+    if (multi.length) o.onWarning?.(`${labelSource}: column '${column}' holds multi-label values (${multi.length} of its ${classes.length} classes, e.g. '${multi[0]}'): each combination is read as a class of its own, and Eden's classifier is single-label; for one finding, make a column of its own (e.g. effusion = yes / no) and pass it with --label-column`);
     if (classes.length < 2) throw new EdenError('data', `${labelSource}: column '${column}' has ${classes.length} class(es); need at least 2`);
     const ds = new ImageDataset(labelled, { size, onSkip: (s) => o.onSkip?.(s.message) });
     const items: { image: Float32Array; label: number; split?: string }[] = [];

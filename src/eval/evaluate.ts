@@ -211,7 +211,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
   if (o.tasks.includes('classify')) {
     const t0 = Date.now();
     const cfg = o.config.classification;
-    const data = await loadClassificationData(o.data, cfg.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.config.seed, maxTrain: cfg.maxTrain, maxTest: cfg.maxTest, onSkip: (m) => log(`skipped ${m}`) });
+    const data = await loadClassificationData(o.data, cfg.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.config.seed, maxTrain: cfg.maxTrain, maxTest: cfg.maxTest, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
     log(`classification: classes ${data.classes.join(', ')}; ${data.train.length} training and ${data.test.length} test images at ${cfg.size} px`);
     const results: NonNullable<EvaluationReport['classification']>['results'] = {};
     const probes = new Map<string, ClassificationScores>();
