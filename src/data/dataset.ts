@@ -73,7 +73,11 @@ export function maskSizeProblem(mask: { width: number; height: number }, image: 
 /** The distinct nonzero values of a mask, ascending, at most `limit` of them. */
 export function nonzeroValues(values: ArrayLike<number>, limit = 8): number[] {
   const seen = new Set<number>();
-  for (let i = 0; i < values.length && seen.size < limit; i++) if (values[i]! !== 0) seen.add(values[i]!);
+  let last = 0; // runs of one value (a mask's regions) skip the set
+  for (let i = 0; i < values.length && seen.size < limit; i++) {
+    const v = values[i]!;
+    if (v !== 0 && v !== last) seen.add((last = v));
+  }
   return [...seen].sort((a, b) => a - b);
 }
 

@@ -42,9 +42,9 @@ function configureWasm(): void {
 let chosen: BackendName | undefined;
 
 /**
- * For the library's loaders: the backend chosen with useBackend, or wasm set up now when none was
- * (a model loaded before any useBackend call failed with TF.js's "backend 'wasm' has not yet been
- * initialized").
+ * For the library's loaders: keeps the backend chosen with useBackend (or set through TF.js), and
+ * sets up wasm when there is none — a model loaded before any useBackend call failed with TF.js's
+ * "backend 'wasm' has not yet been initialized".
  */
 export async function ensureBackend(): Promise<void> {
   // A backend the caller set through TF.js itself is left as it is.
