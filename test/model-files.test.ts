@@ -9,6 +9,7 @@ import { Rng } from '../src/core/rng.js';
 import { useBackend } from '../src/engine/backend.js';
 import { Encoder } from '../src/models/encoder.js';
 import { loadEncoder, saveEncoder } from '../src/models/encoder-file.js';
+import { withoutRandomInit } from '../src/models/layers.js';
 
 describe('float16', () => {
   it('round-trips every finite half value exactly, and rounds floats to the nearest half (ties to even)', () => {
@@ -46,5 +47,27 @@ describe('float16', () => {
     }
     encoder.dispose();
     back.dispose();
+  });
+});
+
+describe('loading a model without drawing its random weights', () => {
+  it('withoutRandomInit builds with zero weights and restores random init after (also after a throw); a file without the head keeps a random one', async () => {
+    await useBackend('wasm');
+    const allZero = (e: Encoder, prefix: RegExp): boolean => [...e.namedVariables()].filter(([n]) => prefix.test(n) && /\.weight$/.test(n) && !/bn|downsample\.1/.test(n)).every(([, v]) => v.dataSync().every((x) => x === 0));
+    const zeroed = withoutRandomInit(() => new Encoder({ backbone: 'resnet-tiny', width: 4, projectionDim: 8, seed: 1 }));
+    assert.ok(allZero(zeroed, /^(backbone|head)\./));
+    const random = new Encoder({ backbone: 'resnet-tiny', width: 4, projectionDim: 8, seed: 1 });
+    assert.ok(!allZero(random, /^backbone\./) && !allZero(random, /^head\./));
+    assert.throws(() => withoutRandomInit(() => { throw new Error('boom'); }), /boom/);
+    const after = new Encoder({ backbone: 'resnet-tiny', width: 4, projectionDim: 8, seed: 1 });
+    assert.ok(!allZero(after, /^backbone\./));
+    // Saved without its head and loaded: the backbone is the file's, the head random as before.
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'eden-noinit-')), 'enc.safetensors');
+    await saveEncoder(file, random, { hasHead: false, source: 'test' });
+    const { encoder } = await loadEncoder(file);
+    const vars = new Map(encoder.namedVariables());
+    for (const [n, v] of [...random.namedVariables()]) if (n.startsWith('backbone.')) assert.deepEqual(Array.from(vars.get(n)!.dataSync()), Array.from(v.dataSync()), n);
+    assert.ok(!allZero(encoder, /^head\./));
+    for (const e of [zeroed, random, after, encoder]) e.dispose();
   });
 });

@@ -9,6 +9,7 @@ import { EdenError } from '../core/errors.js';
 import { loadTensorFile, saveTensorFile, type TensorFile } from '../engine/tensor-file.js';
 import { ensureBackend } from '../engine/backend.js';
 import { Encoder, type EncoderArgs } from './encoder.js';
+import { withoutRandomInit } from './layers.js';
 import { taskModelMeta } from './task-model-file.js';
 import { resolveModelSpec } from './builtin.js';
 
@@ -81,7 +82,8 @@ export async function loadEncoder(spec: string): Promise<{ encoder: Encoder; met
   } else {
     throw new EdenError('checkpoint', `${file} is not an Eden encoder, pretraining checkpoint or fine-tuned model (format '${format ?? 'none'}'); import PyTorch weights with 'eden import-torch'`);
   }
-  const encoder = new Encoder(meta.args);
+  // Every variable is read from the file (a missing one is an error) unless the head is not in it.
+  const encoder = meta.hasHead ? withoutRandomInit(() => new Encoder(meta.args)) : new Encoder(meta.args);
   try {
     assignFrom(content, encoder, prefix, meta.hasHead, file, rename);
   } catch (err) {

@@ -15,7 +15,7 @@ import { ensureBackend } from '../engine/backend.js';
 import type { IntensityOptions } from '../data/intensity.js';
 import { createBackbone, type ResNet } from './resnet.js';
 import { UNet } from './unet.js';
-import { ParameterStore } from './layers.js';
+import { ParameterStore, withoutRandomInit } from './layers.js';
 
 export const SEGMENTER_FORMAT = 'eden-segmenter-1';
 export const CLASSIFIER_FORMAT = 'eden-classifier-1';
@@ -98,7 +98,8 @@ export function taskModelMeta(content: TensorFile): TaskModelMeta | undefined {
 /** The encoder of a task model file (for evaluation, embedding, or as a starting point). */
 export function taskModelBackbone(content: TensorFile, file: string): ResNet {
   const meta = taskModelMeta(content)!;
-  const backbone = createBackbone(meta.backbone.name, { width: meta.backbone.width });
+  // Every variable is assigned below (a missing one is an error), so no random draws.
+  const backbone = withoutRandomInit(() => createBackbone(meta.backbone.name, { width: meta.backbone.width }));
   try {
     assign(content, 'encoder.', backbone.store.variables, file);
   } catch (err) {
@@ -116,7 +117,7 @@ export async function loadSegmenter(file: string): Promise<Segmenter> {
     throw new EdenError('checkpoint', `${file} is not an Eden segmentation model (format '${content.metadata['format'] ?? 'none'}'); make one with 'eden finetune'`);
   }
   const backbone = taskModelBackbone(content, file);
-  const unet = new UNet(backbone, { classes: meta.structures!.length, decoderChannels: meta.decoderChannels });
+  const unet = withoutRandomInit(() => new UNet(backbone, { classes: meta.structures!.length, decoderChannels: meta.decoderChannels }));
   try {
     assign(content, 'decoder.', unet.decoder.variables, file);
   } catch (err) {
