@@ -4,11 +4,10 @@
  * reported and skipped.
  */
 import * as tf from '@tensorflow/tfjs';
-import { describeError } from '../core/errors.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
-import { scanDataset, skipped, type SkippedFile } from '../data/scan.js';
+import { scanDataset, skippedBy, type SkippedFile } from '../data/scan.js';
 import type { Classifier } from '../models/task-model-file.js';
 
 export interface ClassifiedImage {
@@ -33,8 +32,7 @@ export async function classifyFiles(model: Classifier, inputs: string[], o: { ba
         const x = resizeGrey(normalizeIntensity(grey, model.meta.intensity), grey.width, grey.height, size, size).map((v) => (v - mean) / std);
         batch.push({ file: e.path, x });
       } catch (err) {
-        const msg = describeError(err);
-        o.onSkip?.(skipped(e.path, msg.startsWith(`${e.path}: `) ? msg.slice(e.path.length + 2) : msg));
+        o.onSkip?.(skippedBy(e.path, err));
       }
     }
     if (!batch.length) continue;

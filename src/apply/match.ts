@@ -8,12 +8,12 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { decompose } from '../anatomy/decomposer.js';
-import { describeError, EdenError } from '../core/errors.js';
+import { EdenError } from '../core/errors.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
 import { extractRegion } from '../data/views.js';
-import { scanDataset, skipped, type SkippedFile } from '../data/scan.js';
+import { scanDataset, skippedBy, type SkippedFile } from '../data/scan.js';
 import type { ResNet } from '../models/resnet.js';
 import { cosine, mean } from '../eval/metrics.js';
 import { pixelVector } from '../eval/probes.js';
@@ -75,8 +75,7 @@ export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { leve
       crops.push(decompose(side, side, o.level).map((p) => resizeGrey(extractRegion(image, side, p), p.width, p.height, o.size, o.size)));
       files.push(e.path);
     } catch (err) {
-      const msg = describeError(err);
-      const s = skipped(e.path, msg.startsWith(`${e.path}: `) ? msg.slice(e.path.length + 2) : msg);
+      const s = skippedBy(e.path, err);
       skippedFiles.push(s);
       o.onSkip?.(s);
     }

@@ -17,14 +17,13 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileStem } from '../data/formats.js';
 import sharp from 'sharp';
-import { describeError } from '../core/errors.js';
 import { decodeImageFile } from '../data/decode.js';
 import { writeSegmentation } from '../data/dicom-seg.js';
 import type { GreyImage } from '../data/grey-image.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
 import { thresholdMask } from '../data/masks.js';
-import { scanDataset, skipped, type ImageEntry, type SkippedFile } from '../data/scan.js';
+import { scanDataset, skippedBy, type ImageEntry, type SkippedFile } from '../data/scan.js';
 import type { Segmenter } from '../models/task-model-file.js';
 import { writeFileAtomic } from '../engine/tensor-file.js';
 import { VERSION } from '../version.js';
@@ -194,8 +193,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
       const grey = await decodeImageFile(entry.path);
       return { entry, grey, normalised: normalizeIntensity(grey, model.meta.intensity) };
     } catch (err) {
-      const msg = describeError(err);
-      skip(skipped(entry.path, msg.startsWith(`${entry.path}: `) ? msg.slice(entry.path.length + 2) : msg));
+      skip(skippedBy(entry.path, err));
       return undefined;
     }
   };

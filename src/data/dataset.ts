@@ -12,7 +12,7 @@ import { describeError, EdenError } from '../core/errors.js';
 import { decodeImageFile } from './decode.js';
 import { normalizeIntensity, type IntensityOptions } from './intensity.js';
 import { resizeGrey } from './resize.js';
-import { skipped, type ImageEntry, type SkippedFile } from './scan.js';
+import { skipped, skippedBy, type ImageEntry, type SkippedFile } from './scan.js';
 
 export type CacheMode = 'memory' | 'disk' | 'none';
 
@@ -136,9 +136,7 @@ export class ImageDataset {
     try {
       sample = (await this.readDiskCache(index, entry)) ?? (await this.load(index, entry));
     } catch (err) {
-      const message = describeError(err);
-      const problem = message.startsWith(`${entry.path}: `) ? message.slice(entry.path.length + 2) : message;
-      const record = skipped(entry.path, problem);
+      const record = skippedBy(entry.path, err);
       this.failed.set(index, record);
       this.options.onSkip?.(record);
       return undefined;

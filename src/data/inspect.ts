@@ -3,11 +3,10 @@
  * images found, sizes, bit depths, encodings, structures with mask counts, labels, and every
  * unusable file with its reason, grouped.
  */
-import { describeError } from '../core/errors.js';
 import { labelMapWarning, maskSizeProblem, maskThreshold } from './dataset.js';
 import { decodeImageFile } from './decode.js';
 import { classFolderLabels } from './class-folders.js';
-import { scanDataset, skipped, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
+import { scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
 
 export interface InspectReport {
   roots: string[];
@@ -87,11 +86,11 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
             }
           }
         } catch (err) {
-          report.skipped.push(problemOf(file, err));
+          report.skipped.push(skippedBy(file, err));
         }
       }
     } catch (err) {
-      report.skipped.push(problemOf(entry.path, err));
+      report.skipped.push(skippedBy(entry.path, err));
     }
     options.onProgress?.(++done, scan.images.length);
   };
@@ -121,11 +120,6 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     }
   }
   return report;
-}
-
-function problemOf(file: string, err: unknown): SkippedFile {
-  const message = describeError(err);
-  return skipped(file, message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message);
 }
 
 /** Human-readable summary, one fact per line. */

@@ -8,7 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { dataError } from '../core/errors.js';
+import { dataError, describeError } from '../core/errors.js';
 import { detectFormat, fileStem, type ImageFormat } from './formats.js';
 import { labelsFor, readManifest, type Manifest } from './manifest.js';
 
@@ -77,6 +77,12 @@ export function skipCategory(message: string): SkipCategory {
 export function skipped(file: string, problem: string): SkippedFile {
   const message = `${file}: ${problem}`;
   return { path: file, category: skipCategory(problem), message };
+}
+
+/** The skip record of a file that failed with `err` (Eden's decoding errors already start with the file's path). */
+export function skippedBy(file: string, err: unknown): SkippedFile {
+  const message = describeError(err);
+  return skipped(file, message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message);
 }
 
 async function walk(dir: string): Promise<string[]> {

@@ -9,12 +9,12 @@
  *    nothing else, so outputs can be compared with another framework's on the same input.
  */
 import * as tf from '@tensorflow/tfjs';
-import { describeError, EdenError } from '../core/errors.js';
+import { EdenError } from '../core/errors.js';
 import { normaliseInput } from '../models/input.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
-import { skipped, type SkippedFile } from '../data/scan.js';
+import { skippedBy, type SkippedFile } from '../data/scan.js';
 import type { Encoder } from '../models/encoder.js';
 
 export type Preprocess = 'default' | 'none';
@@ -76,8 +76,7 @@ export async function embedFiles(encoder: Encoder, files: string[], options: Emb
       }
       // Without onSkip (a library call on chosen files) a bad file is an error, as it was.
       if (!options.onSkip) throw d.reason;
-      const msg = describeError(d.reason);
-      options.onSkip(skipped(file, msg.startsWith(`${file}: `) ? msg.slice(file.length + 2) : msg));
+      options.onSkip(skippedBy(file, d.reason));
     });
     const done = Math.min(start + batchSize, files.length);
     if (!images.length) {

@@ -26,7 +26,7 @@ import { decodeImageBytes, decodeImageFile, looksTruncated } from '../data/decod
 import { hasDicomBytes } from '../data/formats.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
-import { scanDataset } from '../data/scan.js';
+import { scanDataset, skippedBy } from '../data/scan.js';
 import { normaliseInput } from '../models/input.js';
 import type { Encoder } from '../models/encoder.js';
 import type { EncoderFileMeta } from '../models/encoder-file.js';
@@ -125,9 +125,8 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
         const f = await denseFeatures(o.encoder, toInput(norm, size), size);
         index.push({ file: path.relative(o.data, entry.path), grey: resizeGrey(norm.data, img.width, img.height, size, size), features: f.data });
       } catch (err) {
-        // decodeImageFile's messages name the file and explain the problem, as every command reports them.
-        const msg = describeError(err);
-        o.onLog?.(`skipped ${msg.startsWith(`${entry.path}: `) ? msg : `${entry.path}: ${msg}`}`);
+        // As every command reports an unreadable file.
+        o.onLog?.(`skipped ${skippedBy(entry.path, err).message}`);
       }
     }
     o.onLog?.(`indexed ${index.length} image(s) of ${o.data}`);
