@@ -50,10 +50,15 @@ export interface Sample {
  * is the structure.
  */
 export function maskThreshold(values: ArrayLike<number>, bitDepth: number): number {
+  return maskValueRange(values, bitDepth).threshold;
+}
+
+/** A mask's largest value and its threshold (maskThreshold), in one pass. */
+export function maskValueRange(values: ArrayLike<number>, bitDepth: number): { max: number; threshold: number } {
   const halfScale = (127 / 255) * (2 ** bitDepth - 1);
   let max = 0;
   for (let i = 0; i < values.length; i++) if (values[i]! > max) max = values[i]!;
-  return max > halfScale ? halfScale : 0;
+  return { max, threshold: max > halfScale ? halfScale : 0 };
 }
 
 /**
@@ -70,8 +75,11 @@ export function maskSizeProblem(mask: { width: number; height: number }, image: 
   return `mask size ${mask.width}x${mask.height} differs from its image's ${image.width}x${image.height} in shape, not only in resolution (${imageFile})`;
 }
 
+/** Label values a label-map warning lists at most. */
+const LISTED_LABELS = 8;
+
 /** The distinct nonzero values of a mask, ascending, at most `limit` of them. */
-export function nonzeroValues(values: ArrayLike<number>, limit = 8): number[] {
+export function nonzeroValues(values: ArrayLike<number>, limit = LISTED_LABELS): number[] {
   const seen = new Set<number>();
   let last = 0; // runs of one value (a mask's regions) skip the set
   for (let i = 0; i < values.length && seen.size < limit; i++) {
@@ -85,16 +93,15 @@ export function nonzeroValues(values: ArrayLike<number>, limit = 8): number[] {
  * A mask of label values holding more than one (1 = left lung, 2 = right lung ...) is a label map:
  * read as one structure, every nonzero pixel. The message that says so, or undefined.
  */
-export function labelMapWarning(values: ArrayLike<number>, bitDepth: number, file: string, structure: string): string | undefined {
-  if (maskThreshold(values, bitDepth) !== 0) return undefined;
+export function labelMapWarning(values: ArrayLike<number>, bitDepth: number, file: string, structure: string, threshold = maskThreshold(values, bitDepth)): string | undefined {
+  if (threshold !== 0) return undefined;
   const labels = nonzeroValues(values);
   if (labels.length < 2) return undefined;
-  return `${file}: a label map (values ${labels.join(', ')}${labels.length === 8 ? ', ...' : ''}): every nonzero pixel is read as '${structure}'; to train the labels apart, give each its own folder under masks/`;
+  return `${file}: a label map (values ${labels.join(', ')}${labels.length === LISTED_LABELS ? ', ...' : ''}): every nonzero pixel is read as '${structure}'; to train the labels apart, give each its own folder under masks/`;
 }
 
-/** A decoded mask as 0 / 1 (see maskThreshold). */
-export function binarizeMask(values: Float32Array, bitDepth: number): Float32Array {
-  const threshold = maskThreshold(values, bitDepth);
+/** A decoded mask as 0 / 1 (see maskThreshold; pass it when already known). */
+export function binarizeMask(values: Float32Array, bitDepth: number, threshold = maskThreshold(values, bitDepth)): Float32Array {
   const out = new Float32Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = values[i]! > threshold ? 1 : 0;
   return out;
@@ -194,14 +201,15 @@ export class ImageDataset {
         this.options.onSkip?.(skipped(file, problem));
         continue;
       }
+      const threshold = maskThreshold(m.data, m.bitDepth);
       if (!this.labelMapsReported.has(structure)) {
-        const warning = labelMapWarning(m.data, m.bitDepth, file, structure);
+        const warning = labelMapWarning(m.data, m.bitDepth, file, structure, threshold);
         if (warning) {
           this.labelMapsReported.add(structure);
           this.options.onWarning?.(warning);
         }
       }
-      const resized = resizeGrey(binarizeMask(m.data, m.bitDepth), m.width, m.height, size, size);
+      const resized = resizeGrey(binarizeMask(m.data, m.bitDepth, threshold), m.width, m.height, size, size);
       for (let i = 0; i < resized.length; i++) resized[i] = resized[i]! >= 0.5 ? 1 : 0;
       masks[structure] = resized;
     }

@@ -3,7 +3,7 @@
  * images found, sizes, bit depths, encodings, structures with mask counts, labels, and every
  * unusable file with its reason, grouped.
  */
-import { labelMapWarning, maskSizeProblem, maskThreshold } from './dataset.js';
+import { labelMapWarning, maskSizeProblem, maskValueRange } from './dataset.js';
 import { decodeImageFile } from './decode.js';
 import { classFolderLabels } from './class-folders.js';
 import { scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
@@ -76,10 +76,10 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
             report.skipped.push(skipped(file, problem));
           } else {
             bump(report.structures, structure);
-            const max = m.data.reduce((a, v) => (v > a ? v : a), 0);
+            const { max, threshold } = maskValueRange(m.data, m.bitDepth);
             bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
-            if (max > 0 && maskThreshold(m.data, m.bitDepth) === 0) report.labelMasks++;
-            const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure);
+            if (max > 0 && threshold === 0) report.labelMasks++;
+            const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure, threshold);
             if (labelMap) {
               report.labelMaps++;
               report.labelMapExample ??= labelMap;
