@@ -15,9 +15,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fileStem } from '../data/formats.js';
 import sharp from 'sharp';
 import { decodeImageFile } from '../data/decode.js';
+import { fileStem } from '../data/formats.js';
 import { writeSegmentation } from '../data/dicom-seg.js';
 import type { GreyImage } from '../data/grey-image.js';
 import { normalizeIntensity } from '../data/intensity.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { diffCheckpoints, formatCheckpointDiff } from '../train/checkpoint-diff.js';
-import { CHECKPOINT_FORMAT, type CheckpointMeta } from '../train/checkpoint.js';
+import { checkpointMeta, CHECKPOINT_FORMAT } from '../train/checkpoint.js';
 import { resolveCheckpointPath } from '../train/checkpoint-diff.js';
 import { EdenError } from '../core/errors.js';
 import { loadTensorFile, type TensorFile } from '../engine/tensor-file.js';
@@ -57,7 +57,7 @@ export function describeEdenFile(file: string, content: TensorFile): string[] {
     ];
   }
   if (format === CHECKPOINT_FORMAT) {
-    const meta = JSON.parse(content.metadata['eden']!) as CheckpointMeta;
+    const meta = checkpointMeta(content, file);
     const { position, best, config } = meta;
     return [
       `format: ${meta.format} (Eden ${meta.edenVersion}, ${meta.createdAt}, backend ${meta.backend})`,

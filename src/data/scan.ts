@@ -202,9 +202,10 @@ async function attachMasks(images: ImageEntry[], masksDir: string, only: string[
         continue;
       }
       const stem = fileStem(file);
-      const img = byStem.get(stem) ?? byStem.get(stem.replace(MASK_SUFFIX, ''));
+      const bare = stem.replace(MASK_SUFFIX, '');
+      const img = byStem.get(stem) ?? byStem.get(bare);
       if (!img) {
-        result.skipped.push(skipped(file, `mask without image (no file with stem '${stem}'${MASK_SUFFIX.test(stem) ? ` or '${stem.replace(MASK_SUFFIX, '')}'` : ''} in ${path.dirname(masksDir)}/images)`));
+        result.skipped.push(skipped(file, `mask without image (no file with stem '${stem}'${bare !== stem ? ` or '${bare}'` : ''} in ${path.dirname(masksDir)}/images)`));
         continue;
       }
       const earlier = img.masks?.[e.name];

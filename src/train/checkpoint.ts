@@ -68,10 +68,15 @@ export async function saveCheckpoint(file: string, state: TrainingState, meta: O
 /** Read a checkpoint's metadata and tensors (no model needed). */
 export async function readCheckpoint(file: string): Promise<{ meta: CheckpointMeta; content: TensorFile }> {
   const content = await loadTensorFile(file);
+  return { meta: checkpointMeta(content, file), content };
+}
+
+/** The metadata of a loaded pretraining checkpoint; another kind of file is an error naming it. */
+export function checkpointMeta(content: TensorFile, file: string): CheckpointMeta {
   if (content.metadata['format'] !== CHECKPOINT_FORMAT) {
     throw new EdenError('checkpoint', `${file} is not an Eden pretraining checkpoint (format '${content.metadata['format'] ?? 'none'}', expected '${CHECKPOINT_FORMAT}')`);
   }
-  return { meta: JSON.parse(content.metadata['eden']!) as CheckpointMeta, content };
+  return JSON.parse(content.metadata['eden']!) as CheckpointMeta;
 }
 
 function assign(content: TensorFile, prefix: string, vars: Map<string, tf.Variable>, file: string): void {
