@@ -7,19 +7,15 @@
  *   node --import tsx bench/eval/pixel-floor-grid.ts DATA [--label-column COL] [--preset cpu] [--size 64] [--sides 8,16,32,64]
  */
 import { parseArgs } from 'node:util';
-import { useBackend } from '../../src/engine/backend.js';
-import { resolveEvaluateConfig } from '../../src/config/evaluate.js';
-import { loadClassificationData, probeSplitSeed, rawPixelProbe } from '../../src/eval/classify.js';
+import { evaluationClassificationData } from './classification-data.js';
+import { probeSplitSeed, rawPixelProbe } from '../../src/eval/classify.js';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: { 'label-column': { type: 'string' }, preset: { type: 'string', default: 'cpu' }, size: { type: 'string', default: '64' }, sides: { type: 'string', default: '8,16,32,64' } },
 });
 if (positionals.length !== 1) throw new Error('usage: pixel-floor-grid.ts DATA [--label-column COL] [--preset cpu] [--size 64] [--sides 8,16,32,64]');
-await useBackend('wasm');
-const config = resolveEvaluateConfig(values.preset!, { size: Number(values.size) });
-const cfg = config.classification;
-const data = await loadClassificationData(positionals[0]!, cfg.size, { labelColumn: values['label-column'], seed: config.seed, maxTrain: cfg.maxTrain, maxTest: cfg.maxTest });
+const { config, cfg, data } = await evaluationClassificationData(positionals[0]!, { preset: values.preset!, size: Number(values.size), labelColumn: values['label-column'] });
 for (const side of values.sides!.split(',').map(Number)) {
   const r = await rawPixelProbe(data, cfg, probeSplitSeed(config.seed), side);
   console.log(`${positionals[0]}: pixels at ${side} x ${side}: AUC ${r.meanAuc.toFixed(3)}, accuracy ${(100 * r.accuracy).toFixed(1)}% (L2 ${r.l2}, validated)`);

@@ -7,9 +7,8 @@
  *   node --import tsx bench/eval/probe-l2.ts DATA [--label-column COL] [--checkpoint builtin] [--preset cpu] [--size 64]
  */
 import { parseArgs } from 'node:util';
-import { useBackend } from '../../src/engine/backend.js';
-import { resolveEvaluateConfig } from '../../src/config/evaluate.js';
-import { loadClassificationData, logisticRegression, pixelFeatures, probeFeatures, probeSplitSeed, PROBE_L2_GRID, scores, validatedProbe } from '../../src/eval/classify.js';
+import { evaluationClassificationData } from './classification-data.js';
+import { logisticRegression, pixelFeatures, probeFeatures, probeSplitSeed, PROBE_L2_GRID, scores, validatedProbe } from '../../src/eval/classify.js';
 import { resolveSources } from '../../src/eval/models.js';
 
 const { positionals, values } = parseArgs({
@@ -17,10 +16,7 @@ const { positionals, values } = parseArgs({
   options: { 'label-column': { type: 'string' }, checkpoint: { type: 'string', default: 'builtin' }, preset: { type: 'string', default: 'cpu' }, size: { type: 'string', default: '64' } },
 });
 if (positionals.length !== 1) throw new Error('usage: probe-l2.ts DATA [--label-column COL] [--checkpoint builtin] [--preset cpu] [--size 64]');
-await useBackend('wasm');
-const config = resolveEvaluateConfig(values.preset!, { size: Number(values.size) });
-const cfg = config.classification;
-const data = await loadClassificationData(positionals[0]!, cfg.size, { labelColumn: values['label-column'], seed: config.seed, maxTrain: cfg.maxTrain, maxTest: cfg.maxTest });
+const { config, cfg, data } = await evaluationClassificationData(positionals[0]!, { preset: values.preset!, size: Number(values.size), labelColumn: values['label-column'] });
 const labels = data.train.map((x) => x.label);
 const testLabels = data.test.map((x) => x.label);
 const sets: [string, { train: Float32Array[]; test: Float32Array[] }][] = [];
