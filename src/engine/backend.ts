@@ -38,17 +38,14 @@ function configureWasm(): void {
  * Make `name` the active TF.js backend, registering Eden's kernel additions and fixes first.
  * Safe to call repeatedly; switching back and forth keeps each backend's tensors alive.
  */
-/** The backend useBackend set up, if it was called. */
-let chosen: BackendName | undefined;
-
 /**
  * For the library's loaders: keeps the backend chosen with useBackend (or set through TF.js), and
  * sets up wasm when there is none — a model loaded before any useBackend call failed with TF.js's
  * "backend 'wasm' has not yet been initialized".
  */
 export async function ensureBackend(): Promise<void> {
-  // A backend the caller set through TF.js itself is left as it is.
-  if (chosen || tf.engine().backendName) return;
+  // TF.js names its backend once one is set, by useBackend or by the caller through TF.js.
+  if (tf.engine().backendName) return;
   await useBackend('wasm');
 }
 
@@ -75,7 +72,6 @@ export async function useBackend(name: BackendName = 'wasm'): Promise<BackendNam
     // here (ENGINE.md); Eden uses cpu on purpose (reference, small jobs).
     (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
   }
-  chosen = name;
   return name;
 }
 
