@@ -173,7 +173,7 @@ describe('scan and inspect', () => {
     });
   });
 
-  it('a label map (0 / 1 / 2 in one mask) is read as one structure, and said so once: in the dataset and in eden inspect', async () => {
+  it('a label map (0 / 1 / 2 in one mask) is read as one structure, and said so once; its values are read apart as lungs:1, lungs:2', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'eden-labelmap-'));
     for (const d of ['images', 'masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
     const stems = sampleFiles.slice(0, 2).map((f) => f.replace('.png', ''));
@@ -191,12 +191,68 @@ describe('scan and inspect', () => {
       assert.ok(lungs[32 * 64 + 10] === 1 && lungs[32 * 64 + 54] === 1 && lungs[2 * 64 + 32] === 0); // both labels are the structure
     }
     assert.equal(warnings.length, 1, warnings.join('\n'));
-    assert.match(warnings[0]!, /lungs\/\w+\.png: a label map \(values 1, 2\): every nonzero pixel is read as 'lungs'; to train the labels apart, give each its own folder under masks\//);
+    assert.match(warnings[0]!, /lungs\/\w+\.png: a label map \(values 1, 2\): every nonzero pixel is read as 'lungs'; to train the labels apart, select them as lungs:1, lungs:2 \(--structures\), or name them with --combine, e.g. --combine left_lung=lungs:1$/);
     assert.deepEqual(labelMapWarning(Float32Array.from([0, 1, 0]), 8, 'f', 's'), undefined); // one label: a mask
     assert.deepEqual(labelMapWarning(Float32Array.from([0, 255, 128]), 8, 'f', 's'), undefined); // full scale: anti-aliasing
     const report = await inspectDataset([root]);
     assert.equal(report.labelMaps, 2);
     assert.match(formatInspectReport(report), /\nlabel maps: 2 mask\(s\) hold several label values, each read as one structure; the first: .*a label map \(values 1, 2\)/);
+
+    // Read apart: exactly the pixels of each value, resized like any mask; no warning then. The
+    // disk cache keeps them (a second dataset reads the same).
+    const cacheDir = mkdtempSync(path.join(tmpdir(), 'eden-labelmap-cache-'));
+    const quiet: string[] = [];
+    const split = new ImageDataset((await scanDataset([root])).images, { size: 64, labelValues: { lungs: [1, 2] }, cache: 'disk', cacheDir, onWarning: (m) => quiet.push(m) });
+    const cached = new ImageDataset(split.entries, { size: 64, labelValues: { lungs: [1, 2] }, cache: 'disk', cacheDir });
+    for (let i = 0; i < 2; i++) {
+      const { masks } = (await split.get(i))!;
+      assert.deepEqual(Object.keys(masks), ['lungs', 'lungs:1', 'lungs:2']);
+      const expected = (v: number): number[] => Array.from({ length: 64 * 64 }, (_, k) => (Math.abs(Math.floor(k / 64) - 31.5) > 16 ? 0 : k % 64 < 32 === (v === 1) ? 1 : 0));
+      // Resizing moves a boundary row by at most one: compare away from it.
+      const rows = (m: Float32Array): number[] => Array.from(m).filter((_, k) => Math.abs(Math.abs(Math.floor(k / 64) - 31.5) - 16) > 1.5);
+      assert.deepEqual(rows(masks['lungs:1']!), rows(Float32Array.from(expected(1))));
+      assert.deepEqual(rows(masks['lungs:2']!), rows(Float32Array.from(expected(2))));
+      assert.deepEqual(masks['lungs'], masks['lungs:1']!.map((v, k) => Math.max(v, masks['lungs:2']![k]!)));
+      assert.deepEqual((await cached.get(i))!.masks, masks);
+    }
+    assert.equal(readdirSync(cacheDir).length, 2);
+    assert.deepEqual(quiet, []);
+
+    // As structures: selected, named with --combine (the label map then is no structure of its own),
+    // as the base of a derived target; a value no mask holds is an error saying so.
+    const load = (o: { structures?: string[]; combine?: Record<string, string[]> }): Promise<{ structures: string[]; samples: { masks: Float32Array[] }[] }> => loadSegmentationData(root, 64, { ...o, testFraction: 0, maxTestImages: 0, seed: 0 });
+    const named = await load({ combine: { left: ['lungs:1'], right: ['lungs:2'] } });
+    assert.deepEqual(named.structures, ['left', 'right']);
+    const direct = await load({ structures: ['lungs:1', 'lungs:2', 'lungs:1:apex'] });
+    assert.deepEqual(direct.samples[0]!.masks.slice(0, 2), named.samples[0]!.masks);
+    assert.ok(direct.samples[0]!.masks[2]!.some((v) => v === 1));
+    await assert.rejects(load({ structures: ['lungs:3'] }), /every mask of 'lungs:3' is empty at 64 px \(2 images\); check that the masks of 'lungs' hold the value 3/);
+    await assert.rejects(load({ combine: { heart: ['labels:3'] } }), /--combine heart=labels:3 names 'labels:3', but there is no structure 'labels'; found lungs/);
+  });
+
+  it('masks lying directly in masks/ are one structure, "mask"; an empty masks/ is an error saying where masks go', async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-loose-masks-'));
+    for (const d of ['images', 'masks']) mkdirSync(path.join(root, d), { recursive: true });
+    const stems = sampleFiles.slice(0, 3).map((f) => f.replace('.png', ''));
+    for (const s of stems) copyFileSync(path.join(samples, `${s}.png`), path.join(root, 'images', `${s}.png`));
+    const load = (): Promise<{ structures: string[]; samples: unknown[] }> => loadSegmentationData(root, 64, { testFraction: 0, maxTestImages: 0, seed: 0 });
+    await assert.rejects(load(), new RegExp(`${path.join(root, 'masks')}: no masks; put each structure's masks in masks/<structure>/ \\(or the masks of a single structure directly in masks/\\), named as their images`));
+    assert.match(formatInspectReport(await inspectDataset([root])), /\nstructures: none \(masks\/ holds no mask images/);
+    for (const [i, s] of stems.entries()) {
+      const { width: w, height: h } = await sharp(path.join(samples, `${s}.png`)).metadata();
+      await sharp(Uint8Array.from({ length: w! * h! }, (_, k) => (k % w! > w! / 2 ? 255 : 0)), { raw: { width: w!, height: h!, channels: 1 } }).png().toFile(path.join(root, 'masks', i === 0 ? `${s}_mask.png` : `${s}.png`));
+    }
+    writeFileSync(path.join(root, 'masks', 'dataset.json'), '{}'); // metadata beside the masks: reported, no structure
+    const scan = await scanDataset([root]);
+    assert.deepEqual(scan.structures, ['mask']);
+    assert.deepEqual(scan.skipped.map((x) => x.message), [`${path.join(root, 'masks', 'dataset.json')}: not an image file (unrecognised extension '.json' and no DICOM header)`]);
+    const data = await load();
+    assert.deepEqual(data.structures, ['mask']);
+    assert.equal(data.samples.length, 3);
+    // Beside structure folders, they are one more structure.
+    mkdirSync(path.join(root, 'masks', 'heart'));
+    copyFileSync(path.join(root, 'masks', `${stems[1]}.png`), path.join(root, 'masks', 'heart', `${stems[1]}.png`));
+    assert.deepEqual((await scanDataset([root])).structures, ['heart', 'mask']);
   });
 
   it('a mask drawn at another resolution of its image (same shape) is laid on it; another shape is reported', async () => {
@@ -261,8 +317,8 @@ describe('scan and inspect', () => {
 
     const load = (structures: string[], combine = {}): Promise<unknown> => loadSegmentationData(root, 64, { structures, combine, testFraction: 0, maxTestImages: 0, seed: 0 });
     await load(['labels', 'labels16']);
-    await assert.rejects(load(['labels', 'blank']), /eden-labels-\w+: every mask of 'blank' is empty at 64 px \(3 images\); check that masks\/blank\/ mark the structure/);
-    await assert.rejects(load(['none'], { none: ['blank'] }), /every mask of 'none' is empty .* masks\/blank\//);
+    await assert.rejects(load(['labels', 'blank']), /eden-labels-\w+: every mask of 'blank' is empty at 64 px \(3 images\); check that the masks of 'blank' mark the structure/);
+    await assert.rejects(load(['none'], { none: ['blank'] }), /every mask of 'none' is empty .* the masks of 'blank' mark/);
   });
 
   it('reads label CSVs as spreadsheets write them: semicolons, tabs, quoted commas, a BOM, Windows paths', async () => {

@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { formatDifference, pairedBootstrap, quantileSorted } from '../src/eval/statistics.js';
-import { deriveMask, parseDerived } from '../src/data/derived-structures.js';
+import { deriveMask, parseDerived, parseLabelValue } from '../src/data/derived-structures.js';
+import { parseCombine } from '../src/cli/evaluate.js';
 import { boundary, components, distanceTransformSquared, largestComponents } from '../src/data/masks.js';
 import { dice, kde, surfaceDistance } from '../src/eval/metrics.js';
 import { splitWhole } from '../src/eval/probes.js';
@@ -83,7 +84,19 @@ describe('derived targets', () => {
     assert.deepEqual(parseDerived('lungs:apex'), { name: 'lungs:apex', base: 'lungs', kind: 'apex', percent: 15 });
     assert.deepEqual(parseDerived('heart:border3'), { name: 'heart:border3', base: 'heart', kind: 'border', percent: 3 });
     assert.equal(parseDerived('heart'), undefined);
-    assert.throws(() => parseDerived('heart:middle'), /BASE:apex, BASE:costophrenic or BASE:border/);
+    assert.throws(() => parseDerived('heart:middle'), /BASE:apex, BASE:costophrenic or BASE:border.*BASE:VALUE is one value of a label map/);
+    // One value of a label map is no derived target, but can be the base of one.
+    assert.equal(parseDerived('labels:2'), undefined);
+    assert.deepEqual(parseLabelValue('labels:2'), { base: 'labels', value: 2 });
+    assert.equal(parseLabelValue('lungs:apex'), undefined);
+    assert.deepEqual(parseDerived('labels:2:apex20'), { name: 'labels:2:apex20', base: 'labels:2', kind: 'apex', percent: 20 });
+  });
+
+  it('--combine unites structures and names label values', () => {
+    assert.deepEqual(parseCombine('lungs=left_lung+right_lung', {}), { lungs: ['left_lung', 'right_lung'] });
+    assert.deepEqual(parseCombine('heart=labels:3', { lungs: ['labels:1', 'labels:2'] }), { lungs: ['labels:1', 'labels:2'], heart: ['labels:3'] });
+    assert.throws(() => parseCombine('heart=labels:apex', {}), /--combine expects name=a\+b\(\+c...\) or name=labels:VALUE, got 'heart=labels:apex'/);
+    assert.throws(() => parseCombine('lungs', {}), /--combine expects/);
   });
 
   it('labels connected components (8-connectivity)', () => {

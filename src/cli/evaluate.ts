@@ -14,8 +14,9 @@ import { collect, parseList, parsePositiveInt, THREADS_HELP } from './options.js
 
 /** 'lungs=left_lung+right_lung' -> { lungs: ['left_lung', 'right_lung'] } */
 export function parseCombine(value: string, previous: Record<string, string[]>): Record<string, string[]> {
-  const m = /^([\w-]+)=([\w-]+(?:\+[\w-]+)+)$/.exec(value);
-  if (!m) throw new EdenError('config', `--combine expects name=a+b(+c...), got '${value}'`);
+  // Parts are structures or label values (labels:2); one part names a label value (left_lung=labels:1).
+  const m = /^([\w-]+)=([\w-]+(?::\d+)?(?:\+[\w-]+(?::\d+)?)*)$/.exec(value);
+  if (!m) throw new EdenError('config', `--combine expects name=a+b(+c...) or name=labels:VALUE, got '${value}'`);
   return { ...previous, [m[1]!]: m[2]!.split('+') };
 }
 
@@ -66,8 +67,8 @@ export function registerEvaluate(program: Command): void {
     .option('--size <px>', 'input size (few-shot segmentation: a multiple of 32; classification: any)', parsePositiveInt)
     .option('--seed <n>', 'base seed', Number)
     .option('--mode <list>', `few-shot segmentation modes: ${SEGMENTATION_MODES.join(', ')} (default of the cpu preset: frozen,finetune)`, parseList)
-    .option('--structures <list>', 'structures to segment (after --combine); derived targets as BASE:apex, BASE:costophrenic, BASE:border (e.g. lungs:apex,heart:border)', parseList)
-    .option('--combine <name=a+b>', 'unite masks into one structure, e.g. lungs=left_lung+right_lung (repeatable)', parseCombine, {})
+    .option('--structures <list>', 'structures to segment (after --combine); derived targets as BASE:apex, BASE:costophrenic, BASE:border (e.g. lungs:apex,heart:border); one value of a label map as BASE:VALUE (e.g. labels:2)', parseList)
+    .option('--combine <name=a+b>', 'unite masks into one structure, e.g. lungs=left_lung+right_lung, or name a label map\'s value, e.g. heart=labels:3 (repeatable)', parseCombine, {})
     .addOption(new Option('--arch <name>', "architecture of the 'random' baseline when no checkpoint gives it").choices(BACKBONES))
     .option('--width <n>', "width of the 'random' baseline", parsePositiveInt)
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))

@@ -27,6 +27,11 @@ export interface ImageDatasetOptions {
   /** Called once per file that cannot be used. */
   onSkip?: (file: SkippedFile) => void;
   /**
+   * Label values to read apart, per structure whose masks are label maps: `{ labels: [1, 2] }` adds
+   * the masks 'labels:1' and 'labels:2' (the pixels holding exactly that value) beside 'labels'.
+   */
+  labelValues?: Record<string, number[]>;
+  /**
    * Called once if the disk cache cannot be written (full disk, no permission; the images are still
    * served), and once per structure whose masks hold several label values (a label map).
    */
@@ -38,7 +43,7 @@ export interface Sample {
   entry: ImageEntry;
   /** [size * size] in [0, 1], row-major. */
   image: Float32Array;
-  /** Binary masks [size * size] (0 or 1) per structure present for this image. */
+  /** Binary masks [size * size] (0 or 1) per structure present for this image (and 'structure:value' per labelValues). */
   masks: Record<string, Float32Array>;
 }
 
@@ -97,7 +102,21 @@ export function labelMapWarning(values: ArrayLike<number>, bitDepth: number, fil
   if (threshold !== 0) return undefined;
   const labels = nonzeroValues(values);
   if (labels.length < 2) return undefined;
-  return `${file}: a label map (values ${labels.join(', ')}${labels.length === LISTED_LABELS ? ', ...' : ''}): every nonzero pixel is read as '${structure}'; to train the labels apart, give each its own folder under masks/`;
+  return `${file}: a label map (values ${labels.join(', ')}${labels.length === LISTED_LABELS ? ', ...' : ''}): every nonzero pixel is read as '${structure}'; to train the labels apart, select them as ${labels.slice(0, 2).map((v) => `${structure}:${v}`).join(', ')} (--structures), or name them with --combine, e.g. --combine left_lung=${structure}:${labels[0]}`;
+}
+
+/** The pixels of a label map that hold exactly `value`, as 0 / 1. */
+export function labelValueMask(values: Float32Array, value: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i] === value ? 1 : 0;
+  return out;
+}
+
+/** Resize a 0 / 1 mask to size x size and binarise it again at one half. */
+function resizeMask(mask: Float32Array, width: number, height: number, size: number): Float32Array {
+  const resized = resizeGrey(mask, width, height, size, size);
+  for (let i = 0; i < resized.length; i++) resized[i] = resized[i]! >= 0.5 ? 1 : 0;
+  return resized;
 }
 
 /** A decoded mask as 0 / 1 (see maskThreshold; pass it when already known). */
@@ -120,7 +139,7 @@ export class ImageDataset {
   constructor(entries: ImageEntry[], options: ImageDatasetOptions) {
     if (!Number.isInteger(options.size) || options.size < 8) throw new EdenError('config', `image size must be an integer >= 8, got ${options.size}`);
     this.entries = entries;
-    this.options = { intensity: {}, cache: 'memory', cacheDir: '.eden-cache', ...options };
+    this.options = { intensity: {}, cache: 'memory', cacheDir: '.eden-cache', labelValues: {}, ...options };
   }
 
   get length(): number {
@@ -202,27 +221,34 @@ export class ImageDataset {
         continue;
       }
       const threshold = maskThreshold(m.data, m.bitDepth);
-      if (!this.labelMapsReported.has(structure)) {
+      const values = this.options.labelValues[structure] ?? [];
+      // A label map whose values are read apart needs no warning.
+      if (!values.length && !this.labelMapsReported.has(structure)) {
         const warning = labelMapWarning(m.data, m.bitDepth, file, structure, threshold);
         if (warning) {
           this.labelMapsReported.add(structure);
           this.options.onWarning?.(warning);
         }
       }
-      const resized = resizeGrey(binarizeMask(m.data, m.bitDepth, threshold), m.width, m.height, size, size);
-      for (let i = 0; i < resized.length; i++) resized[i] = resized[i]! >= 0.5 ? 1 : 0;
-      masks[structure] = resized;
+      masks[structure] = resizeMask(binarizeMask(m.data, m.bitDepth, threshold), m.width, m.height, size);
+      for (const v of values) masks[`${structure}:${v}`] = resizeMask(labelValueMask(m.data, v), m.width, m.height, size);
     }
     const sample = { index, entry, image, masks };
     await this.writeDiskCache(entry, sample);
     return sample;
   }
 
+  /** The masks a complete sample of `entry` holds, in the disk cache's order. */
+  private maskNames(entry: ImageEntry): string[] {
+    const structures = Object.keys(entry.masks ?? {});
+    return [...structures, ...structures.flatMap((s) => (this.options.labelValues[s] ?? []).map((v) => `${s}:${v}`))];
+  }
+
   private async cacheFile(entry: ImageEntry): Promise<string> {
     const files = [entry.path, ...Object.values(entry.masks ?? {})];
     const stats = await Promise.all(files.map((f) => fs.stat(f)));
     const key = createHash('sha1')
-      .update(JSON.stringify({ v: 1, files, stamps: stats.map((s) => [s.size, s.mtimeMs]), size: this.options.size, intensity: this.options.intensity, masks: Object.keys(entry.masks ?? {}) }))
+      .update(JSON.stringify({ v: 1, files, stamps: stats.map((s) => [s.size, s.mtimeMs]), size: this.options.size, intensity: this.options.intensity, masks: this.maskNames(entry) }))
       .digest('hex');
     return path.join(this.options.cacheDir, `${key}.f32`);
   }
@@ -236,7 +262,7 @@ export class ImageDataset {
       return undefined;
     }
     const n = this.options.size * this.options.size;
-    const names = Object.keys(entry.masks ?? {});
+    const names = this.maskNames(entry);
     const floats = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.length));
     if (floats.length !== n * (1 + names.length)) return undefined; // stale or partial: decode again
     const masks: Record<string, Float32Array> = {};
@@ -247,8 +273,9 @@ export class ImageDataset {
   private async writeDiskCache(entry: ImageEntry, sample: Sample): Promise<void> {
     if (this.options.cache !== 'disk' || this.cacheWriteError) return;
     // Only complete samples (all masks present) are cached; a reported mask is re-checked next time.
-    if (Object.keys(sample.masks).length !== Object.keys(entry.masks ?? {}).length) return;
-    const parts = [sample.image, ...Object.keys(entry.masks ?? {}).map((k) => sample.masks[k]!)];
+    const names = this.maskNames(entry);
+    if (Object.keys(sample.masks).length !== names.length) return;
+    const parts = [sample.image, ...names.map((k) => sample.masks[k]!)];
     const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
     for (const p of parts) {

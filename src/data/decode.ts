@@ -5,10 +5,9 @@
  */
 import sharp from 'sharp';
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom } from './dicom.js';
-import { detectFormat, hasDicomBytes } from './formats.js';
+import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
 import { rgbToGrey, type GreyImage } from './grey-image.js';
 
 // Refuse decompression bombs: images above this many pixels are reported, not decoded.
@@ -48,7 +47,7 @@ async function decodeRaster(bytes: Uint8Array): Promise<GreyImage> {
 /** Decode a file; errors are EdenError('data') whose message starts with the file path. */
 export async function decodeImageFile(file: string): Promise<GreyImage> {
   const format = await detectFormat(file);
-  if (!format) throw dataError(`${file}: not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`);
+  if (!format) throw dataError(`${file}: ${notAnImage(file)}`);
   let bytes: Uint8Array;
   try {
     bytes = await fs.readFile(file);

@@ -13,7 +13,8 @@
  *                       the costophrenic angles;
  *   border[P=2]         a band of half-width P% of the image side on both sides of the boundary
  *                       (e.g. the heart border, where most segmentation error lives).
- * Masks are binary [side * side] at the evaluation size.
+ * Masks are binary [side * side] at the evaluation size. The base may be one value of a label map
+ * ('labels:2:apex', see parseLabelValue).
  */
 import { EdenError } from '../core/errors.js';
 import { boundary, components, distanceTransformSquared } from './masks.js';
@@ -28,14 +29,23 @@ export interface DerivedStructure {
   percent: number;
 }
 
-/** 'lungs:apex' -> { base: 'lungs', kind: 'apex', percent: 15 }; undefined for a plain name. */
+/**
+ * One value of a label map, written `BASE:VALUE` ('labels:2': the pixels of the masks of 'labels'
+ * that hold 2); undefined for another name.
+ */
+export function parseLabelValue(name: string): { base: string; value: number } | undefined {
+  const m = /^(.+):(\d+)$/.exec(name);
+  return m ? { base: m[1]!, value: Number(m[2]) } : undefined;
+}
+
+/** 'lungs:apex' -> { base: 'lungs', kind: 'apex', percent: 15 }; undefined for a plain name or a label value. */
 export function parseDerived(name: string): DerivedStructure | undefined {
   const at = name.lastIndexOf(':');
-  if (at < 0) return undefined;
+  if (at < 0 || parseLabelValue(name)) return undefined;
   const m = /^([a-z]+)(\d+(?:\.\d+)?)?$/.exec(name.slice(at + 1));
   const kind = m?.[1] as DerivedKind | undefined;
   if (!m || !kind || !(kind in DERIVED_KINDS)) {
-    throw new EdenError('config', `'${name}': derived structures are BASE:apex, BASE:costophrenic or BASE:border, with an optional percentage (e.g. lungs:apex20, heart:border3)`);
+    throw new EdenError('config', `'${name}': derived structures are BASE:apex, BASE:costophrenic or BASE:border, with an optional percentage (e.g. lungs:apex20, heart:border3); BASE:VALUE is one value of a label map (e.g. labels:2)`);
   }
   const percent = m[2] !== undefined ? Number(m[2]) : DERIVED_KINDS[kind];
   if (!(percent > 0 && percent < 100)) throw new EdenError('config', `'${name}': the percentage must be in (0, 100)`);

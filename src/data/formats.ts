@@ -33,6 +33,9 @@ export async function hasDicomMagic(file: string): Promise<boolean> {
   }
 }
 
+/** Why a file for which detectFormat finds no format is not used. */
+export const notAnImage = (file: string): string => `not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`;
+
 /**
  * The format a file should be decoded as, or undefined if it is not an image file at all.
  * Extensionless files (common for DICOM exports) are recognised by the magic bytes.

@@ -136,6 +136,7 @@ export function formatInspectReport(r: InspectReport): string {
   lines.push(`bit depths: ${fmt(r.bitDepths)}`);
   lines.push(`encodings: ${fmt(r.encodings)}`);
   if (Object.keys(r.structures).length) lines.push(`structures: ${Object.entries(r.structures).map(([s, n]) => `${s} (${n} masks)`).join(', ')}`);
+  else if (r.layout === 'segmentation') lines.push("structures: none (masks/ holds no mask images: masks/<structure>/<image's name>, or one structure's masks directly in masks/)");
   if (Object.keys(r.maskValues).length) {
     const note = r.labelMasks ? `; ${r.labelMasks} hold label values (none above half scale): their nonzero pixels are the structure` : '';
     lines.push(`mask values: ${fmt(r.maskValues)}${note}`);

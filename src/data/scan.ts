@@ -1,15 +1,15 @@
 /**
  * Finding the images of a dataset, without decoding them. Two layouts:
  *  - a folder of images, searched recursively;
- *  - the segmentation layout: `images/` plus `masks/<structure>/`, masks matched to images by
- *    file stem.
+ *  - the segmentation layout: `images/` plus `masks/<structure>/` (or, for one structure, masks
+ *    directly in `masks/`), masks matched to images by file stem.
  * Files that cannot be used are collected as SkippedFile records (one line each, naming the file
  * and the problem); only an empty usable set is an error, and that is the caller's decision.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { dataError, describeError } from '../core/errors.js';
-import { detectFormat, fileStem, type ImageFormat } from './formats.js';
+import { detectFormat, fileStem, notAnImage, type ImageFormat } from './formats.js';
 import { labelsFor, readManifest, type Manifest } from './manifest.js';
 
 export interface ImageEntry {
@@ -115,7 +115,7 @@ async function collectImages(files: string[], root: string, result: ScanResult):
   for (const file of files) {
     const format = await detectFormat(file);
     if (!format) {
-      result.skipped.push(skipped(file, `not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`));
+      result.skipped.push(skipped(file, notAnImage(file)));
       continue;
     }
     const rel = path.relative(root, file).split(path.sep).join('/') || path.basename(file);
@@ -176,6 +176,9 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
  */
 const MASK_SUFFIX = /[-_.](mask|masks|seg|segmentation|label|labels|gt|annotation)$/i;
 
+/** The structure of masks that lie directly in masks/ rather than in masks/<structure>/. */
+export const LOOSE_MASKS = 'mask';
+
 /** Pairs masks with images by stem (or by stem less a MASK_SUFFIX); returns the images kept (one per stem). */
 async function attachMasks(images: ImageEntry[], masksDir: string, only: string[] | undefined, found: Set<string>, result: ScanResult): Promise<ImageEntry[]> {
   const byStem = new Map<string, ImageEntry>();
@@ -186,19 +189,31 @@ async function attachMasks(images: ImageEntry[], masksDir: string, only: string[
     }
     byStem.set(img.stem, img);
   }
-  const entries = (await fs.readdir(masksDir, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.'));
-  entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+  // masks/<structure>/...; masks lying directly in masks/ (the one structure of many datasets) are
+  // the structure LOOSE_MASKS.
+  const groups = new Map<string, string[]>();
+  const listing = (await fs.readdir(masksDir, { withFileTypes: true })).filter((e) => !e.name.startsWith('.'));
+  for (const e of listing) {
+    const full = path.join(masksDir, e.name);
+    // A loose file that is no image (a README, a dataset.json) does not make a structure.
+    if (!e.isDirectory() && !(await detectFormat(full))) {
+      result.skipped.push(skipped(full, notAnImage(full)));
+      continue;
+    }
+    const name = e.isDirectory() ? e.name : LOOSE_MASKS;
+    groups.set(name, [...(groups.get(name) ?? []), ...(e.isDirectory() ? await walk(full) : [full])]);
+  }
+  const names = [...groups.keys()].sort();
   if (only) {
-    const names = entries.map((e) => e.name);
     for (const s of only) if (!names.includes(s)) throw dataError(`${masksDir}: no structure '${s}'; found ${names.join(', ') || 'none'}`);
   }
-  for (const e of entries) {
-    if (only && !only.includes(e.name)) continue;
-    found.add(e.name);
-    for (const file of await walk(path.join(masksDir, e.name))) {
+  for (const name of names) {
+    if (only && !only.includes(name)) continue;
+    found.add(name);
+    for (const file of groups.get(name)!) {
       const format = await detectFormat(file);
       if (!format) {
-        result.skipped.push(skipped(file, `not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`));
+        result.skipped.push(skipped(file, notAnImage(file)));
         continue;
       }
       const stem = fileStem(file);
@@ -208,12 +223,12 @@ async function attachMasks(images: ImageEntry[], masksDir: string, only: string[
         result.skipped.push(skipped(file, `mask without image (no file with stem '${stem}'${bare !== stem ? ` or '${bare}'` : ''} in ${path.dirname(masksDir)}/images)`));
         continue;
       }
-      const earlier = img.masks?.[e.name];
+      const earlier = img.masks?.[name];
       if (earlier) {
-        result.skipped.push(skipped(file, `a second mask of '${e.name}' for ${img.path} (${earlier} is used)`));
+        result.skipped.push(skipped(file, `a second mask of '${name}' for ${img.path} (${earlier} is used)`));
         continue;
       }
-      (img.masks ??= {})[e.name] = file;
+      (img.masks ??= {})[name] = file;
     }
   }
   return [...byStem.values()];

@@ -1,13 +1,14 @@
 /**
- * A labelled segmentation folder (images/ + masks/<structure>/) loaded at one square size: every
+ * A labelled segmentation folder (images/ + masks/<structure>/, or masks/ for one structure) loaded at one square size: every
  * image with all requested masks, and a seeded, fixed split into a test set and a train pool.
  * Structures can be united (`combine`, e.g. lungs = left_lung + right_lung) or derived (smaller,
  * harder targets such as lungs:apex, see anatomy/targets.ts). Images lacking a requested mask are
  * reported and left out.
  */
+import path from 'node:path';
 import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
-import { deriveMask, parseDerived } from './derived-structures.js';
+import { deriveMask, parseDerived, parseLabelValue } from './derived-structures.js';
 import { ImageDataset, type Sample } from './dataset.js';
 import { scanDataset } from './scan.js';
 
@@ -22,28 +23,41 @@ export interface SegmentationData {
 
 /**
  * Load a segmentation folder: `structures` filters, `combine` unites masks into a new structure
- * (e.g. lungs = left_lung + right_lung). Images lacking any requested mask are left out.
+ * (e.g. lungs = left_lung + right_lung). A structure whose masks are label maps is split by value:
+ * 'labels:2' is the pixels holding 2 (in `structures`, in `combine`: left_lung = labels:1, or as
+ * the base of a derived structure). Images lacking any requested mask are left out.
  */
 export async function loadSegmentationData(root: string, size: number, o: { structures?: string[]; combine?: Record<string, string[]>; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void; onWarning?: (m: string) => void }): Promise<SegmentationData> {
   const scan = await scanDataset([root]);
   if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: few-shot segmentation needs the images/ + masks/<structure>/ layout`);
   for (const s of scan.skipped) o.onSkip?.(s.message);
+  if (!scan.structures.length) throw new EdenError('data', `${path.join(root, 'masks')}: no masks; put each structure's masks in masks/<structure>/ (or the masks of a single structure directly in masks/), named as their images`);
   const combine = o.combine ?? {};
-  for (const [name, parts] of Object.entries(combine)) for (const p of parts) if (!scan.structures.includes(p)) throw new EdenError('data', `${root}: --combine ${name}=${parts.join('+')} names '${p}', which is not among ${scan.structures.join(', ')}`);
-  const consumed = new Set(Object.values(combine).flat());
+  // A mask is a structure of the folder or one value of one ('labels:2', a label map's label).
+  const folderOf = (mask: string): string => parseLabelValue(mask)?.base ?? mask;
+  const found = `found ${scan.structures.join(', ')}`;
+  for (const [name, parts] of Object.entries(combine)) for (const p of parts) if (!scan.structures.includes(folderOf(p))) throw new EdenError('data', `${root}: --combine ${name}=${parts.join('+')} names '${p}', but there is no structure '${folderOf(p)}'; ${found}`);
+  // A structure combined, or a label map split into values, is not also a structure of its own by default.
+  const consumed = new Set(Object.values(combine).flat().map(folderOf));
   const structures = o.structures ?? [...Object.keys(combine), ...scan.structures.filter((s) => !consumed.has(s))];
   // A derived structure (targets.ts) names its base mask: a structure of the folder or a combined one.
   const derived = new Map(structures.map((s) => [s, parseDerived(s)] as const));
   const baseOf = (s: string): string => derived.get(s)?.base ?? s;
+  const partsOf = (s: string): string[] => combine[baseOf(s)] ?? [baseOf(s)];
   for (const s of structures) {
     const b = baseOf(s);
-    if (!scan.structures.includes(b) && !combine[b]) throw new EdenError('data', `${root}: no structure '${b}'${b !== s ? ` (the base of '${s}')` : ''}; found ${scan.structures.join(', ')}${Object.keys(combine).length ? ` and combined ${Object.keys(combine).join(', ')}` : ''}`);
+    if (!scan.structures.includes(folderOf(b)) && !combine[b]) throw new EdenError('data', `${root}: no structure '${folderOf(b)}'${folderOf(b) !== s ? ` (in '${s}')` : ''}; ${found}${Object.keys(combine).length ? ` and combined ${Object.keys(combine).join(', ')}` : ''}`);
   }
-  const dataset = new ImageDataset(scan.images, { size, cache: 'none', onSkip: (s) => o.onSkip?.(s.message), onWarning: o.onWarning });
+  const labelValues: Record<string, number[]> = {};
+  for (const part of structures.flatMap(partsOf)) {
+    const lv = parseLabelValue(part);
+    if (lv && !labelValues[lv.base]?.includes(lv.value)) (labelValues[lv.base] ??= []).push(lv.value);
+  }
+  const dataset = new ImageDataset(scan.images, { size, cache: 'none', labelValues, onSkip: (s) => o.onSkip?.(s.message), onWarning: o.onWarning });
   const samples: SegmentationData['samples'] = [];
   for await (const sample of dataset.iterate()) {
     const masks = structures.map((s) => {
-      const base = unite(sample, combine[baseOf(s)] ?? [baseOf(s)]);
+      const base = unite(sample, partsOf(s));
       const d = derived.get(s);
       return base && d ? deriveMask(base, size, d) : base;
     });
@@ -57,7 +71,11 @@ export async function loadSegmentationData(root: string, size: number, o: { stru
   // A structure no mask marks would train and score a model on nothing (a Dice of 0 with no reason given).
   structures.forEach((s, k) => {
     if (samples.every((x) => !x.masks[k]!.some((v) => v > 0.5))) {
-      throw new EdenError('data', `${root}: every mask of '${s}' is empty at ${size} px (${samples.length} images); check that masks/${(combine[baseOf(s)] ?? [baseOf(s)]).join('/, masks/')}/ mark the structure with nonzero pixels (eden inspect shows the masks' values)`);
+      const marks = partsOf(s).map((p) => {
+        const lv = parseLabelValue(p);
+        return lv ? `the masks of '${lv.base}' hold the value ${lv.value}` : `the masks of '${p}' mark the structure with nonzero pixels`;
+      });
+      throw new EdenError('data', `${root}: every mask of '${s}' is empty at ${size} px (${samples.length} images); check that ${marks.join(' and ')} (eden inspect shows the masks' values)`);
     }
   });
   const order = new Rng(deriveSeed(o.seed, 21)).shuffle([...samples.keys()]);
