@@ -226,6 +226,7 @@ describe('scan and inspect', () => {
     const direct = await load({ structures: ['lungs:1', 'lungs:2', 'lungs:1:apex'] });
     assert.deepEqual(direct.samples[0]!.masks.slice(0, 2), named.samples[0]!.masks);
     assert.ok(direct.samples[0]!.masks[2]!.some((v) => v === 1));
+    await assert.rejects(load({ structures: [] }), /no structures asked for; found lungs/);
     await assert.rejects(load({ structures: ['lungs:3'] }), /every mask of 'lungs:3' is empty at 64 px \(2 images\); check that the masks of 'lungs' hold the value 3/);
     await assert.rejects(load({ combine: { heart: ['labels:3'] } }), /--combine heart=labels:3 names 'labels:3', but there is no structure 'labels'; found lungs/);
   });

@@ -356,15 +356,24 @@ describe('evaluation pieces, by hand', () => {
     for (let i = 0; i < 3; i++) await png(path.join(one, 'Normal', `x${i}.png`), i);
     await assert.rejects(loadClassificationData(one, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /no labels/);
     // NIH's CSV style, several findings joined by '|': read as classes of their own, and said so.
-    writeFileSync(path.join(one, 'labels.csv'), 'path,finding\nNormal/x0.png,Effusion|Infiltration\nNormal/x1.png,Effusion\nNormal/x2.png,No Finding\n');
+    for (let i = 3; i < 9; i++) await png(path.join(one, 'Normal', `x${i}.png`), i);
+    const findings = ['Effusion|Infiltration', 'Effusion', 'No Finding', 'No Finding', 'Effusion', 'No Finding', 'Effusion', 'No Finding', 'Effusion|Infiltration'];
+    writeFileSync(path.join(one, 'labels.csv'), `path,finding,patient\n${findings.map((f, i) => `Normal/x${i}.png,${f},p${i}`).join('\n')}\n`);
     const warned: string[] = [];
     const multi = await loadClassificationData(one, 32, { labelColumn: 'finding', seed: 4, maxTrain: 0, maxTest: 0, onWarning: (m) => warned.push(m) });
     assert.deepEqual(multi.classes, ['Effusion', 'Effusion|Infiltration', 'No Finding']);
     assert.equal(warned.length, 1);
     assert.match(warned[0]!, /labels\.csv: column 'finding' holds multi-label values \(1 of its 3 classes, e\.g\. 'Effusion\|Infiltration'\): each combination is read as a class of its own, and Eden's classifier is single-label/);
+    // An identifier chosen as the label, or folders per patient: classes of one image each are refused.
+    await assert.rejects(loadClassificationData(one, 32, { labelColumn: 'patient', seed: 4, maxTrain: 0, maxTest: 0 }), /labels\.csv: 9 classes for 9 images \(is 'patient' a label, or an identifier\?\); a classifier needs several images of every class, to train, validate and test on; here fewer than 3 on average$/);
+    const patients = mkdtempSync(path.join(tmpdir(), 'eden-patient-folders-'));
+    for (let i = 0; i < 5; i++) await png(path.join(patients, `patient${i}`, `x${i}.png`), i);
+    await png(path.join(patients, 'patient0', 'y.png'), 7);
+    await assert.rejects(loadClassificationData(patients, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /\(class folders\): 5 classes for 6 images \(folders of one or two images are more likely patients or studies than classes\)/);
+    assert.match(formatInspectReport(await inspectDataset([patients])), /\nclasses \(from folders\): 5 folders for 6 images: more likely patients or studies than classes \(give labels in a CSV\)\n/);
     // A CSV that names none of the images says what it holds and how images are found.
     writeFileSync(path.join(one, 'labels.csv'), 'path,label\nelsewhere/zzz.png,a\n');
-    await assert.rejects(loadClassificationData(one, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /labels\.csv: none of the 3 images of .* is in it \(its key column 'path' holds e\.g\. 'elsewhere\/zzz\.png'; an image is found by its path under .*, its file name or its stem\)/);
-    assert.match(formatInspectReport(await inspectDataset([one])), /0 of 3 images labelled \(an image is found by its path under the folder, its file name or its stem/);
+    await assert.rejects(loadClassificationData(one, 32, { seed: 4, maxTrain: 0, maxTest: 0 }), /labels\.csv: none of the 9 images of .* is in it \(its key column 'path' holds e\.g\. 'elsewhere\/zzz\.png'; an image is found by its path under .*, its file name or its stem\)/);
+    assert.match(formatInspectReport(await inspectDataset([one])), /0 of 9 images labelled \(an image is found by its path under the folder, its file name or its stem/);
   });
 });

@@ -9,6 +9,12 @@ import type { ImageEntry } from './scan.js';
 /** Split folder names, lower case, and the split each stands for ('test' is held out; the rest train). */
 const SPLIT_FOLDERS: Record<string, string> = { train: 'train', training: 'train', val: 'val', valid: 'val', validation: 'val', test: 'test', testing: 'test' };
 
+/**
+ * Fewer images per class than this on average, and the 'classes' are identifiers rather than labels
+ * (folders per patient or study, a patient-ID column): no class can be trained, validated and tested.
+ */
+export const MIN_IMAGES_PER_CLASS = 3;
+
 export interface ClassFolderLabel {
   label: string;
   /** 'train', 'val' or 'test' under split folders. */

@@ -5,7 +5,7 @@
  */
 import { labelMapWarning, maskSizeProblem, maskValueRange } from './dataset.js';
 import { decodeImageFile } from './decode.js';
-import { classFolderLabels } from './class-folders.js';
+import { classFolderLabels, MIN_IMAGES_PER_CLASS } from './class-folders.js';
 import { scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
 
 export interface InspectReport {
@@ -147,7 +147,12 @@ export function formatInspectReport(r: InspectReport): string {
     lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled${hint}`);
     for (const [c, counts] of Object.entries(r.labels.columns)) lines.push(`  ${c}: ${fmt(counts)}`);
   }
-  if (r.classFolders) lines.push(`classes (from folders): ${fmt(r.classFolders)}`);
+  if (r.classFolders) {
+    const n = Object.keys(r.classFolders).length;
+    const images = Object.values(r.classFolders).reduce((a, b) => a + b, 0);
+    // A folder per patient or study lists hundreds of 'classes' of one image: say that instead.
+    lines.push(n * MIN_IMAGES_PER_CLASS > images ? `classes (from folders): ${n} folders for ${images} images: more likely patients or studies than classes (give labels in a CSV)` : `classes (from folders): ${fmt(r.classFolders)}`);
+  }
   for (const s of r.skipped) lines.push(`skipped ${s.message}`);
   const total = r.skipped.length;
   lines.push(`summary: ${r.images} usable, ${total} skipped${total ? ` (${fmt(r.skippedByReason)})` : ''}`);

@@ -40,6 +40,7 @@ export async function loadSegmentationData(root: string, size: number, o: { stru
   // A structure combined, or a label map split into values, is not also a structure of its own by default.
   const consumed = new Set(Object.values(combine).flat().map(folderOf));
   const structures = o.structures ?? [...Object.keys(combine), ...scan.structures.filter((s) => !consumed.has(s))];
+  if (!structures.length) throw new EdenError('config', `${root}: no structures asked for; found ${scan.structures.join(', ')}`);
   // A derived structure (targets.ts) names its base mask: a structure of the folder or a combined one.
   const derived = new Map(structures.map((s) => [s, parseDerived(s)] as const));
   const baseOf = (s: string): string => derived.get(s)?.base ?? s;
