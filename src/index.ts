@@ -86,7 +86,7 @@ export { trainSegmenter, segmentationLoss, SEGMENTATION_MODES, type Segmentation
 export { normaliseInput, imageBatch } from './models/input.js';
 export { pairedBootstrap, formatDifference, quantileSorted, type PairedDifference } from './eval/statistics.js';
 export { parseDerived, deriveMask, DERIVED_KINDS, type DerivedStructure, type DerivedKind } from './data/derived-structures.js';
-export { components, distanceTransformSquared, boundary, largestComponents, horizontalExtent } from './data/masks.js';
+export { components, distanceTransformSquared, boundary, largestComponents, largestComponentsExtent, horizontalExtent } from './data/masks.js';
 export { recalibrateBatchNorm } from './models/recalibrate.js';
 export { loadClassificationData, linearProbe, fineTuneClassifier, pairedAucDifference, type ClassificationData, type ClassificationScores } from './eval/classify.js';
 export { compositionality, locality, rawPixelLocality, landmarks, landmarkPatches, splitWhole, embedCrops, recalibrateOnCrops, LANDMARKS, type LocalityResult, type CompositionResult } from './eval/probes.js';

@@ -11,7 +11,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { decodeImageFile } from '../src/data/decode.js';
 import { normalizeIntensity, percentiles, sortedPercentiles } from '../src/data/intensity.js';
-import { resizeGrey } from '../src/data/resize.js';
+import { resizeGrey, resizeToMask } from '../src/data/resize.js';
+import { thresholdMask } from '../src/data/masks.js';
 import { Rng } from '../src/core/rng.js';
 
 const fixtures = path.join(import.meta.dirname, 'fixtures', 'dicom');
@@ -289,6 +290,17 @@ describe('intensity normalisation', () => {
     assert.deepEqual(Array.from(normalizeIntensity({ width: 3, height: 1, data, bitDepth: 8, encoding: 't' }, { mode: 'none' })), [0, Math.fround(0.2), 1]);
     assert.deepEqual(Array.from(normalizeIntensity({ width: 3, height: 1, data: new Float32Array(3).fill(7), bitDepth: 8, encoding: 't' })), [0, 0, 0]);
   });
+
+  it("normalises in place into the image's own array with the same result (MONOCHROME1, constant images too)", () => {
+    const rng = new Rng(3);
+    for (const [inverted, data] of [[false, Float32Array.from({ length: 5000 }, () => rng.int(4096))], [true, Float32Array.from({ length: 5000 }, () => rng.int(256))], [false, new Float32Array(50).fill(9)]] as const) {
+      const img = { width: data.length, height: 1, data: data.slice(), bitDepth: 12, encoding: 't', inverted };
+      const copy = normalizeIntensity(img);
+      const inPlace = normalizeIntensity(img, {}, img.data);
+      assert.equal(inPlace, img.data);
+      assert.deepEqual(inPlace, copy);
+    }
+  });
 });
 
 describe('resize', () => {
@@ -297,5 +309,17 @@ describe('resize', () => {
     assert.deepEqual(Array.from(resizeGrey(src, 4, 2, 2, 1)), [2, 6]);
     const flat = resizeGrey(new Float32Array(13 * 7).fill(0.25), 13, 7, 5, 11);
     assert.ok(flat.every((v) => Math.abs(v - 0.25) < 1e-6));
+  });
+
+  it('resizeToMask gives the bits of thresholdMask(resizeGrey(...)): up, down, mixed and the same size', () => {
+    const rng = new Rng(8);
+    for (const [w, h, ow, oh] of [[16, 16, 203, 97], [64, 48, 17, 30], [20, 20, 20, 20], [9, 40, 33, 12]] as const) {
+      // Smooth probabilities, so that many upsampled values lie near the threshold.
+      const p = Float32Array.from({ length: w * h }, (_, i) => 0.5 + 0.3 * Math.sin((i % w) / 3) * Math.cos(Math.floor(i / w) / 4) + 0.01 * (rng.next() - 0.5));
+      for (const threshold of [0.5, 0.62]) assert.deepEqual(resizeToMask(p, w, h, ow, oh, threshold), thresholdMask(resizeGrey(p, w, h, ow, oh), threshold), `${w}x${h} -> ${ow}x${oh} at ${threshold}`);
+      // Exactly at the threshold is outside the mask.
+      const half = new Float32Array(w * h).fill(0.5);
+      assert.deepEqual(resizeToMask(half, w, h, ow, oh, 0.5), new Uint8Array(ow * oh));
+    }
   });
 });

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { formatDifference, pairedBootstrap, quantileSorted } from '../src/eval/statistics.js';
 import { deriveMask, parseDerived, parseLabelValue } from '../src/data/derived-structures.js';
 import { parseCombine } from '../src/cli/evaluate.js';
-import { boundary, components, distanceTransformSquared, largestComponents } from '../src/data/masks.js';
+import { boundary, components, distanceTransformSquared, horizontalExtent, largestComponents, largestComponentsExtent } from '../src/data/masks.js';
 import { dice, kde, surfaceDistance } from '../src/eval/metrics.js';
 import { splitWhole } from '../src/eval/probes.js';
 import { segmentationLoss } from '../src/train/segmenter.js';
@@ -142,7 +142,19 @@ describe('derived targets', () => {
       const two = new Uint8Array(w * h);
       for (const c of [...want].sort((a, b) => b.length - a.length).slice(0, 2)) for (const i of c) two[i] = 1;
       assert.deepEqual(largestComponents(mask, w, h, 2), two, `${w} x ${h}`);
+      // The runs' union-find gives the extent of the n largest without labelling pixels, also of a
+      // union of masks (left and right lung) given apart.
+      for (const n of [1, 2, 3]) assert.deepEqual(largestComponentsExtent([mask], w, h, n), horizontalExtent(largestComponents(mask, w, h, n), w), `${w} x ${h}, ${n} largest`);
+      const [even, odd] = [mask.map((v, i) => (i % 2 ? 0 : v)), mask.map((v, i) => (i % 2 ? v : 0))];
+      assert.deepEqual(largestComponentsExtent([even, odd], w, h, 2), largestComponentsExtent([mask], w, h, 2), `${w} x ${h}, a union`);
     }
+    assert.equal(largestComponentsExtent([new Uint8Array(12)], 4, 3, 2), null);
+    // Equal sizes: the component met first in scan order is the larger, in both.
+    const tie = new Uint8Array(10 * 4);
+    tie.set([1, 1], 7); // row 0, columns 7-8
+    tie.set([1, 1], 20); // row 2, columns 0-1
+    assert.deepEqual(largestComponentsExtent([tie], 10, 4, 1), { left: 7, right: 8, width: 2 });
+    assert.deepEqual(horizontalExtent(largestComponents(tie, 10, 4, 1), 10), { left: 7, right: 8, width: 2 });
     // A pixel at the end of a row does not touch the start of the next one.
     const edge = new Uint8Array(4 * 3);
     edge[3] = 1; // (3, 0)

@@ -29,7 +29,7 @@ export async function classifyFiles(model: Classifier, inputs: string[], o: { ba
     for (const e of scan.images.slice(start, start + batchSize)) {
       try {
         const grey = await decodeImageFile(e.path);
-        const x = resizeGrey(normalizeIntensity(grey, model.meta.intensity), grey.width, grey.height, size, size).map((v) => (v - mean) / std);
+        const x = resizeGrey(normalizeIntensity(grey, model.meta.intensity, grey.data), grey.width, grey.height, size, size).map((v) => (v - mean) / std);
         batch.push({ file: e.path, x });
       } catch (err) {
         o.onSkip?.(skippedBy(e.path, err));

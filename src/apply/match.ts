@@ -71,7 +71,7 @@ export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { leve
   for (const e of scan.images) {
     try {
       const grey = await decodeImageFile(e.path);
-      const image = resizeGrey(normalizeIntensity(grey), grey.width, grey.height, side, side);
+      const image = resizeGrey(normalizeIntensity(grey, {}, grey.data), grey.width, grey.height, side, side);
       crops.push(decompose(side, side, o.level).map((p) => resizeGrey(extractRegion(image, side, p), p.width, p.height, o.size, o.size)));
       files.push(e.path);
     } catch (err) {

@@ -14,7 +14,7 @@
  * speck of a predicted mask cannot stretch either width. The lungs are the structure named
  * 'lungs', or 'left_lung' and 'right_lung' together.
  */
-import { horizontalExtent, largestComponents } from '../data/masks.js';
+import { largestComponentsExtent } from '../data/masks.js';
 
 export interface CardiothoracicRatio {
   /** Heart width and thoracic width in pixels, and their ratio. */
@@ -25,21 +25,21 @@ export interface CardiothoracicRatio {
   thorax: { left: number; right: number };
 }
 
-export function cardiothoracicRatio(heart: ArrayLike<number>, lungs: ArrayLike<number>, width: number, height: number): CardiothoracicRatio | null {
-  const h = horizontalExtent(largestComponents(heart, width, height, 1), width);
-  const l = horizontalExtent(largestComponents(lungs, width, height, 2), width);
+/** `lungs`: one mask of both lungs, or several masks read as their union (left and right lung). */
+export function cardiothoracicRatio(heart: ArrayLike<number>, lungs: ArrayLike<number> | ArrayLike<number>[], width: number, height: number): CardiothoracicRatio | null {
+  const h = largestComponentsExtent([heart], width, height, 1);
+  // A list of masks, not a mask held in a plain array of numbers.
+  const list = Array.isArray(lungs) && typeof lungs[0] === 'object';
+  const l = largestComponentsExtent(list ? (lungs as ArrayLike<number>[]) : [lungs as ArrayLike<number>], width, height, 2);
   if (!h || !l) return null;
   return { heartWidth: h.width, thoraxWidth: l.width, ctr: h.width / l.width, heart: { left: h.left, right: h.right }, thorax: { left: l.left, right: l.right } };
 }
 
-/** The lungs mask among named masks: 'lungs', or the union of 'left_lung' and 'right_lung'; undefined otherwise. */
-export function lungsOf(masks: Record<string, ArrayLike<number>>): ArrayLike<number> | undefined {
-  if (masks['lungs']) return masks['lungs'];
+/** The lungs among named masks: 'lungs', or 'left_lung' and 'right_lung' (their union); undefined otherwise. */
+export function lungsOf(masks: Record<string, ArrayLike<number>>): ArrayLike<number>[] | undefined {
+  if (masks['lungs']) return [masks['lungs']];
   const [l, r] = [masks['left_lung'], masks['right_lung']];
-  if (!l || !r) return undefined;
-  const both = new Uint8Array(l.length);
-  for (let i = 0; i < both.length; i++) both[i] = l[i]! > 0.5 || r[i]! > 0.5 ? 1 : 0;
-  return both;
+  return l && r ? [l, r] : undefined;
 }
 
 export function area(mask: ArrayLike<number>): number {

@@ -209,7 +209,7 @@ export class ImageDataset {
   private async load(index: number, entry: ImageEntry): Promise<Sample> {
     const { size, intensity } = this.options;
     const grey = await decodeImageFile(entry.path);
-    const normalised = normalizeIntensity(grey, intensity);
+    const normalised = normalizeIntensity(grey, intensity, grey.data); // in place: the raw values are not needed again
     const image = resizeGrey(normalised, grey.width, grey.height, size, size);
     const masks: Record<string, Float32Array> = {};
     for (const [structure, file] of Object.entries(entry.masks ?? {})) {

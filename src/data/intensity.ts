@@ -100,18 +100,22 @@ export function intensityWindow(image: GreyImage, options: IntensityOptions = {}
   return [a!, b!];
 }
 
-/** A new Float32Array in [0, 1]: the image windowed, clipped, and inverted for MONOCHROME1. */
-export function normalizeIntensity(image: GreyImage, options: IntensityOptions = {}): Float32Array {
+/**
+ * The image windowed, clipped to [0, 1], and inverted for MONOCHROME1: into a new Float32Array, or
+ * into `out` (which may be image.data itself, when the raw values are not needed again: a
+ * full-resolution radiograph's array is tens of megabytes of fresh memory spared).
+ */
+export function normalizeIntensity(image: GreyImage, options: IntensityOptions = {}, out: Float32Array = new Float32Array(image.data.length)): Float32Array {
   const [lo, hi] = intensityWindow(image, options);
-  const out = new Float32Array(image.data.length);
+  const data = image.data;
   const span = hi - lo;
   if (!(span > 0)) {
     // A constant image (or window): map to 0 rather than dividing by zero.
-    return out;
+    return out.fill(0);
   }
   const invert = image.inverted === true;
-  for (let i = 0; i < out.length; i++) {
-    let v = (image.data[i]! - lo) / span;
+  for (let i = 0; i < data.length; i++) {
+    let v = (data[i]! - lo) / span;
     v = v < 0 ? 0 : v > 1 ? 1 : v;
     out[i] = invert ? 1 - v : v;
   }

@@ -41,8 +41,8 @@ export interface Embeddings {
 /** One image as the network input [h * w] and its size. */
 export async function prepareImage(file: string, preprocess: Preprocess, size: number): Promise<{ data: Float32Array; width: number; height: number }> {
   const img = await decodeImageFile(file);
-  if (preprocess === 'none') return { data: normalizeIntensity(img, { mode: 'none' }), width: img.width, height: img.height };
-  return { data: normaliseInput(resizeGrey(normalizeIntensity(img), img.width, img.height, size, size)), width: size, height: size };
+  if (preprocess === 'none') return { data: normalizeIntensity(img, { mode: 'none' }, img.data), width: img.width, height: img.height };
+  return { data: normaliseInput(resizeGrey(normalizeIntensity(img, {}, img.data), img.width, img.height, size, size)), width: size, height: size };
 }
 
 /** Run the backbone in evaluation mode on one batch [B, H, W, 1]. */
