@@ -33,7 +33,7 @@ import type { EncoderFileMeta } from '../models/encoder-file.js';
 import { embedBatch } from '../embed/embed.js';
 import { cosine } from '../eval/metrics.js';
 import type { Segmenter } from '../models/task-model-file.js';
-import { segmentImages } from '../apply/segment.js';
+import { maskPng, segmentImages } from '../apply/segment.js';
 import { toBytes, type GreyImage } from '../data/grey-image.js';
 
 export interface ServeOptions {
@@ -78,7 +78,7 @@ async function decodeUploadGrey(bytes: Buffer): Promise<GreyImage> {
 
 async function decodeUpload(bytes: Buffer): Promise<{ width: number; height: number; data: Float32Array }> {
   const img = await decodeUploadGrey(bytes);
-  return { width: img.width, height: img.height, data: normalizeIntensity(img) };
+  return { width: img.width, height: img.height, data: normalizeIntensity(img, {}, img.data) };
 }
 
 /** Eden's default preprocessing to the model's input size. */
@@ -121,7 +121,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     for (const entry of scan.images.slice(0, o.maxDataImages ?? 64)) {
       try {
         const img = await decodeImageFile(entry.path);
-        const norm = { width: img.width, height: img.height, data: normalizeIntensity(img) };
+        const norm = { width: img.width, height: img.height, data: normalizeIntensity(img, {}, img.data) };
         const f = await denseFeatures(o.encoder, toInput(norm, size), size);
         index.push({ file: path.relative(o.data, entry.path), grey: resizeGrey(norm.data, img.width, img.height, size, size), features: f.data });
       } catch (err) {
@@ -143,9 +143,9 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
     if (!o.segmenter) return reply.code(404).send({ error: 'no segmentation model: start eden serve with --model MODEL (from eden finetune)' });
     try {
       const grey = await decodeUploadGrey(req.body as Buffer);
-      const normalised = normalizeIntensity(grey, o.segmenter.meta.intensity);
+      const normalised = normalizeIntensity(grey, o.segmenter.meta.intensity, grey.data);
       const [r] = await segmentImages(o.segmenter, [{ grey, normalised }]);
-      const masks = await Promise.all(r!.masks.map(async (m) => (await sharp(Buffer.from(m.map((v) => v * 255)), { raw: { width: grey.width, height: grey.height, channels: 1 } }).toColourspace('b-w').png().toBuffer()).toString('base64')));
+      const masks = await Promise.all(r!.masks.map(async (m) => (await maskPng(m, grey.width, grey.height)).toString('base64')));
       return { width: grey.width, height: grey.height, structures: o.segmenter.meta.structures, masks, measurements: r!.measurements };
     } catch (err) {
       return badInput(reply, err);
