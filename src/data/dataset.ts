@@ -43,7 +43,7 @@ export interface Sample {
   entry: ImageEntry;
   /** [size * size] in [0, 1], row-major. */
   image: Float32Array;
-  /** Binary masks [size * size] (0 or 1) per structure present for this image (and 'structure:value' per labelValues). */
+  /** Binary masks [size * size] (0 or 1) per structure present for this image, and 'structure:value' per labelValues. */
   masks: Record<string, Float32Array>;
 }
 
@@ -209,7 +209,8 @@ export class ImageDataset {
   private async load(index: number, entry: ImageEntry): Promise<Sample> {
     const { size, intensity } = this.options;
     const grey = await decodeImageFile(entry.path);
-    const normalised = normalizeIntensity(grey, intensity, grey.data); // in place: the raw values are not needed again
+    // In place: the raw values are not needed again.
+    const normalised = normalizeIntensity(grey, intensity, grey.data);
     const image = resizeGrey(normalised, grey.width, grey.height, size, size);
     const masks: Record<string, Float32Array> = {};
     for (const [structure, file] of Object.entries(entry.masks ?? {})) {

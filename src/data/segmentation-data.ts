@@ -1,6 +1,7 @@
 /**
- * A labelled segmentation folder (images/ + masks/<structure>/, or masks/ for one structure) loaded at one square size: every
- * image with all requested masks, and a seeded, fixed split into a test set and a train pool.
+ * A labelled segmentation folder (images/ + masks/<structure>/, or masks/ for one structure) loaded
+ * at one square size: every image with all requested masks, and a seeded, fixed split into a test
+ * set and a train pool.
  * Structures can be united (`combine`, e.g. lungs = left_lung + right_lung) or derived (smaller,
  * harder targets such as lungs:apex, see anatomy/targets.ts). Images lacking a requested mask are
  * reported and left out.
@@ -40,7 +41,7 @@ export async function loadSegmentationData(root: string, size: number, o: { stru
   // A structure combined, or a label map split into values, is not also a structure of its own by default.
   const consumed = new Set(Object.values(combine).flat().map(folderOf));
   const structures = o.structures ?? [...Object.keys(combine), ...scan.structures.filter((s) => !consumed.has(s))];
-  if (!structures.length) throw new EdenError('config', `${root}: no structures asked for; found ${scan.structures.join(', ')}`);
+  if (!structures.length) throw new EdenError('config', `${root}: no structures asked for; ${found}`);
   // A derived structure (targets.ts) names its base mask: a structure of the folder or a combined one.
   const derived = new Map(structures.map((s) => [s, parseDerived(s)] as const));
   const baseOf = (s: string): string => derived.get(s)?.base ?? s;
