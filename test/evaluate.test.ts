@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { dice, knnAccuracy, knnHits, rocAuc, silhouette, std, kde } from '../src/eval/metrics.js';
 import { landmarks, splitWhole } from '../src/eval/probes.js';
@@ -197,8 +198,42 @@ describe('eden evaluate --task locality on a folder without its masks', { skip: 
     const out = path.join(dir, 'out');
     const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'locality', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--out', out], { cwd: root, encoding: 'utf8' });
     assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, /eden: locality needs heart, left_lung and right_lung masks: .*eden-no-heart-\w+ has left_lung\n$/);
+    assert.match(r.stderr, /eden: locality needs heart, left_lung and right_lung masks: .*eden-no-heart-\w+ has left_lung \(masks named otherwise can be named with --combine, e.g. heart=cardiac, or heart=labels:3 for a label map's value\)\n$/);
     assert.ok(!existsSync(path.join(out, 'report.json')));
+  });
+
+  it("runs on a label map's values named with --combine, as on the same masks in folders", async () => {
+    // One label map per image (1 left lung, 2 right lung, 3 heart, drawn in that order), and the
+    // same pixels written as three folders of masks.
+    const [maps, folders] = [mkdtempSync(path.join(tmpdir(), 'eden-labelmap-locality-')), mkdtempSync(path.join(tmpdir(), 'eden-folders-locality-'))];
+    const structures = ['left_lung', 'right_lung', 'heart'];
+    for (const d of [`${maps}/images`, `${maps}/masks/labels`, `${folders}/images`, ...structures.map((s) => `${folders}/masks/${s}`)]) mkdirSync(d, { recursive: true });
+    for (const f of readdirSync(path.join(wingspan, 'images')).sort().slice(0, 8)) {
+      copyFileSync(path.join(wingspan, 'images', f), path.join(maps, 'images', f));
+      copyFileSync(path.join(wingspan, 'images', f), path.join(folders, 'images', f));
+      let map: Uint8Array | undefined;
+      let size = { width: 0, height: 0 };
+      for (const [k, s] of structures.entries()) {
+        const { data, info } = await sharp(path.join(wingspan, 'masks', s, f)).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+        map ??= new Uint8Array(data.length);
+        size = info;
+        data.forEach((v, i) => v > 127 && (map![i] = k + 1));
+      }
+      const raw = { raw: { width: size.width, height: size.height, channels: 1 as const } };
+      await sharp(map!, raw).png().toFile(path.join(maps, 'masks', 'labels', f));
+      for (const [k, s] of structures.entries()) await sharp(map!.map((v) => (v === k + 1 ? 255 : 0)), raw).png().toFile(path.join(folders, 'masks', s, f));
+    }
+    const locality = (dir: string, extra: string[]): unknown => {
+      const out = path.join(dir, 'out');
+      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'locality', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', ...extra, '--out', out], { cwd: root, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      assert.doesNotMatch(r.stderr + r.stdout, /a label map/); // its values are read apart: no warning
+      const { locality: l } = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')) as { locality: { results: unknown } };
+      return l.results;
+    };
+    const fromMaps = locality(maps, ['--combine', 'left_lung=labels:1', '--combine', 'right_lung=labels:2', '--combine', 'heart=labels:3']);
+    assert.ok(fromMaps);
+    assert.deepEqual(fromMaps, locality(folders, []));
   });
 });
 

@@ -26,9 +26,10 @@ export interface SegmentationData {
  * Load a segmentation folder: `structures` filters, `combine` unites masks into a new structure
  * (e.g. lungs = left_lung + right_lung). A structure whose masks are label maps is split by value:
  * 'labels:2' is the pixels holding 2 (in `structures`, in `combine`: left_lung = labels:1, or as
- * the base of a derived structure). Images lacking any requested mask are left out.
+ * the base of a derived structure). By default the structures are the combined ones and the folder's
+ * others (all of the folder's too with `keepCombined`). Images lacking any requested mask are left out.
  */
-export async function loadSegmentationData(root: string, size: number, o: { structures?: string[]; combine?: Record<string, string[]>; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void; onWarning?: (m: string) => void }): Promise<SegmentationData> {
+export async function loadSegmentationData(root: string, size: number, o: { structures?: string[]; combine?: Record<string, string[]>; keepCombined?: boolean; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void; onWarning?: (m: string) => void }): Promise<SegmentationData> {
   const scan = await scanDataset([root]);
   if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: few-shot segmentation needs the images/ + masks/<structure>/ layout`);
   for (const s of scan.skipped) o.onSkip?.(s.message);
@@ -38,8 +39,9 @@ export async function loadSegmentationData(root: string, size: number, o: { stru
   const folderOf = (mask: string): string => parseLabelValue(mask)?.base ?? mask;
   const found = `found ${scan.structures.join(', ')}`;
   for (const [name, parts] of Object.entries(combine)) for (const p of parts) if (!scan.structures.includes(folderOf(p))) throw new EdenError('data', `${root}: --combine ${name}=${parts.join('+')} names '${p}', but there is no structure '${folderOf(p)}'; ${found}`);
-  // A structure combined, or a label map split into values, is not also a structure of its own by default.
-  const consumed = new Set(Object.values(combine).flat().map(folderOf));
+  // A structure combined, or a label map split into values, is not also a structure of its own by
+  // default (unless keepCombined: the probes look for heart and lungs by their folders' names too).
+  const consumed = new Set(o.keepCombined ? [] : Object.values(combine).flat().map(folderOf));
   const structures = o.structures ?? [...Object.keys(combine), ...scan.structures.filter((s) => !consumed.has(s))];
   if (!structures.length) throw new EdenError('config', `${root}: no structures asked for; ${found}`);
   // A derived structure (targets.ts) names its base mask: a structure of the folder or a combined one.

@@ -252,7 +252,8 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
 
   const probes = o.tasks.filter((t) => t === 'locality' || t === 'compositionality');
   if (probes.length) {
-    const data = await loadSegmentationData(o.data, PROBE_SIDE, { testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+    // The folder's structures and the combined ones (--combine heart=labels:3 names a label map's heart for locality).
+    const data = await loadSegmentationData(o.data, PROBE_SIDE, { combine: o.combine, keepCombined: true, testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
     if (probes.includes('compositionality')) {
       const t0 = Date.now();
       const results: Record<string, CompositionSummary> = {};
@@ -291,7 +292,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
       const names = ['right_lung', 'left_lung', 'heart'];
       const at = names.map((n) => data.structures.indexOf(n));
       if (at.some((i) => i < 0)) {
-        const why = `locality needs heart, left_lung and right_lung masks: ${o.data} has ${data.structures.join(', ')}`;
+        const why = `locality needs heart, left_lung and right_lung masks: ${o.data} has ${data.structures.join(', ')} (masks named otherwise can be named with --combine, e.g. heart=cardiac, or heart=labels:3 for a label map's value)`;
         // Asked for alone, a skipped task is a failed run (an empty report and exit 0 said nothing); among others, a note.
         if (o.tasks.length === 1) throw new EdenError('data', why);
         report.locality = { skipped: why };
