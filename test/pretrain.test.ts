@@ -6,7 +6,8 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import sharp from 'sharp';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { resolvePretrainConfig, type PretrainConfig } from '../src/config/pretrain.js';
@@ -62,6 +63,24 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     // Diagnostics of every step and every epoch.
     for (const l of steps) for (const k of ['pos', 'neg', 'neg_p999', 'key_spread']) assert.ok(Number.isFinite(l[k]), `step ${l.step} ${k}`);
     for (const l of lines.filter((x) => x.type === 'epoch')) assert.ok(l.val_retrieval >= 0 && l.val_retrieval <= 1 && l.retrieval_chance > 0);
+  });
+
+  it('pretrains on a labelled folder (images/ + masks/) from its images alone: masks neither decoded, cached, warned about nor a reason to drop an image', async () => {
+    const dir = tmp();
+    for (const d of ['data/images', 'data/masks/lungs']) mkdirSync(path.join(dir, d), { recursive: true });
+    const files = readdirSync(samples).filter((f) => f.endsWith('.png'));
+    for (const f of files) copyFileSync(path.join(samples, f), path.join(dir, 'data', 'images', f));
+    writeFileSync(path.join(dir, 'data', 'masks', 'lungs', files[0]!), 'not a png'); // a corrupt mask
+    const { width, height } = await sharp(path.join(samples, files[1]!)).metadata();
+    await sharp(Uint8Array.from({ length: width! * height! }, (_, i) => (i % 3)), { raw: { width: width!, height: height!, channels: 1 } }).png().toFile(path.join(dir, 'data', 'masks', 'lungs', files[1]!)); // a label map
+    const said: string[] = [];
+    const run = path.join(dir, 'run');
+    await pretrain(resolvePretrainConfig('tiny', { data: { paths: [path.join(dir, 'data')] }, curriculum: { levels: [0], epochs: 1 }, run: { dir: run } }), {
+      hooks: { onSkip: (s) => said.push(s.message), onWarning: (m) => said.push(m), onCachePlan: (p) => said.push(p.reason) },
+    });
+    assert.deepEqual(said.filter((m) => /mask|label map/.test(m)), []);
+    const { meta } = await readCheckpoint(checkpointPaths(run).last);
+    assert.equal(meta.split.train.length + meta.split.val.length, files.length);
   });
 
   it('wires the pruner to the stage: a level-2 stage prunes, a level-0 stage never does', async () => {
