@@ -309,6 +309,9 @@ describe('scan and inspect', () => {
     assert.deepEqual(Array.from(binarizeMask(Float32Array.from([0, 1, 2, 0]), 8)), [0, 1, 1, 0]);
     assert.deepEqual(Array.from(binarizeMask(Float32Array.from([0, 1, 40000]), 16)), [0, 0, 1]);
     assert.deepEqual(Array.from(binarizeMask(new Float32Array(3), 8)), [0, 0, 0]);
+    const own = Float32Array.from([0, 60, 200]);
+    assert.equal(binarizeMask(own, 8, undefined, own), own); // in place, as the dataset does
+    assert.deepEqual(Array.from(own), [0, 0, 1]);
 
     const report = await inspectDataset([root]);
     assert.deepEqual(report.maskValues, { '0-255': 3, '0-1': 6, empty: 3 });

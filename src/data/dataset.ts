@@ -119,9 +119,8 @@ function resizeMask(mask: Float32Array, width: number, height: number, size: num
   return resized;
 }
 
-/** A decoded mask as 0 / 1 (see maskThreshold; pass it when already known). */
-export function binarizeMask(values: Float32Array, bitDepth: number, threshold = maskThreshold(values, bitDepth)): Float32Array {
-  const out = new Float32Array(values.length);
+/** A decoded mask as 0 / 1 (see maskThreshold; pass it when already known), into `out` (may be `values`). */
+export function binarizeMask(values: Float32Array, bitDepth: number, threshold = maskThreshold(values, bitDepth), out: Float32Array = new Float32Array(values.length)): Float32Array {
   for (let i = 0; i < values.length; i++) out[i] = values[i]! > threshold ? 1 : 0;
   return out;
 }
@@ -231,8 +230,10 @@ export class ImageDataset {
           this.options.onWarning?.(warning);
         }
       }
-      masks[structure] = resizeMask(binarizeMask(m.data, m.bitDepth, threshold), m.width, m.height, size);
-      for (const v of values) masks[`${structure}:${v}`] = resizeMask(labelValueMask(m.data, v), m.width, m.height, size);
+      // The label values first: the mask is then binarised in its own array (a full-resolution copy spared).
+      const byValue = values.map((v) => resizeMask(labelValueMask(m.data, v), m.width, m.height, size));
+      masks[structure] = resizeMask(binarizeMask(m.data, m.bitDepth, threshold, m.data), m.width, m.height, size);
+      values.forEach((v, k) => (masks[`${structure}:${v}`] = byValue[k]!));
     }
     const sample = { index, entry, image, masks };
     await this.writeDiskCache(entry, sample);
