@@ -71,6 +71,7 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     const files = readdirSync(samples).filter((f) => f.endsWith('.png'));
     for (const f of files) copyFileSync(path.join(samples, f), path.join(dir, 'data', 'images', f));
     writeFileSync(path.join(dir, 'data', 'masks', 'lungs', files[0]!), 'not a png'); // a corrupt mask
+    copyFileSync(path.join(samples, files[2]!), path.join(dir, 'data', 'masks', 'lungs', 'no-such-image.png')); // a mask of no image
     const { width, height } = await sharp(path.join(samples, files[1]!)).metadata();
     await sharp(Uint8Array.from({ length: width! * height! }, (_, i) => (i % 3)), { raw: { width: width!, height: height!, channels: 1 } }).png().toFile(path.join(dir, 'data', 'masks', 'lungs', files[1]!)); // a label map
     const said: string[] = [];

@@ -163,9 +163,9 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
 
   // Data: decode every image once (reporting and leaving out unusable files), then split.
   const scan = await scanDataset(config.data.paths);
-  for (const s of scan.skipped) hooks.onSkip?.(s);
   // Pretraining sees images only: a labelled folder's masks (three per image in a heart-and-lungs
-  // set) are neither decoded nor cached.
+  // set) are neither decoded nor cached, nor reported when they pair with no image.
+  for (const s of scan.skipped) if (s.category !== 'mask without image' && !s.message.includes(': a second mask of ')) hooks.onSkip?.(s);
   const images = scan.images.map(({ masks: _, ...image }) => image);
   // Where the decoded images are kept, decided before any is decoded (data/cache-plan.ts).
   const cache = planCache(config.data.cache, { images: images.length, side: config.data.imageSize, cacheDir: config.data.cacheDir }, await thisMachine(config.data.cacheDir));
