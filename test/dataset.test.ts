@@ -254,6 +254,17 @@ describe('scan and inspect', () => {
     mkdirSync(path.join(root, 'masks', 'heart'));
     copyFileSync(path.join(root, 'masks', `${stems[1]}.png`), path.join(root, 'masks', 'heart', `${stems[1]}.png`));
     assert.deepEqual((await scanDataset([root])).structures, ['heart', 'mask']);
+    // Images only (pretraining, segment, match, embed, classify): masks/ unread, an image of the
+    // same stem kept, a mask of no image not reported.
+    await sharp(path.join(samples, `${stems[0]}.png`)).jpeg().toFile(path.join(root, 'images', `${stems[0]}.jpg`));
+    copyFileSync(path.join(root, 'masks', `${stems[1]}.png`), path.join(root, 'masks', 'orphan.png'));
+    const paired = await scanDataset([root]);
+    assert.equal(paired.images.length, 3);
+    assert.deepEqual(paired.skipped.map((x) => x.category).sort(), ['duplicate', 'mask without image', 'not an image file']);
+    const imagesOnly = await scanDataset([root], { imagesOnly: true });
+    assert.deepEqual(imagesOnly.images.map((e) => e.relPath).sort(), [...stems.map((x) => `${x}.png`), `${stems[0]}.jpg`].sort());
+    assert.ok(imagesOnly.images.every((e) => !e.masks));
+    assert.deepEqual(imagesOnly.skipped, []);
   });
 
   it('a mask drawn at another resolution of its image (same shape) is laid on it; another shape is reported', async () => {

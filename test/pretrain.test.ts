@@ -65,13 +65,14 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     for (const l of lines.filter((x) => x.type === 'epoch')) assert.ok(l.val_retrieval >= 0 && l.val_retrieval <= 1 && l.retrieval_chance > 0);
   });
 
-  it('pretrains on a labelled folder (images/ + masks/) from its images alone: masks neither decoded, cached, warned about nor a reason to drop an image', async () => {
+  it('pretrains on a labelled folder (images/ + masks/) from its images alone: masks neither decoded, cached, reported nor a reason to drop an image', async () => {
     const dir = tmp();
     for (const d of ['data/images', 'data/masks/lungs']) mkdirSync(path.join(dir, d), { recursive: true });
     const files = readdirSync(samples).filter((f) => f.endsWith('.png'));
     for (const f of files) copyFileSync(path.join(samples, f), path.join(dir, 'data', 'images', f));
     writeFileSync(path.join(dir, 'data', 'masks', 'lungs', files[0]!), 'not a png'); // a corrupt mask
     copyFileSync(path.join(samples, files[2]!), path.join(dir, 'data', 'masks', 'lungs', 'no-such-image.png')); // a mask of no image
+    await sharp(path.join(samples, files[3]!)).jpeg().toFile(path.join(dir, 'data', 'images', files[3]!.replace('.png', '.jpg'))); // a second image of one stem
     const { width, height } = await sharp(path.join(samples, files[1]!)).metadata();
     await sharp(Uint8Array.from({ length: width! * height! }, (_, i) => (i % 3)), { raw: { width: width!, height: height!, channels: 1 } }).png().toFile(path.join(dir, 'data', 'masks', 'lungs', files[1]!)); // a label map
     const said: string[] = [];
@@ -81,7 +82,7 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     });
     assert.deepEqual(said.filter((m) => /mask|label map/.test(m)), []);
     const { meta } = await readCheckpoint(checkpointPaths(run).last);
-    assert.equal(meta.split.train.length + meta.split.val.length, files.length);
+    assert.equal(meta.split.train.length + meta.split.val.length, files.length + 1);
   });
 
   it('wires the pruner to the stage: a level-2 stage prunes, a level-0 stage never does', async () => {

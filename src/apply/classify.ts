@@ -20,7 +20,7 @@ export async function classifyFiles(model: Classifier, inputs: string[], o: { ba
   const classes = model.meta.classes!;
   const size = model.meta.inputSize;
   const { mean, std } = model.meta.normalisation;
-  const scan = await scanDataset(inputs);
+  const scan = await scanDataset(inputs, { imagesOnly: true });
   for (const s of scan.skipped) o.onSkip?.(s);
   const out: ClassifiedImage[] = [];
   const batchSize = o.batchSize ?? 16;

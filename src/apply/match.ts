@@ -62,7 +62,7 @@ function bestMatches(emb: Float32Array[][]): { images: PartMatch[][]; samePart: 
 }
 
 export async function matchAnatomy(backbone: ResNet, inputs: string[], o: { level: number; size: number; onSkip?: (s: SkippedFile) => void }): Promise<MatchReport> {
-  const scan = await scanDataset(inputs);
+  const scan = await scanDataset(inputs, { imagesOnly: true });
   const skippedFiles = [...scan.skipped];
   const files: string[] = [];
   const crops: Float32Array[][] = [];

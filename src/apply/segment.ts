@@ -179,7 +179,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   const structures = model.meta.structures!;
   const threshold = o.threshold ?? 0.5;
   const batchSize = o.batchSize ?? 8;
-  const scan = await scanDataset(inputs);
+  const scan = await scanDataset(inputs, { imagesOnly: true });
   const skippedFiles: SkippedFile[] = [];
   const skip = (s: SkippedFile): void => {
     skippedFiles.push(s);

@@ -50,7 +50,7 @@ export function registerInterop(program: Command): void {
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
     .action(async (paths: string[], opts: { checkpoint: string; out: string; dense?: boolean; preprocess: Preprocess; size?: number; backend: BackendName }) => {
       // Folders are searched as every other command does; files given one by one keep their order.
-      const scan = await scanDataset(paths);
+      const scan = await scanDataset(paths, { imagesOnly: true });
       let skippedCount = 0;
       const report = (s: SkippedFile): void => {
         if (s.category === 'not an image file' && scan.layout !== 'files') return;

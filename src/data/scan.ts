@@ -58,6 +58,12 @@ export interface ScanOptions {
   labels?: string;
   /** Keep only these mask structures. */
   structures?: string[];
+  /**
+   * Images only (pretraining, embedding, matching, applying a model, classification): a
+   * segmentation folder's images/ are read and its masks/ are not, so no mask is paired, reported,
+   * or a reason to drop an image (two images of one stem are kept; pairing masks by stem keeps one).
+   */
+  imagesOnly?: boolean;
 }
 
 /** Classify a one-line problem description into the summary's reason groups. */
@@ -148,7 +154,7 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
     if ((await isDir(imagesDir)) && (await isDir(masksDir))) {
       segmentation++;
       const images = await collectImages(await walk(imagesDir), imagesDir, result);
-      result.images.push(...(await attachMasks(images, masksDir, options.structures, structures, result)));
+      result.images.push(...(options.imagesOnly ? images : await attachMasks(images, masksDir, options.structures, structures, result)));
     } else {
       result.images.push(...(await collectImages(await walk(root), root, result)));
     }

@@ -91,7 +91,7 @@ export async function loadClassificationData(source: string, size: number, o: { 
     train = train.map((x) => ({ ...x, label: index.get(x.label)! }));
     test = test.map((x) => ({ ...x, label: index.get(x.label)! }));
   } else {
-    const scan = await scanDataset([source], { labels: o.labels });
+    const scan = await scanDataset([source], { labels: o.labels, imagesOnly: true });
     for (const s of scan.skipped) o.onSkip?.(s.message);
     const { column, labelSource } = chooseLabels(scan, source, o.labelColumn);
     const labelled = scan.images.filter((e) => e.labels?.[column] !== undefined && e.labels[column] !== '');

@@ -117,7 +117,7 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   // Optional dataset index for /api/similar.
   const index: IndexedImage[] = [];
   if (o.data) {
-    const scan = await scanDataset([o.data]);
+    const scan = await scanDataset([o.data], { imagesOnly: true });
     for (const entry of scan.images.slice(0, o.maxDataImages ?? 64)) {
       try {
         const img = await decodeImageFile(entry.path);

@@ -162,16 +162,15 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
   }
 
   // Data: decode every image once (reporting and leaving out unusable files), then split.
-  const scan = await scanDataset(config.data.paths);
   // Pretraining sees images only: a labelled folder's masks (three per image in a heart-and-lungs
-  // set) are neither decoded nor cached, nor reported when they pair with no image.
-  for (const s of scan.skipped) if (s.category !== 'mask without image' && !s.message.includes(': a second mask of ')) hooks.onSkip?.(s);
-  const images = scan.images.map(({ masks: _, ...image }) => image);
+  // set) are neither decoded, cached nor reported.
+  const scan = await scanDataset(config.data.paths, { imagesOnly: true });
+  for (const s of scan.skipped) hooks.onSkip?.(s);
   // Where the decoded images are kept, decided before any is decoded (data/cache-plan.ts).
-  const cache = planCache(config.data.cache, { images: images.length, side: config.data.imageSize, cacheDir: config.data.cacheDir }, await thisMachine(config.data.cacheDir));
+  const cache = planCache(config.data.cache, { images: scan.images.length, side: config.data.imageSize, cacheDir: config.data.cacheDir }, await thisMachine(config.data.cacheDir));
   hooks.onCachePlan?.(cache);
   if (cache.warning) hooks.onWarning?.(cache.warning);
-  const dataset = new ImageDataset(images, { size: config.data.imageSize, intensity: { mode: config.data.intensity }, cache: cache.mode, cacheDir: config.data.cacheDir, onSkip: hooks.onSkip, onWarning: hooks.onWarning });
+  const dataset = new ImageDataset(scan.images, { size: config.data.imageSize, intensity: { mode: config.data.intensity }, cache: cache.mode, cacheDir: config.data.cacheDir, onSkip: hooks.onSkip, onWarning: hooks.onWarning });
   const usable = await dataset.validate(hooks.onPrepare, config.data.prefetch);
   if (usable.length === 0) throw new EdenError('data', `no usable images in ${config.data.paths.join(', ')}`);
   // Images are identified by absolute path in the split, so a resume works from any directory.
