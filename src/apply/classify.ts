@@ -4,6 +4,7 @@
  * reported and skipped.
  */
 import * as tf from '@tensorflow/tfjs';
+import { csvField } from '../core/csv.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
@@ -49,6 +50,5 @@ export async function classifyFiles(model: Classifier, inputs: string[], o: { ba
 }
 
 export function classificationCsv(rows: ClassifiedImage[], classes: string[]): string {
-  const esc = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
-  return `${['file', ...classes.map((c) => `p_${c}`), 'predicted'].map(esc).join(',')}\n${rows.map((r) => [esc(r.file), ...r.probabilities.map((p) => p.toFixed(6)), esc(r.predicted)].join(',')).join('\n')}\n`;
+  return `${['file', ...classes.map((c) => `p_${c}`), 'predicted'].map(csvField).join(',')}\n${rows.map((r) => [csvField(r.file), ...r.probabilities.map((p) => p.toFixed(6)), csvField(r.predicted)].join(',')).join('\n')}\n`;
 }

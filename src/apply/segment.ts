@@ -17,6 +17,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { decodeImageFile } from '../data/decode.js';
+import { csvField } from '../core/csv.js';
 import { fileStem } from '../data/formats.js';
 import { writeSegmentation } from '../data/dicom-seg.js';
 import type { GreyImage } from '../data/grey-image.js';
@@ -116,12 +117,6 @@ export async function maskPng(mask: Uint8Array, width: number, height: number): 
   for (let i = 0; i < mask.length; i++) bytes[i] = mask[i] ? 255 : 0;
   return sharp(bytes, { raw: { width, height, channels: 1 } }).toColourspace('b-w').png().toBuffer();
 }
-
-const csvField = (v: unknown): string => {
-  if (v === undefined || v === null) return '';
-  const s = typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(6)) : String(v);
-  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-};
 
 export function measurementsCsv(rows: MeasurementRow[], structures: string[]): string {
   const header = ['file', 'width', 'height', ...structures.map((s) => `${s}_area_px`), 'pixel_spacing_mm', 'pixel_spacing_source', ...structures.map((s) => `${s}_area_mm2`), 'heart_width_px', 'thorax_width_px', 'ctr', 'seg'];

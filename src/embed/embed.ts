@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';
+import { csvField } from '../core/csv.js';
 import { normaliseInput } from '../models/input.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
@@ -111,6 +112,5 @@ export async function embedFiles(encoder: Encoder, files: string[], options: Emb
 
 /** The rows of an embedding file as a CSV: row (from 0), file. */
 export function embeddingRowsCsv(files: string[]): string {
-  const esc = (s: string): string => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
-  return `row,file\n${files.map((f, i) => `${i},${esc(f)}`).join('\n')}\n`;
+  return `row,file\n${files.map((f, i) => `${i},${csvField(f)}`).join('\n')}\n`;
 }
