@@ -15,6 +15,9 @@ const SPLIT_FOLDERS: Record<string, string> = { train: 'train', training: 'train
  */
 export const MIN_IMAGES_PER_CLASS = 3;
 
+/** Whether `classes` among `images` are more likely identifiers than labels (MIN_IMAGES_PER_CLASS). */
+export const likelyIdentifiers = (classes: number, images: number): boolean => classes * MIN_IMAGES_PER_CLASS > images;
+
 export interface ClassFolderLabel {
   label: string;
   /** 'train', 'val' or 'test' under split folders. */

@@ -5,7 +5,7 @@
  */
 import { labelMapWarning, maskSizeProblem, maskValueRange } from './dataset.js';
 import { decodeImageFile } from './decode.js';
-import { classFolderLabels, MIN_IMAGES_PER_CLASS } from './class-folders.js';
+import { classFolderLabels, likelyIdentifiers } from './class-folders.js';
 import { scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
 
 export interface InspectReport {
@@ -151,7 +151,7 @@ export function formatInspectReport(r: InspectReport): string {
     const n = Object.keys(r.classFolders).length;
     const images = Object.values(r.classFolders).reduce((a, b) => a + b, 0);
     // A folder per patient or study lists hundreds of 'classes' of one image: say that instead.
-    lines.push(n * MIN_IMAGES_PER_CLASS > images ? `classes (from folders): ${n} folders for ${images} images: more likely patients or studies than classes (give labels in a CSV)` : `classes (from folders): ${fmt(r.classFolders)}`);
+    lines.push(likelyIdentifiers(n, images) ? `classes (from folders): ${n} folders for ${images} images: more likely patients or studies than classes (give labels in a CSV)` : `classes (from folders): ${fmt(r.classFolders)}`);
   }
   for (const s of r.skipped) lines.push(`skipped ${s.message}`);
   const total = r.skipped.length;

@@ -35,10 +35,6 @@ function configureWasm(): void {
 }
 
 /**
- * Make `name` the active TF.js backend, registering Eden's kernel additions and fixes first.
- * Safe to call repeatedly; switching back and forth keeps each backend's tensors alive.
- */
-/**
  * For the library's loaders: keeps the backend chosen with useBackend (or set through TF.js), and
  * sets up wasm when there is none — a model loaded before any useBackend call failed with TF.js's
  * "backend 'wasm' has not yet been initialized".
@@ -49,6 +45,10 @@ export async function ensureBackend(): Promise<void> {
   await useBackend('wasm');
 }
 
+/**
+ * Make `name` the active TF.js backend, registering Eden's kernel additions and fixes first.
+ * Safe to call repeatedly; switching back and forth keeps each backend's tensors alive.
+ */
 export async function useBackend(name: BackendName = 'wasm'): Promise<BackendName> {
   if (!(BACKENDS as readonly string[]).includes(name)) {
     throw new EdenError('config', `unknown backend '${String(name)}': expected one of ${BACKENDS.join(', ')}`);

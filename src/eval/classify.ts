@@ -20,7 +20,7 @@ import { ImageDataset } from '../data/dataset.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
 import { scanDataset, type ScanResult } from '../data/scan.js';
-import { classFolderLabels, MIN_IMAGES_PER_CLASS } from '../data/class-folders.js';
+import { classFolderLabels, likelyIdentifiers, MIN_IMAGES_PER_CLASS } from '../data/class-folders.js';
 import { trainClassifier } from '../train/classifier.js';
 import { rocAuc, mean } from './metrics.js';
 import { quantileSorted, type PairedDifference } from './statistics.js';
@@ -104,7 +104,7 @@ export async function loadClassificationData(source: string, size: number, o: { 
     const multi = classes.filter((c) => c.includes('|'));
     if (multi.length) o.onWarning?.(`${labelSource}: column '${column}' holds multi-label values (${multi.length} of its ${classes.length} classes, e.g. '${multi[0]}'): each combination is read as a class of its own, and Eden's classifier is single-label; for one finding, make a column of its own (e.g. effusion = yes / no) and pass it with --label-column`);
     if (classes.length < 2) throw new EdenError('data', `${labelSource}: column '${column}' has ${classes.length} class(es); need at least 2`);
-    if (classes.length * MIN_IMAGES_PER_CLASS > labelled.length) {
+    if (likelyIdentifiers(classes.length, labelled.length)) {
       // Classes of one or two images: identifiers (a patient ID column, per-patient or
       // per-study folders), not labels; a classifier cannot learn, nor a test score, a class seen once.
       const what = scan.manifest ? `is '${column}' a label, or an identifier?` : 'folders of one or two images are more likely patients or studies than classes';
