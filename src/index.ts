@@ -28,7 +28,7 @@ export { resizeGrey } from './data/resize.js';
 export { detectFormat, hasDicomBytes, fileStem, RASTER_EXTENSIONS, DICOM_EXTENSIONS, type ImageFormat } from './data/formats.js';
 export { scanDataset, type ScanResult, type ScanOptions, type ImageEntry, type SkippedFile, type SkipCategory } from './data/scan.js';
 export { readManifest, labelsFor, type Manifest } from './data/manifest.js';
-export { ImageDataset, binarizeMask, maskThreshold, maskSizeProblem, type ImageDatasetOptions, type Sample, type CacheMode } from './data/dataset.js';
+export { ImageDataset, binarizeMask, maskThreshold, maskSizeProblem, readMaskOf, type ImageDatasetOptions, type Sample, type CacheMode } from './data/dataset.js';
 export { inspectDataset, formatInspectReport, type InspectReport } from './data/inspect.js';
 
 // models

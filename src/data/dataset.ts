@@ -10,6 +10,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeError, EdenError } from '../core/errors.js';
 import { decodeImageFile } from './decode.js';
+import type { GreyImage } from './grey-image.js';
+import { orientMaskLike } from './orientation.js';
 import { normalizeIntensity, type IntensityOptions } from './intensity.js';
 import { resizeGrey } from './resize.js';
 import { skipped, skippedBy, type ImageEntry, type SkippedFile } from './scan.js';
@@ -67,17 +69,36 @@ export function maskValueRange(values: ArrayLike<number>, bitDepth: number): { m
 }
 
 /**
- * Why a mask cannot be laid on its image, or undefined when it can: the same size, or the same
- * shape at another resolution (annotations are often drawn on a downsampled copy; both are resized
- * to the working size anyway). A different shape is a mask of another image.
+ * Whether a mask lays on an image: the same size, or the same shape at another resolution
+ * (annotations are often drawn on a downsampled copy; both are resized to the working size
+ * anyway), within one pixel of rounding on the shorter side of a downsampled mask, and 1% at least.
+ */
+export function sameShape(mask: { width: number; height: number }, image: { width: number; height: number }): boolean {
+  if (mask.width === image.width && mask.height === image.height) return true;
+  const aspect = mask.width / mask.height / (image.width / image.height);
+  const tolerance = Math.max(0.01, 1 / Math.min(mask.width, mask.height));
+  return Math.abs(aspect - 1) <= tolerance;
+}
+
+/**
+ * Why a mask cannot be laid on its image, or undefined when it can (sameShape). A different shape
+ * is a mask of another image.
  */
 export function maskSizeProblem(mask: { width: number; height: number }, image: { width: number; height: number }, imageFile: string): string | undefined {
-  if (mask.width === image.width && mask.height === image.height) return undefined;
-  const aspect = mask.width / mask.height / (image.width / image.height);
-  // One pixel of rounding on the shorter side of a downsampled mask, and 1% at least.
-  const tolerance = Math.max(0.01, 1 / Math.min(mask.width, mask.height));
-  if (Math.abs(aspect - 1) <= tolerance) return undefined;
+  if (sameShape(mask, image)) return undefined;
   return `mask size ${mask.width}x${mask.height} differs from its image's ${image.width}x${image.height} in shape, not only in resolution (${imageFile})`;
+}
+
+/**
+ * Decode the mask `file` of `image` (decoded from `imageFile`) as it lays on the image: turned with
+ * the image's EXIF rotation when it was drawn on the stored pixels (orientMaskLike). A mask of
+ * another shape is a problem, not an error: the caller reports it and keeps the image.
+ */
+export async function readMaskOf(file: string, image: GreyImage, imageFile: string): Promise<{ mask: GreyImage; turned: boolean; problem?: undefined } | { problem: string }> {
+  const decoded = await decodeImageFile(file);
+  const mask = orientMaskLike(decoded, image, sameShape);
+  const problem = maskSizeProblem(mask, image, imageFile);
+  return problem ? { problem } : { mask, turned: mask !== decoded };
 }
 
 /** Label values a label-map warning lists at most. */
@@ -213,13 +234,13 @@ export class ImageDataset {
     const image = resizeGrey(normalised, grey.width, grey.height, size, size);
     const masks: Record<string, Float32Array> = {};
     for (const [structure, file] of Object.entries(entry.masks ?? {})) {
-      const m = await decodeImageFile(file);
-      const problem = maskSizeProblem(m, grey, entry.path);
-      if (problem) {
+      const read = await readMaskOf(file, grey, entry.path);
+      if (read.problem !== undefined) {
         // Report the mask, keep the image (with its other structures).
-        this.options.onSkip?.(skipped(file, problem));
+        this.options.onSkip?.(skipped(file, read.problem));
         continue;
       }
+      const m = read.mask;
       const threshold = maskThreshold(m.data, m.bitDepth);
       const values = this.options.labelValues[structure] ?? [];
       // A label map whose values are read apart needs no warning.
@@ -249,8 +270,9 @@ export class ImageDataset {
   private async cacheFile(entry: ImageEntry): Promise<string> {
     const files = [entry.path, ...Object.values(entry.masks ?? {})];
     const stats = await Promise.all(files.map((f) => fs.stat(f)));
+    // v 2: EXIF orientation applied in decoding (a v 1 entry of such a file holds it as stored).
     const key = createHash('sha1')
-      .update(JSON.stringify({ v: 1, files, stamps: stats.map((s) => [s.size, s.mtimeMs]), size: this.options.size, intensity: this.options.intensity, masks: this.maskNames(entry) }))
+      .update(JSON.stringify({ v: 2, files, stamps: stats.map((s) => [s.size, s.mtimeMs]), size: this.options.size, intensity: this.options.intensity, masks: this.maskNames(entry) }))
       .digest('hex');
     return path.join(this.options.cacheDir, `${key}.f32`);
   }

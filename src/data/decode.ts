@@ -1,6 +1,7 @@
 /**
  * Decode any supported image file to a single-channel GreyImage. Raster formats go through sharp
- * (8- and 16-bit grey kept at full depth; RGB/RGBA reduced to luminance, alpha dropped); DICOM
+ * (8- and 16-bit grey kept at full depth; RGB/RGBA reduced to luminance, alpha dropped; turned as
+ * their EXIF orientation says); DICOM
  * through ./dicom.ts. Every failure is a DataError naming the file and the problem.
  */
 import sharp from 'sharp';
@@ -28,7 +29,9 @@ async function decodeRaster(bytes: Uint8Array): Promise<GreyImage> {
   const input = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS });
   const meta = await input.metadata();
   const sixteen = meta.depth === 'ushort';
-  const pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS }).removeAlpha();
+  // As the file displays: its EXIF orientation applied (./orientation.ts says why).
+  const orientation = meta.orientation !== undefined && meta.orientation > 1 && meta.orientation <= 8 ? meta.orientation : undefined;
+  const pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined }).removeAlpha();
   const { data, info } = sixteen
     ? await pipeline.toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true })
     : await pipeline.toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
@@ -41,7 +44,9 @@ async function decodeRaster(bytes: Uint8Array): Promise<GreyImage> {
     grey = new Float32Array(pixels);
     for (let i = 0; i < pixels; i++) grey[i] = samples[i * info.channels]!;
   }
-  return { width: info.width, height: info.height, data: grey, bitDepth: sixteen ? 16 : 8, encoding: meta.format ?? 'raster' };
+  const image: GreyImage = { width: info.width, height: info.height, data: grey, bitDepth: sixteen ? 16 : 8, encoding: meta.format ?? 'raster' };
+  if (orientation) image.orientation = orientation;
+  return image;
 }
 
 /** Decode a file; errors are EdenError('data') whose message starts with the file path. */

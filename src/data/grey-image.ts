@@ -10,6 +10,11 @@ export interface GreyImage {
   inverted?: boolean;
   /** The VOI window stored in a DICOM file, in rescaled units. */
   window?: { center: number; width: number };
+  /**
+   * The EXIF orientation (2-8) applied in decoding: the pixels are as the file displays, turned
+   * from how it stores them (./orientation.ts). Absent when the file stores them upright.
+   */
+  orientation?: number;
   /** Short description of how the file was encoded, e.g. 'png', 'dicom/jpeg-lossless'. */
   encoding: string;
   /** For DICOM input: the identifiers a derived object (e.g. a SEG) must reference, and the pixel spacing. */

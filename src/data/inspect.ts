@@ -3,7 +3,7 @@
  * images found, sizes, bit depths, encodings, structures with mask counts, labels, and every
  * unusable file with its reason, grouped.
  */
-import { labelMapWarning, maskSizeProblem, maskValueRange } from './dataset.js';
+import { labelMapWarning, maskValueRange, readMaskOf } from './dataset.js';
 import { decodeImageFile } from './decode.js';
 import { classFolderLabels, likelyIdentifiers } from './class-folders.js';
 import { scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
@@ -26,6 +26,9 @@ export interface InspectReport {
   labelMaps: number;
   labelMapExample?: string;
   labels?: { file: string; keyColumn: string; matched: number; columns: Record<string, Record<string, number>> };
+  /** Usable images turned by their EXIF orientation (read as they display), and masks turned with them. */
+  oriented: number;
+  orientedMasks: number;
   /** Without a manifest, usable images per class folder ('class' or 'class (split)'; class-folders.ts). */
   classFolders?: Record<string, number>;
   skipped: SkippedFile[];
@@ -52,6 +55,8 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     maskValues: {},
     labelMasks: 0,
     labelMaps: 0,
+    oriented: 0,
+    orientedMasks: 0,
     skipped: [...scan.skipped],
     skippedByReason: {},
   };
@@ -67,14 +72,16 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       bump(report.sizes, `${img.width}x${img.height}`);
       bump(report.bitDepths, String(img.bitDepth));
       bump(report.encodings, img.encoding);
+      if (img.orientation) report.oriented++;
       if (entry.labels) usableLabels.push(entry.labels);
       for (const [structure, file] of Object.entries(entry.masks ?? {})) {
         try {
-          const m = await decodeImageFile(file);
-          const problem = maskSizeProblem(m, img, entry.path);
-          if (problem) {
-            report.skipped.push(skipped(file, problem));
+          const read = await readMaskOf(file, img, entry.path);
+          if (read.problem !== undefined) {
+            report.skipped.push(skipped(file, read.problem));
           } else {
+            const m = read.mask;
+            if (read.turned) report.orientedMasks++;
             bump(report.structures, structure);
             const { max, threshold } = maskValueRange(m.data, m.bitDepth);
             bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
@@ -135,6 +142,10 @@ export function formatInspectReport(r: InspectReport): string {
   lines.push(`sizes: ${fmt(r.sizes)}`);
   lines.push(`bit depths: ${fmt(r.bitDepths)}`);
   lines.push(`encodings: ${fmt(r.encodings)}`);
+  if (r.oriented) {
+    const masks = r.orientedMasks ? `; ${r.orientedMasks} mask(s) fitting only the stored pixels turned with their image` : '';
+    lines.push(`orientation: ${r.oriented} image(s) carry an EXIF orientation and are read as they display, turned from how they are stored${masks}`);
+  }
   if (Object.keys(r.structures).length) lines.push(`structures: ${Object.entries(r.structures).map(([s, n]) => `${s} (${n} masks)`).join(', ')}`);
   else if (r.layout === 'segmentation') lines.push("structures: none (masks/ holds no mask images: masks/<structure>/<image's name>, or one structure's masks directly in masks/)");
   if (Object.keys(r.maskValues).length) {
