@@ -21,6 +21,7 @@ import { readSegmentation } from '../src/data/dicom-seg.js';
 import { decodeImageFile } from '../src/data/decode.js';
 import { binarizeMask } from '../src/data/dataset.js';
 import { cardiothoracicRatio } from '../src/apply/measure.js';
+import { structureFolders } from '../src/apply/segment.js';
 import { hasTool, requireTool } from './helpers/tools.js';
 import { eden as runEden } from './helpers/cli.js';
 
@@ -193,6 +194,13 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     const mae = errors.reduce((a, b) => a + b, 0) / errors.length;
     console.log(`CTR from ground-truth masks vs ctr_ground_truth.csv: MAE ${mae.toFixed(4)} over ${errors.length} images, worst ${Math.max(...errors).toFixed(4)}`);
     assert.ok(mae < 0.003 && Math.max(...errors) < 0.01);
+  });
+});
+
+describe('eden segment output folders', () => {
+  it("are portable: a label value's ':' and the other characters Windows refuses become '_', names kept unique ignoring case", () => {
+    assert.deepEqual(structureFolders(['heart', 'labels:1', 'labels:2:apex', 'lungs']), ['heart', 'labels_1', 'labels_2_apex', 'lungs']);
+    assert.deepEqual(structureFolders(['labels_1', 'labels:1', 'Heart', 'heart', 'a?b*c|d"e<f>g']), ['labels_1', 'labels_1-2', 'Heart', 'heart-2', 'a_b_c_d_e_f_g']);
   });
 });
 

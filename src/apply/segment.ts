@@ -169,9 +169,25 @@ export async function segmentImages(model: Segmenter, images: { grey: GreyImage;
   });
 }
 
+/**
+ * The folder under masks/ of each structure: its name with the characters Windows refuses in a file
+ * name (a label value's ':' in 'labels:2', an NTFS stream separator there) written '_', made unique.
+ */
+export function structureFolders(structures: string[]): string[] {
+  const used = new Set<string>();
+  return structures.map((s) => {
+    const base = s.replace(/[<>:"/\\|?*\x00-\x1f]/g, '_');
+    let folder = base;
+    for (let k = 2; used.has(folder.toLowerCase()); k++) folder = `${base}-${k}`;
+    used.add(folder.toLowerCase());
+    return folder;
+  });
+}
+
 export async function segmentFiles(model: Segmenter, inputs: string[], o: SegmentOptions): Promise<SegmentResult> {
   const t0 = Date.now();
   const structures = model.meta.structures!;
+  const folders = structureFolders(structures);
   const threshold = o.threshold ?? 0.5;
   const batchSize = o.batchSize ?? 8;
   const scan = await scanDataset(inputs, { imagesOnly: true });
@@ -181,7 +197,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
     o.onSkip?.(s);
   };
   for (const s of scan.skipped) skip(s);
-  for (const dir of ['overlays', ...structures.map((s) => path.join('masks', s))]) await fs.mkdir(path.join(o.out, dir), { recursive: true });
+  for (const dir of ['overlays', ...folders.map((f) => path.join('masks', f))]) await fs.mkdir(path.join(o.out, dir), { recursive: true });
   const rows: MeasurementRow[] = [];
   const names = new Set<string>();
   const total = scan.images.length;
@@ -214,7 +230,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
       names.add(name);
       const row: MeasurementRow = { file: entry.path, name, width, height, ...measurements };
       await Promise.all([
-        ...structures.map(async (st, k) => writeFileAtomic(path.join(o.out, 'masks', st, `${name}.png`), await maskPng(masks[k]!, width, height))),
+        ...folders.map(async (folder, k) => writeFileAtomic(path.join(o.out, 'masks', folder, `${name}.png`), await maskPng(masks[k]!, width, height))),
         overlay(normalised, width, height, masks).then((png) => writeFileAtomic(path.join(o.out, 'overlays', `${name}.png`), png)),
       ]);
       if (entry.format === 'dicom' && !grey.dicom && o.dicomSeg !== false) {
