@@ -4,7 +4,7 @@
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -361,6 +361,34 @@ describe('scan and inspect', () => {
 
   it('a missing path is an error naming it', async () => {
     await assert.rejects(scanDataset(['/no/such/folder']), /no such file or folder/);
+  });
+
+  it('follows symbolic links to folders and files (data linked in from another disk), each folder once; a loop and a broken link are reported', async () => {
+    const elsewhere = mkdtempSync(path.join(tmpdir(), 'eden-elsewhere-'));
+    mkdirSync(path.join(elsewhere, 'more'));
+    sampleFiles.slice(0, 2).forEach((f) => copyFileSync(path.join(samples, f), path.join(elsewhere, 'more', f)));
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-links-'));
+    mkdirSync(path.join(root, 'sub'));
+    copyFileSync(path.join(samples, sampleFiles[2]!), path.join(root, sampleFiles[2]!));
+    symlinkSync(path.join(elsewhere, 'more'), path.join(root, 'linked'));
+    symlinkSync(path.join(samples, sampleFiles[3]!), path.join(root, 'sub', 'one.png'));
+    symlinkSync('..', path.join(root, 'sub', 'loop'));
+    symlinkSync(path.join(elsewhere, 'gone.png'), path.join(root, 'broken.png'));
+    const scan = await scanDataset([root]);
+    assert.deepEqual(scan.images.map((e) => e.relPath), [sampleFiles[2]!, ...sampleFiles.slice(0, 2).map((f) => `linked/${f}`), 'sub/one.png']);
+    assert.deepEqual(scan.skipped.map((x) => [x.category, x.message]), [
+      ['unreadable', `${path.join(root, 'broken.png')}: cannot read: a broken symbolic link (to ${path.join(elsewhere, 'gone.png')})`],
+      ['duplicate', `${path.join(root, 'sub', 'loop')}: duplicate folder: a symbolic link to ${realpathSync(root)}, which is scanned already`],
+    ]);
+    // A structure folder linked into masks/ is a structure.
+    const seg = mkdtempSync(path.join(tmpdir(), 'eden-links-seg-'));
+    mkdirSync(path.join(seg, 'images'));
+    mkdirSync(path.join(seg, 'masks'));
+    copyFileSync(path.join(samples, sampleFiles[0]!), path.join(seg, 'images', sampleFiles[0]!));
+    symlinkSync(path.join(elsewhere, 'more'), path.join(seg, 'masks', 'lungs'));
+    const paired = await scanDataset([seg]);
+    assert.deepEqual(paired.structures, ['lungs']);
+    assert.equal(paired.images[0]!.masks?.lungs, path.join(seg, 'masks', 'lungs', sampleFiles[0]!));
   });
 });
 

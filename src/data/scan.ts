@@ -6,7 +6,7 @@
  * Files that cannot be used are collected as SkippedFile records (one line each, naming the file
  * and the problem); only an empty usable set is an error, and that is the caller's decision.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { dataError, describeError } from '../core/errors.js';
 import { detectFormat, fileStem, notAnImage, type ImageFormat } from './formats.js';
@@ -91,15 +91,41 @@ export function skippedBy(file: string, err: unknown): SkippedFile {
   return skipped(file, message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message);
 }
 
-async function walk(dir: string): Promise<string[]> {
+/** What a folder entry is, a symbolic link followed: 'broken' when the link's target does not exist. */
+async function kindOf(full: string, e: Dirent): Promise<'dir' | 'file' | 'broken' | 'other'> {
+  if (!e.isSymbolicLink()) return e.isDirectory() ? 'dir' : e.isFile() ? 'file' : 'other';
+  try {
+    const st = await fs.stat(full);
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
+  } catch {
+    return 'broken';
+  }
+}
+
+async function brokenLink(file: string): Promise<SkippedFile> {
+  return skipped(file, `cannot read: a broken symbolic link (to ${await fs.readlink(file)})`);
+}
+
+/**
+ * The files under `dir`, sorted by name, hidden ones left out. Symbolic links are followed (data is
+ * often linked in from another disk; torchvision's ImageFolder follows them too), each folder once:
+ * a link to a folder already scanned (a loop, or the same data twice) and a broken link are reported.
+ */
+async function walk(dir: string, result: ScanResult, seen = new Set<string>()): Promise<string[]> {
+  seen.add(await fs.realpath(dir));
   const out: string[] = [];
   const entries = await fs.readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     if (e.name.startsWith('.')) continue; // hidden files (.DS_Store, editor swap files)
     const full = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await walk(full)));
-    else if (e.isFile() || e.isSymbolicLink()) out.push(full);
+    const kind = await kindOf(full, e);
+    if (kind === 'dir') {
+      const real = await fs.realpath(full);
+      if (seen.has(real)) result.skipped.push(skipped(full, `duplicate folder: a symbolic link to ${real}, which is scanned already`));
+      else out.push(...(await walk(full, result, seen)));
+    } else if (kind === 'file') out.push(full);
+    else if (kind === 'broken') result.skipped.push(await brokenLink(full));
   }
   return out;
 }
@@ -153,10 +179,10 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
     const masksDir = path.join(root, 'masks');
     if ((await isDir(imagesDir)) && (await isDir(masksDir))) {
       segmentation++;
-      const images = await collectImages(await walk(imagesDir), imagesDir, result);
+      const images = await collectImages(await walk(imagesDir, result), imagesDir, result);
       result.images.push(...(options.imagesOnly ? images : await attachMasks(images, masksDir, options.structures, structures, result)));
     } else {
-      result.images.push(...(await collectImages(await walk(root), root, result)));
+      result.images.push(...(await collectImages(await walk(root, result), root, result)));
     }
   }
   result.layout = segmentation === roots.length ? 'segmentation' : singleFiles === roots.length ? 'files' : 'folder';
@@ -201,13 +227,18 @@ async function attachMasks(images: ImageEntry[], masksDir: string, only: string[
   const listing = (await fs.readdir(masksDir, { withFileTypes: true })).filter((e) => !e.name.startsWith('.'));
   for (const e of listing) {
     const full = path.join(masksDir, e.name);
+    const kind = await kindOf(full, e);
+    if (kind === 'broken') {
+      result.skipped.push(await brokenLink(full));
+      continue;
+    }
     // A loose file that is no image (a README, a dataset.json) does not make a structure.
-    if (!e.isDirectory() && !(await detectFormat(full))) {
+    if (kind !== 'dir' && !(await detectFormat(full))) {
       result.skipped.push(skipped(full, notAnImage(full)));
       continue;
     }
-    const name = e.isDirectory() ? e.name : LOOSE_MASKS;
-    groups.set(name, [...(groups.get(name) ?? []), ...(e.isDirectory() ? await walk(full) : [full])]);
+    const name = kind === 'dir' ? e.name : LOOSE_MASKS;
+    groups.set(name, [...(groups.get(name) ?? []), ...(kind === 'dir' ? await walk(full, result) : [full])]);
   }
   const names = [...groups.keys()].sort();
   if (only) {
