@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { crc32, deflateSync } from 'node:zlib';
 import { scanDataset } from '../src/data/scan.js';
 import { decodeImageFile } from '../src/data/decode.js';
 import { readManifest, sniffDelimiter } from '../src/data/manifest.js';
@@ -42,6 +43,28 @@ function plantedFolder(): { dir: string; bad: Record<string, string> } {
   };
   for (const [name, bytes] of Object.entries(bad)) writeFileSync(path.join(dir, name), bytes);
   return { dir, bad: Object.fromEntries(Object.keys(bad).map((n) => [n, path.join(dir, n)])) };
+}
+
+/** A palette PNG of `indices` (bit depth 8, or 1/2/4 packed), written by hand: sharp cannot choose a palette's order. */
+function palettePng(indices: Uint8Array, width: number, height: number, palette: number[][], bitDepth: 1 | 2 | 4 | 8): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+    const out = Buffer.alloc(body.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), body.length + 4);
+    return out;
+  };
+  const perByte = 8 / bitDepth;
+  const rowBytes = Math.ceil(width / perByte);
+  const raw = Buffer.alloc(height * (rowBytes + 1)); // filter type 0 per row
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) raw[y * (rowBytes + 1) + 1 + Math.floor(x / perByte)]! |= indices[y * width + x]! << (8 - bitDepth * ((x % perByte) + 1));
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([bitDepth, 3, 0, 0, 0], 8);
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('PLTE', Buffer.from(palette.flat())), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
 describe('scan and inspect', () => {
@@ -229,6 +252,36 @@ describe('scan and inspect', () => {
     await assert.rejects(load({ structures: [] }), /no structures asked for; found lungs/);
     await assert.rejects(load({ structures: ['lungs:3'] }), /every mask of 'lungs:3' is empty at 64 px \(2 images\); check that the masks of 'lungs' hold the value 3/);
     await assert.rejects(load({ combine: { heart: ['labels:3'] } }), /--combine heart=labels:3 names 'labels:3', but there is no structure 'labels'; found lungs/);
+  });
+
+  it("a colour mask saved as a palette PNG (annotation tools' VOC-style export) is read by its palette indices, at 8 and 2 bits per pixel", async () => {
+    // Red 1, green 2, blue 3 (their luminances 127, 220, 76 of 255 read as one structure, green, before).
+    const palette = [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]];
+    const stem = sampleFiles[0]!.replace('.png', '');
+    const { width: w, height: h } = await sharp(path.join(samples, `${stem}.png`)).metadata();
+    const labels = Uint8Array.from({ length: w! * h! }, (_, i) => {
+      const [x, y] = [i % w!, Math.floor(i / w!)];
+      return y < h! / 8 ? 3 : Math.abs(y - h! / 2) > h! / 4 ? 0 : x < w! / 2 ? 1 : 2;
+    });
+    const roots: Record<string, string> = {};
+    for (const kind of ['grey', 'palette8', 'palette2']) {
+      const root = (roots[kind] = mkdtempSync(path.join(tmpdir(), `eden-${kind}-mask-`)));
+      for (const d of ['images', 'masks/labels']) mkdirSync(path.join(root, d), { recursive: true });
+      copyFileSync(path.join(samples, `${stem}.png`), path.join(root, 'images', `${stem}.png`));
+      const file = path.join(root, 'masks', 'labels', `${stem}.png`);
+      if (kind === 'grey') await sharp(labels, { raw: { width: w!, height: h!, channels: 1 } }).png().toFile(file);
+      else writeFileSync(file, palettePng(labels, w!, h!, palette, kind === 'palette8' ? 8 : 2));
+    }
+    const read = async (root: string) => (await new ImageDataset((await scanDataset([root])).images, { size: 64, labelValues: { labels: [1, 2, 3] } }).get(0))!.masks;
+    const reference = await read(roots.grey!);
+    for (const v of [1, 2, 3]) assert.ok(reference[`labels:${v}`]!.some((x) => x === 1), `label ${v} present`);
+    for (const kind of ['palette8', 'palette2']) assert.deepEqual(await read(roots[kind]!), reference, kind);
+    const report = await inspectDataset([roots.palette2!]);
+    assert.deepEqual([report.labelMasks, report.labelMaps], [1, 1]);
+    assert.match(report.labelMapExample!, /a label map \(values 1, 2, 3\)/);
+    // An image (not a mask) in a palette is its colours' luminance, as before.
+    const asImage = await decodeImageFile(path.join(roots.palette8!, 'masks', 'labels', `${stem}.png`));
+    assert.deepEqual([...new Set(asImage.data)].sort((a, b) => a - b), [0, 76, 127, 220]);
   });
 
   it('masks lying directly in masks/ are one structure, "mask"; an empty masks/ is an error saying where masks go', async () => {

@@ -68,6 +68,12 @@ export function maskValueRange(values: ArrayLike<number>, bitDepth: number): { m
   return { max, threshold: max > halfScale ? halfScale : 0 };
 }
 
+/** maskValueRange of a decoded mask: a palette mask's indices are label values, read at nonzero. */
+export function decodedMaskRange(mask: GreyImage): { max: number; threshold: number } {
+  const range = maskValueRange(mask.data, mask.bitDepth);
+  return mask.paletteIndices ? { max: range.max, threshold: 0 } : range;
+}
+
 /**
  * Whether a mask lays on an image: the same size, or the same shape at another resolution
  * (annotations are often drawn on a downsampled copy; both are resized to the working size
@@ -95,7 +101,7 @@ export function maskSizeProblem(mask: { width: number; height: number }, image: 
  * another shape is a problem, not an error: the caller reports it and keeps the image.
  */
 export async function readMaskOf(file: string, image: GreyImage, imageFile: string): Promise<{ mask: GreyImage; turned: boolean; problem?: undefined } | { problem: string }> {
-  const decoded = await decodeImageFile(file);
+  const decoded = await decodeImageFile(file, { mask: true });
   const mask = orientMaskLike(decoded, image, sameShape);
   const problem = maskSizeProblem(mask, image, imageFile);
   return problem ? { problem } : { mask, turned: mask !== decoded };
@@ -241,7 +247,7 @@ export class ImageDataset {
         continue;
       }
       const m = read.mask;
-      const threshold = maskThreshold(m.data, m.bitDepth);
+      const { threshold } = decodedMaskRange(m);
       const values = this.options.labelValues[structure] ?? [];
       // A label map whose values are read apart needs no warning.
       if (!values.length && !this.labelMapsReported.has(structure)) {
@@ -270,7 +276,7 @@ export class ImageDataset {
   private async cacheFile(entry: ImageEntry): Promise<string> {
     const files = [entry.path, ...Object.values(entry.masks ?? {})];
     const stats = await Promise.all(files.map((f) => fs.stat(f)));
-    // v 2: EXIF orientation applied in decoding (a v 1 entry of such a file holds it as stored).
+    // v 2: EXIF orientation applied in decoding, palette masks read by index (v 1 entries of such files differ).
     const key = createHash('sha1')
       .update(JSON.stringify({ v: 2, files, stamps: stats.map((s) => [s.size, s.mtimeMs]), size: this.options.size, intensity: this.options.intensity, masks: this.maskNames(entry) }))
       .digest('hex');

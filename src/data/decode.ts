@@ -18,19 +18,29 @@ const MAX_PIXELS = 20000 * 20000;
  * Decode image bytes (an upload, a message); `format` defaults to what the bytes are: DICOM when
  * they carry its Part 10 preamble, else a raster format for sharp.
  */
-export async function decodeImageBytes(bytes: Uint8Array, format: 'raster' | 'dicom' = hasDicomBytes(bytes) ? 'dicom' : 'raster'): Promise<GreyImage> {
+export async function decodeImageBytes(bytes: Uint8Array, format: 'raster' | 'dicom' = hasDicomBytes(bytes) ? 'dicom' : 'raster', options: DecodeOptions = {}): Promise<GreyImage> {
   if (bytes.length === 0) throw new Error('empty file (0 bytes)');
   if (format === 'dicom') return decodeDicom(bytes);
-  return decodeRaster(bytes);
+  return decodeRaster(bytes, options);
 }
 
-async function decodeRaster(bytes: Uint8Array): Promise<GreyImage> {
+export interface DecodeOptions {
+  /**
+   * The file is a mask: a palette PNG is read as its palette indices (the labels of the colour masks
+   * annotation tools export, PASCAL VOC style), not as the luminance of their colours.
+   */
+  mask?: boolean;
+}
+
+async function decodeRaster(bytes: Uint8Array, options: DecodeOptions): Promise<GreyImage> {
   // failOn 'error': truncated or corrupt data throw instead of decoding to grey garbage.
   const input = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS });
   const meta = await input.metadata();
   const sixteen = meta.depth === 'ushort';
   // As the file displays: its EXIF orientation applied (./orientation.ts says why).
   const orientation = meta.orientation !== undefined && meta.orientation > 1 && meta.orientation <= 8 ? meta.orientation : undefined;
+  const palette = options.mask && meta.isPalette && meta.format === 'png' ? pngPalette(bytes) : undefined;
+  if (palette) return decodePaletteIndices(bytes, palette, orientation);
   const pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined }).removeAlpha();
   const { data, info } = sixteen
     ? await pipeline.toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true })
@@ -49,8 +59,56 @@ async function decodeRaster(bytes: Uint8Array): Promise<GreyImage> {
   return image;
 }
 
+/** The colours of a PNG's PLTE chunk as 0xRRGGBB, in index order; undefined without one. */
+export function pngPalette(bytes: Uint8Array): number[] | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let at = 8; at + 8 <= bytes.length; ) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
+    if (type === 'PLTE') {
+      const colours: number[] = [];
+      for (let i = at + 8; i + 3 <= at + 8 + length && i + 3 <= bytes.length; i += 3) colours.push((bytes[i]! << 16) | (bytes[i + 1]! << 8) | bytes[i + 2]!);
+      return colours;
+    }
+    if (type === 'IDAT' || type === 'IEND') return undefined; // PLTE precedes the image data
+    at += 12 + length;
+  }
+  return undefined;
+}
+
+/**
+ * A palette image's indices: sharp expands the palette to colours (any bit depth, interlaced or
+ * not), and each colour is looked up in the palette (the first index of a repeated colour).
+ */
+async function decodePaletteIndices(bytes: Uint8Array, palette: number[], orientation: number | undefined): Promise<GreyImage> {
+  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined, ignoreIcc: true })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const indexOf = new Map<number, number>();
+  palette.forEach((c, i) => {
+    if (!indexOf.has(c)) indexOf.set(c, i);
+  });
+  const pixels = info.width * info.height;
+  const out = new Float32Array(pixels);
+  let [lastColour, lastIndex] = [-1, 0]; // masks are runs of one colour
+  for (let i = 0, at = 0; i < pixels; i++, at += info.channels) {
+    const colour = (data[at]! << 16) | (data[at + 1]! << 8) | data[at + 2]!;
+    if (colour !== lastColour) {
+      const index = indexOf.get(colour);
+      if (index === undefined) throw new Error(`palette image holds the colour #${colour.toString(16).padStart(6, '0')}, which its palette lacks`);
+      [lastColour, lastIndex] = [colour, index];
+    }
+    out[i] = lastIndex;
+  }
+  const image: GreyImage = { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: 'png/palette', paletteIndices: true };
+  if (orientation) image.orientation = orientation;
+  return image;
+}
+
 /** Decode a file; errors are EdenError('data') whose message starts with the file path. */
-export async function decodeImageFile(file: string): Promise<GreyImage> {
+export async function decodeImageFile(file: string, options: DecodeOptions = {}): Promise<GreyImage> {
   const format = await detectFormat(file);
   if (!format) throw dataError(`${file}: ${notAnImage(file)}`);
   let bytes: Uint8Array;
@@ -60,7 +118,7 @@ export async function decodeImageFile(file: string): Promise<GreyImage> {
     throw dataError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? describeError(err)})`, err);
   }
   try {
-    return await decodeImageBytes(bytes, format);
+    return await decodeImageBytes(bytes, format, options);
   } catch (err) {
     if (err instanceof EdenError) throw err;
     const reason = format === 'raster' && looksTruncated(bytes) ? `truncated image data (${describeError(err)})` : explainDecodeError(err, format);

@@ -15,6 +15,8 @@ export interface GreyImage {
    * from how it stores them (./orientation.ts). Absent when the file stores them upright.
    */
   orientation?: number;
+  /** The values are a palette image's indices (a colour mask read as labels; decodeImageFile's `mask`). */
+  paletteIndices?: boolean;
   /** Short description of how the file was encoded, e.g. 'png', 'dicom/jpeg-lossless'. */
   encoding: string;
   /** For DICOM input: the identifiers a derived object (e.g. a SEG) must reference, and the pixel spacing. */

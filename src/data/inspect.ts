@@ -3,7 +3,7 @@
  * images found, sizes, bit depths, encodings, structures with mask counts, labels, and every
  * unusable file with its reason, grouped.
  */
-import { labelMapWarning, maskValueRange, readMaskOf } from './dataset.js';
+import { decodedMaskRange, labelMapWarning, readMaskOf } from './dataset.js';
 import { decodeImageFile } from './decode.js';
 import { classFolderLabels, likelyIdentifiers } from './class-folders.js';
 import { scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
@@ -83,7 +83,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
             const m = read.mask;
             if (read.turned) report.orientedMasks++;
             bump(report.structures, structure);
-            const { max, threshold } = maskValueRange(m.data, m.bitDepth);
+            const { max, threshold } = decodedMaskRange(m);
             bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
             if (max > 0 && threshold === 0) report.labelMasks++;
             const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure, threshold);
