@@ -254,7 +254,7 @@ describe('scan and inspect', () => {
     await assert.rejects(load({ combine: { heart: ['labels:3'] } }), /--combine heart=labels:3 names 'labels:3', but there is no structure 'labels'; found lungs/);
   });
 
-  it("a colour mask saved as a palette PNG (annotation tools' VOC-style export) is read by its palette indices, at 8 and 2 bits per pixel", async () => {
+  it("a colour mask is read by label: in a palette PNG (annotation tools' VOC-style export, at 8 and 2 bits per pixel) by index, in RGB by colour", async () => {
     // Red 1, green 2, blue 3 (their luminances 127, 220, 76 of 255 read as one structure, green, before).
     const palette = [[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]];
     const stem = sampleFiles[0]!.replace('.png', '');
@@ -264,18 +264,25 @@ describe('scan and inspect', () => {
       return y < h! / 8 ? 3 : Math.abs(y - h! / 2) > h! / 4 ? 0 : x < w! / 2 ? 1 : 2;
     });
     const roots: Record<string, string> = {};
-    for (const kind of ['grey', 'palette8', 'palette2']) {
+    for (const kind of ['grey', 'palette8', 'palette2', 'rgb']) {
       const root = (roots[kind] = mkdtempSync(path.join(tmpdir(), `eden-${kind}-mask-`)));
       for (const d of ['images', 'masks/labels']) mkdirSync(path.join(root, d), { recursive: true });
       copyFileSync(path.join(samples, `${stem}.png`), path.join(root, 'images', `${stem}.png`));
       const file = path.join(root, 'masks', 'labels', `${stem}.png`);
       if (kind === 'grey') await sharp(labels, { raw: { width: w!, height: h!, channels: 1 } }).png().toFile(file);
+      else if (kind === 'rgb') await sharp(Uint8Array.from([...labels].flatMap((l) => palette[l]!)), { raw: { width: w!, height: h!, channels: 3 } }).png().toFile(file);
       else writeFileSync(file, palettePng(labels, w!, h!, palette, kind === 'palette8' ? 8 : 2));
     }
-    const read = async (root: string) => (await new ImageDataset((await scanDataset([root])).images, { size: 64, labelValues: { labels: [1, 2, 3] } }).get(0))!.masks;
+    const read = async (root: string, values = [1, 2, 3]) => (await new ImageDataset((await scanDataset([root])).images, { size: 64, labelValues: { labels: values } }).get(0))!.masks;
     const reference = await read(roots.grey!);
     for (const v of [1, 2, 3]) assert.ok(reference[`labels:${v}`]!.some((x) => x === 1), `label ${v} present`);
     for (const kind of ['palette8', 'palette2']) assert.deepEqual(await read(roots[kind]!), reference, kind);
+    // Not in a palette (RGB): each colour is a label value, its luma (red 76, green 150, blue 29).
+    const rgb = await read(roots.rgb!, [76, 150, 29]);
+    assert.deepEqual([rgb.labels, rgb['labels:76'], rgb['labels:150'], rgb['labels:29']], [reference.labels, reference['labels:1'], reference['labels:2'], reference['labels:3']]);
+    const warnings: string[] = [];
+    await new ImageDataset((await scanDataset([roots.rgb!])).images, { size: 64, onWarning: (m) => warnings.push(m) }).get(0);
+    assert.match(warnings.join('\n'), /: a colour mask \(#0000ff as 29, #ff0000 as 76, #00ff00 as 150\): every nonzero pixel is read as 'labels'; to train the labels apart, select them as labels:29, labels:76/);
     const report = await inspectDataset([roots.palette2!]);
     assert.deepEqual([report.labelMasks, report.labelMaps], [1, 1]);
     assert.match(report.labelMapExample!, /a label map \(values 1, 2, 3\)/);

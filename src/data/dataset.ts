@@ -68,10 +68,10 @@ export function maskValueRange(values: ArrayLike<number>, bitDepth: number): { m
   return { max, threshold: max > halfScale ? halfScale : 0 };
 }
 
-/** maskValueRange of a decoded mask: a palette mask's indices are label values, read at nonzero. */
+/** maskValueRange of a decoded mask: a palette or colour mask's values are labels, read at nonzero. */
 export function decodedMaskRange(mask: GreyImage): { max: number; threshold: number } {
   const range = maskValueRange(mask.data, mask.bitDepth);
-  return mask.paletteIndices ? { max: range.max, threshold: 0 } : range;
+  return mask.labelValues ? { max: range.max, threshold: 0 } : range;
 }
 
 /**
@@ -125,11 +125,13 @@ export function nonzeroValues(values: ArrayLike<number>, limit = LISTED_LABELS):
  * A mask of label values holding more than one (1 = left lung, 2 = right lung ...) is a label map:
  * read as one structure, every nonzero pixel. The message that says so, or undefined.
  */
-export function labelMapWarning(values: ArrayLike<number>, bitDepth: number, file: string, structure: string, threshold = maskThreshold(values, bitDepth)): string | undefined {
+export function labelMapWarning(values: ArrayLike<number>, bitDepth: number, file: string, structure: string, threshold = maskThreshold(values, bitDepth), colours?: Record<number, string>): string | undefined {
   if (threshold !== 0) return undefined;
-  const labels = nonzeroValues(values);
+  // A colour mask's labels are its colours (anti-aliased edges between them are values too).
+  const labels = colours ? Object.keys(colours).map(Number).sort((a, b) => a - b).slice(0, LISTED_LABELS) : nonzeroValues(values);
   if (labels.length < 2) return undefined;
-  return `${file}: a label map (values ${labels.join(', ')}${labels.length === LISTED_LABELS ? ', ...' : ''}): every nonzero pixel is read as '${structure}'; to train the labels apart, select them as ${labels.slice(0, 2).map((v) => `${structure}:${v}`).join(', ')} (--structures), or name them with --combine, e.g. --combine left_lung=${structure}:${labels[0]}`;
+  const what = colours ? `a colour mask (${labels.map((v) => `${colours[v]} as ${v}`).join(', ')}` : `a label map (values ${labels.join(', ')}`;
+  return `${file}: ${what}${labels.length === LISTED_LABELS ? ', ...' : ''}): every nonzero pixel is read as '${structure}'; to train the labels apart, select them as ${labels.slice(0, 2).map((v) => `${structure}:${v}`).join(', ')} (--structures), or name them with --combine, e.g. --combine left_lung=${structure}:${labels[0]}`;
 }
 
 /** The pixels of a label map that hold exactly `value`, as 0 / 1. */
@@ -251,7 +253,7 @@ export class ImageDataset {
       const values = this.options.labelValues[structure] ?? [];
       // A label map whose values are read apart needs no warning.
       if (!values.length && !this.labelMapsReported.has(structure)) {
-        const warning = labelMapWarning(m.data, m.bitDepth, file, structure, threshold);
+        const warning = labelMapWarning(m.data, m.bitDepth, file, structure, threshold, m.colours);
         if (warning) {
           this.labelMapsReported.add(structure);
           this.options.onWarning?.(warning);

@@ -27,7 +27,8 @@ export async function decodeImageBytes(bytes: Uint8Array, format: 'raster' | 'di
 export interface DecodeOptions {
   /**
    * The file is a mask: a palette PNG is read as its palette indices (the labels of the colour masks
-   * annotation tools export, PASCAL VOC style), not as the luminance of their colours.
+   * annotation tools export, PASCAL VOC style), a mask in several colours as label values per colour
+   * (decodeColourLabels), not as the luminance of their colours.
    */
   mask?: boolean;
 }
@@ -41,6 +42,10 @@ async function decodeRaster(bytes: Uint8Array, options: DecodeOptions): Promise<
   const orientation = meta.orientation !== undefined && meta.orientation > 1 && meta.orientation <= 8 ? meta.orientation : undefined;
   const palette = options.mask && meta.isPalette && meta.format === 'png' ? pngPalette(bytes) : undefined;
   if (palette) return decodePaletteIndices(bytes, palette, orientation);
+  if (options.mask && !sixteen && (meta.channels ?? 1) >= 3) {
+    const colour = await decodeColourLabels(bytes, meta.format ?? 'raster', orientation);
+    if (colour) return colour;
+  }
   const pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined }).removeAlpha();
   const { data, info } = sixteen
     ? await pipeline.toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true })
@@ -102,7 +107,43 @@ async function decodePaletteIndices(bytes: Uint8Array, palette: number[], orient
     }
     out[i] = lastIndex;
   }
-  const image: GreyImage = { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: 'png/palette', paletteIndices: true };
+  const image: GreyImage = { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: 'png/palette', labelValues: true };
+  if (orientation) image.orientation = orientation;
+  return image;
+}
+
+/** Of the mask's chromatic pixels, the share a colour must hold to count as one of its structures (not an anti-aliased edge). */
+const MIN_COLOUR_SHARE = 0.01;
+
+/**
+ * A mask in several colours (red heart, green lungs: a colour export) as label values: each pixel's
+ * Rec. 601 luma, rounded (red 76, green 150, blue 29), the same for a colour in every file, every
+ * colour nonzero. Read by sharp's grey conversion instead, the colours above half scale would hide
+ * the rest. Undefined for a mask with fewer than two colours (read as any grey mask).
+ */
+async function decodeColourLabels(bytes: Uint8Array, format: string, orientation: number | undefined): Promise<GreyImage | undefined> {
+  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined, ignoreIcc: true })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const pixels = info.width * info.height;
+  const counts = new Map<number, number>();
+  let chromatic = 0;
+  for (let i = 0, at = 0; i < pixels; i++, at += info.channels) {
+    const [r, g, b] = [data[at]!, data[at + 1]!, data[at + 2]!];
+    if (r === g && g === b) continue;
+    chromatic++;
+    const colour = (r << 16) | (g << 8) | b;
+    counts.set(colour, (counts.get(colour) ?? 0) + 1);
+  }
+  const colours = [...counts].filter(([, n]) => n >= MIN_COLOUR_SHARE * chromatic).map(([c]) => c);
+  if (colours.length < 2) return undefined;
+  const out = new Float32Array(pixels);
+  for (let i = 0, at = 0; i < pixels; i++, at += info.channels) out[i] = Math.round(0.299 * data[at]! + 0.587 * data[at + 1]! + 0.114 * data[at + 2]!);
+  const named: Record<number, string> = {};
+  for (const c of colours.sort((a, b) => a - b)) named[Math.round(0.299 * (c >> 16) + 0.587 * ((c >> 8) & 255) + 0.114 * (c & 255))] ??= `#${c.toString(16).padStart(6, '0')}`;
+  const image: GreyImage = { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: `${format}/colour`, labelValues: true, colours: named };
   if (orientation) image.orientation = orientation;
   return image;
 }

@@ -15,8 +15,13 @@ export interface GreyImage {
    * from how it stores them (./orientation.ts). Absent when the file stores them upright.
    */
   orientation?: number;
-  /** The values are a palette image's indices (a colour mask read as labels; decodeImageFile's `mask`). */
-  paletteIndices?: boolean;
+  /**
+   * The values are labels, read at nonzero whatever their range: a palette mask's indices or a
+   * colour mask's values per colour (decodeImageFile's `mask` option).
+   */
+  labelValues?: boolean;
+  /** A colour mask's colours ('#ff0000') by the label value each reads as. */
+  colours?: Record<number, string>;
   /** Short description of how the file was encoded, e.g. 'png', 'dicom/jpeg-lossless'. */
   encoding: string;
   /** For DICOM input: the identifiers a derived object (e.g. a SEG) must reference, and the pixel spacing. */

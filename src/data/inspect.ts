@@ -86,7 +86,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
             const { max, threshold } = decodedMaskRange(m);
             bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
             if (max > 0 && threshold === 0) report.labelMasks++;
-            const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure, threshold);
+            const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure, threshold, m.colours);
             if (labelMap) {
               report.labelMaps++;
               report.labelMapExample ??= labelMap;
