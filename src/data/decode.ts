@@ -4,7 +4,7 @@
  * their EXIF orientation says); DICOM
  * through ./dicom.ts. Every failure is a DataError naming the file and the problem.
  */
-import sharp from 'sharp';
+import sharp, { type OutputInfo } from 'sharp';
 import { promises as fs } from 'node:fs';
 import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom } from './dicom.js';
@@ -81,16 +81,17 @@ export function pngPalette(bytes: Uint8Array): number[] | undefined {
   return undefined;
 }
 
+/** The file's colours as stored (no colour profile applied), alpha dropped, orientation applied: RGB bytes. */
+function rgbPixels(bytes: Uint8Array, orientation: number | undefined): Promise<{ data: Buffer; info: OutputInfo }> {
+  return sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined, ignoreIcc: true }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+}
+
 /**
  * A palette image's indices: sharp expands the palette to colours (any bit depth, interlaced or
  * not), and each colour is looked up in the palette (the first index of a repeated colour).
  */
 async function decodePaletteIndices(bytes: Uint8Array, palette: number[], orientation: number | undefined): Promise<GreyImage> {
-  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined, ignoreIcc: true })
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  const { data, info } = await rgbPixels(bytes, orientation);
   const indexOf = new Map<number, number>();
   palette.forEach((c, i) => {
     if (!indexOf.has(c)) indexOf.set(c, i);
@@ -122,11 +123,7 @@ const MIN_COLOUR_SHARE = 0.01;
  * the rest. Undefined for a mask with fewer than two colours (read as any grey mask).
  */
 async function decodeColourLabels(bytes: Uint8Array, format: string, orientation: number | undefined): Promise<GreyImage | undefined> {
-  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined, ignoreIcc: true })
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  const { data, info } = await rgbPixels(bytes, orientation);
   const pixels = info.width * info.height;
   const counts = new Map<number, number>();
   let chromatic = 0;
