@@ -388,7 +388,7 @@ describe('scan and inspect', () => {
     assert.deepEqual(report.maskValues, { '0-255': 3, '0-1': 6, empty: 3 });
     assert.equal(report.labelMasks, 6);
     const line = formatInspectReport(report).split('\n').find((l) => l.startsWith('mask values: '));
-    assert.match(line ?? '', /^mask values: 0-1 \(6\), (0-255 \(3\), empty \(3\)|empty \(3\), 0-255 \(3\)); 6 hold label values \(none above half scale\): their nonzero pixels are the structure$/);
+    assert.match(line ?? '', /^mask values: 0-1 \(6\), (0-255 \(3\), empty \(3\)|empty \(3\), 0-255 \(3\)); 6 hold label values \(no value above half scale, a palette or several colours\): their nonzero pixels are the structure$/);
 
     const load = (structures: string[], combine = {}): Promise<unknown> => loadSegmentationData(root, 64, { structures, combine, testFraction: 0, maxTestImages: 0, seed: 0 });
     await load(['labels', 'labels16']);

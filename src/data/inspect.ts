@@ -149,7 +149,7 @@ export function formatInspectReport(r: InspectReport): string {
   if (Object.keys(r.structures).length) lines.push(`structures: ${Object.entries(r.structures).map(([s, n]) => `${s} (${n} masks)`).join(', ')}`);
   else if (r.layout === 'segmentation') lines.push("structures: none (masks/ holds no mask images: masks/<structure>/<image's name>, or one structure's masks directly in masks/)");
   if (Object.keys(r.maskValues).length) {
-    const note = r.labelMasks ? `; ${r.labelMasks} hold label values (none above half scale): their nonzero pixels are the structure` : '';
+    const note = r.labelMasks ? `; ${r.labelMasks} hold label values (no value above half scale, a palette or several colours): their nonzero pixels are the structure` : '';
     lines.push(`mask values: ${fmt(r.maskValues)}${note}`);
     if (r.labelMaps) lines.push(`label maps: ${r.labelMaps} mask(s) hold several label values, each read as one structure; the first: ${r.labelMapExample}`);
   }
