@@ -7,7 +7,7 @@
  *
  *   npm run bench                                  # workloads a and b on wasm
  *   npm run bench -- --workload a --with-torch     # also the PyTorch reference, and the ratio
- *   npm run bench -- --workload a --profile        # time per kernel for one step
+ *   npm run bench -- --workload a --profile        # time per kernel for one step (pretraining, seg256, ft18, ft50)
  *   npm run bench -- --backend webgpu              # also kernels (dispatches), host time, GPU time in kernels
  *                                                  # (timestamp queries) and its share of the step
  *   npm run bench -- --backend webgpu --workload a --size 32 --batch 2 --defer-submit   # host time of (a)'s graph
@@ -17,6 +17,7 @@
  *   npm run bench -- --workload cpu --contend --with-torch   # also with another process busy on one core
  *   npm run bench -- --workload cpu --threads 1              # the native kernels on one thread
  *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
+ *   npm run bench -- --workload ft18 --with-torch            # U-Net fine-tuning step beside PyTorch's (bench/torch_unet_step.py)
  *   npm run bench -- --workload ft50 --batch 4               # U-Net fine-tuning step (ResNet-50, 224 px)
  *   npm run bench -- --workload ft50 --batch 8 --micro-batch 4   # the same, batch 8 in 2 passes (gradient accumulation)
  *   npm run bench -- --backend webgpu --workload ft18 --size 32 --batch 2 [--replay]   # fine-tuning's dispatches and host time
@@ -216,6 +217,12 @@ async function runSegmentation(w: Workload): Promise<{ median: number; gpu: Reco
       },
     );
     watch?.restore();
+    if (values.profile) {
+      const x = tf.randomNormal([w.batch, w.size, w.size, 1]) as tf.Tensor4D;
+      const y = tf.tidy(() => tf.round(tf.randomUniform([w.batch, w.size, w.size, 3]))) as tf.Tensor4D;
+      printProfile(await tf.profile(async () => (w.kind === 'segment' ? void (await tf.tidy(() => tf.sigmoid(unet.forward(x, { training: false }))).data()) : train(x, y))));
+      tf.dispose([x, y]);
+    }
     return { median, gpu: gpu.length ? { ...gpuReport(gpu), ...(values.replay ? { replayed } : {}), ...convTuningReport() } : {} };
   } finally {
     replay?.dispose();
@@ -424,14 +431,18 @@ function watchWebGpu(): { reset(): void; read(stepS: number, replayed?: { dispat
   };
 }
 
+/** The workload with --batch and --size applied (the child runs it, the PyTorch peer matches it). */
+function withShapeOptions(w: Workload): Workload {
+  return { ...w, ...(values.batch ? { batch: Number(values.batch) } : {}), ...(values.size ? { size: Number(values.size) } : {}) };
+}
+
 async function runChild(w: Workload): Promise<void> {
   const backend = values.backend as BackendName;
   await useBackend(backend);
   if (values['defer-submit']) tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', 1e9);
   if (w.kind === 'evaluate') return runEvaluation();
   if (w.kind === 'optimizer') return runOptimizers(w);
-  if (values.batch) w = { ...w, batch: Number(values.batch) };
-  if (values.size) w = { ...w, size: Number(values.size) };
+  w = withShapeOptions(w);
   if (w.kind === 'convs') return runConvolutions(w);
   if (w.kind === 'infonce') return runInfoNce(w);
   if (w.kind === 'segment' || w.kind === 'finetune') {
@@ -506,39 +517,52 @@ async function runChild(w: Workload): Promise<void> {
     const info = await tf.profile(async () => {
       await adamStep(student, teacher, queue, optimizer, { queries, keys }, settings);
     });
-    const byKernel = new Map<string, { ms: number; calls: number }>();
-    for (const k of info.kernels) {
-      const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
-      const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
-      e.ms += ms;
-      e.calls++;
-      byKernel.set(k.name, e);
-    }
-    const total = [...byKernel.values()].reduce((s, e) => s + e.ms, 0);
-    const rows = [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms);
-    console.log(`# profile of one step (${info.kernels.length} kernel calls, ${total.toFixed(0)} ms in kernels)`);
-    for (const [name, e] of rows.slice(0, 25)) console.log(`#   ${name.padEnd(24)} ${e.ms.toFixed(1).padStart(9)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)}%  ${String(e.calls).padStart(5)} calls`);
-    // The convolutions by shape: where a convolution kernel is slow for one kind of layer.
-    const convs = new Map<string, { ms: number; calls: number }>();
-    for (const k of info.kernels.filter((k) => k.name.startsWith('Conv2D'))) {
-      const key = `${k.name} ${k.inputShapes.map((s) => `[${s.join(',')}]`).join(' ')}`;
-      const e = convs.get(key) ?? { ms: 0, calls: 0 };
-      e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
-      e.calls++;
-      convs.set(key, e);
-    }
-    console.log('# convolutions by input shapes (ms per call)');
-    for (const [key, e] of [...convs.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20)) console.log(`#   ${(e.ms / e.calls).toFixed(1).padStart(8)} ms x ${e.calls}  ${key}`);
+    printProfile(info);
   }
 }
 
-function torchReference(w: Workload): Record<string, unknown> | undefined {
-  const script = path.join(import.meta.dirname, '..', '..', 'shared', 'bench', 'torch_adam_step.py');
+/** Time per kernel of one profiled step (tf.profile), and the convolutions by input shapes. */
+function printProfile(info: Awaited<ReturnType<typeof tf.profile>>): void {
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+    e.ms += ms;
+    e.calls++;
+    byKernel.set(k.name, e);
+  }
+  const total = [...byKernel.values()].reduce((s, e) => s + e.ms, 0);
+  const rows = [...byKernel.entries()].sort((a, b) => b[1].ms - a[1].ms);
+  console.log(`# profile of one step (${info.kernels.length} kernel calls, ${total.toFixed(0)} ms in kernels)`);
+  for (const [name, e] of rows.slice(0, 25)) console.log(`#   ${name.padEnd(24)} ${e.ms.toFixed(1).padStart(9)} ms  ${((100 * e.ms) / total).toFixed(1).padStart(5)}%  ${String(e.calls).padStart(5)} calls`);
+  // The convolutions by shape: where a convolution kernel is slow for one kind of layer.
+  const convs = new Map<string, { ms: number; calls: number }>();
+  for (const k of info.kernels.filter((k) => k.name.startsWith('Conv2D'))) {
+    const key = `${k.name} ${k.inputShapes.map((s) => `[${s.join(',')}]`).join(' ')}`;
+    const e = convs.get(key) ?? { ms: 0, calls: 0 };
+    e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    e.calls++;
+    convs.set(key, e);
+  }
+  console.log('# convolutions by input shapes (ms per call)');
+  for (const [key, e] of [...convs.entries()].sort((a, b) => b[1].ms - a[1].ms).slice(0, 20)) console.log(`#   ${(e.ms / e.calls).toFixed(1).padStart(8)} ms x ${e.calls}  ${key}`);
+}
+
+/**
+ * The PyTorch CPU peer of a workload, run with the same shapes and threads: the pretraining step
+ * (../shared/bench/torch_adam_step.py) or the U-Net's fine-tuning step or inference
+ * (bench/torch_unet_step.py, the same architecture and loss).
+ */
+function torchReference(w: Workload, extra: string[] = []): Record<string, unknown> | undefined {
+  const kind = w.kind ?? 'pretrain';
+  const script = kind === 'pretrain' ? path.join(import.meta.dirname, '..', '..', 'shared', 'bench', 'torch_adam_step.py') : path.join(import.meta.dirname, 'torch_unet_step.py');
   if (!existsSync(script)) {
     console.error(`# PyTorch reference skipped: ${script} not found`);
     return undefined;
   }
-  const r = spawnSync('/usr/bin/python3', [script, '--arch', w.arch, '--width', String(w.width), '--size', String(w.size), '--batch', String(w.batch), '--queue', String(w.queue), '--threads', values.threads ?? '2'], { encoding: 'utf8' });
+  const shapes = ['--arch', w.arch, '--width', String(w.width), '--size', String(w.size), '--batch', String(w.batch), '--threads', values.threads ?? '2'];
+  const args = kind === 'pretrain' ? [...shapes, '--queue', String(w.queue)] : [...shapes, '--mode', kind, '--steps', values.steps!, '--warmup', values.warmup!];
+  const r = spawnSync('/usr/bin/python3', [script, ...args, ...extra], { encoding: 'utf8' });
   if (r.status !== 0) {
     console.error(`# PyTorch reference failed (is Debian's python3-torch installed?): ${r.stderr.trim().split('\n').pop()}`);
     return undefined;
@@ -562,11 +586,14 @@ if (values.child) {
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('{') || l.startsWith('#'));
     for (const l of lines) console.log(values.contend && l.startsWith('{') ? JSON.stringify({ ...JSON.parse(l), contended: true }) : l);
-    if (values['with-torch'] && (w.kind ?? 'pretrain') === 'pretrain') {
-      const torch = torchReference(w);
+    if (values['with-torch'] && ['pretrain', 'segment', 'finetune'].includes(w.kind ?? 'pretrain')) {
+      // The U-Net peer in both layouts (NCHW, PyTorch's default, and channels-last, oneDNN's
+      // preferred one); the ratio is against the faster.
+      const peers = (w.kind ?? 'pretrain') === 'pretrain' ? [torchReference(withShapeOptions(w))] : [torchReference(withShapeOptions(w)), torchReference(withShapeOptions(w), ['--channels-last'])];
+      for (const p of peers) if (p) console.log(JSON.stringify(p));
+      const torch = peers.filter((p) => p !== undefined).sort((a, b) => (b['images_per_s'] as number) - (a['images_per_s'] as number))[0];
       const eden = lines.find((l) => l.startsWith('{'));
       if (torch && eden) {
-        console.log(JSON.stringify(torch));
         const ratio = (JSON.parse(eden).images_per_s as number) / (torch['images_per_s'] as number);
         console.log(JSON.stringify({ workload: name, ratio_eden_to_pytorch: Number(ratio.toFixed(3)), contended: values.contend }));
       }
