@@ -9,7 +9,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -143,6 +143,33 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     assert.deepEqual(back.segments.map((s) => [s.number, s.label]), [[1, 'heart'], [2, 'lungs']]);
     const heartPng = await sharp(path.join(out, 'masks', 'heart', 'nested__chest.png')).extractChannel(0).raw().toBuffer();
     assert.deepEqual(Array.from(back.segments[0]!.mask), Array.from(heartPng, (v) => (v > 127 ? 1 : 0)));
+  });
+
+  it('--resume keeps what an interrupted run measured and segments the rest, to the same outputs; another threshold is refused', () => {
+    const input = tmp();
+    const names = readdirSync(path.join(wingspan, 'images')).sort().slice(0, 8);
+    for (const n of names) copyFileSync(path.join(wingspan, 'images', n), path.join(input, n));
+    const whole = tmp();
+    assert.equal(eden('segment', model, input, '--out', whole, '--batch-size', '2').status, 0);
+    // An interrupted run: the table written after 5 images, the third of them cut off while its
+    // masks were being written (its heart mask missing).
+    const resumed = tmp();
+    assert.equal(eden('segment', model, input, '--out', resumed, '--batch-size', '2').status, 0);
+    const table = readFileSync(path.join(whole, 'measurements.csv'), 'utf8').trim().split('\n');
+    writeFileSync(path.join(resumed, 'measurements.csv'), `${table.slice(0, 6).join('\n')}\n`);
+    rmSync(path.join(resumed, 'masks', 'heart', names[2]!));
+    const r = eden('segment', model, input, '--out', resumed, '--batch-size', '2', '--resume');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^segmented 4 image\(s\) in .*, kept 4 from the earlier run; cardiothoracic ratio for 4; measurements: /);
+    for (const file of ['measurements.csv', 'segment.json', ...names.flatMap((n) => [`masks/heart/${n}`, `masks/lungs/${n}`, `overlays/${n}`])]) {
+      assert.ok(readFileSync(path.join(resumed, file)).equals(readFileSync(path.join(whole, file))), file);
+    }
+    const other = eden('segment', model, input, '--out', resumed, '--threshold', '0.6', '--resume');
+    assert.notEqual(other.status, 0);
+    assert.match(other.stderr, /--resume: .* was written with another threshold \(then 0\.5, now 0\.6\); segment into a new --out, or run without --resume to start over/);
+    const again = eden('segment', model, input, '--out', resumed);
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stderr, /note: .* holds an earlier run's measurements\.csv, now replaced \(--resume keeps its images\)/);
   });
 
   it("names its outputs after DICOM files' whole UID when they have no extension", () => {

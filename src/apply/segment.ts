@@ -10,6 +10,7 @@
  *   OUT/overlays/<name>.png            the image with the masks drawn over it
  *   OUT/seg/<name>.dcm                 DICOM SEG, for DICOM input
  *   OUT/measurements.csv               one row per image
+ *   OUT/segment.json                   the model and threshold that wrote OUT (for --resume)
  * <name> is the file's path relative to the folder it was found in, '/' replaced by '__', without extension.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -28,6 +29,7 @@ import type { Segmenter } from '../models/task-model-file.js';
 import { writeFileAtomic } from '../engine/tensor-file.js';
 import { VERSION } from '../version.js';
 import { area, cardiothoracicRatio, lungsOf } from './measure.js';
+import { earlierRows, outputsExist, segmentRunRecord, writeRunRecord } from './segment-resume.js';
 
 export interface SegmentOptions {
   out: string;
@@ -37,6 +39,11 @@ export interface SegmentOptions {
   threshold?: number;
   /** Write DICOM SEG files for DICOM input (default true). */
   dicomSeg?: boolean;
+  /**
+   * Keep the images an earlier run of the same model and threshold measured in `out` (its
+   * measurements.csv rows, with their masks on disk) and segment only the rest (segment-resume.ts).
+   */
+  resume?: boolean;
   onSkip?: (s: SkippedFile) => void;
   /** Something the outputs lack, e.g. a DICOM SEG for a DICOM file without the UIDs a SEG references. */
   onWarning?: (message: string) => void;
@@ -52,7 +59,10 @@ export interface MeasurementRow extends Measurements {
 }
 
 export interface SegmentResult {
+  /** The images segmented by this run. */
   rows: MeasurementRow[];
+  /** Images kept from the earlier run (resume). */
+  kept: number;
   skipped: SkippedFile[];
   csv: string;
   seconds: number;
@@ -65,6 +75,17 @@ const COLOURS: [number, number, number][] = [[230, 25, 75], [60, 180, 75], [0, 1
 function outputName(e: ImageEntry): string {
   const dir = path.posix.dirname(e.relPath);
   return [...(dir === '.' ? [] : dir.split('/')), fileStem(e.relPath)].join('__');
+}
+
+/** Each image's output name, a clash (a.png and a.dcm; two folders' a.png) numbered '-2', '-3' in order. */
+function outputNames(entries: ImageEntry[]): string[] {
+  const used = new Set<string>();
+  return entries.map((e) => {
+    let name = outputName(e);
+    for (let k = 2; used.has(name); k++) name = `${outputName(e)}-${k}`;
+    used.add(name);
+    return name;
+  });
 }
 
 /** Per-structure probabilities [size * size] for a batch of images normalised to [0, 1] at `size`. */
@@ -118,12 +139,21 @@ export async function maskPng(mask: Uint8Array, width: number, height: number): 
   return sharp(bytes, { raw: { width, height, channels: 1 } }).toColourspace('b-w').png().toBuffer();
 }
 
+export function measurementsHeader(structures: string[]): string[] {
+  return ['file', 'width', 'height', ...structures.map((s) => `${s}_area_px`), 'pixel_spacing_mm', 'pixel_spacing_source', ...structures.map((s) => `${s}_area_mm2`), 'heart_width_px', 'thorax_width_px', 'ctr', 'seg'];
+}
+
+/** One row of the measurements table. */
+function measurementLine(r: MeasurementRow, structures: string[]): string {
+  return [r.file, r.width, r.height, ...structures.map((s) => r.areaPx[s]), r.pixelSpacing?.join('\\'), r.pixelSpacingSource, ...structures.map((s) => r.areaMm2?.[s]), r.heartWidthPx, r.thoraxWidthPx, r.ctr, r.seg].map(csvField).join(',');
+}
+
 export function measurementsCsv(rows: MeasurementRow[], structures: string[]): string {
-  const header = ['file', 'width', 'height', ...structures.map((s) => `${s}_area_px`), 'pixel_spacing_mm', 'pixel_spacing_source', ...structures.map((s) => `${s}_area_mm2`), 'heart_width_px', 'thorax_width_px', 'ctr', 'seg'];
-  const lines = rows.map((r) =>
-    [r.file, r.width, r.height, ...structures.map((s) => r.areaPx[s]), r.pixelSpacing?.join('\\'), r.pixelSpacingSource, ...structures.map((s) => r.areaMm2?.[s]), r.heartWidthPx, r.thoraxWidthPx, r.ctr, r.seg].map(csvField).join(','),
-  );
-  return `${[header.join(','), ...lines].join('\n')}\n`;
+  return tableOf(structures, rows.map((r) => measurementLine(r, structures)));
+}
+
+function tableOf(structures: string[], lines: string[]): string {
+  return `${[measurementsHeader(structures).join(','), ...lines].join('\n')}\n`;
 }
 
 export interface Measurements {
@@ -197,37 +227,48 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
     o.onSkip?.(s);
   };
   for (const s of scan.skipped) skip(s);
+  const record = segmentRunRecord(model.meta, threshold, o.dicomSeg !== false);
+  const earlier = o.resume ? await earlierRows(o.out, record, measurementsHeader(structures)) : new Map<string, string[]>();
   for (const dir of ['overlays', ...folders.map((f) => path.join('masks', f))]) await fs.mkdir(path.join(o.out, dir), { recursive: true });
+  await writeRunRecord(o.out, record);
   const rows: MeasurementRow[] = [];
-  const names = new Set<string>();
+  // Every image's output name, in the scan's order: the same in a run that resumes this one.
+  const names = outputNames(scan.images);
+  // The table's lines by image, in the scan's order whatever order they were measured in.
+  const lines = new Map<number, string>();
+  const todo: { index: number; entry: ImageEntry; name: string }[] = [];
+  for (const [index, entry] of scan.images.entries()) {
+    const fields = earlier.get(entry.path);
+    if (fields && (await outputsExist(o.out, folders, names[index]!))) lines.set(index, fields.map(csvField).join(','));
+    else todo.push({ index, entry, name: names[index]! });
+  }
+  const kept = lines.size;
+  const table = (): string => tableOf(structures, [...lines.keys()].sort((a, b) => a - b).map((i) => lines.get(i)!));
   const total = scan.images.length;
 
   // Decode ahead of the model (sharp and the DICOM codecs work off the main thread).
-  type Decoded = { entry: ImageEntry; grey: GreyImage; normalised: Float32Array };
-  const decode = async (entry: ImageEntry): Promise<Decoded | undefined> => {
+  type Decoded = { index: number; entry: ImageEntry; name: string; grey: GreyImage; normalised: Float32Array };
+  const decode = async ({ index, entry, name }: { index: number; entry: ImageEntry; name: string }): Promise<Decoded | undefined> => {
     try {
       const grey = await decodeImageFile(entry.path);
       // Normalised in place: the raw values are not needed again (SEG and measurements read grey's
       // size and DICOM attributes), and a full-resolution copy is tens of megabytes to touch.
-      return { entry, grey, normalised: normalizeIntensity(grey, model.meta.intensity, grey.data) };
+      return { index, entry, name, grey, normalised: normalizeIntensity(grey, model.meta.intensity, grey.data) };
     } catch (err) {
       skip(skippedBy(entry.path, err));
       return undefined;
     }
   };
-  const pending = scan.images.slice(0, batchSize * 2).map(decode);
+  const pending = todo.slice(0, batchSize * 2).map(decode);
   let next = pending.length;
   let batch: Decoded[] = [];
   const flush = async (): Promise<void> => {
     if (!batch.length) return;
     const results = await segmentImages(model, batch, threshold);
     for (let j = 0; j < batch.length; j++) {
-      const { entry, grey, normalised } = batch[j]!;
+      const { index, entry, name, grey, normalised } = batch[j]!;
       const { width, height } = grey;
       const { masks, measurements } = results[j]!;
-      let name = outputName(entry);
-      for (let k = 2; names.has(name); k++) name = `${outputName(entry)}-${k}`;
-      names.add(name);
       const row: MeasurementRow = { file: entry.path, name, width, height, ...measurements };
       await Promise.all([
         ...folders.map(async (folder, k) => writeFileAtomic(path.join(o.out, 'masks', folder, `${name}.png`), await maskPng(masks[k]!, width, height))),
@@ -243,20 +284,21 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
         row.seg = segFile;
       }
       rows.push(row);
-      o.onImage?.(row, rows.length, total);
+      lines.set(index, measurementLine(row, structures));
+      o.onImage?.(row, kept + rows.length, total);
     }
     batch = [];
-    // The CSV so far, after every batch: a killed run keeps what it measured.
-    await writeFileAtomic(path.join(o.out, 'measurements.csv'), measurementsCsv(rows, structures));
+    // The CSV so far, after every batch: a killed run keeps what it measured (and --resume goes on from it).
+    await writeFileAtomic(path.join(o.out, 'measurements.csv'), table());
   };
   while (pending.length) {
     const d = await pending.shift()!;
-    if (next < scan.images.length) pending.push(decode(scan.images[next++]!));
+    if (next < todo.length) pending.push(decode(todo[next++]!));
     if (d) batch.push(d);
     if (batch.length === batchSize) await flush();
   }
   await flush();
   const csv = path.join(o.out, 'measurements.csv');
-  await writeFileAtomic(csv, measurementsCsv(rows, structures));
-  return { rows, skipped: skippedFiles, csv, seconds: (Date.now() - t0) / 1000 };
+  await writeFileAtomic(csv, table());
+  return { rows, kept, skipped: skippedFiles, csv, seconds: (Date.now() - t0) / 1000 };
 }

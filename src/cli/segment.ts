@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { useBackend } from '../engine/backend.js';
 import { loadClassifier, loadSegmenter } from '../models/task-model-file.js';
@@ -19,9 +19,11 @@ export function registerSegment(program: Command): void {
     .option('--batch-size <n>', 'images per forward pass', parsePositiveInt, 8)
     .option('--threshold <p>', 'probability threshold of a mask pixel', Number, 0.5)
     .option('--no-dicom-seg', 'do not write DICOM SEG files for DICOM input')
-    .action(async (modelFile: string, paths: string[], opts: { out: string; batchSize: number; threshold: number; dicomSeg: boolean }) => {
+    .option('--resume', "keep the images an interrupted run of the same model and threshold measured in --out, segment the rest")
+    .action(async (modelFile: string, paths: string[], opts: { out: string; batchSize: number; threshold: number; dicomSeg: boolean; resume?: boolean }) => {
       await useBackend('wasm');
       const model = await loadSegmenter(modelFile);
+      if (!opts.resume && existsSync(path.join(opts.out, 'measurements.csv'))) process.stderr.write(`note: ${opts.out} holds an earlier run's measurements.csv, now replaced (--resume keeps its images)\n`);
       const bar = createProgress('segmenting');
       let skippedCount = 0;
       try {
@@ -30,6 +32,7 @@ export function registerSegment(program: Command): void {
           batchSize: opts.batchSize,
           threshold: opts.threshold,
           dicomSeg: opts.dicomSeg,
+          resume: opts.resume,
           onSkip: (s) => {
             if (s.category === 'not an image file') return;
             skippedCount++;
@@ -40,7 +43,8 @@ export function registerSegment(program: Command): void {
         });
         bar.stop();
         const withCtr = r.rows.filter((x) => x.ctr !== undefined).length;
-        process.stdout.write(`segmented ${r.rows.length} image(s) in ${r.seconds.toFixed(1)} s (${(r.rows.length / Math.max(r.seconds, 1e-3)).toFixed(1)} images/s)${skippedCount ? `, skipped ${skippedCount}` : ''}; ${withCtr ? `cardiothoracic ratio for ${withCtr}; ` : ''}measurements: ${r.csv}\n`);
+        const kept = r.kept ? `, kept ${r.kept} from the earlier run` : '';
+        process.stdout.write(`segmented ${r.rows.length} image(s) in ${r.seconds.toFixed(1)} s (${(r.rows.length / Math.max(r.seconds, 1e-3)).toFixed(1)} images/s)${kept}${skippedCount ? `, skipped ${skippedCount}` : ''}; ${withCtr ? `cardiothoracic ratio for ${withCtr}; ` : ''}measurements: ${r.csv}\n`);
       } finally {
         bar.stop();
         model.dispose();
