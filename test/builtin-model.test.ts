@@ -8,7 +8,7 @@
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseNpy } from 'npyjs';
@@ -18,6 +18,7 @@ import { loadEncoder } from '../src/models/encoder-file.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { matchAnatomy } from '../src/apply/match.js';
 import { embedFiles } from '../src/embed/embed.js';
+import { embedToFile } from '../src/embed/embedding-file.js';
 import { spawnSync } from 'node:child_process';
 import { eden as runEden } from './helpers/cli.js';
 
@@ -140,9 +141,38 @@ describe('the shipped pretrained Eve', () => {
     assert.equal(none.status, 1);
     assert.match(none.stderr, /broken\.png: corrupt.*\n.*eden: none of the 1 image\(s\) could be read/s);
     assert.ok(!existsSync(path.join(dir, 'none.npy')));
+    assert.ok(!existsSync(path.join(dir, 'none.npy.partial')), 'no partial files left of a run that wrote nothing');
     // The library, asked for chosen files with no onSkip, stops at a bad one and names it.
     const { encoder } = await loadEncoder('builtin');
     await assert.rejects(embedFiles(encoder, [path.join(dir, 'b.png'), path.join(dir, 'broken.png')]), /broken\.png: corrupt/);
+    encoder.dispose();
+  });
+
+  it('eden embed writes as it goes: an interrupted run resumes to the bytes of an uninterrupted one; other settings are refused', async () => {
+    await useBackend('wasm');
+    const { encoder } = await loadEncoder('builtin');
+    const files = readdirSync(samples).filter((f) => f.endsWith('.png')).sort().slice(0, 10).map((f) => path.join(samples, f));
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-embed-resume-'));
+    const settings = { checkpoint: 'builtin', preprocess: 'default', dense: false };
+    const whole = await embedToFile(encoder, files, path.join(dir, 'whole.npy'), settings, { inputSize: 64, batchSize: 4 });
+    assert.deepEqual(whole, { shape: [10, 512], kept: 0 });
+    // Stopped after two batches were written, and then (as a kill in the third would leave it) with
+    // part of the next batch's data and half a row line on disk.
+    const out = path.join(dir, 'cut.npy');
+    await assert.rejects(embedToFile(encoder, files, out, settings, { inputSize: 64, batchSize: 4, onProgress: (done) => { if (done >= 8) throw new Error('killed'); } }), /killed/);
+    assert.ok(!existsSync(out) && existsSync(`${out}.partial`));
+    assert.equal(readFileSync(path.join(dir, 'cut.files.csv.partial'), 'utf8').trim().split('\n').length, 1 + 8, 'the rows written before the stop');
+    appendFileSync(`${out}.partial`, Buffer.alloc(7000, 7)); // more than the two rows still to come
+    appendFileSync(path.join(dir, 'cut.files.csv.partial'), `8,${files[8]!.slice(0, 10)}`);
+    await assert.rejects(embedToFile(encoder, files, out, { ...settings, size: 128 }, { inputSize: 64, size: 128, resume: true }), /--resume: .*cut\.npy\.partial was computed with another size \(then the default, now 128\); run without --resume to start over/);
+    const resumed = await embedToFile(encoder, files, out, settings, { inputSize: 64, batchSize: 4, resume: true });
+    assert.deepEqual(resumed, { shape: [10, 512], kept: 8 });
+    assert.ok(readFileSync(out).equals(readFileSync(path.join(dir, 'whole.npy'))), 'the .npy');
+    assert.equal(readFileSync(path.join(dir, 'cut.files.csv'), 'utf8').replaceAll('cut', 'whole'), readFileSync(path.join(dir, 'whole.files.csv'), 'utf8'));
+    assert.deepEqual(readdirSync(dir).sort(), ['cut.files.csv', 'cut.npy', 'whole.files.csv', 'whole.npy']);
+    const npy = readFileSync(out);
+    const parsed = parseNpy(npy.buffer.slice(npy.byteOffset, npy.byteOffset + npy.byteLength) as ArrayBuffer);
+    assert.deepEqual(parsed.shape, [10, 512]);
     encoder.dispose();
   });
 });

@@ -1,12 +1,14 @@
 import { Command, Option } from 'commander';
-import { dump } from 'npyjs';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { EdenError } from '../core/errors.js';
 import { BACKENDS, useBackend, type BackendName } from '../engine/backend.js';
-import { loadTensorFile, writeFileAtomic } from '../engine/tensor-file.js';
+import { loadTensorFile } from '../engine/tensor-file.js';
 import { loadEncoder, saveEncoder } from '../models/encoder-file.js';
 import { BACKBONES } from '../models/resnet.js';
 import { importTorchCheckpoint } from '../interop/import-torch.js';
-import { embeddingRowsCsv, embedFiles, type Preprocess } from '../embed/embed.js';
+import { type Preprocess } from '../embed/embed.js';
+import { embedToFile, rowsFileOf } from '../embed/embedding-file.js';
 import { scanDataset, type SkippedFile } from '../data/scan.js';
 import { exportSafetensors, exportTfjs } from '../interop/export.js';
 import { exportClassifierOnnx, exportOnnx, exportSegmenterOnnx } from '../interop/onnx.js';
@@ -48,7 +50,8 @@ export function registerInterop(program: Command): void {
     .addOption(new Option('--preprocess <mode>', "'default': intensity window, resize, normalise as in training; 'none': pixel / 255 at the image's own size").choices(['default', 'none']).default('default'))
     .option('--size <px>', "input size for --preprocess default (default: the checkpoint's training view size)", parsePositiveInt)
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
-    .action(async (paths: string[], opts: { checkpoint: string; out: string; dense?: boolean; preprocess: Preprocess; size?: number; backend: BackendName }) => {
+    .option('--resume', 'go on with an interrupted run into the same --out (same checkpoint and preprocessing): its rows are kept')
+    .action(async (paths: string[], opts: { checkpoint: string; out: string; dense?: boolean; preprocess: Preprocess; size?: number; backend: BackendName; resume?: boolean }) => {
       // Folders are searched as every other command does; files given one by one keep their order.
       const scan = await scanDataset(paths, { imagesOnly: true });
       let skippedCount = 0;
@@ -62,18 +65,22 @@ export function registerInterop(program: Command): void {
       await useBackend(opts.backend);
       const { encoder, meta } = await loadEncoder(opts.checkpoint);
       const progress = createProgress('embedding');
-      const out = await embedFiles(
+      // The rows depend on the checkpoint file itself (a file rewritten in place is another one).
+      const checkpointFile = path.resolve(resolveModelSpec(opts.checkpoint));
+      const stamp = await fs.stat(checkpointFile).then((st) => `${checkpointFile} (${st.size} bytes, modified ${st.mtime.toISOString()})`, () => checkpointFile);
+      await fs.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
+      const out = await embedToFile(
         encoder,
         scan.images.map((e) => e.path),
-        { preprocess: opts.preprocess, size: opts.size, inputSize: meta.inputSize, dense: opts.dense, onProgress: (d, t) => progress.update(d, t), onSkip: report },
+        opts.out,
+        { checkpoint: stamp, preprocess: opts.preprocess, size: opts.size, dense: opts.dense ?? false },
+        { preprocess: opts.preprocess, size: opts.size, inputSize: meta.inputSize, dense: opts.dense, resume: opts.resume, onProgress: (d, t) => progress.update(d, t), onSkip: report },
       ).finally(() => {
         progress.stop();
         encoder.dispose();
       });
-      const rowsFile = `${opts.out.replace(/\.npy$/i, '')}.files.csv`;
-      await writeFileAtomic(opts.out, new Uint8Array(dump(out.data, out.shape)));
-      await writeFileAtomic(rowsFile, embeddingRowsCsv(out.files));
-      process.stdout.write(`wrote ${opts.out}: float32 [${out.shape.join(', ')}]${skippedCount ? `, skipped ${skippedCount}` : ''}; the image of each row: ${rowsFile}\n`);
+      const kept = out.kept ? `, ${out.kept} rows kept from the earlier run` : '';
+      process.stdout.write(`wrote ${opts.out}: float32 [${out.shape.join(', ')}]${kept}${skippedCount ? `, skipped ${skippedCount}` : ''}; the image of each row: ${rowsFileOf(opts.out)}\n`);
     });
 
   program

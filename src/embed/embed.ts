@@ -54,13 +54,23 @@ export function embedBatch(encoder: Encoder, x: tf.Tensor4D, dense: boolean): tf
   });
 }
 
-export async function embedFiles(encoder: Encoder, files: string[], options: EmbedOptions & { inputSize?: number } = {}): Promise<Embeddings> {
-  if (files.length === 0) throw new EdenError('config', 'no images to embed');
+/** One batch's embeddings: the files embedded (in order) and their rows. */
+export interface EmbeddedBatch {
+  files: string[];
+  /** [files.length, ...itemShape] */
+  data: Float32Array;
+  itemShape: number[];
+}
+
+/**
+ * The embeddings of `files` batch by batch, in order: what embedFiles collects and eden embed
+ * streams to disk. Unreadable files go to onSkip (without it, they are errors); every batch's
+ * items have one shape (dense maps of images of another size are an error).
+ */
+export async function* embedBatches(encoder: Encoder, files: string[], options: EmbedOptions & { inputSize?: number } = {}): AsyncGenerator<EmbeddedBatch> {
   const preprocess = options.preprocess ?? 'default';
   const size = options.size ?? options.inputSize ?? 224;
   const batchSize = preprocess === 'none' ? 1 : (options.batchSize ?? 16);
-  const parts: Float32Array[] = [];
-  const embedded: string[] = [];
   let itemShape: number[] | undefined;
   for (let start = 0; start < files.length; start += batchSize) {
     const batch: string[] = [];
@@ -95,10 +105,22 @@ export async function embedFiles(encoder: Encoder, files: string[], options: Emb
       throw new EdenError('data', `${batch[0]}: its dense features are [${shape}], earlier images gave [${itemShape}]; dense output needs images of one size (use --preprocess default)`);
     }
     itemShape = shape;
-    parts.push((await y.data()) as Float32Array);
-    embedded.push(...batch);
+    const data = (await y.data()) as Float32Array;
     tf.dispose([x, y]);
+    yield { files: batch, data, itemShape };
     options.onProgress?.(done, files.length);
+  }
+}
+
+export async function embedFiles(encoder: Encoder, files: string[], options: EmbedOptions & { inputSize?: number } = {}): Promise<Embeddings> {
+  if (files.length === 0) throw new EdenError('config', 'no images to embed');
+  const parts: Float32Array[] = [];
+  const embedded: string[] = [];
+  let itemShape: number[] | undefined;
+  for await (const b of embedBatches(encoder, files, options)) {
+    parts.push(b.data);
+    embedded.push(...b.files);
+    itemShape = b.itemShape;
   }
   if (!itemShape) throw new EdenError('data', `none of the ${files.length} image(s) could be read`);
   const data = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
