@@ -152,11 +152,12 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     const whole = tmp();
     assert.equal(eden('segment', model, input, '--out', whole, '--batch-size', '2').status, 0);
     // An interrupted run: the table written after 5 images, the third of them cut off while its
-    // masks were being written (its heart mask missing).
+    // masks were being written (its heart mask missing) ...
     const resumed = tmp();
     assert.equal(eden('segment', model, input, '--out', resumed, '--batch-size', '2').status, 0);
     const table = readFileSync(path.join(whole, 'measurements.csv'), 'utf8').trim().split('\n');
-    writeFileSync(path.join(resumed, 'measurements.csv'), `${table.slice(0, 6).join('\n')}\n`);
+    // ... and the sixth image's row cut off mid-line (no newline yet): not a row.
+    writeFileSync(path.join(resumed, 'measurements.csv'), `${table.slice(0, 6).join('\n')}\n${table[6]!.slice(0, -3)}`);
     rmSync(path.join(resumed, 'masks', 'heart', names[2]!));
     const r = eden('segment', model, input, '--out', resumed, '--batch-size', '2', '--resume');
     assert.equal(r.status, 0, r.stderr);

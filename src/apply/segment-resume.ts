@@ -53,7 +53,8 @@ export async function earlierRows(out: string, record: SegmentRunRecord, header:
   if (differences.length) {
     throw new EdenError('config', `--resume: ${out} was written with another ${differences.join(' and ')} (${differences.map((k) => `then ${JSON.stringify(was[k])}, now ${JSON.stringify(record[k])}`).join('; ')}); segment into a new --out, or run without --resume to start over`);
   }
-  const records = parse(csv, { relax_column_count: true }) as string[][];
+  // A row cut off by the interruption (no newline yet) is not a row: its last number may be cut short.
+  const records = parse(csv.slice(0, csv.lastIndexOf('\n') + 1), { relax_column_count: true }) as string[][];
   if (records[0]?.join(',') !== header.join(',')) throw new EdenError('config', `--resume: ${csvFile} has other columns than this run writes; segment into a new --out`);
   return new Map(records.slice(1).filter((r) => r.length === header.length).map((r) => [r[0]!, r]));
 }

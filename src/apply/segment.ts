@@ -244,6 +244,11 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   }
   const kept = lines.size;
   const table = (): string => tableOf(structures, [...lines.keys()].sort((a, b) => a - b).map((i) => lines.get(i)!));
+  // The table so far: the kept rows now, each batch's rows appended after its files are written (a
+  // killed run keeps what it measured, and --resume goes on from it); in the scan's order at the end.
+  // Appending, not rewriting: rewriting after every batch is quadratic in a large archive's rows.
+  const csv = path.join(o.out, 'measurements.csv');
+  await writeFileAtomic(csv, table());
   const total = scan.images.length;
 
   // Decode ahead of the model (sharp and the DICOM codecs work off the main thread).
@@ -262,6 +267,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   const pending = todo.slice(0, batchSize * 2).map(decode);
   let next = pending.length;
   let batch: Decoded[] = [];
+  const appended: string[] = [];
   const flush = async (): Promise<void> => {
     if (!batch.length) return;
     const results = await segmentImages(model, batch, threshold);
@@ -285,11 +291,12 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
       }
       rows.push(row);
       lines.set(index, measurementLine(row, structures));
+      appended.push(lines.get(index)!);
       o.onImage?.(row, kept + rows.length, total);
     }
     batch = [];
-    // The CSV so far, after every batch: a killed run keeps what it measured (and --resume goes on from it).
-    await writeFileAtomic(path.join(o.out, 'measurements.csv'), table());
+    await fs.appendFile(csv, appended.map((l) => `${l}\n`).join(''));
+    appended.length = 0;
   };
   while (pending.length) {
     const d = await pending.shift()!;
@@ -298,7 +305,6 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
     if (batch.length === batchSize) await flush();
   }
   await flush();
-  const csv = path.join(o.out, 'measurements.csv');
   await writeFileAtomic(csv, table());
   return { rows, kept, skipped: skippedFiles, csv, seconds: (Date.now() - t0) / 1000 };
 }
