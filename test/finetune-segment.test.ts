@@ -9,7 +9,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -154,11 +154,13 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     // An interrupted run: the table written after 5 images, the third of them cut off while its
     // masks were being written (its heart mask missing) ...
     const resumed = tmp();
-    assert.equal(eden('segment', model, input, '--out', resumed, '--batch-size', '2').status, 0);
+    cpSync(whole, resumed, { recursive: true });
     const table = readFileSync(path.join(whole, 'measurements.csv'), 'utf8').trim().split('\n');
     // ... and the sixth image's row cut off mid-line (no newline yet): not a row.
     writeFileSync(path.join(resumed, 'measurements.csv'), `${table.slice(0, 6).join('\n')}\n${table[6]!.slice(0, -3)}`);
     rmSync(path.join(resumed, 'masks', 'heart', names[2]!));
+    // (An interrupted run has no outputs of the images after those.)
+    for (const n of names.slice(5)) for (const f of [`masks/heart/${n}`, `masks/lungs/${n}`, `overlays/${n}`]) rmSync(path.join(resumed, f));
     const r = eden('segment', model, input, '--out', resumed, '--batch-size', '2', '--resume');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^segmented 4 image\(s\) in .*, kept 4 from the earlier run; cardiothoracic ratio for 4; measurements: /);
@@ -168,7 +170,7 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     const other = eden('segment', model, input, '--out', resumed, '--threshold', '0.6', '--resume');
     assert.notEqual(other.status, 0);
     assert.match(other.stderr, /--resume: .* was written with another threshold \(then 0\.5, now 0\.6\); segment into a new --out, or run without --resume to start over/);
-    const again = eden('segment', model, input, '--out', resumed);
+    const again = eden('segment', model, path.join(input, names[0]!), '--out', resumed);
     assert.equal(again.status, 0, again.stderr);
     assert.match(again.stderr, /note: .* holds an earlier run's measurements\.csv, now replaced \(--resume keeps its images\)/);
   });
