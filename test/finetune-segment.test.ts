@@ -159,14 +159,17 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     // ... and the sixth image's row cut off mid-line (no newline yet): not a row.
     writeFileSync(path.join(resumed, 'measurements.csv'), `${table.slice(0, 6).join('\n')}\n${table[6]!.slice(0, -3)}`);
     rmSync(path.join(resumed, 'masks', 'heart', names[2]!));
-    // (An interrupted run has no outputs of the images after those.)
+    // (An interrupted run has no outputs of the images after those, and a killed write leaves its
+    // temporary file.)
     for (const n of names.slice(5)) for (const f of [`masks/heart/${n}`, `masks/lungs/${n}`, `overlays/${n}`]) rmSync(path.join(resumed, f));
+    writeFileSync(path.join(resumed, 'masks', 'lungs', `.${names[5]}.4242.1764612345678.tmp`), 'half a PNG');
     const r = eden('segment', model, input, '--out', resumed, '--batch-size', '2', '--resume');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^segmented 4 image\(s\) in .*, kept 4 from the earlier run; cardiothoracic ratio for 4; measurements: /);
     for (const file of ['measurements.csv', 'segment.json', ...names.flatMap((n) => [`masks/heart/${n}`, `masks/lungs/${n}`, `overlays/${n}`])]) {
       assert.ok(readFileSync(path.join(resumed, file)).equals(readFileSync(path.join(whole, file))), file);
     }
+    for (const dir of ['masks/heart', 'masks/lungs', 'overlays']) assert.deepEqual(readdirSync(path.join(resumed, dir)), readdirSync(path.join(whole, dir)), dir);
     const other = eden('segment', model, input, '--out', resumed, '--threshold', '0.6', '--resume');
     assert.notEqual(other.status, 0);
     assert.match(other.stderr, /--resume: .* was written with another threshold \(then 0\.5, now 0\.6\); segment into a new --out, or run without --resume to start over/);

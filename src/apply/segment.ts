@@ -29,7 +29,7 @@ import type { Segmenter } from '../models/task-model-file.js';
 import { writeFileAtomic } from '../engine/tensor-file.js';
 import { VERSION } from '../version.js';
 import { area, cardiothoracicRatio, lungsOf } from './measure.js';
-import { earlierRows, outputsExist, segmentRunRecord, writeRunRecord } from './segment-resume.js';
+import { earlierRows, outputsExist, removeLeftTemporaries, segmentRunRecord, writeRunRecord } from './segment-resume.js';
 
 export interface SegmentOptions {
   out: string;
@@ -229,6 +229,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   for (const s of scan.skipped) skip(s);
   const record = segmentRunRecord(model.meta, threshold, o.dicomSeg !== false);
   const earlier = o.resume ? await earlierRows(o.out, record, measurementsHeader(structures)) : new Map<string, string[]>();
+  if (o.resume) await removeLeftTemporaries([o.out, 'overlays', 'seg', ...folders.map((f) => path.join('masks', f))].map((d) => (d === o.out ? d : path.join(o.out, d))));
   for (const dir of ['overlays', ...folders.map((f) => path.join('masks', f))]) await fs.mkdir(path.join(o.out, dir), { recursive: true });
   await writeRunRecord(o.out, record);
   const rows: MeasurementRow[] = [];
