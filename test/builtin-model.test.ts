@@ -164,6 +164,7 @@ describe('the shipped pretrained Eve', () => {
     assert.equal(readFileSync(path.join(dir, 'cut.files.csv.partial'), 'utf8').trim().split('\n').length, 1 + 8, 'the rows written before the stop');
     appendFileSync(`${out}.partial`, Buffer.alloc(7000, 7)); // more than the two rows still to come
     appendFileSync(path.join(dir, 'cut.files.csv.partial'), `8,${files[8]!.slice(0, 10)}`);
+    writeFileSync(path.join(dir, '.cut.npy.partial.json.4242.1764612345678.tmp'), '{"chec'); // a write cut off
     await assert.rejects(embedToFile(encoder, files, out, { ...settings, size: 128 }, { inputSize: 64, size: 128, resume: true }), /--resume: .*cut\.npy\.partial was computed with another size \(then the default, now 128\); run without --resume to start over/);
     const resumed = await embedToFile(encoder, files, out, settings, { inputSize: 64, batchSize: 4, resume: true });
     assert.deepEqual(resumed, { shape: [10, 512], kept: 8 });

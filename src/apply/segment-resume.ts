@@ -65,14 +65,3 @@ export async function outputsExist(out: string, folders: string[], name: string)
   const found = await Promise.all(files.map((f) => fs.access(f).then(() => true, () => false)));
   return found.every(Boolean);
 }
-
-/** writeFileAtomic's temporary files ('.<name>.<pid>.<time>.tmp'), left where a run was killed mid-write. */
-const TEMPORARY = /^\..+\.\d+\.\d+\.tmp$/;
-
-/** Remove the temporary files a killed run left in `dirs` (missing folders are fine). */
-export async function removeLeftTemporaries(dirs: string[]): Promise<void> {
-  for (const dir of dirs) {
-    const names = await fs.readdir(dir).catch(() => [] as string[]);
-    await Promise.all(names.filter((n) => TEMPORARY.test(n)).map((n) => fs.rm(path.join(dir, n), { force: true })));
-  }
-}

@@ -26,10 +26,10 @@ import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey, resizeToMask } from '../data/resize.js';
 import { scanDataset, skippedBy, type ImageEntry, type SkippedFile } from '../data/scan.js';
 import type { Segmenter } from '../models/task-model-file.js';
-import { writeFileAtomic } from '../engine/tensor-file.js';
+import { removeLeftTemporaries, writeFileAtomic } from '../engine/tensor-file.js';
 import { VERSION } from '../version.js';
 import { area, cardiothoracicRatio, lungsOf } from './measure.js';
-import { earlierRows, outputsExist, removeLeftTemporaries, segmentRunRecord, writeRunRecord } from './segment-resume.js';
+import { earlierRows, outputsExist, segmentRunRecord, writeRunRecord } from './segment-resume.js';
 
 export interface SegmentOptions {
   out: string;

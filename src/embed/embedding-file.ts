@@ -12,9 +12,10 @@
  */
 import { parse } from 'csv-parse/sync';
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { csvField } from '../core/csv.js';
 import { EdenError } from '../core/errors.js';
-import { writeFileAtomic } from '../engine/tensor-file.js';
+import { removeLeftTemporaries, writeFileAtomic } from '../engine/tensor-file.js';
 import { embedBatches, type EmbedOptions } from './embed.js';
 import type { Encoder } from '../models/encoder.js';
 
@@ -63,6 +64,7 @@ export async function embedToFile(encoder: Encoder, files: string[], out: string
   if (files.length === 0) throw new EdenError('config', 'no images to embed');
   const [dataFile, rowsFile, stateFile] = [`${out}.partial`, `${rowsFileOf(out)}.partial`, `${out}.partial.json`];
   const earlier = options.resume ? await readPartial(dataFile, rowsFile, stateFile, settings) : undefined;
+  if (options.resume) await removeLeftTemporaries([path.dirname(path.resolve(out))], [dataFile, rowsFile, stateFile, out, rowsFileOf(out)].map((f) => path.basename(f)));
   const done = earlier?.files ?? [];
   let itemShape = earlier?.itemShape;
   const itemFloats = (): number => itemShape!.reduce((a, b) => a * b, 1);

@@ -104,6 +104,21 @@ export function decodeTensorFile(bytes: Uint8Array, source = 'tensor file'): Ten
 }
 
 /** Write bytes atomically: temp file in the same folder, fsync, rename, fsync the folder. */
+/**
+ * Remove the temporary files of writeFileAtomic ('.<name>.<pid>.<time>.tmp') that a killed run left
+ * in `dirs` (missing folders are fine); with `names`, only those of these files.
+ */
+export async function removeLeftTemporaries(dirs: string[], names?: string[]): Promise<void> {
+  for (const dir of dirs) {
+    const entries = await fs.readdir(dir).catch(() => [] as string[]);
+    const left = entries.filter((e) => {
+      const m = /^\.(.+)\.\d+\.\d+\.tmp$/.exec(e);
+      return m !== null && (!names || names.includes(m[1]!));
+    });
+    await Promise.all(left.map((e) => fs.rm(path.join(dir, e), { force: true })));
+  }
+}
+
 export async function writeFileAtomic(file: string, bytes: Uint8Array | string): Promise<void> {
   const dir = path.dirname(file);
   await fs.mkdir(dir, { recursive: true });
