@@ -66,7 +66,8 @@ export { epochOrder, viewBatches, imageViews, batchesPerEpoch } from './train/vi
 export { nativeStatus, loadNative, registerNativeKernels } from './engine/native.js';
 
 // embed and interop
-export { embedFiles, embedBatch, embeddingRowsCsv, prepareImage, type EmbedOptions, type Embeddings, type Preprocess } from './embed/embed.js';
+export { embedFiles, embedBatch, embedBatches, embeddingRowsCsv, prepareImage, type EmbedOptions, type Embeddings, type EmbeddedBatch, type Preprocess } from './embed/embed.js';
+export { embedToFile, type EmbedSettings } from './embed/embedding-file.js';
 export { importTorchCheckpoint, findStateDict, type ImportReport } from './interop/import-torch.js';
 export { readTorchFile, parseTorchFile, type TorchTensor } from './interop/torch-file.js';
 export { unpickle, PickleError, PyTuple, PyObject, type PyValue } from './interop/pickle.js';
