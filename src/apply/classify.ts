@@ -17,7 +17,7 @@ export interface ClassifiedImage {
   predicted: string;
 }
 
-export async function classifyFiles(model: Classifier, inputs: string[], o: { batchSize?: number; onSkip?: (s: SkippedFile) => void } = {}): Promise<ClassifiedImage[]> {
+export async function classifyFiles(model: Classifier, inputs: string[], o: { batchSize?: number; onSkip?: (s: SkippedFile) => void; onProgress?: (done: number, total: number) => void } = {}): Promise<ClassifiedImage[]> {
   const classes = model.meta.classes!;
   const size = model.meta.inputSize;
   const { mean, std } = model.meta.normalisation;
@@ -25,19 +25,28 @@ export async function classifyFiles(model: Classifier, inputs: string[], o: { ba
   for (const s of scan.skipped) o.onSkip?.(s);
   const out: ClassifiedImage[] = [];
   const batchSize = o.batchSize ?? 16;
+  const px = size * size;
+  // One image as the model's input, normalised as in training.
+  const prepare = async (file: string): Promise<Float32Array> => {
+    const grey = await decodeImageFile(file);
+    const x = resizeGrey(normalizeIntensity(grey, model.meta.intensity, grey.data), grey.width, grey.height, size, size);
+    for (let i = 0; i < x.length; i++) x[i] = (x[i]! - mean) / std;
+    return x;
+  };
   for (let start = 0; start < scan.images.length; start += batchSize) {
+    // A batch's images decoded together (sharp works on the thread pool), kept in order.
+    const entries = scan.images.slice(start, start + batchSize);
+    const decoded = await Promise.allSettled(entries.map((e) => prepare(e.path)));
     const batch: { file: string; x: Float32Array }[] = [];
-    for (const e of scan.images.slice(start, start + batchSize)) {
-      try {
-        const grey = await decodeImageFile(e.path);
-        const x = resizeGrey(normalizeIntensity(grey, model.meta.intensity, grey.data), grey.width, grey.height, size, size).map((v) => (v - mean) / std);
-        batch.push({ file: e.path, x });
-      } catch (err) {
-        o.onSkip?.(skippedBy(e.path, err));
-      }
-    }
+    decoded.forEach((d, j) => {
+      if (d.status === 'fulfilled') batch.push({ file: entries[j]!.path, x: d.value });
+      else o.onSkip?.(skippedBy(entries[j]!.path, d.reason));
+    });
+    o.onProgress?.(Math.min(start + batchSize, scan.images.length), scan.images.length);
     if (!batch.length) continue;
-    const x = tf.tensor4d(Float32Array.from(batch.flatMap((b) => Array.from(b.x))), [batch.length, size, size, 1]);
+    const xs = new Float32Array(batch.length * px);
+    batch.forEach((b, j) => xs.set(b.x, j * px));
+    const x = tf.tensor4d(xs, [batch.length, size, size, 1]);
     const p = tf.tidy(() => tf.softmax(tf.add(tf.matMul(model.backbone.forward(x, { training: false }).pooled, model.head.get('head.weight')), model.head.get('head.bias'))));
     const probs = (await p.data()) as Float32Array;
     tf.dispose([x, p]);

@@ -60,12 +60,15 @@ export function registerSegment(program: Command): void {
     .action(async (modelFile: string, paths: string[], opts: { out: string }) => {
       await useBackend('wasm');
       const model = await loadClassifier(modelFile);
+      const bar = createProgress('classifying');
       try {
-        const rows = await classifyFiles(model, paths, { onSkip: (s) => s.category !== 'not an image file' && process.stderr.write(`skipped ${s.message}\n`) });
+        const rows = await classifyFiles(model, paths, { onSkip: (s) => s.category !== 'not an image file' && process.stderr.write(`skipped ${s.message}\n`), onProgress: (done, total) => bar.update(done, total) });
+        bar.stop();
         await fs.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
         await writeFileAtomic(opts.out, classificationCsv(rows, model.meta.classes!));
         process.stdout.write(`classified ${rows.length} image(s): ${opts.out}\n`);
       } finally {
+        bar.stop();
         model.dispose();
       }
     });
