@@ -101,7 +101,7 @@ export { finetuneSegmentation, finetuneClassification, defaultEncoderSpec, type 
 export { loadSegmenter, loadClassifier, taskModelMeta, SEGMENTER_FORMAT, CLASSIFIER_FORMAT, type Segmenter, type Classifier, type TaskModelMeta } from './models/task-model-file.js';
 export { segmentFiles, segmentImages, measurementsCsv, type SegmentOptions, type SegmentResult, type MeasurementRow, type Measurements } from './apply/segment.js';
 export { cardiothoracicRatio } from './apply/measure.js';
-export { classifyFiles, classificationCsv, type ClassifiedImage } from './apply/classify.js';
+export { classifyFiles, classifyBatches, classifyToFile, classificationCsv, type ClassifiedImage, type ClassifyOptions } from './apply/classify.js';
 export { matchAnatomy, type MatchReport } from './apply/match.js';
 export { builtinModelPath, resolveModelSpec } from './models/builtin.js';
 export { classFolderLabels, type ClassFolderLabel } from './data/class-folders.js';

@@ -15,13 +15,15 @@ import path from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../src/engine/backend.js';
-import { loadSegmenter } from '../src/models/task-model-file.js';
+import { loadSegmenter, taskModelMeta } from '../src/models/task-model-file.js';
 import { loadEncoder } from '../src/models/encoder-file.js';
 import { readSegmentation } from '../src/data/dicom-seg.js';
 import { decodeImageFile } from '../src/data/decode.js';
 import { binarizeMask } from '../src/data/dataset.js';
 import { cardiothoracicRatio } from '../src/apply/measure.js';
 import { structureFolders } from '../src/apply/segment.js';
+import { classifierRecord } from '../src/apply/classify.js';
+import { loadTensorFile } from '../src/engine/tensor-file.js';
 import { hasTool, requireTool } from './helpers/tools.js';
 import { eden as runEden } from './helpers/cli.js';
 
@@ -239,7 +241,7 @@ describe('eden segment output folders', () => {
 
 describe('eden finetune --task classify and eden classify', () => {
   const nih = path.join(data, 'nih1000_64px');
-  it('trains a classifier from a label CSV and writes class probabilities', (t) => {
+  it('trains a classifier from a label CSV and writes class probabilities; a killed run resumes', async (t) => {
     if (!existsSync(nih)) return t.skip(`${nih} not found`);
     const dir = tmp();
     const model = path.join(dir, 'abnormal.safetensors');
@@ -257,6 +259,17 @@ describe('eden finetune --task classify and eden classify', () => {
       assert.ok(Math.abs(Number(p0) + Number(p1) - 1) < 1e-5);
       assert.ok(pred === '0' || pred === '1');
     }
+    // Killed after 40 rows, the 41st half written (and a temporary of the state file left): --resume
+    // keeps the 40 and gives the uninterrupted run's CSV.
+    const cut = path.join(dir, 'cut.csv');
+    writeFileSync(`${cut}.partial`, `${lines.slice(0, 41).join('\n')}\n${lines[41]!.slice(0, 12)}`);
+    writeFileSync(`${cut}.partial.json`, classifierRecord(taskModelMeta(await loadTensorFile(model))!));
+    writeFileSync(path.join(dir, '.cut.csv.partial.json.4242.1764612345678.tmp'), '{');
+    const resumed = eden('classify', model, path.join(nih, 'images', 'test', '0_normal'), '--out', cut, '--resume');
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stdout, /^classified 60 image\(s\), kept 40 from the earlier run: /);
+    assert.equal(readFileSync(cut, 'utf8'), readFileSync(out, 'utf8'));
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('cut') || f.startsWith('.cut')), ['cut.csv']);
   });
 });
 

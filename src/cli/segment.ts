@@ -4,8 +4,7 @@ import path from 'node:path';
 import { useBackend } from '../engine/backend.js';
 import { loadClassifier, loadSegmenter } from '../models/task-model-file.js';
 import { segmentFiles } from '../apply/segment.js';
-import { classificationCsv, classifyFiles } from '../apply/classify.js';
-import { writeFileAtomic } from '../engine/tensor-file.js';
+import { classifyToFile } from '../apply/classify.js';
 import { createProgress } from './progress.js';
 import { parsePositiveInt } from './options.js';
 
@@ -57,16 +56,16 @@ export function registerSegment(program: Command): void {
     .argument('<model>', 'classification model file')
     .argument('<paths...>', 'images and folders')
     .requiredOption('--out <file>', 'CSV to write')
-    .action(async (modelFile: string, paths: string[], opts: { out: string }) => {
+    .option('--resume', 'go on with an interrupted run of the same model into the same --out: its rows are kept')
+    .action(async (modelFile: string, paths: string[], opts: { out: string; resume?: boolean }) => {
       await useBackend('wasm');
       const model = await loadClassifier(modelFile);
       const bar = createProgress('classifying');
       try {
-        const rows = await classifyFiles(model, paths, { onSkip: (s) => s.category !== 'not an image file' && process.stderr.write(`skipped ${s.message}\n`), onProgress: (done, total) => bar.update(done, total) });
-        bar.stop();
         await fs.mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
-        await writeFileAtomic(opts.out, classificationCsv(rows, model.meta.classes!));
-        process.stdout.write(`classified ${rows.length} image(s): ${opts.out}\n`);
+        const r = await classifyToFile(model, paths, opts.out, { resume: opts.resume, onSkip: (s) => s.category !== 'not an image file' && process.stderr.write(`skipped ${s.message}\n`), onProgress: (done, total) => bar.update(done, total) });
+        bar.stop();
+        process.stdout.write(`classified ${r.rows - r.kept} image(s)${r.kept ? `, kept ${r.kept} from the earlier run` : ''}: ${opts.out}\n`);
       } finally {
         bar.stop();
         model.dispose();
