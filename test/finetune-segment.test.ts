@@ -259,10 +259,11 @@ describe('eden finetune --task classify and eden classify', () => {
       assert.ok(Math.abs(Number(p0) + Number(p1) - 1) < 1e-5);
       assert.ok(pred === '0' || pred === '1');
     }
-    // Killed after 40 rows, the 41st half written (and a temporary of the state file left): --resume
-    // keeps the 40 and gives the uninterrupted run's CSV.
+    // Killed after 40 rows, the 41st written up to its predicted class (every field there, the last
+    // empty: only the missing newline tells) and a temporary of the state file left: --resume keeps
+    // the 40 and gives the uninterrupted run's CSV.
     const cut = path.join(dir, 'cut.csv');
-    writeFileSync(`${cut}.partial`, `${lines.slice(0, 41).join('\n')}\n${lines[41]!.slice(0, 12)}`);
+    writeFileSync(`${cut}.partial`, `${lines.slice(0, 41).join('\n')}\n${lines[41]!.slice(0, -1)}`);
     writeFileSync(`${cut}.partial.json`, classifierRecord(taskModelMeta(await loadTensorFile(model))!));
     writeFileSync(path.join(dir, '.cut.csv.partial.json.4242.1764612345678.tmp'), '{');
     const resumed = eden('classify', model, path.join(nih, 'images', 'test', '0_normal'), '--out', cut, '--resume');
