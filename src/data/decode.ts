@@ -59,9 +59,7 @@ async function decodeRaster(bytes: Uint8Array, options: DecodeOptions): Promise<
     grey = new Float32Array(pixels);
     for (let i = 0; i < pixels; i++) grey[i] = samples[i * info.channels]!;
   }
-  const image: GreyImage = { width: info.width, height: info.height, data: grey, bitDepth: sixteen ? 16 : 8, encoding: meta.format ?? 'raster' };
-  if (orientation) image.orientation = orientation;
-  return image;
+  return { width: info.width, height: info.height, data: grey, bitDepth: sixteen ? 16 : 8, encoding: meta.format ?? 'raster', ...(orientation ? { orientation } : {}) };
 }
 
 /** The colours of a PNG's PLTE chunk as 0xRRGGBB, in index order; undefined without one. */
@@ -108,9 +106,7 @@ async function decodePaletteIndices(bytes: Uint8Array, palette: number[], orient
     }
     out[i] = lastIndex;
   }
-  const image: GreyImage = { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: 'png/palette', labelValues: true };
-  if (orientation) image.orientation = orientation;
-  return image;
+  return { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: 'png/palette', labelValues: true, ...(orientation ? { orientation } : {}) };
 }
 
 /** Of the mask's chromatic pixels, the share a colour must hold to count as one of its structures (not an anti-aliased edge). */
@@ -140,9 +136,7 @@ async function decodeColourLabels(bytes: Uint8Array, format: string, orientation
   for (let i = 0, at = 0; i < pixels; i++, at += info.channels) out[i] = Math.round(0.299 * data[at]! + 0.587 * data[at + 1]! + 0.114 * data[at + 2]!);
   const named: Record<number, string> = {};
   for (const c of colours.sort((a, b) => a - b)) named[Math.round(0.299 * (c >> 16) + 0.587 * ((c >> 8) & 255) + 0.114 * (c & 255))] ??= `#${c.toString(16).padStart(6, '0')}`;
-  const image: GreyImage = { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: `${format}/colour`, labelValues: true, colours: named };
-  if (orientation) image.orientation = orientation;
-  return image;
+  return { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: `${format}/colour`, labelValues: true, colours: named, ...(orientation ? { orientation } : {}) };
 }
 
 /** Decode a file; errors are EdenError('data') whose message starts with the file path. */

@@ -103,7 +103,6 @@ export function decodeTensorFile(bytes: Uint8Array, source = 'tensor file'): Ten
   return { tensors, metadata };
 }
 
-/** Write bytes atomically: temp file in the same folder, fsync, rename, fsync the folder. */
 /**
  * Remove the temporary files of writeFileAtomic ('.<name>.<pid>.<time>.tmp') that a killed run left
  * in `dirs` (missing folders are fine); with `names`, only those of these files.
@@ -119,6 +118,7 @@ export async function removeLeftTemporaries(dirs: string[], names?: string[]): P
   }
 }
 
+/** Write bytes atomically: temp file in the same folder, fsync, rename, fsync the folder. */
 export async function writeFileAtomic(file: string, bytes: Uint8Array | string): Promise<void> {
   const dir = path.dirname(file);
   await fs.mkdir(dir, { recursive: true });
