@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { csvField } from '../core/csv.js';
 import { EdenError } from '../core/errors.js';
+import { completeLines } from '../core/resume.js';
 import { removeLeftTemporaries, writeFileAtomic } from '../engine/tensor-file.js';
 import { decodeImageFile } from '../data/decode.js';
 import { normalizeIntensity } from '../data/intensity.js';
@@ -110,8 +111,7 @@ export async function classifyToFile(model: Classifier, inputs: string[], out: s
     if (was !== undefined && was !== record) throw new EdenError('config', `--resume: ${partial} was written by another model (then ${was}, now ${record}); run without --resume to start over`);
     const csv = was === undefined ? undefined : await fs.readFile(partial, 'utf8').catch(() => undefined);
     if (csv !== undefined) {
-      // Complete lines only: a row cut off by the kill (no newline yet) is not a row.
-      const records = parse(csv.slice(0, csv.lastIndexOf('\n') + 1), { from_line: 2, relax_column_count: true }) as string[][];
+      const records = parse(completeLines(csv), { from_line: 2, relax_column_count: true }) as string[][];
       for (const r of records) {
         if (r.length === classes.length + 2) kept.push({ file: r[0]!, line: `${[csvField(r[0]!), ...r.slice(1, -1), csvField(r[r.length - 1]!)].join(',')}\n` });
       }

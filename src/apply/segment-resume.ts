@@ -8,6 +8,7 @@ import { parse } from 'csv-parse/sync';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EdenError } from '../core/errors.js';
+import { changedSettings, completeLines } from '../core/resume.js';
 import type { TaskModelMeta } from '../models/task-model-file.js';
 import { writeFileAtomic } from '../engine/tensor-file.js';
 
@@ -49,12 +50,9 @@ export async function earlierRows(out: string, record: SegmentRunRecord, header:
   } catch (err) {
     throw new EdenError('config', `--resume: ${recordFile} is not valid JSON (${(err as Error).message}); segment into a new --out`);
   }
-  const differences = (['model', 'threshold', 'dicomSeg'] as const).filter((k) => JSON.stringify(was[k]) !== JSON.stringify(record[k]));
-  if (differences.length) {
-    throw new EdenError('config', `--resume: ${out} was written with another ${differences.join(' and ')} (${differences.map((k) => `then ${JSON.stringify(was[k])}, now ${JSON.stringify(record[k])}`).join('; ')}); segment into a new --out, or run without --resume to start over`);
-  }
-  // A row cut off by the interruption (no newline yet) is not a row: its last number may be cut short.
-  const records = parse(csv.slice(0, csv.lastIndexOf('\n') + 1), { relax_column_count: true }) as string[][];
+  const changed = changedSettings(was, record, ['model', 'threshold', 'dicomSeg']);
+  if (changed) throw new EdenError('config', `--resume: ${out} was written with ${changed}; segment into a new --out, or run without --resume to start over`);
+  const records = parse(completeLines(csv), { relax_column_count: true }) as string[][];
   if (records[0]?.join(',') !== header.join(',')) throw new EdenError('config', `--resume: ${csvFile} has other columns than this run writes; segment into a new --out`);
   return new Map(records.slice(1).filter((r) => r.length === header.length).map((r) => [r[0]!, r]));
 }

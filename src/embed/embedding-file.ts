@@ -15,6 +15,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { csvField } from '../core/csv.js';
 import { EdenError } from '../core/errors.js';
+import { changedSettings, completeLines } from '../core/resume.js';
 import { removeLeftTemporaries, writeFileAtomic } from '../engine/tensor-file.js';
 import { embedBatches, type EmbedOptions } from './embed.js';
 import type { Encoder } from '../models/encoder.js';
@@ -120,16 +121,13 @@ async function readPartial(dataFile: string, rowsFile: string, stateFile: string
   const state = await fs.readFile(stateFile, 'utf8').catch(() => undefined);
   if (state === undefined) return undefined;
   const was = JSON.parse(state) as PartialState;
-  const changed = (['checkpoint', 'preprocess', 'size', 'dense'] as const).filter((k) => JSON.stringify(was[k]) !== JSON.stringify(settings[k]));
-  const show = (v: unknown): string => (v === undefined ? 'the default' : JSON.stringify(v));
-  if (changed.length) throw new EdenError('config', `--resume: ${dataFile} was computed with another ${changed.join(' and ')} (${changed.map((k) => `then ${show(was[k])}, now ${show(settings[k])}`).join('; ')}); run without --resume to start over`);
+  const changed = changedSettings<EmbedSettings>(was, settings, ['checkpoint', 'preprocess', 'size', 'dense']);
+  if (changed) throw new EdenError('config', `--resume: ${dataFile} was computed with ${changed}; run without --resume to start over`);
   const [csv, stat] = await Promise.all([fs.readFile(rowsFile, 'utf8').catch(() => undefined), fs.stat(dataFile).catch(() => undefined)]);
   if (csv === undefined || !stat) return undefined;
-  // A line cut off by the interruption (no newline yet) is not a row.
-  const complete = csv.slice(0, csv.lastIndexOf('\n') + 1);
   // The rows numbered 0, 1, 2 ... from the top, up to the first that is not.
   const files: string[] = [];
-  for (const r of parse(complete, { from_line: 2, relax_column_count: true }) as string[][]) {
+  for (const r of parse(completeLines(csv), { from_line: 2, relax_column_count: true }) as string[][]) {
     if (r.length !== 2 || r[0] !== String(files.length)) break;
     files.push(r[1]!);
   }
