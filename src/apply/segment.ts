@@ -77,13 +77,13 @@ function outputName(e: ImageEntry): string {
   return [...(dir === '.' ? [] : dir.split('/')), fileStem(e.relPath)].join('__');
 }
 
-/** Each image's output name, a clash (a.png and a.dcm; two folders' a.png) numbered '-2', '-3' in order. */
-function outputNames(entries: ImageEntry[]): string[] {
+/** `names` made unique in order, a clash numbered '-2', '-3' (clashes judged by `key`). */
+function uniqueNames(names: string[], key: (name: string) => string = (n) => n): string[] {
   const used = new Set<string>();
-  return entries.map((e) => {
-    let name = outputName(e);
-    for (let k = 2; used.has(name); k++) name = `${outputName(e)}-${k}`;
-    used.add(name);
+  return names.map((base) => {
+    let name = base;
+    for (let k = 2; used.has(key(name)); k++) name = `${base}-${k}`;
+    used.add(key(name));
     return name;
   });
 }
@@ -204,14 +204,10 @@ export async function segmentImages(model: Segmenter, images: { grey: GreyImage;
  * name (a label value's ':' in 'labels:2', an NTFS stream separator there) written '_', made unique.
  */
 export function structureFolders(structures: string[]): string[] {
-  const used = new Set<string>();
-  return structures.map((s) => {
-    const base = s.replace(/[<>:"/\\|?*\x00-\x1f]/g, '_');
-    let folder = base;
-    for (let k = 2; used.has(folder.toLowerCase()); k++) folder = `${base}-${k}`;
-    used.add(folder.toLowerCase());
-    return folder;
-  });
+  return uniqueNames(
+    structures.map((s) => s.replace(/[<>:"/\\|?*\x00-\x1f]/g, '_')),
+    (n) => n.toLowerCase(),
+  );
 }
 
 export async function segmentFiles(model: Segmenter, inputs: string[], o: SegmentOptions): Promise<SegmentResult> {
@@ -229,22 +225,22 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   for (const s of scan.skipped) skip(s);
   const record = segmentRunRecord(model.meta, threshold, o.dicomSeg !== false);
   const earlier = o.resume ? await earlierRows(o.out, record, measurementsHeader(structures)) : new Map<string, string[]>();
-  if (o.resume) await removeLeftTemporaries([o.out, 'overlays', 'seg', ...folders.map((f) => path.join('masks', f))].map((d) => (d === o.out ? d : path.join(o.out, d))));
+  if (o.resume) await removeLeftTemporaries([o.out, ...['overlays', 'seg', ...folders.map((f) => path.join('masks', f))].map((d) => path.join(o.out, d))]);
   for (const dir of ['overlays', ...folders.map((f) => path.join('masks', f))]) await fs.mkdir(path.join(o.out, dir), { recursive: true });
   await writeRunRecord(o.out, record);
   const rows: MeasurementRow[] = [];
   // Every image's output name, in the scan's order: the same in a run that resumes this one.
-  const names = outputNames(scan.images);
-  // The table's lines by image, in the scan's order whatever order they were measured in.
-  const lines = new Map<number, string>();
+  const names = uniqueNames(scan.images.map(outputName));
+  // The table's line of each image (by its place in the scan), whatever order they were measured in.
+  const lines: (string | undefined)[] = new Array(scan.images.length);
   const todo: { index: number; entry: ImageEntry; name: string }[] = [];
-  for (const [index, entry] of scan.images.entries()) {
-    const fields = earlier.get(entry.path);
-    if (fields && (await outputsExist(o.out, folders, names[index]!))) lines.set(index, fields.map(csvField).join(','));
+  const done = await Promise.all(scan.images.map((e, i) => earlier.has(e.path) && outputsExist(o.out, folders, names[i]!)));
+  scan.images.forEach((entry, index) => {
+    if (done[index]) lines[index] = earlier.get(entry.path)!.map(csvField).join(',');
     else todo.push({ index, entry, name: names[index]! });
-  }
-  const kept = lines.size;
-  const table = (): string => tableOf(structures, [...lines.keys()].sort((a, b) => a - b).map((i) => lines.get(i)!));
+  });
+  const kept = scan.images.length - todo.length;
+  const table = (): string => tableOf(structures, lines.filter((l) => l !== undefined));
   // The table so far: the kept rows now, each batch's rows appended after its files are written (a
   // killed run keeps what it measured, and --resume goes on from it); in the scan's order at the end.
   // Appending, not rewriting: rewriting after every batch is quadratic in a large archive's rows.
@@ -291,8 +287,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
         row.seg = segFile;
       }
       rows.push(row);
-      lines.set(index, measurementLine(row, structures));
-      appended.push(lines.get(index)!);
+      appended.push((lines[index] = measurementLine(row, structures)));
       o.onImage?.(row, kept + rows.length, total);
     }
     batch = [];
