@@ -111,8 +111,9 @@ async function brokenLink(file: string): Promise<SkippedFile> {
  * often linked in from another disk; torchvision's ImageFolder follows them too), each folder once:
  * a link to a folder already scanned (a loop, or the same data twice) and a broken link are reported.
  */
-async function walk(dir: string, result: ScanResult, seen = new Set<string>()): Promise<string[]> {
-  seen.add(await fs.realpath(dir));
+async function walk(dir: string, result: ScanResult, seen?: Set<string>): Promise<string[]> {
+  // The folders walked, by real path (a subfolder's is added before it is walked).
+  seen ??= new Set([await fs.realpath(dir)]);
   const out: string[] = [];
   const entries = await fs.readdir(dir, { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -123,7 +124,7 @@ async function walk(dir: string, result: ScanResult, seen = new Set<string>()): 
     if (kind === 'dir') {
       const real = await fs.realpath(full);
       if (seen.has(real)) result.skipped.push(skipped(full, `duplicate folder: a symbolic link to ${real}, which is scanned already`));
-      else out.push(...(await walk(full, result, seen)));
+      else out.push(...(await walk(full, result, seen.add(real))));
     } else if (kind === 'file') out.push(full);
     else if (kind === 'broken') result.skipped.push(await brokenLink(full));
   }
