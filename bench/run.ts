@@ -589,7 +589,8 @@ if (values.child) {
     if (values['with-torch'] && ['pretrain', 'segment', 'finetune'].includes(w.kind ?? 'pretrain')) {
       // The U-Net peer in both layouts (NCHW, PyTorch's default, and channels-last, oneDNN's
       // preferred one); the ratio is against the faster.
-      const peers = (w.kind ?? 'pretrain') === 'pretrain' ? [torchReference(withShapeOptions(w))] : [torchReference(withShapeOptions(w)), torchReference(withShapeOptions(w), ['--channels-last'])];
+      const shaped = withShapeOptions(w);
+      const peers = (w.kind ?? 'pretrain') === 'pretrain' ? [torchReference(shaped)] : [torchReference(shaped), torchReference(shaped, ['--channels-last'])];
       for (const p of peers) if (p) console.log(JSON.stringify(p));
       const torch = peers.filter((p) => p !== undefined).sort((a, b) => (b['images_per_s'] as number) - (a['images_per_s'] as number))[0];
       const eden = lines.find((l) => l.startsWith('{'));
