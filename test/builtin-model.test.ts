@@ -12,6 +12,7 @@ import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readd
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseNpy } from 'npyjs';
+import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../src/engine/backend.js';
 import { builtinModelPath } from '../src/models/builtin.js';
 import { loadEncoder } from '../src/models/encoder-file.js';
@@ -154,6 +155,7 @@ describe('the shipped pretrained Eve', () => {
     const files = readdirSync(samples).filter((f) => f.endsWith('.png')).sort().slice(0, 10).map((f) => path.join(samples, f));
     const dir = mkdtempSync(path.join(tmpdir(), 'eden-embed-resume-'));
     const settings = { checkpoint: 'builtin', preprocess: 'default', dense: false };
+    const tensors = tf.memory().numTensors;
     const whole = await embedToFile(encoder, files, path.join(dir, 'whole.npy'), settings, { inputSize: 64, batchSize: 4 });
     assert.deepEqual(whole, { shape: [10, 512], kept: 0 });
     // Stopped after two batches were written, and then (as a kill in the third would leave it) with
@@ -168,6 +170,7 @@ describe('the shipped pretrained Eve', () => {
     await assert.rejects(embedToFile(encoder, files, out, { ...settings, size: 128 }, { inputSize: 64, size: 128, resume: true }), /--resume: .*cut\.npy\.partial was computed with another size \(then the default, now 128\); run without --resume to start over/);
     const resumed = await embedToFile(encoder, files, out, settings, { inputSize: 64, batchSize: 4, resume: true });
     assert.deepEqual(resumed, { shape: [10, 512], kept: 8 });
+    assert.equal(tf.memory().numTensors, tensors, 'the streaming loop, also stopped and resumed, frees its tensors');
     assert.ok(readFileSync(out).equals(readFileSync(path.join(dir, 'whole.npy'))), 'the .npy');
     assert.equal(readFileSync(path.join(dir, 'cut.files.csv'), 'utf8').replaceAll('cut', 'whole'), readFileSync(path.join(dir, 'whole.files.csv'), 'utf8'));
     assert.deepEqual(readdirSync(dir).sort(), ['cut.files.csv', 'cut.npy', 'whole.files.csv', 'whole.npy']);

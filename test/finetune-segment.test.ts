@@ -15,14 +15,14 @@ import path from 'node:path';
 import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../src/engine/backend.js';
-import { loadSegmenter, taskModelMeta } from '../src/models/task-model-file.js';
+import { loadClassifier, loadSegmenter, taskModelMeta } from '../src/models/task-model-file.js';
 import { loadEncoder } from '../src/models/encoder-file.js';
 import { readSegmentation } from '../src/data/dicom-seg.js';
 import { decodeImageFile } from '../src/data/decode.js';
 import { binarizeMask } from '../src/data/dataset.js';
 import { cardiothoracicRatio } from '../src/apply/measure.js';
-import { structureFolders } from '../src/apply/segment.js';
-import { classifierRecord } from '../src/apply/classify.js';
+import { segmentFiles, structureFolders } from '../src/apply/segment.js';
+import { classifierRecord, classifyToFile } from '../src/apply/classify.js';
 import { loadTensorFile } from '../src/engine/tensor-file.js';
 import { hasTool, requireTool } from './helpers/tools.js';
 import { eden as runEden } from './helpers/cli.js';
@@ -69,6 +69,21 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     const tfjs = eden('export', model, '--format', 'tfjs', '--out', path.join(tmp(), 'tfjs'));
     assert.equal(tfjs.status, 0, tfjs.stderr);
     assert.match(tfjs.stdout, /\(tfjs, the encoder of the segmentation model of heart, lungs, resnet-tiny width 8\); --format onnx exports the whole model\n$/);
+  });
+
+  it('segmentFiles leaves tf.memory().numTensors as it found it, and a resumed run too', async () => {
+    await useBackend('wasm');
+    const m = await loadSegmenter(model);
+    const input = tmp();
+    for (const n of readdirSync(path.join(wingspan, 'images')).sort().slice(0, 5)) copyFileSync(path.join(wingspan, 'images', n), path.join(input, n));
+    const out = tmp();
+    const before = tf.memory().numTensors;
+    assert.equal((await segmentFiles(m, [input], { out, batchSize: 2 })).rows.length, 5);
+    rmSync(path.join(out, 'overlays', readdirSync(path.join(out, 'overlays')).sort()[0]!));
+    const resumed = await segmentFiles(m, [input], { out, batchSize: 2, resume: true });
+    assert.deepEqual([resumed.rows.length, resumed.kept], [1, 4]);
+    assert.equal(tf.memory().numTensors, before);
+    m.dispose();
   });
 
   it('segments a folder of PNG and DICOM: masks at the image size, overlays, areas, CTR, and a SEG that DCMTK, dicom3tools and Eden read', async (t) => {
@@ -271,6 +286,14 @@ describe('eden finetune --task classify and eden classify', () => {
     assert.match(resumed.stdout, /^classified 60 image\(s\), kept 40 from the earlier run: /);
     assert.equal(readFileSync(cut, 'utf8'), readFileSync(out, 'utf8'));
     assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('cut') || f.startsWith('.cut')), ['cut.csv']);
+    // In-process, the classification loop leaves tf.memory().numTensors as it found it.
+    await useBackend('wasm');
+    const classifier = await loadClassifier(model);
+    const before = tf.memory().numTensors;
+    assert.equal((await classifyToFile(classifier, [path.join(nih, 'images', 'test', '0_normal')], path.join(dir, 'lib.csv'))).rows, 100);
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(readFileSync(path.join(dir, 'lib.csv'), 'utf8'), readFileSync(out, 'utf8'));
+    classifier.dispose();
   });
 });
 
