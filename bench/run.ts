@@ -19,6 +19,7 @@
  *   npm run bench -- --workload seg256                       # U-Net inference (ResNet-18, 256 px): images/s
  *   npm run bench -- --workload ft18 --with-torch            # U-Net fine-tuning step beside PyTorch's (bench/torch_unet_step.py)
  *   npm run bench -- --workload ft50 --batch 4               # U-Net fine-tuning step (ResNet-50, 224 px)
+ *   npm run bench -- --workload state18 --with-torch         # saving eden finetune's training state (ResNet-18 U-Net) beside torch.save
  *   npm run bench -- --workload ft50 --batch 8 --micro-batch 4   # the same, batch 8 in 2 passes (gradient accumulation)
  *   npm run bench -- --backend webgpu --workload ft18 --size 32 --batch 2 [--replay]   # fine-tuning's dispatches and host time
  *   npm run bench -- --workload eval [--data DIR] [--seeds n]   # cost of `eden evaluate --preset cpu` (few-shot segmentation)
@@ -27,7 +28,8 @@
  *   npm run bench -- --backend webgpu --workload infonce [--batch 32]   # InfoNCE: tensor ops vs Eden's programs, with and without subgroups
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
@@ -47,6 +49,7 @@ import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { UNet } from '../src/models/unet.js';
 import { segmentationLoss } from '../src/train/segmenter.js';
+import { encodeTensorFile, saveTensorFile, toRecords, writeFileAtomic } from '../src/engine/tensor-file.js';
 import { accumulatedGradients } from '../src/train/accumulate.js';
 import { resolveEvaluateConfig } from '../src/config/evaluate.js';
 import { fewShotSegmentation, loadSegmentationData } from '../src/eval/fewshot.js';
@@ -55,7 +58,7 @@ import { checkpointSource } from '../src/eval/models.js';
 interface Workload {
   name: string;
   /** pretrain: an Adam step (student, teacher, queue); segment: U-Net inference; finetune: a U-Net training step (encoder and decoder, 3 structures). */
-  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate' | 'optimizer' | 'convs' | 'infonce';
+  kind?: 'pretrain' | 'segment' | 'finetune' | 'evaluate' | 'optimizer' | 'convs' | 'infonce' | 'save';
   arch: string;
   width: number;
   size: number;
@@ -75,6 +78,9 @@ const WORKLOADS: Record<string, Workload> = {
   // `eden finetune` with the paper's backbone: a ResNet-50 U-Net training step at 224 px.
   ft50: { name: 'ft50', kind: 'finetune', arch: 'resnet50', width: 64, size: 224, batch: 8, queue: 0 },
   ft18: { name: 'ft18', kind: 'finetune', arch: 'resnet18', width: 64, size: 256, batch: 8, queue: 0 },
+  // What `eden finetune` saves for --resume (a ResNet-18 U-Net's weights, Adam's moments and the
+  // best weights so far, ~230 MB), streamed and through one buffer (as before), timed per save.
+  state18: { name: 'state18', kind: 'save', arch: 'resnet18', width: 64, size: 64, batch: 2, queue: 0 },
   // The cost of `eden evaluate --preset cpu` (few-shot segmentation, its default modes and shots):
   // one seed of one model (the builtin Eve) on --data, timed per run, and the default's total
   // (every model and seed costs the same runs) projected for three models.
@@ -230,6 +236,52 @@ async function runSegmentation(w: Workload): Promise<{ median: number; gpu: Reco
     unet.dispose();
     backbone.dispose();
   }
+}
+
+/**
+ * Saving a fine-tuning run's training state (workload `state18`): the tensors trainUNet's save
+ * hands to saveFinetuneState after one step, written with saveTensorFile (streamed) and with the
+ * one-buffer writer it replaced (encodeTensorFile, then writeFileAtomic), alternately.
+ */
+async function runStateSave(w: Workload): Promise<void> {
+  const backbone = createBackbone(w.arch, { width: w.width, seed: 0 });
+  const unet = new UNet(backbone, { classes: 3, seed: 0 });
+  const optimizer = new Adam(1e-3);
+  const vars = [...unet.decoder.trainable(), ...backbone.store.trainable()];
+  const x = tf.randomNormal([w.batch, w.size, w.size, 1]) as tf.Tensor4D;
+  const y = tf.tidy(() => tf.round(tf.randomUniform([w.batch, w.size, w.size, 3]))) as tf.Tensor4D;
+  const { loss, grads } = accumulatedGradients((xs: tf.Tensor4D, ys: tf.Tensor4D) => segmentationLoss(unet.forward(xs, { training: true }), ys), x, y, w.batch, vars);
+  optimizer.applyGradients(vars, grads);
+  tf.dispose([x, y, loss, ...Object.values(grads)]);
+  const named = new Map<string, tf.Tensor>([...[...unet.decoder.variables].map(([n, v]) => [`decoder/${n}`, v] as const), ...[...backbone.store.variables].map(([n, v]) => [`encoder/${n}`, v] as const)]);
+  const state = new Map(named);
+  for (const [n, t] of optimizer.exportState(new Map([...unet.decoder.variables, ...backbone.store.variables])).tensors) state.set(`adam/${n}`, t);
+  const best = [...named].map(([n, v]) => [`best/${n}`, tf.mul(v, 1)] as const);
+  for (const [n, t] of best) state.set(n, t);
+  const dir = mkdtempSync(path.join(tmpdir(), 'eden-bench-state-'));
+  const file = path.join(dir, 'model.training.safetensors');
+  const streamed: number[] = [];
+  const buffered: number[] = [];
+  for (let i = 0; i < Number(values.warmup) + Number(values.steps); i++) {
+    let t0 = performance.now();
+    await saveTensorFile(file, state);
+    const s = (performance.now() - t0) / 1000;
+    t0 = performance.now();
+    await writeFileAtomic(file, encodeTensorFile(await toRecords(state)));
+    const b = (performance.now() - t0) / 1000;
+    if (i >= Number(values.warmup)) {
+      streamed.push(s);
+      buffered.push(b);
+    }
+  }
+  const mb = statSync(file).size / 1e6;
+  rmSync(dir, { recursive: true, force: true });
+  tf.dispose(best.map(([, t]) => t));
+  optimizer.dispose();
+  unet.dispose();
+  backbone.dispose();
+  const median = medianOf(streamed);
+  console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${values.backend}`, workload: w.name, kind: w.kind, arch: w.arch, tensors: state.size, file_mb: Number(mb.toFixed(1)), save_s_median: Number(median.toFixed(3)), saves_per_s: Number((1 / median).toFixed(3)), one_buffer_save_s_median: Number(medianOf(buffered).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
 }
 
 /** Few-shot segmentation runs of the cpu evaluation preset, timed (workload `eval`). */
@@ -445,6 +497,7 @@ async function runChild(w: Workload): Promise<void> {
   w = withShapeOptions(w);
   if (w.kind === 'convs') return runConvolutions(w);
   if (w.kind === 'infonce') return runInfoNce(w);
+  if (w.kind === 'save') return runStateSave(w);
   if (w.kind === 'segment' || w.kind === 'finetune') {
     const { median, gpu } = await runSegmentation(w);
     console.log(JSON.stringify({ engine: `eden-tfjs-${tf.version.tfjs}-${backend}`, workload: w.name, kind: w.kind, arch: w.arch, width: w.width, size: w.size, batch: w.batch, ...(values['micro-batch'] ? { micro_batch: Number(values['micro-batch']) } : {}), step_s_median: Number(median.toFixed(4)), images_per_s: Number((w.batch / median).toFixed(3)), peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), ...gpu }));
@@ -586,16 +639,18 @@ if (values.child) {
     const r = spawnSync(process.execPath, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
     const lines = r.stdout.split('\n').filter((l) => l.startsWith('{') || l.startsWith('#'));
     for (const l of lines) console.log(values.contend && l.startsWith('{') ? JSON.stringify({ ...JSON.parse(l), contended: true }) : l);
-    if (values['with-torch'] && ['pretrain', 'segment', 'finetune'].includes(w.kind ?? 'pretrain')) {
+    if (values['with-torch'] && ['pretrain', 'segment', 'finetune', 'save'].includes(w.kind ?? 'pretrain')) {
       // The U-Net peer in both layouts (NCHW, PyTorch's default, and channels-last, oneDNN's
       // preferred one); the ratio is against the faster.
       const shaped = withShapeOptions(w);
-      const peers = (w.kind ?? 'pretrain') === 'pretrain' ? [torchReference(shaped)] : [torchReference(shaped), torchReference(shaped, ['--channels-last'])];
+      // A `save` workload's peer is torch.save of the same state (--mode save), in one layout.
+      const peers = ['pretrain', 'save'].includes(w.kind ?? 'pretrain') ? [torchReference(shaped)] : [torchReference(shaped), torchReference(shaped, ['--channels-last'])];
       for (const p of peers) if (p) console.log(JSON.stringify(p));
-      const torch = peers.filter((p) => p !== undefined).sort((a, b) => (b['images_per_s'] as number) - (a['images_per_s'] as number))[0];
+      const rate = w.kind === 'save' ? 'saves_per_s' : 'images_per_s';
+      const torch = peers.filter((p) => p !== undefined).sort((a, b) => (b[rate] as number) - (a[rate] as number))[0];
       const eden = lines.find((l) => l.startsWith('{'));
       if (torch && eden) {
-        const ratio = (JSON.parse(eden).images_per_s as number) / (torch['images_per_s'] as number);
+        const ratio = (JSON.parse(eden)[rate] as number) / (torch[rate] as number);
         console.log(JSON.stringify({ workload: name, ratio_eden_to_pytorch: Number(ratio.toFixed(3)), contended: values.contend }));
       }
     }

@@ -8,7 +8,10 @@ centres), the encoder's skip of that scale (strides 16, 8, 4, 2; none at full re
 
   --mode finetune: one step of `eden finetune` (encoder and decoder trained): forward, BCE + soft
                    Dice, backward, Adam (lr 1e-3), on random images and 0/1 targets;
-  --mode segment:  inference (eval mode, no gradients, sigmoid), as `eden segment`'s forward pass.
+  --mode segment:  inference (eval mode, no gradients, sigmoid), as `eden segment`'s forward pass;
+  --mode save:     after one fine-tuning step, torch.save of what `eden finetune` saves to resume
+                   (the model's state dict, Adam's state, a copy of the weights as the best so far)
+                   to a temporary file, fsync, rename: seconds per save.
 
 Prints one JSON line: images/s (median over --steps after --warmup), peak RSS. Needs Debian's
 python3-torch. Run with the Eden benchmark's thread count:
@@ -89,7 +92,7 @@ def segmentation_loss(logits, target):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["finetune", "segment"], default="finetune")
+    ap.add_argument("--mode", choices=["finetune", "segment", "save"], default="finetune")
     ap.add_argument("--arch", default="resnet18"); ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--size", type=int, default=256); ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--classes", type=int, default=3); ap.add_argument("--threads", type=int, default=2)
@@ -101,6 +104,8 @@ def main():
     layout = torch.channels_last if a.channels_last else torch.contiguous_format
     model = model.to(memory_format=layout)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if a.mode == "save":
+        return save_state(model, opt, a)
     times = []
     for step in range(a.warmup + a.steps):
         x = torch.randn(a.batch, 1, a.size, a.size).to(memory_format=layout)
@@ -120,6 +125,29 @@ def main():
     print(json.dumps({"engine": f"pytorch-{torch.__version__}-cpu", "mode": a.mode, "channels_last": a.channels_last, "arch": a.arch, "width": a.width, "size": a.size,
                       "batch": a.batch, "threads": a.threads, "step_s_median": round(med, 4),
                       "images_per_s": round(a.batch / med, 3), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+
+
+def save_state(model, opt, a):
+    """Seconds per atomic torch.save of the training state (after one step, so that Adam has moments)."""
+    import copy, tempfile
+    model.train()
+    x = torch.randn(a.batch, 1, a.size, a.size); y = torch.randint(0, 2, (a.batch, a.classes, a.size, a.size)).float()
+    loss = segmentation_loss(model(x), y); opt.zero_grad(); loss.backward(); opt.step()
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "best": copy.deepcopy(model.state_dict())}
+    d = tempfile.mkdtemp(prefix="torch-bench-state-"); f = os.path.join(d, "state.pt")
+    times = []
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        tmp = f + ".tmp"
+        with open(tmp, "wb") as out:
+            torch.save(state, out); out.flush(); os.fsync(out.fileno())
+        os.replace(tmp, f)
+        if i >= a.warmup: times.append(time.perf_counter() - t0)
+    mb = os.path.getsize(f) / 1e6
+    os.remove(f); os.rmdir(d)
+    med = statistics.median(times)
+    print(json.dumps({"engine": f"pytorch-{torch.__version__}-cpu", "mode": "save", "arch": a.arch, "file_mb": round(mb, 1), "save_s_median": round(med, 3),
+                      "saves_per_s": round(1 / med, 3), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 
 
 if __name__ == "__main__":

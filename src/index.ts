@@ -83,7 +83,7 @@ export { resolveEvaluateConfig, EVALUATE_PRESETS, type EvaluateConfig } from './
 export { reportMarkdown } from './eval/report.js';
 export { evaluate, TASKS, SEGMENTATION_FOLDER_TASKS, type Task, type EvaluateOptions, type EvaluationReport } from './eval/evaluate.js';
 export { loadSegmentationData, fewShotSegmentation, fineTuneAndTest, atlasPrediction, drawSplit, summarise, compareFewShot, type SegmentationData, type FewShotRun, type FewShotSummaryRow, type FewShotComparison, type FewShotHooks } from './eval/fewshot.js';
-export { trainSegmenter, segmentationLoss, SEGMENTATION_MODES, type SegmentationMode, type SegmenterTrainingOptions, type TrainedSegmenter, type LabelledImage } from './train/segmenter.js';
+export { trainSegmenter, segmentationLoss, SEGMENTATION_MODES, type SegmentationMode, type SegmenterTrainingOptions, type TrainedSegmenter, type LabelledImage, type ResumableTraining, type SegmenterTrainingState } from './train/segmenter.js';
 export { normaliseInput, imageBatch } from './models/input.js';
 export { pairedBootstrap, formatDifference, quantileSorted, type PairedDifference } from './eval/statistics.js';
 export { parseDerived, deriveMask, DERIVED_KINDS, type DerivedStructure, type DerivedKind } from './data/derived-structures.js';
@@ -98,6 +98,7 @@ export { augmentPair, DEFAULT_PAIRED_AUGMENT, type PairedAugmentOptions } from '
 
 // applying Eve: fine-tuning, segmenting, classifying, matching (what eden finetune, segment, classify and match run)
 export { finetuneSegmentation, finetuneClassification, defaultEncoderSpec, type EncoderSpec, type FinetuneSegmentationOptions, type FinetuneClassificationOptions } from './apply/finetune.js';
+export { trainingStatePath, finetuneStateMeta, FINETUNE_STATE_FORMAT, type FinetuneStateMeta } from './apply/finetune-state.js';
 export { loadSegmenter, loadClassifier, taskModelMeta, SEGMENTER_FORMAT, CLASSIFIER_FORMAT, type Segmenter, type Classifier, type TaskModelMeta } from './models/task-model-file.js';
 export { segmentFiles, segmentImages, measurementsCsv, type SegmentOptions, type SegmentResult, type MeasurementRow, type Measurements } from './apply/segment.js';
 export { cardiothoracicRatio } from './apply/measure.js';

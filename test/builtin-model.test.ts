@@ -91,7 +91,7 @@ describe('the shipped pretrained Eve', () => {
     writeFileSync(other, Buffer.concat([Buffer.from([2, 0, 0, 0, 0, 0, 0, 0]), Buffer.from('{}')]));
     const o = eden('checkpoint', 'show', other);
     assert.equal(o.status, 1);
-    assert.match(o.stderr, /other\.safetensors is not an Eden file \(format 'none'\): eden checkpoint show reads pretraining checkpoints, encoders and fine-tuned models/);
+    assert.match(o.stderr, /other\.safetensors is not an Eden file \(format 'none'\): eden checkpoint show reads pretraining checkpoints, encoders, fine-tuned models and their training states/);
   });
 
   it('eden match with fewer than two readable images says so (it crashed with a TypeError)', () => {

@@ -1,7 +1,8 @@
-/** Half-precision model files: exact float16 conversion, and an encoder stored at 16 bits. */
+/** Model files: the streamed safetensors writer; exact float16 conversion, and an encoder stored at 16 bits. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { f16ArrayToF32, f16ToF32, f32ToF16 } from '../src/core/half.js';
@@ -10,6 +11,45 @@ import { useBackend } from '../src/engine/backend.js';
 import { Encoder } from '../src/models/encoder.js';
 import { loadEncoder, saveEncoder } from '../src/models/encoder-file.js';
 import { withoutRandomInit } from '../src/models/layers.js';
+import { decodeTensorFile, encodeTensorFile, saveTensorFile, toRecords, writeFileAtomic } from '../src/engine/tensor-file.js';
+
+describe('safetensors files', () => {
+  it('saveTensorFile streams the same bytes encodeTensorFile builds in one buffer (float32, int32, bool, a view of a larger tensor), read back exactly', async () => {
+    await useBackend('wasm');
+    const wide = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
+    const tensors = new Map<string, tf.Tensor>([
+      ['weights', tf.randomNormal([3, 5, 7], 0, 1, 'float32', 4)],
+      ['steps', tf.tensor1d([7, -1, 2 ** 30], 'int32')],
+      ['flags', tf.tensor1d([true, false, true, true], 'bool')],
+      ['scalar', tf.scalar(0.25)],
+      ['row', tf.slice(wide, [1, 0], [1, 3])],
+    ]);
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'eden-st-')), 'state.safetensors');
+    const metadata = { format: 'test', eden: JSON.stringify({ a: [1, 2] }) };
+    await saveTensorFile(file, tensors, metadata);
+    const bytes = readFileSync(file);
+    assert.ok(bytes.equals(encodeTensorFile(await toRecords(tensors), metadata)));
+    const back = decodeTensorFile(bytes, file);
+    assert.deepEqual(back.metadata, metadata);
+    for (const [name, t] of tensors) {
+      const r = back.tensors.get(name)!;
+      assert.deepEqual([r.dtype, r.shape, Array.from(r.data)], [t.dtype, t.shape, Array.from(await t.data())], name);
+    }
+    assert.deepEqual(Array.from(back.tensors.get('row')!.data), [4, 5, 6]);
+    tf.dispose([wide, ...tensors.values()]);
+  });
+
+  it('a write that fails part-way leaves neither the file nor its temporary', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-st-'));
+    const file = path.join(dir, 'state.safetensors');
+    await assert.rejects(writeFileAtomic(file, async (handle) => {
+      await handle.writeFile(new Uint8Array(1000));
+      throw new Error('disk full');
+    }), /disk full/);
+    assert.ok(!existsSync(file));
+    assert.deepEqual(readdirSync(dir), []);
+  });
+});
 
 describe('float16', () => {
   it('round-trips every finite half value exactly, and rounds floats to the nearest half (ties to even)', () => {

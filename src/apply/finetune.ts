@@ -6,6 +6,8 @@
  * Both write one self-describing file (models/task-model-file.ts) with what was trained on and the
  * validation scores.
  */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
@@ -16,7 +18,8 @@ import { createBackbone, type ResNet } from '../models/resnet.js';
 import { saveClassifier, saveSegmenter, type TaskModelMeta } from '../models/task-model-file.js';
 import { hasBuiltinModel } from '../models/builtin.js';
 import { VERSION } from '../version.js';
-import { trainSegmenter, type SegmentationMode } from '../train/segmenter.js';
+import { trainSegmenter, type ResumableTraining, type SegmentationMode } from '../train/segmenter.js';
+import { checkSameImages, readFinetuneState, saveFinetuneState, stateTensors, trainingStatePath, type FinetuneSettings } from './finetune-state.js';
 import { trainClassifier } from '../train/classifier.js';
 import { loadClassificationData, scores } from '../eval/classify.js';
 
@@ -68,6 +71,12 @@ export interface FinetuneSegmentationOptions extends FinetuneCommon {
   valImages?: number;
   mode: Extract<SegmentationMode, 'finetune' | 'frozen'>;
   encoderLrMultiplier: number;
+  /** Go on from the training state an interrupted run writing the same file saved (finetune-state.ts). */
+  resume?: boolean;
+  /** Least seconds between saves of the training state, at validation checks (default 60; 0: every check). */
+  saveEverySeconds?: number;
+  /** Once aborted: the state after the current step is saved, and an 'interrupted' EdenError thrown. */
+  signal?: AbortSignal;
 }
 
 function splitPool(pool: number[], shots: number | 'all', valImages: number | undefined, seed: number): { train: number[]; val: number[] } {
@@ -82,14 +91,35 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
   return { train: order.slice(0, shots).sort((a, b) => a - b), val: order.slice(shots, shots + Math.min(nVal, pool.length - shots)).sort((a, b) => a - b) };
 }
 
+/** The settings a resumed run must share with the run it goes on from. */
+function segmentationSettings(o: FinetuneSegmentationOptions): FinetuneSettings {
+  const { checkpoint, backbone, width } = o.encoder;
+  const encoder = checkpoint === 'builtin' ? { checkpoint } : checkpoint === 'random' ? { checkpoint, backbone, width } : { checkpoint: path.resolve(checkpoint) };
+  const { structures, combine, shots, valImages, mode, size, steps, batchSize, microBatch, lr, encoderLrMultiplier, evalEvery, patience, seed } = o;
+  return { task: 'segment', data: path.resolve(o.data), encoder, structures, combine, shots, valImages, mode, size, steps, batchSize, microBatch, lr, encoderLrMultiplier, evalEvery, patience, seed };
+}
+
 export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFile: string): Promise<TaskModelMeta> {
   const log = o.onLog ?? (() => undefined);
+  const settings = segmentationSettings(o);
+  const stateFile = trainingStatePath(outFile);
+  const saved = o.resume ? await readFinetuneState(outFile, settings) : undefined;
+  if (!o.resume && (await fs.access(stateFile).then(() => true, () => false))) log(`note: ${stateFile} holds an interrupted run's training state, now replaced (--resume goes on from it)`);
   const data = await loadSegmentationData(o.data, o.size, { structures: o.structures, combine: o.combine, testFraction: 0, maxTestImages: 0, seed: o.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
   const split = splitPool(data.trainPool, o.shots, o.valImages, o.seed);
+  const files = { train: split.train.map((i) => data.samples[i]!.file), val: split.val.map((i) => data.samples[i]!.file) };
+  if (saved) checkSameImages(saved.file, saved.meta.files, files);
   log(`${data.samples.length} labelled images (${data.structures.join(', ')}): training on ${split.train.length}, validating on ${split.val.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
   log(`encoder: ${description}`);
+  if (saved) log(`resuming from ${saved.file}: ${saved.meta.position.step} of at most ${o.steps} steps done`);
   try {
+    const resumable: ResumableTraining = {
+      from: saved && { position: saved.meta.position, tensors: stateTensors(saved.content) },
+      save: (state) => saveFinetuneState(stateFile, state, { out: path.resolve(outFile), settings, files }),
+      everySeconds: o.saveEverySeconds,
+      signal: o.signal,
+    };
     const trained = await trainSegmenter(backbone, split.train.map((i) => data.samples[i]!), split.val.map((i) => data.samples[i]!), {
       mode: o.mode,
       size: o.size,
@@ -106,8 +136,10 @@ export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFi
       microBatch: o.microBatch,
       onNotice: log,
       onProgress: (p) => o.onProgress?.({ step: p.step, steps: p.maxSteps, loss: p.loss, valScore: p.valDice }),
+      resumable,
     });
     try {
+      if (trained.interrupted) throw new EdenError('interrupted', `interrupted after step ${trained.steps}: the training state is saved in ${stateFile}; the same command with --resume goes on from there`);
       // Validation Dice per structure, with the kept weights.
       const validation: Record<string, number> = {};
       if (split.val.length) {
@@ -154,6 +186,7 @@ export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFi
         validation,
       };
       await saveSegmenter(outFile, trained.unet!, meta);
+      await fs.rm(stateFile, { force: true });
       return { ...meta, format: 'eden-segmenter-1', decoderChannels: trained.unet!.decoderChannels };
     } finally {
       trained.dispose();

@@ -6,6 +6,7 @@ import { EdenError } from '../core/errors.js';
 import { loadTensorFile, type TensorFile } from '../engine/tensor-file.js';
 import { ENCODER_FORMAT, type EncoderFileMeta } from '../models/encoder-file.js';
 import { SEGMENTER_FORMAT, taskModelMeta } from '../models/task-model-file.js';
+import { FINETUNE_STATE_FORMAT, finetuneStateMeta } from '../apply/finetune-state.js';
 
 export function registerCheckpoint(program: Command): void {
   const cmd = program.command('checkpoint').description('look into and compare checkpoints');
@@ -19,7 +20,7 @@ export function registerCheckpoint(program: Command): void {
     });
   cmd
     .command('show')
-    .description("describe an Eden file: a pretraining checkpoint's position, config and best validation loss; an encoder's architecture and source; a fine-tuned model's task, training and validation scores")
+    .description("describe an Eden file: a pretraining checkpoint's position, config and best validation loss; an encoder's architecture and source; a fine-tuned model's task, training and validation scores; an interrupted fine-tuning's training state")
     .argument('<file>', "checkpoint, run directory, encoder file, 'builtin', or a model from eden finetune")
     .action(async (c: string) => {
       const file = await resolveCheckpointPath(c);
@@ -67,7 +68,18 @@ export function describeEdenFile(file: string, content: TensorFile): string[] {
       `${tensors}; images: ${meta.split.train.length} train, ${meta.split.val.length} validation`,
     ];
   }
-  throw new EdenError('checkpoint', `${file} is not an Eden file (format '${format ?? 'none'}'): eden checkpoint show reads pretraining checkpoints, encoders and fine-tuned models`);
+  if (format === FINETUNE_STATE_FORMAT) {
+    const meta = finetuneStateMeta(content, file);
+    const { position: p, settings: o } = meta;
+    return [
+      `format: ${meta.format} (Eden ${meta.edenVersion}, ${meta.createdAt}, backend ${meta.backend})`,
+      `training state of: ${meta.out} (eden finetune --resume goes on from it)`,
+      `next step: ${p.step + 1} of at most ${o.steps}; best validation Dice ${p.best === null ? 'none yet' : `${p.best.toFixed(4)} (step ${p.bestStep}), ${p.sinceBest} check(s) since`}`,
+      `trained on: ${o.data}, ${meta.files.train.length} images (${meta.files.val.length} for validation), mode ${o.mode}, ${o.size} px, seed ${o.seed}`,
+      tensors,
+    ];
+  }
+  throw new EdenError('checkpoint', `${file} is not an Eden file (format '${format ?? 'none'}'): eden checkpoint show reads pretraining checkpoints, encoders, fine-tuned models and their training states`);
 }
 
 function formatCount(n: number): string {

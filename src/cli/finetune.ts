@@ -8,7 +8,8 @@ import { nativeStatus } from '../engine/native.js';
 import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { describeConvTuning } from '../engine/webgpu-conv-tune.js';
 import { createProgress } from './progress.js';
-import { parseList, parsePositiveInt, THREADS_HELP } from './options.js';
+import { parseList, parseNonNegativeInt, parsePositiveInt, THREADS_HELP } from './options.js';
+import { interruptOnSigint } from './interrupt.js';
 import { parseCombine } from './evaluate.js';
 
 interface FinetuneFlags {
@@ -36,6 +37,8 @@ interface FinetuneFlags {
   backend: BackendName;
   out: string;
   threads?: number;
+  resume?: boolean;
+  saveEvery: number;
 }
 
 export function registerFinetune(program: Command): void {
@@ -67,12 +70,15 @@ export function registerFinetune(program: Command): void {
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
     .option('--threads <n>', THREADS_HELP, parsePositiveInt)
     .requiredOption('--out <file>', 'model file to write (.safetensors)')
+    .option('--resume', 'segment: go on from the training state an interrupted run with the same settings saved beside --out (<name>.training.safetensors)')
+    .option('--save-every <seconds>', 'segment: least seconds between saves of the training state, at validation checks (Ctrl-C also saves it)', parseNonNegativeInt, 60)
     .action(async (positional: string | undefined, f: FinetuneFlags) => {
       const data = f.data ?? positional;
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden finetune DIR ...) or --data DIR');
       if (f.size % 32 !== 0) throw new EdenError('config', `--size must be a multiple of 32 (the encoder's stride), got ${f.size}`);
       const shots = f.shots === 'all' ? 'all' : Number(f.shots);
       if (shots !== 'all' && (!Number.isInteger(shots) || shots < 1)) throw new EdenError('config', `--shots must be a positive integer or 'all', got '${f.shots}'`);
+      if (f.resume && f.task !== 'segment') throw new EdenError('config', '--resume is for --task segment: a classification run starts afresh');
       if (f.threads) process.env['EDEN_THREADS'] = String(f.threads);
       await useBackend(f.backend);
       if (f.backend === 'wasm' && !nativeStatus().active) process.stderr.write(`engine: wasm without native kernels (${nativeStatus().detail}); training is several times slower\n`);
@@ -101,11 +107,14 @@ export function registerFinetune(program: Command): void {
         },
       };
       const t0 = Date.now();
-      const meta =
-        f.task === 'segment'
-          ? await finetuneSegmentation({ ...common, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
-          : await finetuneClassification({ ...common, labels: f.labels, labelColumn: f.labelColumn }, f.out);
-      bar.stop();
+      const interrupt = f.task === 'segment' ? interruptOnSigint('the training state') : undefined;
+      const meta = await (f.task === 'segment'
+        ? finetuneSegmentation({ ...common, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr, resume: f.resume, saveEverySeconds: f.saveEvery, signal: interrupt!.signal }, f.out)
+        : finetuneClassification({ ...common, labels: f.labels, labelColumn: f.labelColumn }, f.out)
+      ).finally(() => {
+        interrupt?.release();
+        bar.stop();
+      });
       const tuning = describeConvTuning(); // EDEN_WEBGPU_CONV=tune
       if (tuning) process.stderr.write(`${tuning}\n`);
       const scores = Object.entries(meta.validation).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');

@@ -9,6 +9,7 @@ import { describeConvTuning } from '../engine/webgpu-conv-tune.js';
 import { EdenError } from '../core/errors.js';
 import { checkpointPaths, pretrain, type StepEvent } from '../train/pretrain.js';
 import { plotLossCurve } from '../report/loss-curve.js';
+import { interruptOnSigint } from './interrupt.js';
 import { createProgress } from './progress.js';
 import { nativeStatus, nativeThreads } from '../engine/native.js';
 import { readCheckpoint } from '../train/checkpoint.js';
@@ -140,18 +141,7 @@ export function registerPretrain(program: Command): void {
         const defaults = { data: { paths: paths.length ? paths : [bundledSamples()] }, run: { dir: path.join('runs', `pretrain-${f.preset}`) } };
         config = resolvePretrainConfig(f.preset, defaults, fileOverrides, flagOverrides(f, []), ...f.set.map(parseAssignment));
       }
-      const controller = new AbortController();
-      let interrupts = 0;
-      const onSigint = (): void => {
-        interrupts++;
-        if (interrupts === 1) {
-          process.stderr.write('\neden: interrupted: saving a checkpoint at the current step (Ctrl-C again to quit without saving)\n');
-          controller.abort();
-        } else {
-          process.exit(130);
-        }
-      };
-      process.on('SIGINT', onSigint);
+      const interrupt = interruptOnSigint('a checkpoint');
       const prep = createProgress('decoding images');
       const bar = createProgress('pretraining', process.stderr, 'stage {stage} (n={level}) epoch {epoch} [{bar}] step {value}/{total} | loss {loss} | pos {pos} neg {neg} | {ips} img/s | ETA {eta_formatted}');
       let lastLine = 0;
@@ -163,7 +153,7 @@ export function registerPretrain(program: Command): void {
         const result = await pretrain(config!, {
           resumeFrom,
           viewWorkers: f.viewWorkers,
-          signal: controller.signal,
+          signal: interrupt.signal,
           hooks: {
             // Bad images are named one by one; other files (README, CSV...) are only counted.
             onSkip: (s) => (s.category === 'not an image file' || s.category === 'DICOM without pixel data' ? nonImages++ : process.stderr.write(`skipped ${s.message}\n`)),
@@ -211,7 +201,7 @@ export function registerPretrain(program: Command): void {
         process.stdout.write(`metrics: ${path.join(runDir, 'metrics.jsonl')}, loss curve: ${path.join(runDir, 'loss.png')}\n`);
         if (result.interrupted) process.exitCode = 130;
       } finally {
-        process.off('SIGINT', onSigint);
+        interrupt.release();
         bar.stop();
         prep.stop();
       }

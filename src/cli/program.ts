@@ -49,7 +49,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof EdenError) {
       process.stderr.write(`eden: ${err.message}\n`);
-      return err.kind === 'config' ? 2 : 1;
+      // 130: stopped by Ctrl-C (128 + SIGINT), as a shell reports it; the message says how to go on.
+      return err.kind === 'config' ? 2 : err.kind === 'interrupted' ? 130 : 1;
     }
     process.stderr.write(`eden: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     return 70;

@@ -3,7 +3,7 @@
  * config from bad data without parsing messages. Messages say what came in, what was expected,
  * and how to fix it.
  */
-export type EdenErrorKind = 'config' | 'data' | 'checkpoint' | 'engine' | 'non-finite-loss';
+export type EdenErrorKind = 'config' | 'data' | 'checkpoint' | 'engine' | 'non-finite-loss' | 'interrupted';
 
 export class EdenError extends Error {
   readonly kind: EdenErrorKind;

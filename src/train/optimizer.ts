@@ -140,6 +140,34 @@ export class Adam {
     });
   }
 
+  /**
+   * The moments of `params` (by the caller's stable names: TF.js's variable names differ from run to
+   * run), as `m/<name>` and `v/<name>`, with the step count: what a resumed run needs to go on with
+   * the same updates. The tensors are the optimiser's own (read them before the next step).
+   */
+  exportState(params: Map<string, tf.Variable>): { steps: number; tensors: Map<string, tf.Tensor> } {
+    const tensors = new Map<string, tf.Tensor>();
+    for (const [name, p] of params) {
+      const [m, v] = [this.m.get(p.name), this.v.get(p.name)];
+      if (m && v) tensors.set(`m/${name}`, m).set(`v/${name}`, v);
+    }
+    return { steps: this.t, tensors };
+  }
+
+  /** Take over moments saved by exportState (copied into buffers of the optimiser's own) and its step count. */
+  importState(params: Map<string, tf.Variable>, state: { steps: number; tensors: Map<string, tf.Tensor> }): void {
+    this.dispose();
+    for (const [name, p] of params) {
+      const [m, v] = [state.tensors.get(`m/${name}`), state.tensors.get(`v/${name}`)];
+      if (!m || !v) continue;
+      for (const [map, value] of [[this.m, m], [this.v, v]] as const) {
+        if (value.shape.join(',') !== p.shape.join(',')) throw new Error(`Adam state of '${name}' is [${value.shape}], the parameter [${p.shape}]`);
+        map.set(p.name, tf.tidy(() => tf.variable(tf.mul(value, 1), false)));
+      }
+    }
+    this.t = state.steps;
+  }
+
   private state(map: Map<string, tf.Variable>, p: tf.Variable): tf.Variable {
     let s = map.get(p.name);
     if (!s) map.set(p.name, (s = ownedZeros(p)));

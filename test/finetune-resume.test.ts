@@ -1,0 +1,192 @@
+/**
+ * `eden finetune --resume`: a segmentation run stopped anywhere (Ctrl-C, or killed outright after a
+ * save at a validation check) goes on from its saved training state to exactly the model an
+ * uninterrupted run writes; the state is refused when the settings or the images changed, and gone
+ * once the model is written. On a copy of 12 wingspan_ctr radiographs, a tiny encoder at 64 px.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { useBackend } from '../src/engine/backend.js';
+import { finetuneSegmentation, type FinetuneSegmentationOptions } from '../src/apply/finetune.js';
+import { finetuneStateMeta, trainingStatePath } from '../src/apply/finetune-state.js';
+import { diffCheckpoints } from '../src/train/checkpoint-diff.js';
+import { EdenError } from '../src/core/errors.js';
+import { loadTensorFile } from '../src/engine/tensor-file.js';
+import { taskModelMeta } from '../src/models/task-model-file.js';
+import { eden } from './helpers/cli.js';
+
+const root = path.join(import.meta.dirname, '..');
+const wingspan = path.join(root, '..', 'shared', 'data', 'wingspan_ctr');
+const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'eden-ft-resume-'));
+
+/** A labelled folder of the first `n` wingspan_ctr images with their heart and lung masks. */
+function smallFolder(n: number): string {
+  const dir = tmp();
+  const names = readdirSync(path.join(wingspan, 'images')).sort().slice(0, n);
+  for (const sub of ['images', 'masks/heart', 'masks/left_lung', 'masks/right_lung']) {
+    mkdirSync(path.join(dir, sub), { recursive: true });
+    for (const f of names) cpSync(path.join(wingspan, sub, f), path.join(dir, sub, f));
+  }
+  return dir;
+}
+
+const STEPS = 20;
+
+/** What a model file says of its training: steps run, the step kept, validation Dice. */
+async function trainingRecord(file: string): Promise<unknown> {
+  const m = taskModelMeta(await loadTensorFile(file))!;
+  return { steps: m.training.steps, bestStep: m.training.bestStep, validation: m.validation };
+}
+
+describe('eden finetune --resume', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
+  let data: string;
+  let whole: string;
+  let wholeFrozen: string;
+  const options = (o: Partial<FinetuneSegmentationOptions> = {}): FinetuneSegmentationOptions => ({
+    data,
+    encoder: { checkpoint: 'random', backbone: 'resnet-tiny', width: 8 },
+    structures: ['heart', 'lungs'],
+    combine: { lungs: ['left_lung', 'right_lung'] },
+    shots: 6,
+    valImages: 4,
+    mode: 'finetune',
+    encoderLrMultiplier: 0.1,
+    size: 64,
+    steps: STEPS,
+    batchSize: 4,
+    // Checks every 2 steps, patience 2, a high rate: on this folder the best comes at step 10, the
+    // checks at 12 and 14 fall short and stop the run (so the checks since the best must carry over).
+    lr: 1e-2,
+    evalEvery: 2,
+    patience: 2,
+    seed: 0,
+    saveEverySeconds: 0,
+    ...o,
+  });
+
+  before(async () => {
+    await useBackend('wasm');
+    data = smallFolder(12);
+    whole = path.join(tmp(), 'whole.safetensors');
+    await finetuneSegmentation(options(), whole);
+    wholeFrozen = path.join(tmp(), 'whole-frozen.safetensors');
+    await finetuneSegmentation(options({ mode: 'frozen' }), wholeFrozen);
+  });
+
+  /** Run `o` stopped by a signal after step `at`, then resumed; the steps each part ran. */
+  async function interruptedThenResumed(o: FinetuneSegmentationOptions, at: number, out: string): Promise<{ first: number[]; second: number[] }> {
+    const controller = new AbortController();
+    const first: number[] = [];
+    await assert.rejects(
+      finetuneSegmentation({ ...o, signal: controller.signal, onProgress: (p) => (first.push(p.step), p.step === at && controller.abort()) }, out),
+      (err: unknown) => err instanceof EdenError && err.kind === 'interrupted' && err.message.includes(`interrupted after step ${at}: the training state is saved in ${trainingStatePath(out)}`),
+    );
+    assert.ok(existsSync(trainingStatePath(out)) && !existsSync(out));
+    const second: number[] = [];
+    await finetuneSegmentation({ ...o, resume: true, onProgress: (p) => second.push(p.step) }, out);
+    return { first, second };
+  }
+
+  it('stopped after any step, resumes to the uninterrupted run\'s model to the bit (best weights, Adam moments, batch order, patience carried over)', async () => {
+    const tensors = tf.memory().numTensors;
+    // Before the first check, at a check, between checks after a best, and where patience is counting.
+    for (const at of [1, 2, 5, 12, 13]) {
+      const out = path.join(tmp(), 'model.safetensors');
+      const { first, second } = await interruptedThenResumed(options(), at, out);
+      const wholeSteps = first.length + second.length;
+      assert.deepEqual(first, Array.from({ length: at }, (_, i) => i + 1));
+      // A real resume: it goes on at the next step (a silent restart would begin at 1 again).
+      assert.equal(second[0], at + 1, `resumed after ${at}: ${second}`);
+      const d = await diffCheckpoints(whole, out);
+      assert.equal(d.maxAbsDiff, 0, `resumed after step ${at} (${wholeSteps} steps), the model differs: ${JSON.stringify(d.tensors.filter((t) => t.maxAbsDiff > 0).slice(0, 3))}`);
+      assert.deepEqual(await trainingRecord(out), await trainingRecord(whole), `resumed after step ${at}`);
+      assert.ok(!existsSync(trainingStatePath(out)), 'the training state is removed once the model is written');
+    }
+    assert.equal(tf.memory().numTensors, tensors, 'interrupted and resumed runs leave no tensors behind');
+  });
+
+  it('resumes a frozen-encoder run too', async () => {
+    const out = path.join(tmp(), 'frozen.safetensors');
+    await interruptedThenResumed(options({ mode: 'frozen' }), 4, out);
+    assert.equal((await diffCheckpoints(wholeFrozen, out)).maxAbsDiff, 0);
+  });
+
+  it('saves at validation checks no more often than saveEverySeconds', async () => {
+    const out = path.join(tmp(), 'model.safetensors');
+    const seen: boolean[] = [];
+    const stop = new AbortController();
+    const run = (everySeconds: number): Promise<unknown> =>
+      finetuneSegmentation({ ...options({ saveEverySeconds: everySeconds }), signal: stop.signal, onProgress: (p) => p.step === 4 && (seen.push(existsSync(trainingStatePath(out))), stop.abort()) }, out).catch((err: unknown) => err);
+    // An hour apart: nothing saved at the check of step 3 (only on the signal, after step 4).
+    await run(3600);
+    rmSync(trainingStatePath(out));
+    const again = new AbortController();
+    await finetuneSegmentation({ ...options(), signal: again.signal, onProgress: (p) => p.step === 4 && (seen.push(existsSync(trainingStatePath(out))), again.abort()) }, out).catch(() => undefined);
+    assert.deepEqual(seen, [false, true]);
+  });
+
+  it('on the command line: killed outright (SIGKILL) after a save, --resume writes the same model; changed settings and images are refused by name', async () => {
+    const out = path.join(tmp(), 'cli.safetensors');
+    const args = ['finetune', data, '--checkpoint', 'random', '--arch', 'resnet-tiny', '--width', '8', '--structures', 'heart,lungs', '--combine', 'lungs=left_lung+right_lung', '--shots', '6', '--val-images', '4', '--size', '64', '--steps', String(STEPS), '--batch-size', '4', '--lr', '0.01', '--eval-every', '2', '--patience', '2', '--seed', '0', '--save-every', '0', '--out', out];
+    const state = trainingStatePath(out);
+    // Killed once the state has been saved at a check: no handler runs, nothing is saved on the way out.
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), ...args], { cwd: root, env: { ...process.env, CI: '1' }, stdio: 'ignore' });
+      const poll = setInterval(() => existsSync(state) && child.kill('SIGKILL'), 20);
+      child.on('exit', (code, signal) => {
+        clearInterval(poll);
+        if (signal === 'SIGKILL') resolve();
+        else reject(new Error(`the run ended (${code}) before it was killed`));
+      });
+    });
+    assert.ok(!existsSync(out));
+    const show = eden(['checkpoint', 'show', state]);
+    assert.equal(show.status, 0, show.stderr);
+    assert.match(show.stdout, /^format: eden-finetune-state-1 \(Eden [\d.]+, .*, backend wasm\)\ntraining state of: .*cli\.safetensors \(eden finetune --resume goes on from it\)\nnext step: \d+ of at most 20; best validation Dice (0\.\d{4} \(step \d+\), \d check\(s\) since|none yet)\ntrained on: .*, 6 images \(4 for validation\), mode finetune, 64 px, seed 0\ntensors: \d+ /);
+    const changed = eden([...args, '--lr', '0.02', '--resume'], { CI: '1' });
+    assert.equal(changed.status, 2);
+    assert.match(changed.stderr, new RegExp(`cannot resume ${state.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: it was saved by a run with another lr \\(then 0\\.01, now 0\\.02\\)`));
+    const resumed = eden([...args, '--resume'], { CI: '1' });
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stderr, /resuming from .*cli\.training\.safetensors: \d+ of at most 20 steps done/);
+    assert.equal((await diffCheckpoints(whole, out)).maxAbsDiff, 0);
+    assert.ok(!existsSync(state));
+    const again = eden([...args, '--resume'], { CI: '1' });
+    assert.equal(again.status, 2);
+    assert.match(again.stderr, /nothing to resume: .*cli\.safetensors is written and no training state is left .*so its run finished/);
+    assert.match(eden(['finetune', data, '--task', 'classify', '--out', out, '--resume']).stderr, /--resume is for --task segment/);
+  });
+
+  it('on the command line, Ctrl-C saves the state at the current step and exits 130 saying how to go on', async () => {
+    const out = path.join(tmp(), 'sigint.safetensors');
+    const args = ['finetune', data, '--checkpoint', 'random', '--arch', 'resnet-tiny', '--width', '8', '--shots', '6', '--size', '64', '--steps', '200', '--eval-every', '2', '--patience', '100', '--out', out];
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), ...args], { cwd: root, env: { ...process.env, CI: '1' } });
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+        if (/step 2\/200/.test(err) && !child.killed) child.kill('SIGINT');
+      });
+      child.on('exit', (c) => resolve({ code: c, stderr: err }));
+    });
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /eden: interrupted: saving the training state at the current step \(Ctrl-C again to quit without saving\)\neden: interrupted after step \d+: the training state is saved in .*sigint\.training\.safetensors; the same command with --resume goes on from there\n$/);
+    assert.ok(existsSync(trainingStatePath(out)) && !existsSync(out));
+  });
+
+  it('refuses a state whose images changed, naming the one that went', async () => {
+    const folder = smallFolder(12);
+    const out = path.join(tmp(), 'model.safetensors');
+    const controller = new AbortController();
+    await finetuneSegmentation({ ...options({ data: folder }), signal: controller.signal, onProgress: (p) => p.step === 2 && controller.abort() }, out).catch(() => undefined);
+    const saved = finetuneStateMeta(await loadTensorFile(trainingStatePath(out)), out);
+    const gone = saved.files.train[0]!;
+    rmSync(gone);
+    await assert.rejects(finetuneSegmentation({ ...options({ data: folder }), resume: true }, out), (err: unknown) => err instanceof EdenError && err.message.includes(`the labelled images changed since it was saved (6 training images then, 6 now; ${gone} is gone`));
+  });
+});
