@@ -83,7 +83,8 @@ export { resolveEvaluateConfig, EVALUATE_PRESETS, type EvaluateConfig } from './
 export { reportMarkdown } from './eval/report.js';
 export { evaluate, TASKS, SEGMENTATION_FOLDER_TASKS, type Task, type EvaluateOptions, type EvaluationReport } from './eval/evaluate.js';
 export { loadSegmentationData, fewShotSegmentation, fineTuneAndTest, atlasPrediction, drawSplit, summarise, compareFewShot, type SegmentationData, type FewShotRun, type FewShotSummaryRow, type FewShotComparison, type FewShotHooks } from './eval/fewshot.js';
-export { trainSegmenter, segmentationLoss, SEGMENTATION_MODES, type SegmentationMode, type SegmenterTrainingOptions, type TrainedSegmenter, type LabelledImage, type ResumableTraining, type SegmenterTrainingState } from './train/segmenter.js';
+export { trainSegmenter, segmentationLoss, SEGMENTATION_MODES, type SegmentationMode, type SegmenterTrainingOptions, type TrainedSegmenter, type LabelledImage, type SegmenterTrainingState, type SegmenterPosition } from './train/segmenter.js';
+export { earlyStopping, type EarlyStoppingOptions, type ResumableTraining } from './train/early-stopping.js';
 export { normaliseInput, imageBatch } from './models/input.js';
 export { pairedBootstrap, formatDifference, quantileSorted, type PairedDifference } from './eval/statistics.js';
 export { parseDerived, deriveMask, DERIVED_KINDS, type DerivedStructure, type DerivedKind } from './data/derived-structures.js';

@@ -4,7 +4,8 @@
  * an hour goes on with `--resume` from its last save rather than from step 0. One safetensors file
  * (written atomically): weights, Adam's moments and the best weights so far as tensors, and in its
  * metadata the settings that decide the run, the images it trains and validates on, and where it
- * stands (train/segmenter.ts SegmenterTrainingState). Removed once the model is written.
+ * stands (train/early-stopping.ts TrainingState; the trainer's own position). Removed once the
+ * model is written.
  */
 import * as tf from '@tensorflow/tfjs';
 import { promises as fs } from 'node:fs';
@@ -12,35 +13,37 @@ import path from 'node:path';
 import { EdenError } from '../core/errors.js';
 import { changedSettings } from '../core/resume.js';
 import { loadTensorFile, saveTensorFile, type TensorFile } from '../engine/tensor-file.js';
-import type { SegmenterTrainingState } from '../train/segmenter.js';
+import type { EarlyStoppingPosition, TrainingState } from '../train/early-stopping.js';
 import { VERSION } from '../version.js';
 
 export const FINETUNE_STATE_FORMAT = 'eden-finetune-state-1';
 
-/** What decides a fine-tuning run: a resumed run must be given the same. */
+/** What decides a fine-tuning run: a resumed run must be given the same (absent: not set or not of its task). */
 export interface FinetuneSettings {
-  task: 'segment';
+  task: 'segment' | 'classify';
   /** Absolute path of the labelled folder. */
   data: string;
   /** The encoder it started from: 'builtin', 'random' (with backbone and width) or an absolute path. */
   encoder: { checkpoint: string; backbone?: string; width?: number };
   structures?: string[];
   combine?: Record<string, string[]>;
-  shots: number | 'all';
+  shots?: number | 'all';
   valImages?: number;
-  mode: string;
+  mode?: string;
+  labels?: string;
+  labelColumn?: string;
   size: number;
   steps: number;
   batchSize: number;
   microBatch?: number;
   lr: number;
-  encoderLrMultiplier: number;
+  encoderLrMultiplier?: number;
   evalEvery: number;
   patience: number;
   seed: number;
 }
 
-export const SETTING_NAMES = ['task', 'data', 'encoder', 'structures', 'combine', 'shots', 'valImages', 'mode', 'size', 'steps', 'batchSize', 'microBatch', 'lr', 'encoderLrMultiplier', 'evalEvery', 'patience', 'seed'] as const satisfies readonly (keyof FinetuneSettings)[];
+export const SETTING_NAMES = ['task', 'data', 'encoder', 'structures', 'combine', 'shots', 'valImages', 'mode', 'labels', 'labelColumn', 'size', 'steps', 'batchSize', 'microBatch', 'lr', 'encoderLrMultiplier', 'evalEvery', 'patience', 'seed'] as const satisfies readonly (keyof FinetuneSettings)[];
 
 export interface FinetuneStateMeta {
   format: typeof FINETUNE_STATE_FORMAT;
@@ -51,7 +54,8 @@ export interface FinetuneStateMeta {
   settings: FinetuneSettings;
   /** The images trained and validated on (as the data's scan names them). */
   files: { train: string[]; val: string[] };
-  position: SegmenterTrainingState['position'];
+  /** Where the run stands (the trainer's position: train/segmenter.ts, train/classifier.ts). */
+  position: EarlyStoppingPosition;
   backend: string;
 }
 
@@ -61,7 +65,7 @@ export function trainingStatePath(outFile: string): string {
   return ext ? `${outFile.slice(0, -ext.length)}.training${ext}` : `${outFile}.training.safetensors`;
 }
 
-export async function saveFinetuneState(file: string, state: SegmenterTrainingState, meta: Omit<FinetuneStateMeta, 'format' | 'edenVersion' | 'createdAt' | 'position' | 'backend'>): Promise<void> {
+export async function saveFinetuneState(file: string, state: TrainingState, meta: Omit<FinetuneStateMeta, 'format' | 'edenVersion' | 'createdAt' | 'position' | 'backend'>): Promise<void> {
   const full: FinetuneStateMeta = { format: FINETUNE_STATE_FORMAT, edenVersion: VERSION, createdAt: new Date().toISOString(), ...meta, position: state.position, backend: tf.getBackend() };
   await saveTensorFile(file, state.tensors, { format: FINETUNE_STATE_FORMAT, eden: JSON.stringify(full) });
 }
@@ -114,7 +118,7 @@ export function checkSameImages(file: string, saved: FinetuneStateMeta['files'],
 }
 
 /**
- * The saved tensors as TF.js tensors (for SegmenterTrainingState; training takes them over). The
+ * The saved tensors as TF.js tensors (for TrainingState; training takes them over). The
  * file's records are let go: a whole copy of the state need not stay in memory through the run.
  */
 export function stateTensors(content: TensorFile): Map<string, tf.Tensor> {

@@ -18,9 +18,10 @@ import { createBackbone, type ResNet } from '../models/resnet.js';
 import { saveClassifier, saveSegmenter, type TaskModelMeta } from '../models/task-model-file.js';
 import { hasBuiltinModel } from '../models/builtin.js';
 import { VERSION } from '../version.js';
-import { trainSegmenter, type ResumableTraining, type SegmentationMode } from '../train/segmenter.js';
-import { checkSameImages, readFinetuneState, saveFinetuneState, stateTensors, trainingStatePath, type FinetuneSettings } from './finetune-state.js';
-import { trainClassifier } from '../train/classifier.js';
+import { trainSegmenter, type SegmentationMode, type SegmenterPosition } from '../train/segmenter.js';
+import type { EarlyStoppingPosition, ResumableTraining } from '../train/early-stopping.js';
+import { checkSameImages, readFinetuneState, saveFinetuneState, stateTensors, trainingStatePath, type FinetuneSettings, type FinetuneStateMeta } from './finetune-state.js';
+import { trainClassifier, type ClassifierPosition } from '../train/classifier.js';
 import { loadClassificationData, scores } from '../eval/classify.js';
 
 export interface EncoderSpec {
@@ -60,6 +61,12 @@ export interface FinetuneCommon {
   seed: number;
   onLog?: (line: string) => void;
   onProgress?: (p: { step: number; steps: number; loss: number; valScore?: number }) => void;
+  /** Go on from the training state an interrupted run writing the same file saved (finetune-state.ts). */
+  resume?: boolean;
+  /** Least seconds between saves of the training state, at validation checks (default 60; 0: every check). */
+  saveEverySeconds?: number;
+  /** Once aborted: the state after the current step is saved, and an 'interrupted' EdenError thrown. */
+  signal?: AbortSignal;
 }
 
 export interface FinetuneSegmentationOptions extends FinetuneCommon {
@@ -71,12 +78,6 @@ export interface FinetuneSegmentationOptions extends FinetuneCommon {
   valImages?: number;
   mode: Extract<SegmentationMode, 'finetune' | 'frozen'>;
   encoderLrMultiplier: number;
-  /** Go on from the training state an interrupted run writing the same file saved (finetune-state.ts). */
-  resume?: boolean;
-  /** Least seconds between saves of the training state, at validation checks (default 60; 0: every check). */
-  saveEverySeconds?: number;
-  /** Once aborted: the state after the current step is saved, and an 'interrupted' EdenError thrown. */
-  signal?: AbortSignal;
 }
 
 function splitPool(pool: number[], shots: number | 'all', valImages: number | undefined, seed: number): { train: number[]; val: number[] } {
@@ -91,35 +92,54 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
   return { train: order.slice(0, shots).sort((a, b) => a - b), val: order.slice(shots, shots + Math.min(nVal, pool.length - shots)).sort((a, b) => a - b) };
 }
 
-/** The settings a resumed run must share with the run it goes on from. */
-function segmentationSettings(o: FinetuneSegmentationOptions): FinetuneSettings {
+/** The settings every fine-tuning run shares with the run it resumes: data, encoder and schedule. */
+function commonSettings(o: FinetuneCommon): Omit<FinetuneSettings, 'task'> {
   const { checkpoint, backbone, width } = o.encoder;
   const encoder = checkpoint === 'builtin' ? { checkpoint } : checkpoint === 'random' ? { checkpoint, backbone, width } : { checkpoint: path.resolve(checkpoint) };
-  const { structures, combine, shots, valImages, mode, size, steps, batchSize, microBatch, lr, encoderLrMultiplier, evalEvery, patience, seed } = o;
-  return { task: 'segment', data: path.resolve(o.data), encoder, structures, combine, shots, valImages, mode, size, steps, batchSize, microBatch, lr, encoderLrMultiplier, evalEvery, patience, seed };
+  const { size, steps, batchSize, microBatch, lr, evalEvery, patience, seed } = o;
+  return { data: path.resolve(o.data), encoder, size, steps, batchSize, microBatch, lr, evalEvery, patience, seed };
+}
+
+/**
+ * The resumable side of a fine-tuning run: with `resume`, the state its interrupted run saved
+ * (checked against `settings`; the images are checked by `training`); without, a note that a
+ * left-over state is being replaced. `training` then gives the trainer what it resumes from and
+ * how it saves, once the data are loaded; `finish` removes the state, `interrupted` is the error.
+ */
+async function resumableRun<P extends EarlyStoppingPosition>(o: FinetuneCommon, outFile: string, settings: FinetuneSettings, log: (line: string) => void) {
+  const stateFile = trainingStatePath(outFile);
+  const saved = o.resume ? await readFinetuneState(outFile, settings) : undefined;
+  if (!o.resume && (await fs.access(stateFile).then(() => true, () => false))) log(`note: ${stateFile} holds an interrupted run's training state, now replaced (--resume goes on from it)`);
+  return {
+    /** What the trainer resumes from and how it saves, for the run's images (checked against the saved run's). */
+    training(files: FinetuneStateMeta['files']): ResumableTraining<P> {
+      if (saved) {
+        checkSameImages(saved.file, saved.meta.files, files);
+        log(`resuming from ${saved.file}: ${saved.meta.position.step} of at most ${o.steps} steps done`);
+      }
+      return {
+        from: saved && { position: saved.meta.position as P, tensors: stateTensors(saved.content) },
+        save: (state) => saveFinetuneState(stateFile, state, { out: path.resolve(outFile), settings, files }),
+        everySeconds: o.saveEverySeconds,
+        signal: o.signal,
+      };
+    },
+    interrupted: (steps: number) => new EdenError('interrupted', `interrupted after step ${steps}: the training state is saved in ${stateFile}; the same command with --resume goes on from there`),
+    finish: () => fs.rm(stateFile, { force: true }),
+  };
 }
 
 export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFile: string): Promise<TaskModelMeta> {
   const log = o.onLog ?? (() => undefined);
-  const settings = segmentationSettings(o);
-  const stateFile = trainingStatePath(outFile);
-  const saved = o.resume ? await readFinetuneState(outFile, settings) : undefined;
-  if (!o.resume && (await fs.access(stateFile).then(() => true, () => false))) log(`note: ${stateFile} holds an interrupted run's training state, now replaced (--resume goes on from it)`);
+  const { structures, combine, shots, valImages, mode, encoderLrMultiplier } = o;
+  const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
   const data = await loadSegmentationData(o.data, o.size, { structures: o.structures, combine: o.combine, testFraction: 0, maxTestImages: 0, seed: o.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
   const split = splitPool(data.trainPool, o.shots, o.valImages, o.seed);
-  const files = { train: split.train.map((i) => data.samples[i]!.file), val: split.val.map((i) => data.samples[i]!.file) };
-  if (saved) checkSameImages(saved.file, saved.meta.files, files);
   log(`${data.samples.length} labelled images (${data.structures.join(', ')}): training on ${split.train.length}, validating on ${split.val.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
   log(`encoder: ${description}`);
-  if (saved) log(`resuming from ${saved.file}: ${saved.meta.position.step} of at most ${o.steps} steps done`);
   try {
-    const resumable: ResumableTraining = {
-      from: saved && { position: saved.meta.position, tensors: stateTensors(saved.content) },
-      save: (state) => saveFinetuneState(stateFile, state, { out: path.resolve(outFile), settings, files }),
-      everySeconds: o.saveEverySeconds,
-      signal: o.signal,
-    };
+    const resumable = run.training({ train: split.train.map((i) => data.samples[i]!.file), val: split.val.map((i) => data.samples[i]!.file) });
     const trained = await trainSegmenter(backbone, split.train.map((i) => data.samples[i]!), split.val.map((i) => data.samples[i]!), {
       mode: o.mode,
       size: o.size,
@@ -139,7 +159,7 @@ export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFi
       resumable,
     });
     try {
-      if (trained.interrupted) throw new EdenError('interrupted', `interrupted after step ${trained.steps}: the training state is saved in ${stateFile}; the same command with --resume goes on from there`);
+      if (trained.interrupted) throw run.interrupted(trained.steps);
       // Validation Dice per structure, with the kept weights.
       const validation: Record<string, number> = {};
       if (split.val.length) {
@@ -186,7 +206,7 @@ export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFi
         validation,
       };
       await saveSegmenter(outFile, trained.unet!, meta);
-      await fs.rm(stateFile, { force: true });
+      await run.finish();
       return { ...meta, format: 'eden-segmenter-1', decoderChannels: trained.unet!.decoderChannels };
     } finally {
       trained.dispose();
@@ -212,12 +232,17 @@ export interface FinetuneClassificationOptions extends FinetuneCommon {
 
 export async function finetuneClassification(o: FinetuneClassificationOptions, outFile: string): Promise<TaskModelMeta> {
   const log = o.onLog ?? (() => undefined);
+  const labels = o.labels && path.resolve(o.labels);
+  const run = await resumableRun<ClassifierPosition>(o, outFile, { task: 'classify', ...commonSettings(o), labels, labelColumn: o.labelColumn }, log);
   // The folder's own split column decides train and validation; without one, a seeded 80/20 split.
   const data = await loadClassificationData(o.data, o.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.seed, maxTrain: 0, maxTest: 0, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
   log(`classes ${data.classes.join(', ')}: training on ${data.train.length} images, validating on ${data.test.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
   log(`encoder: ${description}`);
   try {
+    // An image without a name (data built by hand) is named by its position.
+    const names = (items: { file?: string }[], part: string): string[] => items.map((x, i) => x.file ?? `${part} image ${i + 1}`);
+    const resumable = run.training({ train: names(data.train, 'training'), val: names(data.test, 'validation') });
     const trained = await trainClassifier(backbone, data.train, data.test, {
       classes: data.classes.length,
       size: o.size,
@@ -229,8 +254,10 @@ export async function finetuneClassification(o: FinetuneClassificationOptions, o
       patience: o.patience,
       score: (p, labels) => scores(p, labels, data.classes).meanAuc,
       onProgress: o.onProgress,
+      resumable,
     });
     try {
+      if (trained.interrupted) throw run.interrupted(trained.steps);
       const s = scores(await trained.predict(data.test.map((x) => x.image)), data.test.map((x) => x.label), data.classes);
       const meta: Omit<TaskModelMeta, 'format'> = {
         edenVersion: VERSION,
@@ -244,6 +271,7 @@ export async function finetuneClassification(o: FinetuneClassificationOptions, o
         validation: { mean_auc: s.meanAuc, accuracy: s.accuracy, ...Object.fromEntries(Object.entries(s.aucPerClass).map(([k, v]) => [`auc_${k}`, v])) },
       };
       await saveClassifier(outFile, backbone, { weight: trained.weight, bias: trained.bias }, meta);
+      await run.finish();
       return { ...meta, format: 'eden-classifier-1' };
     } finally {
       trained.dispose();

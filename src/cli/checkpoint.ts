@@ -74,8 +74,8 @@ export function describeEdenFile(file: string, content: TensorFile): string[] {
     return [
       `format: ${meta.format} (Eden ${meta.edenVersion}, ${meta.createdAt}, backend ${meta.backend})`,
       `training state of: ${meta.out} (eden finetune --resume goes on from it)`,
-      `next step: ${p.step + 1} of at most ${o.steps}; best validation Dice ${p.best === null ? 'none yet' : `${p.best.toFixed(4)} (step ${p.bestStep}), ${p.sinceBest} check(s) since`}`,
-      `trained on: ${o.data}, ${meta.files.train.length} images (${meta.files.val.length} for validation), mode ${o.mode}, ${o.size} px, seed ${o.seed}`,
+      `next step: ${p.step + 1} of at most ${o.steps}; best validation ${o.task === 'segment' ? 'Dice' : 'mean AUC'} ${p.best === null ? 'none yet' : `${p.best.toFixed(4)} (step ${p.bestStep}), ${p.sinceBest} check(s) since`}`,
+      `trained on: ${o.data}, ${meta.files.train.length} images (${meta.files.val.length} for validation), ${o.task === 'segment' ? `segmentation, mode ${o.mode}` : 'classification'}, ${o.size} px, seed ${o.seed}`,
       tensors,
     ];
   }

@@ -70,15 +70,14 @@ export function registerFinetune(program: Command): void {
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
     .option('--threads <n>', THREADS_HELP, parsePositiveInt)
     .requiredOption('--out <file>', 'model file to write (.safetensors)')
-    .option('--resume', 'segment: go on from the training state an interrupted run with the same settings saved beside --out (<name>.training.safetensors)')
-    .option('--save-every <seconds>', 'segment: least seconds between saves of the training state, at validation checks (Ctrl-C also saves it)', parseNonNegativeInt, 60)
+    .option('--resume', 'go on from the training state an interrupted run with the same settings saved beside --out (<name>.training.safetensors)')
+    .option('--save-every <seconds>', 'least seconds between saves of the training state, at validation checks (Ctrl-C also saves it)', parseNonNegativeInt, 60)
     .action(async (positional: string | undefined, f: FinetuneFlags) => {
       const data = f.data ?? positional;
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden finetune DIR ...) or --data DIR');
       if (f.size % 32 !== 0) throw new EdenError('config', `--size must be a multiple of 32 (the encoder's stride), got ${f.size}`);
       const shots = f.shots === 'all' ? 'all' : Number(f.shots);
       if (shots !== 'all' && (!Number.isInteger(shots) || shots < 1)) throw new EdenError('config', `--shots must be a positive integer or 'all', got '${f.shots}'`);
-      if (f.resume && f.task !== 'segment') throw new EdenError('config', '--resume is for --task segment: a classification run starts afresh');
       if (f.threads) process.env['EDEN_THREADS'] = String(f.threads);
       await useBackend(f.backend);
       if (f.backend === 'wasm' && !nativeStatus().active) process.stderr.write(`engine: wasm without native kernels (${nativeStatus().detail}); training is several times slower\n`);
@@ -107,12 +106,13 @@ export function registerFinetune(program: Command): void {
         },
       };
       const t0 = Date.now();
-      const interrupt = f.task === 'segment' ? interruptOnSigint('the training state') : undefined;
+      const interrupt = interruptOnSigint('the training state');
+      const resumable = { resume: f.resume, saveEverySeconds: f.saveEvery, signal: interrupt.signal };
       const meta = await (f.task === 'segment'
-        ? finetuneSegmentation({ ...common, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr, resume: f.resume, saveEverySeconds: f.saveEvery, signal: interrupt!.signal }, f.out)
-        : finetuneClassification({ ...common, labels: f.labels, labelColumn: f.labelColumn }, f.out)
+        ? finetuneSegmentation({ ...common, ...resumable, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
+        : finetuneClassification({ ...common, ...resumable, labels: f.labels, labelColumn: f.labelColumn }, f.out)
       ).finally(() => {
-        interrupt?.release();
+        interrupt.release();
         bar.stop();
       });
       const tuning = describeConvTuning(); // EDEN_WEBGPU_CONV=tune

@@ -32,8 +32,9 @@ import { imageBatch } from '../models/input.js';
 export interface ClassificationData {
   source: string;
   classes: string[];
-  train: { image: Float32Array; label: number }[];
-  test: { image: Float32Array; label: number }[];
+  /** Each image with its class index and where it came from (a path, or `<file.npz>#<split>/<index>`). */
+  train: { image: Float32Array; label: number; file?: string }[];
+  test: { image: Float32Array; label: number; file?: string }[];
   size: number;
 }
 
@@ -80,7 +81,7 @@ export async function loadClassificationData(source: string, size: number, o: { 
       const [n, h, w] = im.shape as [number, number, number];
       return Array.from({ length: n }, (_, i) => {
         const grey = { width: w, height: h, data: Float32Array.from(im.data.subarray(i * h * w, (i + 1) * h * w)), bitDepth: 8, encoding: 'npz' };
-        return { image: resizeGrey(normalizeIntensity(grey), w, h, size, size), label: lb.data[i]! };
+        return { image: resizeGrey(normalizeIntensity(grey), w, h, size, size), label: lb.data[i]!, file: `${source}#${name}/${i}` };
       });
     };
     train = [...split('train'), ...split('val')];
@@ -111,8 +112,8 @@ export async function loadClassificationData(source: string, size: number, o: { 
       throw new EdenError('data', `${labelSource}: ${classes.length} classes for ${labelled.length} images (${what}); a classifier needs several images of every class, to train, validate and test on; here fewer than ${MIN_IMAGES_PER_CLASS} on average`);
     }
     const ds = new ImageDataset(labelled, { size, onSkip: (s) => o.onSkip?.(s.message) });
-    const items: { image: Float32Array; label: number; split?: string }[] = [];
-    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), split: s.entry.labels!['split'] });
+    const items: { image: Float32Array; label: number; file: string; split?: string }[] = [];
+    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), file: s.entry.path, split: s.entry.labels!['split'] });
     const hasSplit = items.some((x) => x.split === 'test');
     if (hasSplit) {
       train = items.filter((x) => x.split !== 'test');

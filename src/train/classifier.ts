@@ -2,9 +2,9 @@
  * Fine-tuning an image classifier: the encoder and a linear head on its pooled features (Eve),
  * cross-entropy, Adam, seeded augmentation (one mild geometric and intensity draw per image). With
  * a validation split, the mean one-vs-rest AUC is measured every `evalEvery` steps and the best
- * weights are kept (training stops after `patience` checks without improvement). Shared by
- * `eden evaluate --task classify` (no validation: a fixed number of steps) and
- * `eden finetune --task classify`.
+ * weights are kept (training stops after `patience` checks without improvement: the resumable loop
+ * of train/early-stopping.ts). Shared by `eden evaluate --task classify` (no validation: a fixed
+ * number of steps) and `eden finetune --task classify`.
  */
 import * as tf from '@tensorflow/tfjs';
 import { deriveSeed, Rng } from '../core/rng.js';
@@ -12,6 +12,8 @@ import { augmentPair, DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.j
 import { linearInit } from '../models/layers.js';
 import type { ResNet } from '../models/resnet.js';
 import { imageBatch } from '../models/input.js';
+import { Adam } from './optimizer.js';
+import { earlyStopping, positionOf, prefixed, restoreTraining, trainingTensors, type EarlyStoppingPosition, type EarlyStoppingRecord, type ResumableTraining, type TrainingParts } from './early-stopping.js';
 
 export interface LabelledClassImage {
   /** [size * size] in [0, 1]. */
@@ -31,6 +33,17 @@ export interface ClassifierTrainingOptions {
   /** Scores validation probabilities [images x classes] (higher is better), e.g. mean AUC. */
   score?: (probabilities: Float32Array, labels: number[]) => number;
   onProgress?: (p: { step: number; steps: number; loss: number; valScore?: number }) => void;
+  /** Save the training state as it goes, go on from a saved one, stop on a signal. */
+  resumable?: ResumableTraining<ClassifierPosition>;
+}
+
+/**
+ * Where a classifier run stands: the early-stopping record, Adam's step count and the generator
+ * that draws batches and augmentations; with the tensors `encoder/<name>`, `head/weight`,
+ * `head/bias`, Adam's moments (`adam/model/m/<name>`, ...) and the best weights (`best/<name>`).
+ */
+export interface ClassifierPosition extends EarlyStoppingPosition {
+  rng: number[];
 }
 
 export interface TrainedClassifier {
@@ -39,6 +52,8 @@ export interface TrainedClassifier {
   steps: number;
   bestStep: number;
   valScore: number;
+  /** Stopped by `resumable.signal`: the state was saved, the weights are the last step's. */
+  interrupted: boolean;
   /** Softmax probabilities [images x classes], row-major, with the backbone in inference mode. */
   predict(images: Float32Array[]): Promise<Float32Array>;
   dispose(): void;
@@ -55,9 +70,11 @@ export async function trainClassifier(backbone: ResNet, train: LabelledClassImag
   const init = linearInit(backbone.featureDim, o.classes, rng);
   const weight = variableOf(init.weight);
   const bias = variableOf(init.bias);
-  const opt = tf.train.adam(o.lr);
+  // Eden's Adam (TF.js's update, fused in place on the native kernels): its moments are named
+  // state a resumed run takes over.
+  const opt = new Adam(o.lr);
   const s = o.size;
-  const vars = [...backbone.store.trainable(), weight, bias];
+  const trainable = [...backbone.store.trainable(), weight, bias];
   const predict = async (images: Float32Array[]): Promise<Float32Array> => {
     const out = new Float32Array(images.length * o.classes);
     for (let i = 0; i < images.length; i += 32) {
@@ -69,36 +86,43 @@ export async function trainClassifier(backbone: ResNet, train: LabelledClassImag
     }
     return out;
   };
-  // Best weights (every variable of the backbone, statistics included, and the head).
-  const all = [...backbone.store.variables.values(), weight, bias];
-  let kept: tf.Tensor[] | undefined;
-  let best = -Infinity;
-  let bestStep = 0;
-  let sinceBest = 0;
-  let steps = 0;
+  const step = async (): Promise<number> => {
+    const batch = Array.from({ length: Math.min(o.batchSize, train.length) }, () => train[rng.int(train.length)]!);
+    const x = imageBatch(batch.map((v) => augmentPair(v.image, [], s, DEFAULT_PAIRED_AUGMENT, rng).image), s);
+    const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.map((v) => v.label), 'int32'), o.classes));
+    const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(backbone.forward(x, { training: true }).pooled, weight), bias)) as tf.Scalar, trainable);
+    opt.applyGradients(trainable, grads);
+    const loss = (await value.data())[0]!;
+    tf.dispose([x, y, value, ...Object.values(grads)]);
+    return loss;
+  };
+  // The best snapshot (and the saved state) hold every variable: the backbone's statistics too.
+  const named = new Map([...prefixed('encoder', backbone.store.variables), ...prefixed('head', new Map([['weight', weight], ['bias', bias]]))]);
+  const parts: TrainingParts = { named, snapshotNames: [...named.keys()], optimisers: [{ name: 'model', opt, params: named }] };
+  const res = o.resumable;
   try {
-    for (let step = 1; step <= o.steps; step++) {
-      const batch = Array.from({ length: Math.min(o.batchSize, train.length) }, () => train[rng.int(train.length)]!);
-      const x = imageBatch(batch.map((v) => augmentPair(v.image, [], s, DEFAULT_PAIRED_AUGMENT, rng).image), s);
-      const y = tf.tidy(() => tf.oneHot(tf.tensor1d(batch.map((v) => v.label), 'int32'), o.classes));
-      const cost = opt.minimize(() => tf.losses.softmaxCrossEntropy(y, tf.add(tf.matMul(backbone.forward(x, { training: true }).pooled, weight), bias)) as tf.Scalar, true, vars);
-      const loss = (await cost!.data())[0]!;
-      tf.dispose([x, y, cost!]);
-      steps = step;
-      const check = val.length > 0 && o.score && o.evalEvery && (step % o.evalEvery === 0 || step === o.steps);
-      const valScore = check ? o.score!(await predict(val.map((v) => v.image)), val.map((v) => v.label)) : undefined;
-      o.onProgress?.({ step, steps: o.steps, loss, valScore });
-      if (valScore === undefined) continue;
-      if (valScore > best + 1e-4) {
-        [best, bestStep, sinceBest] = [valScore, step, 0];
-        tf.dispose(kept ?? []);
-        kept = all.map((v) => tf.clone(v));
-      } else if (++sinceBest >= (o.patience ?? Infinity)) break;
+    let start: EarlyStoppingRecord | undefined;
+    if (res?.from) {
+      start = restoreTraining(parts, res.from);
+      rng.setState(res.from.position.rng);
     }
-    if (kept) all.forEach((v, i) => v.assign(kept![i]!));
+    const save = (r: EarlyStoppingRecord): Promise<void> => res!.save({ position: { ...positionOf(r, opt.steps), rng: rng.state() }, tensors: trainingTensors(parts, r) });
+    const r = await earlyStopping({
+      maxSteps: o.steps,
+      evalEvery: o.evalEvery ?? o.steps,
+      patience: o.patience ?? Infinity,
+      step,
+      score: val.length && o.score && o.evalEvery ? async () => o.score!(await predict(val.map((v) => v.image)), val.map((v) => v.label)) : undefined,
+      vars: [...named.values()],
+      onProgress: (p) => o.onProgress?.({ step: p.step, steps: o.steps, loss: p.loss, valScore: p.score }),
+      what: 'classification training',
+      resumable: res && { start, save, everySeconds: res.everySeconds ?? 60, signal: res.signal },
+    });
+    return { weight, bias, steps: r.steps, bestStep: r.bestStep, valScore: r.best, interrupted: r.interrupted, predict, dispose: () => tf.dispose([weight, bias]) };
+  } catch (err) {
+    tf.dispose([weight, bias]);
+    throw err;
   } finally {
-    tf.dispose(kept ?? []);
     opt.dispose();
   }
-  return { weight, bias, steps, bestStep: kept ? bestStep : steps, valScore: kept ? best : NaN, predict, dispose: () => tf.dispose([weight, bias]) };
 }

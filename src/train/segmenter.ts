@@ -36,6 +36,7 @@ import { recalibrateBatchNorm } from '../models/recalibrate.js';
 import type { EncoderFeatures, ResNet } from '../models/resnet.js';
 import { UNet } from '../models/unet.js';
 import { imageBatch, normaliseInput } from '../models/input.js';
+import { earlyStopping, positionOf, prefixed, restoreTraining, trainingTensors, type EarlyStoppingOptions, type EarlyStoppingPosition, type EarlyStoppingRecord, type ResumableTraining, type TrainingParts, type TrainingState } from './early-stopping.js';
 
 export { SEGMENTATION_MODES, type SegmentationMode } from '../config/evaluate.js';
 
@@ -72,7 +73,7 @@ export interface SegmenterTrainingOptions {
   onNotice?: (message: string) => void;
   onProgress?: (p: { step: number; maxSteps: number; loss: number; valDice?: number }) => void;
   /** Save the training state as it goes, go on from a saved one, stop on a signal (finetune and frozen). */
-  resumable?: ResumableTraining;
+  resumable?: ResumableTraining<SegmenterPosition>;
 }
 
 /** Where a seeded batch stream stands: its generator, the epoch's shuffled order and the position in it. */
@@ -83,36 +84,16 @@ export interface BatchStreamPosition {
 }
 
 /**
- * Everything a U-Net run needs to go on after an interruption as if it had not stopped: the steps
- * run, the early-stopping record, the images per pass, the batch stream's position and the
- * optimisers' step count (`position`), with named tensors: the weights and batch-norm statistics
+ * Everything a U-Net run needs to go on after an interruption as if it had not stopped: the
+ * early-stopping record and the optimisers' step count, the images per pass and the batch stream's
+ * position, with named tensors (train/early-stopping.ts): the weights and batch-norm statistics
  * (`decoder/<name>`, `encoder/<name>`), Adam's moments (`adam/decoder/m/<name>`, ...) and the best
  * weights so far (`best/decoder/<name>`, ...).
  */
-export interface SegmenterTrainingState {
-  position: {
-    step: number;
-    /** Best validation Dice so far (null before the first check), its step, and the checks since. */
-    best: number | null;
-    bestStep: number;
-    sinceBest: number;
-    micro: number;
-    stream: BatchStreamPosition;
-    adamSteps: number;
-  };
-  tensors: Map<string, tf.Tensor>;
-}
-
-/** Training that can be interrupted and resumed (U-Net modes). */
-export interface ResumableTraining {
-  /** A saved state to go on from; training takes over (and disposes) its tensors. */
-  from?: SegmenterTrainingState;
-  /** Saves a state; its tensors are the run's own, valid until the promise resolves. */
-  save(state: SegmenterTrainingState): Promise<void>;
-  /** Least seconds between saves at validation checks (default 60; 0 saves at every check). */
-  everySeconds?: number;
-  /** Once aborted, the state after the current step is saved and training returns, `interrupted`. */
-  signal?: AbortSignal;
+export type SegmenterTrainingState = TrainingState<SegmenterPosition>;
+export interface SegmenterPosition extends EarlyStoppingPosition {
+  micro: number;
+  stream: BatchStreamPosition;
 }
 
 export interface TrainedSegmenter {
@@ -170,37 +151,6 @@ function variableOf(init: tf.Tensor): tf.Variable {
   const v = tf.variable(init);
   init.dispose();
   return v;
-}
-
-/** Copies of the variables' values, to restore the best weights after early stopping. */
-/**
- * Copies of the variables' values, in buffers of their own: tf.clone would share the variables'
- * buffers, which in-place updates (a replayed step on webgpu) would then change under the snapshot.
- */
-function snapshot(vars: tf.Variable[]): tf.Tensor[] {
-  return vars.map((v) => tf.mul(v, 1));
-}
-
-function restore(vars: tf.Variable[], values: tf.Tensor[]): void {
-  vars.forEach((v, i) => v.assign(values[i]!));
-}
-
-/** A store's variables under `<prefix>/<name>` (or their own names, with an empty prefix). */
-function prefixed(prefix: string, vars: Map<string, tf.Variable>): Map<string, tf.Variable> {
-  return new Map([...vars].map(([n, v]) => [prefix ? `${prefix}/${n}` : n, v]));
-}
-
-/** The tensors named `<prefix><name>`, as `<name>`. */
-function withoutPrefix(tensors: Map<string, tf.Tensor>, prefix: string): Map<string, tf.Tensor> {
-  return new Map([...tensors].filter(([n]) => n.startsWith(prefix)).map(([n, t]) => [n.slice(prefix.length), t]));
-}
-
-/** A saved state's tensor for `like`, checked to be there and of its shape. */
-function savedTensor(tensors: Map<string, tf.Tensor>, name: string, like: tf.Tensor): tf.Tensor {
-  const t = tensors.get(name);
-  if (!t) throw new EdenError('checkpoint', `the saved training state has no tensor '${name}'`);
-  if (t.shape.join(',') !== like.shape.join(',')) throw new EdenError('checkpoint', `the saved training state's '${name}' is [${t.shape}], the model's [${like.shape}]`);
-  return t;
 }
 
 /** Split [B, H, W, C] probabilities into per-image, per-structure arrays. */
@@ -291,64 +241,26 @@ export async function trainSegmenter(backbone: ResNet, train: LabelledImage[], v
   return o.mode === 'linear' ? trainLinear(backbone, train, val, o) : trainUNet(backbone, train, val, o);
 }
 
-/** Where an early-stopping run stands after a step: what a resumed run starts from. */
-interface EarlyStoppingRecord {
-  step: number;
-  best: number;
-  bestStep: number;
-  sinceBest: number;
-  /** The best weights so far (in the order of the run's variables). */
-  kept?: tf.Tensor[];
-}
-
-/**
- * The early-stopping loop shared by both heads. With `resumable`, it starts from `start` (taking
- * over its `kept` tensors), saves its record at validation checks (at most every `everySeconds`),
- * and on `signal` saves the record after the current step and returns, interrupted.
- */
-async function earlyStopping(
+/** The shared early-stopping loop with the mean validation Dice as its score. */
+function stopEarly(
   o: SegmenterTrainingOptions,
   val: LabelledImage[],
   vars: tf.Variable[],
   step: () => Promise<number>,
   predict: (images: Float32Array[]) => Promise<Float32Array[][]>,
-  maxSteps: number,
-  resumable?: { start?: EarlyStoppingRecord; save: (r: EarlyStoppingRecord) => Promise<void>; everySeconds: number; signal?: AbortSignal },
+  resumable?: EarlyStoppingOptions['resumable'],
 ): Promise<{ steps: number; bestStep: number; valDice: number; interrupted: boolean }> {
-  const r: EarlyStoppingRecord = resumable?.start ?? { step: 0, best: -Infinity, bestStep: 0, sinceBest: 0 };
-  let lastSave = Date.now();
-  try {
-    for (let s = r.step + 1; s <= maxSteps; s++) {
-      // A turn of the event loop: a step's awaits resolve as microtasks, so without it a Ctrl-C
-      // (the signal's handler), timers and I/O callbacks would wait for the whole run.
-      await new Promise((resolve) => setImmediate(resolve));
-      const loss = await step();
-      r.step = s;
-      if (!Number.isFinite(loss)) throw new EdenError('non-finite-loss', `segmentation training (${o.mode}) diverged at step ${s} (loss ${loss}); lower the learning rate`);
-      const evaluate = val.length > 0 && (s % o.evalEvery === 0 || s === maxSteps);
-      const valDice = evaluate ? meanDice(await predict(val.map((v) => v.image)), val) : undefined;
-      o.onProgress?.({ step: s, maxSteps, loss, valDice });
-      if (valDice !== undefined) {
-        if (valDice > r.best + 1e-4) {
-          [r.best, r.bestStep, r.sinceBest] = [valDice, s, 0];
-          tf.dispose(r.kept ?? []);
-          r.kept = snapshot(vars);
-        } else if (++r.sinceBest >= o.patience) break;
-      }
-      if (resumable?.signal?.aborted) {
-        await resumable.save(r);
-        return { steps: s, bestStep: r.bestStep, valDice: r.best, interrupted: true };
-      }
-      if (resumable && valDice !== undefined && s < maxSteps && Date.now() - lastSave >= resumable.everySeconds * 1000) {
-        await resumable.save(r);
-        lastSave = Date.now();
-      }
-    }
-    if (r.kept) restore(vars, r.kept);
-    return { steps: r.step, bestStep: r.kept ? r.bestStep : r.step, valDice: r.kept ? r.best : NaN, interrupted: false };
-  } finally {
-    tf.dispose(r.kept ?? []);
-  }
+  return earlyStopping({
+    maxSteps: o.maxSteps,
+    evalEvery: o.evalEvery,
+    patience: o.patience,
+    step,
+    score: val.length ? async () => meanDice(await predict(val.map((v) => v.image)), val) : undefined,
+    vars,
+    onProgress: (p) => o.onProgress?.({ step: p.step, maxSteps: o.maxSteps, loss: p.loss, valDice: p.score }),
+    what: `segmentation training (${o.mode})`,
+    resumable,
+  }).then(({ best, ...r }) => ({ ...r, valDice: best }));
 }
 
 async function trainUNet(backbone: ResNet, train: LabelledImage[], val: LabelledImage[], o: SegmenterTrainingOptions): Promise<TrainedSegmenter> {
@@ -437,36 +349,26 @@ async function trainUNet(backbone: ResNet, train: LabelledImage[], val: Labelled
 
   try {
     // Everything the best snapshot must restore: weights and every batch-norm statistic.
-    const snapshotNames = [...prefixed('decoder', unet.decoder.variables).keys(), ...(frozen ? [] : [...prefixed('encoder', backbone.store.variables).keys()])];
-    const named = new Map([...prefixed('decoder', unet.decoder.variables), ...prefixed('encoder', backbone.store.variables)]);
-    const vars = snapshotNames.map((n) => named.get(n)!);
-    const optimisers = [
-      { name: 'decoder', opt: decoderOpt, params: prefixed('', unet.decoder.variables) },
-      ...(encoderOpt ? [{ name: 'encoder', opt: encoderOpt, params: prefixed('', backbone.store.variables) }] : []),
-    ];
+    const [decoder, encoder] = [prefixed('decoder', unet.decoder.variables), prefixed('encoder', backbone.store.variables)];
+    const parts: TrainingParts = {
+      named: new Map([...decoder, ...encoder]),
+      snapshotNames: [...decoder.keys(), ...(frozen ? [] : encoder.keys())],
+      optimisers: [
+        { name: 'decoder', opt: decoderOpt, params: unet.decoder.variables },
+        ...(encoderOpt ? [{ name: 'encoder', opt: encoderOpt, params: backbone.store.variables }] : []),
+      ],
+    };
+    const vars = parts.snapshotNames.map((n) => parts.named.get(n)!);
     const res = o.resumable;
     let start: EarlyStoppingRecord | undefined;
     if (res?.from) {
-      const { position: p, tensors } = res.from;
-      try {
-        for (const [name, v] of named) v.assign(savedTensor(tensors, name, v));
-        for (const { name, opt, params } of optimisers) opt.importState(params, { steps: p.adamSteps, tensors: withoutPrefix(tensors, `adam/${name}/`) });
-        const kept = p.bestStep > 0 ? vars.map((v, i) => tf.mul(savedTensor(tensors, `best/${snapshotNames[i]}`, v), 1)) : undefined;
-        start = { step: p.step, best: p.best ?? -Infinity, bestStep: p.bestStep, sinceBest: p.sinceBest, kept };
-        stream.position = p.stream;
-        micro = p.micro;
-      } finally {
-        tf.dispose([...tensors.values()]);
-      }
+      start = restoreTraining(parts, res.from);
+      stream.position = res.from.position.stream;
+      micro = res.from.position.micro;
     }
-    const save = async (r: EarlyStoppingRecord): Promise<void> => {
-      const tensors = new Map<string, tf.Tensor>(named);
-      for (const { name, opt, params } of optimisers) for (const [k, t] of opt.exportState(params).tensors) tensors.set(`adam/${name}/${k}`, t);
-      r.kept?.forEach((t, i) => tensors.set(`best/${snapshotNames[i]}`, t));
-      const position = { step: r.step, best: Number.isFinite(r.best) ? r.best : null, bestStep: r.bestStep, sinceBest: r.sinceBest, micro, stream: stream.position, adamSteps: decoderOpt.steps };
-      await res!.save({ position, tensors });
-    };
-    const r = await earlyStopping(o, val, vars, step, predict, o.maxSteps, res && { start, save, everySeconds: res.everySeconds ?? 60, signal: res.signal });
+    const save = (r: EarlyStoppingRecord): Promise<void> =>
+      res!.save({ position: { ...positionOf(r, decoderOpt.steps), micro, stream: stream.position }, tensors: trainingTensors(parts, r) });
+    const r = await stopEarly(o, val, vars, step, predict, res && { start, save, everySeconds: res.everySeconds ?? 60, signal: res.signal });
     return { mode: o.mode, predict, ...r, unet, dispose: () => unet.dispose() };
   } catch (err) {
     unet.dispose();
@@ -564,7 +466,7 @@ async function trainLinear(backbone: ResNet, train: LabelledImage[], val: Labell
     opt.dispose();
   };
   try {
-    const r = await earlyStopping(o, val, [...weights, bias], step, predict, o.maxSteps);
+    const r = await stopEarly(o, val, [...weights, bias], step, predict);
     tf.dispose([...xTrain, yTrain]);
     opt.dispose();
     return {
