@@ -4,7 +4,8 @@
  * encoder at a lower learning rate, early stopping on a validation split drawn from the labelled
  * images); classification fine-tunes encoder + linear head on a label CSV (train/classifier.ts).
  * Both write one self-describing file (models/task-model-file.ts) with what was trained on and the
- * validation scores.
+ * validation scores, and save their training state as they go so that `--resume` can go on after
+ * an interruption (finetune-state.ts).
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -19,10 +20,10 @@ import { saveClassifier, saveSegmenter, type TaskModelMeta } from '../models/tas
 import { hasBuiltinModel } from '../models/builtin.js';
 import { VERSION } from '../version.js';
 import { trainSegmenter, type SegmentationMode, type SegmenterPosition } from '../train/segmenter.js';
-import type { EarlyStoppingPosition, ResumableTraining } from '../train/early-stopping.js';
-import { checkSameImages, readFinetuneState, saveFinetuneState, stateTensors, trainingStatePath, type FinetuneSettings, type FinetuneStateMeta } from './finetune-state.js';
 import { trainClassifier, type ClassifierPosition } from '../train/classifier.js';
+import type { EarlyStoppingPosition, ResumableTraining } from '../train/early-stopping.js';
 import { loadClassificationData, scores } from '../eval/classify.js';
+import { checkSameImages, readFinetuneState, saveFinetuneState, stateTensors, trainingStatePath, type FinetuneSettings, type FinetuneStateMeta } from './finetune-state.js';
 
 export interface EncoderSpec {
   /** A checkpoint file or run directory, 'builtin', or 'random' (He init of `backbone`/`width`). */
