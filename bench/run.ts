@@ -48,7 +48,8 @@ import { convTuningOn } from '../src/engine/webgpu-conv.js';
 import { copyVariables } from '../src/ssl/momentum.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { UNet } from '../src/models/unet.js';
-import { segmentationLoss } from '../src/train/segmenter.js';
+import { segmentationLoss, unetTrainingParts } from '../src/train/segmenter.js';
+import { snapshot, trainingTensors } from '../src/train/early-stopping.js';
 import { encodeTensorFile, saveTensorFile, toRecords, writeFileAtomic } from '../src/engine/tensor-file.js';
 import { accumulatedGradients } from '../src/train/accumulate.js';
 import { resolveEvaluateConfig } from '../src/config/evaluate.js';
@@ -240,24 +241,24 @@ async function runSegmentation(w: Workload): Promise<{ median: number; gpu: Reco
 
 /**
  * Saving a fine-tuning run's training state (workload `state18`): the tensors trainUNet's save
- * hands to saveFinetuneState after one step, written with saveTensorFile (streamed) and with the
- * one-buffer writer it replaced (encodeTensorFile, then writeFileAtomic), alternately.
+ * hands to saveFinetuneState after one step (trainingTensors of unetTrainingParts, the best weights
+ * kept), written with saveTensorFile (streamed) and with the one-buffer writer it replaced
+ * (encodeTensorFile, then writeFileAtomic), alternately.
  */
 async function runStateSave(w: Workload): Promise<void> {
   const backbone = createBackbone(w.arch, { width: w.width, seed: 0 });
   const unet = new UNet(backbone, { classes: 3, seed: 0 });
-  const optimizer = new Adam(1e-3);
-  const vars = [...unet.decoder.trainable(), ...backbone.store.trainable()];
+  const [decoderOpt, encoderOpt] = [new Adam(1e-3), new Adam(1e-4)];
+  const [decoderVars, encoderVars] = [unet.decoder.trainable(), backbone.store.trainable()];
   const x = tf.randomNormal([w.batch, w.size, w.size, 1]) as tf.Tensor4D;
   const y = tf.tidy(() => tf.round(tf.randomUniform([w.batch, w.size, w.size, 3]))) as tf.Tensor4D;
-  const { loss, grads } = accumulatedGradients((xs: tf.Tensor4D, ys: tf.Tensor4D) => segmentationLoss(unet.forward(xs, { training: true }), ys), x, y, w.batch, vars);
-  optimizer.applyGradients(vars, grads);
+  const { loss, grads } = accumulatedGradients((xs: tf.Tensor4D, ys: tf.Tensor4D) => segmentationLoss(unet.forward(xs, { training: true }), ys), x, y, w.batch, [...decoderVars, ...encoderVars]);
+  decoderOpt.applyGradients(decoderVars, grads);
+  encoderOpt.applyGradients(encoderVars, grads);
   tf.dispose([x, y, loss, ...Object.values(grads)]);
-  const named = new Map<string, tf.Tensor>([...[...unet.decoder.variables].map(([n, v]) => [`decoder/${n}`, v] as const), ...[...backbone.store.variables].map(([n, v]) => [`encoder/${n}`, v] as const)]);
-  const state = new Map(named);
-  for (const [n, t] of optimizer.exportState(new Map([...unet.decoder.variables, ...backbone.store.variables])).tensors) state.set(`adam/${n}`, t);
-  const best = [...named].map(([n, v]) => [`best/${n}`, tf.mul(v, 1)] as const);
-  for (const [n, t] of best) state.set(n, t);
+  const parts = unetTrainingParts(unet, decoderOpt, encoderOpt);
+  const kept = snapshot(parts.snapshotNames.map((n) => parts.named.get(n)!));
+  const state = trainingTensors(parts, { step: 1, best: 0.5, bestStep: 1, sinceBest: 0, kept });
   const dir = mkdtempSync(path.join(tmpdir(), 'eden-bench-state-'));
   const file = path.join(dir, 'model.training.safetensors');
   const streamed: number[] = [];
@@ -276,8 +277,9 @@ async function runStateSave(w: Workload): Promise<void> {
   }
   const mb = statSync(file).size / 1e6;
   rmSync(dir, { recursive: true, force: true });
-  tf.dispose(best.map(([, t]) => t));
-  optimizer.dispose();
+  tf.dispose(kept);
+  decoderOpt.dispose();
+  encoderOpt.dispose();
   unet.dispose();
   backbone.dispose();
   const median = medianOf(streamed);

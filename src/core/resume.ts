@@ -1,7 +1,7 @@
 /**
- * What the commands that go on after an interruption share (eden segment, embed and classify
- * --resume): the complete lines of a table written row by row, and the settings a resumed run must
- * match.
+ * What the commands that go on after an interruption share (eden segment, embed, classify and
+ * finetune --resume): the complete lines of a table written row by row, and the settings a resumed
+ * run must match.
  */
 
 /** `text` up to its last line break: a line cut off by the interruption (no newline yet) is not a row. */

@@ -263,6 +263,23 @@ function stopEarly(
   }).then(({ best, ...r }) => ({ ...r, valDice: best }));
 }
 
+/**
+ * What a U-Net run saves and restores (train/early-stopping.ts): decoder and encoder variables by
+ * stable names; the best snapshot holds every weight and batch-norm statistic the run changes (the
+ * encoder's only when it trains, i.e. has an optimiser).
+ */
+export function unetTrainingParts(unet: UNet, decoderOpt: Adam, encoderOpt?: Adam): TrainingParts {
+  const [decoder, encoder] = [prefixed('decoder', unet.decoder.variables), prefixed('encoder', unet.encoder.store.variables)];
+  return {
+    named: new Map([...decoder, ...encoder]),
+    snapshotNames: [...decoder.keys(), ...(encoderOpt ? encoder.keys() : [])],
+    optimisers: [
+      { name: 'decoder', opt: decoderOpt, params: unet.decoder.variables },
+      ...(encoderOpt ? [{ name: 'encoder', opt: encoderOpt, params: unet.encoder.store.variables }] : []),
+    ],
+  };
+}
+
 async function trainUNet(backbone: ResNet, train: LabelledImage[], val: LabelledImage[], o: SegmenterTrainingOptions): Promise<TrainedSegmenter> {
   const classes = train[0]!.masks.length;
   const unet = new UNet(backbone, { classes, seed: o.seed, decoderChannels: o.decoderChannels });
@@ -348,16 +365,7 @@ async function trainUNet(backbone: ResNet, train: LabelledImage[], val: Labelled
   };
 
   try {
-    // Everything the best snapshot must restore: weights and every batch-norm statistic.
-    const [decoder, encoder] = [prefixed('decoder', unet.decoder.variables), prefixed('encoder', backbone.store.variables)];
-    const parts: TrainingParts = {
-      named: new Map([...decoder, ...encoder]),
-      snapshotNames: [...decoder.keys(), ...(frozen ? [] : encoder.keys())],
-      optimisers: [
-        { name: 'decoder', opt: decoderOpt, params: unet.decoder.variables },
-        ...(encoderOpt ? [{ name: 'encoder', opt: encoderOpt, params: backbone.store.variables }] : []),
-      ],
-    };
+    const parts = unetTrainingParts(unet, decoderOpt, encoderOpt);
     const vars = parts.snapshotNames.map((n) => parts.named.get(n)!);
     const res = o.resumable;
     let start: EarlyStoppingRecord | undefined;
