@@ -18,6 +18,7 @@ import { loadSegmentationData } from '../src/data/segmentation-data.js';
 import { planCache, thisMachine, type CacheSetting } from '../src/data/cache-plan.js';
 import type { SkippedFile } from '../src/data/scan.js';
 import { Rng } from '../src/core/rng.js';
+import { encode as encodeBmp } from 'bmp-ts';
 
 const samples = path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19');
 const sampleFiles = readdirSync(samples).filter((f) => f.endsWith('.png'));
@@ -394,6 +395,42 @@ describe('scan and inspect', () => {
     await load(['labels', 'labels16']);
     await assert.rejects(load(['labels', 'blank']), /eden-labels-\w+: every mask of 'blank' is empty at 64 px \(3 images\); check that the masks of 'blank' mark the structure/);
     await assert.rejects(load(['none'], { none: ['blank'] }), /every mask of 'none' is empty .* the masks of 'blank' mark/);
+  });
+
+  it('a segmentation folder in PGM images with PBM and BMP masks loads as the same folder in PNG does', async () => {
+    const roots = { png: mkdtempSync(path.join(tmpdir(), 'eden-png-')), netpbm: mkdtempSync(path.join(tmpdir(), 'eden-netpbm-')) };
+    for (const root of Object.values(roots)) for (const d of ['images', 'masks/heart', 'masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
+    for (const f of sampleFiles.slice(0, 3)) {
+      const s = f.replace('.png', '');
+      const { data: grey, info } = await sharp(path.join(samples, f)).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
+      const [w, h] = [info.width, info.height];
+      const heart = Uint8Array.from({ length: w * h }, (_, i) => (((i % w) - w / 2) / (w / 5)) ** 2 + ((Math.floor(i / w) - h / 2) / (h / 4)) ** 2 < 1 ? 255 : 0);
+      const lungs = Uint8Array.from({ length: w * h }, (_, i) => (Math.abs((i % w) - w / 2) > w / 8 && Math.abs((i % w) - w / 2) < w / 3 ? 255 : 0));
+      const raw = { raw: { width: w, height: h, channels: 1 as const } };
+      await sharp(grey, raw).png().toFile(path.join(roots.png, 'images', `${s}.png`));
+      await sharp(heart, raw).png().toFile(path.join(roots.png, 'masks', 'heart', `${s}.png`));
+      await sharp(lungs, raw).png().toFile(path.join(roots.png, 'masks', 'lungs', `${s}.png`));
+      writeFileSync(path.join(roots.netpbm, 'images', `${s}.pgm`), Buffer.concat([Buffer.from(`P5\n# ${f}\n${w} ${h}\n255\n`), grey]));
+      // P4: rows of bits, 1 = black, so the heart (white) is 0.
+      const rowBytes = Math.ceil(w / 8);
+      const pbm = Buffer.alloc(rowBytes * h);
+      heart.forEach((v, i) => v === 0 && (pbm[Math.floor(i / w) * rowBytes + ((i % w) >> 3)]! |= 0x80 >> (i % w) % 8));
+      writeFileSync(path.join(roots.netpbm, 'masks', 'heart', `${s}.pbm`), Buffer.concat([Buffer.from(`P4\n${w} ${h}\n`), pbm]));
+      const abgr = Buffer.alloc(w * h * 4);
+      lungs.forEach((v, i) => abgr.fill(v, 4 * i + 1, 4 * i + 4));
+      writeFileSync(path.join(roots.netpbm, 'masks', 'lungs', `${s}.bmp`), encodeBmp({ data: abgr, width: w, height: h, bitPP: 24 }).data);
+    }
+    const load = (root: string): ReturnType<typeof loadSegmentationData> => loadSegmentationData(root, 64, { testFraction: 0, maxTestImages: 0, seed: 0 });
+    const [a, b] = [await load(roots.png), await load(roots.netpbm)];
+    assert.deepEqual(b.structures, a.structures);
+    assert.equal(b.samples.length, 3);
+    b.samples.forEach((sample, i) => {
+      assert.deepEqual(sample.image, a.samples[i]!.image);
+      assert.deepEqual(sample.masks, a.samples[i]!.masks);
+      assert.ok(sample.masks.every((m) => m.some((v) => v > 0)));
+    });
+    const report = await inspectDataset([roots.netpbm]);
+    assert.deepEqual([report.images, report.encodings, report.skipped.length], [3, { pgm: 3 }, 0]);
   });
 
   it('reads label CSVs as spreadsheets write them: semicolons, tabs, quoted commas, a BOM, Windows paths', async () => {

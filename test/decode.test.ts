@@ -1,5 +1,6 @@
 /**
- * Image decoding: raster formats through sharp at full bit depth, DICOM in every transfer syntax
+ * Image decoding: raster formats through sharp at full bit depth, the ones sharp does not read
+ * (BMP, Netpbm, JPEG 2000: fixtures written by Pillow, see fixtures/raster/make-raster.py), DICOM in every transfer syntax
  * we claim (fixtures made by DCMTK/GDCM from one 12-bit source: see fixtures/dicom/make-dicom.ts),
  * and intensity normalisation.
  */
@@ -76,6 +77,129 @@ describe('raster decoding', () => {
     const img = await decodeImageFile(path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19', '00870a9c.png'));
     assert.equal(img.width, 256);
     assert.equal(img.bitDepth, 8);
+  });
+});
+
+describe('formats sharp does not read (BMP, Netpbm, JPEG 2000) and wide TIFF samples', () => {
+  // Written by Pillow (fixtures/raster/make-raster.py), read here by other code: the pattern it
+  // documents, recomputed.
+  const raster = path.join(import.meta.dirname, 'fixtures', 'raster');
+  const [PW, PH] = [61, 47];
+  const pattern = (max: number): number[] => Array.from({ length: PW * PH }, (_, i) => (37 * (i % PW) + 101 * Math.floor(i / PW)) % (max + 1));
+  const colour = (): [number, number, number][] => pattern(255).map((g) => [g, (g * 3 + 7) % 256, 255 - g]);
+  /** The colour pattern as a PNG decoded through sharp: what the same picture reads as (libvips' grey). */
+  const colourAsPng = async (sixteen = false): Promise<number[]> => {
+    const file = path.join(tmp, `colour${sixteen ? 16 : 8}.png`);
+    const rgb = colour().flat();
+    await (sixteen ? sharp(Uint16Array.from(rgb, (v) => v * 256), { raw: { width: PW, height: PH, channels: 3 } }).toColourspace('rgb16') : sharp(Uint8Array.from(rgb), { raw: { width: PW, height: PH, channels: 3 } })).png().toFile(file);
+    return Array.from((await decodeImageFile(file)).data);
+  };
+  const bits = Array.from({ length: PW * PH }, (_, i) => ((i % PW) + Math.floor(i / PW)) % 3 === 0);
+
+  for (const [file, bitDepth, encoding, expected] of [
+    ['grey8.pgm', 8, 'pgm', pattern(255)],
+    ['grey16.pgm', 16, 'pgm', pattern(65535)],
+    ['grey8.bmp', 8, 'bmp', pattern(255)],
+    ['grey8.jp2', 8, 'jpeg2000', pattern(255)],
+    ['grey8.j2k', 8, 'jpeg2000', pattern(255)],
+    ['grey12.jp2', 16, 'jpeg2000', pattern(4095)],
+  ] as const) {
+    it(`${file} (Pillow) decodes to its values exactly`, async () => {
+      const img = await decodeImageFile(path.join(raster, file));
+      assert.deepEqual([img.width, img.height, img.bitDepth, img.encoding], [PW, PH, bitDepth, encoding]);
+      assert.deepEqual(Array.from(img.data), expected);
+    });
+  }
+
+  it('colour (PPM, 24- and 32-bit BMP) reads as the same picture in PNG; 1-bit PBM and BMP read white as the larger value', async () => {
+    const png = await colourAsPng();
+    for (const file of ['rgb.ppm', 'rgb24.bmp', 'rgba32.bmp']) assert.deepEqual(Array.from((await decodeImageFile(path.join(raster, file))).data), png, file);
+    const pbm = await decodeImageFile(path.join(raster, 'bits.pbm'));
+    assert.deepEqual([pbm.bitDepth, pbm.encoding, Array.from(pbm.data)], [1, 'pbm', bits.map((b) => (b ? 1 : 0))]);
+    assert.deepEqual(Array.from((await decodeImageFile(path.join(raster, 'bits1.bmp'))).data), bits.map((b) => (b ? 255 : 0)));
+    // A palette BMP reads as its colours do: the same picture as a PNG decoded by sharp.
+    const [bmp, palettePng] = [await decodeImageFile(path.join(raster, 'palette16.bmp')), await decodeImageFile(path.join(raster, 'palette16-as-rgb.png'))];
+    assert.deepEqual(Array.from(bmp.data), Array.from(palettePng.data));
+  });
+
+  it("DCMTK's dcm2pnm output (another Netpbm writer) reads as its bytes say", async () => {
+    for (const file of ['mono1-12bit-window-by-dcmtk.pgm', 'mono1-8bit-minmax-by-dcmtk.pgm']) {
+      const bytes = readFileSync(path.join(fixtures, file));
+      const [w, h] = bytes.toString('latin1', 0, 32).split(/\s+/).slice(1, 3).map(Number);
+      const img = await decodeImageFile(path.join(fixtures, file));
+      assert.deepEqual([img.width, img.height, img.encoding], [w, h, 'pgm']);
+      assert.deepEqual(Array.from(img.data), Array.from(bytes.subarray(bytes.length - w! * h!)), file);
+    }
+  });
+
+  it('plain (ASCII) PBM / PGM / PPM with comments, and PAM with alpha, as the Netpbm pages define them', async () => {
+    const g = pattern(4095);
+    const [luminance, luminance16] = [await colourAsPng(), await colourAsPng(true)];
+    const rows = (values: number[], perPixel: number): string => Array.from({ length: PH }, (_, y) => values.slice(y * PW * perPixel, (y + 1) * PW * perPixel).join(' ')).join('\n');
+    const files: [string, string | Buffer, number[], number][] = [
+      // P2 with a comment inside the header and a 12-bit maximum.
+      ['plain.pgm', `P2\n# made by hand\n${PW} ${PH} # size\n4095\n${rows(g, 1)}\n`, g, 12],
+      ['plain.ppm', `P3\n${PW} ${PH}\n255\n${rows(colour().flat(), 3)}\n`, luminance, 8],
+      // P1's digits may run together; 1 is black.
+      ['plain.pbm', `P1\n${PW} ${PH}\n${Array.from({ length: PH }, (_, y) => bits.slice(y * PW, (y + 1) * PW).map((b) => (b ? '0' : '1')).join('')).join('\n')}\n`, bits.map((b) => (b ? 1 : 0)), 1],
+      ['grey-alpha.pam', Buffer.concat([Buffer.from(`P7\nWIDTH ${PW}\nHEIGHT ${PH}\nDEPTH 2\nMAXVAL 255\nTUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n`), Buffer.from(pattern(255).flatMap((v) => [v, 77]))]), pattern(255), 8],
+      ['rgb16.pam', Buffer.concat([Buffer.from(`P7\nWIDTH ${PW}\nHEIGHT ${PH}\nDEPTH 3\nMAXVAL 65535\nTUPLTYPE RGB\nENDHDR\n`), Buffer.from(colour().flat().flatMap((v) => [v, 0]))]), luminance16, 16],
+    ];
+    for (const [name, content, expected, bitDepth] of files) {
+      const file = path.join(tmp, name);
+      writeFileSync(file, content);
+      const img = await decodeImageFile(file);
+      assert.deepEqual([img.width, img.height, img.bitDepth], [PW, PH, bitDepth], name);
+      assert.deepEqual(Array.from(img.data), expected, name);
+    }
+  });
+
+  it('float and 32-bit integer TIFF samples keep their values (not clipped to 8 bits); --intensity none takes floats as [0, 1]', async () => {
+    const f = await decodeImageFile(path.join(raster, 'float32.tif'));
+    assert.deepEqual([f.bitDepth, f.encoding, f.floatingPoint], [32, 'tiff/float', true]);
+    assert.deepEqual(Array.from(f.data), pattern(255).map((v) => Math.fround((v / 255) * 3 - 1)));
+    const none = normalizeIntensity(f, { mode: 'none' });
+    assert.deepEqual(Array.from(none), Array.from(f.data, (v) => Math.min(1, Math.max(0, v))));
+    const i = await decodeImageFile(path.join(raster, 'int32.tif'));
+    assert.deepEqual([i.bitDepth, i.encoding, i.floatingPoint], [32, 'tiff/int', undefined]);
+    assert.deepEqual(Array.from(i.data), pattern(255).map((v) => v * 100 - 12000));
+  });
+
+  it('a colour PPM or BMP mask reads as labels per colour, as a colour PNG does', async () => {
+    // Red heart on the left, green lungs on the right, black elsewhere.
+    const rgb = Buffer.alloc(PW * PH * 3);
+    for (let i = 0; i < PW * PH; i++) if ((i % PW) < 20) rgb[3 * i] = 255; else if ((i % PW) > 40) rgb[3 * i + 1] = 255;
+    const ppm = path.join(tmp, 'mask.ppm');
+    writeFileSync(ppm, Buffer.concat([Buffer.from(`P6\n${PW} ${PH}\n255\n`), rgb]));
+    const png = path.join(tmp, 'mask-colour.png');
+    await sharp(rgb, { raw: { width: PW, height: PH, channels: 3 } }).png().toFile(png);
+    const [a, b] = [await decodeImageFile(ppm, { mask: true }), await decodeImageFile(png, { mask: true })];
+    assert.equal(a.encoding, 'ppm/colour');
+    assert.deepEqual([a.labelValues, a.colours, Array.from(a.data)], [b.labelValues, b.colours, Array.from(b.data)]);
+    assert.deepEqual(a.colours, { 76: '#ff0000', 150: '#00ff00' });
+  });
+
+  it('cut-off, corrupt and oversized files are named with their problem', async () => {
+    const cut = (file: string, fraction: number): string => {
+      const bytes = readFileSync(path.join(raster, file));
+      const out = path.join(tmp, `cut-${file}`);
+      writeFileSync(out, bytes.subarray(0, Math.floor(bytes.length * fraction)));
+      return out;
+    };
+    const cases: [string, RegExp][] = [
+      [cut('grey8.pgm', 0.5), /cut-grey8\.pgm: truncated image data \(1427 bytes of samples, 2867 expected\)$/],
+      [cut('rgb24.bmp', 0.5), /cut-rgb24\.bmp: truncated image data \(BMP of 8702 bytes, 4351 in the file\)$/],
+      [cut('grey8.jp2', 0.3), /cut-grey8\.jp2: corrupt or truncated JPEG 2000 data/],
+    ];
+    const write = (name: string, content: string | Buffer): string => {
+      writeFileSync(path.join(tmp, name), content);
+      return path.join(tmp, name);
+    };
+    cases.push([write('letters.pgm', 'P5\n61 abc\n255\n'), /letters\.pgm: corrupt image data \(Netpbm header's height is 'abc', not a number\)$/]);
+    cases.push([write('deep.pgm', 'P5\n4 4\n70000\n'), /deep\.pgm: corrupt image data \(Netpbm maximum value 70000 is outside 1\.\.65535\)$/]);
+    cases.push([write('huge.pgm', 'P5\n30000 30000\n255\n'), /huge\.pgm: image too large \(30000x30000, over 400000000 pixels\)$/]);
+    cases.push([write('header.bmp', Buffer.concat([Buffer.from('BM'), Buffer.alloc(60)])), /header\.bmp: corrupt BMP/]);
+    for (const [file, message] of cases) await assert.rejects(decodeImageFile(file), (err: Error) => (assert.match(err.message, message), true));
   });
 });
 

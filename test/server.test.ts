@@ -5,10 +5,11 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import sharp from 'sharp';
 import { useBackend } from '../src/engine/backend.js';
 import { Encoder } from '../src/models/encoder.js';
 import { buildServer } from '../src/server/app.js';
@@ -55,6 +56,20 @@ describe('eden serve: what a raw request can reach', () => {
     assert.match(JSON.parse(r.body).error, /not an image Eden can read/);
     const s = await app.inject({ method: 'POST', url: '/api/similar', payload: { vector: [1, 2] } });
     assert.equal(s.statusCode, 400);
+  });
+
+  it('an upload in a format sharp does not read (PGM, BMP, JPEG 2000) gives the features of the same picture as PNG', async () => {
+    const fixtures = path.join(import.meta.dirname, 'fixtures', 'raster');
+    const dense = async (file: string): Promise<{ statusCode: number; body: string }> => app.inject({ method: 'POST', url: '/api/dense', headers: { 'content-type': 'application/octet-stream' }, payload: readFileSync(file) });
+    const png = path.join(mkdtempSync(path.join(tmpdir(), 'eden-serve-png-')), 'grey8.png');
+    await sharp(readFileSync(path.join(fixtures, 'grey8.pgm')).subarray(-61 * 47), { raw: { width: 61, height: 47, channels: 1 } }).png().toFile(png);
+    const reference = await dense(png);
+    assert.equal(reference.statusCode, 200, reference.body);
+    for (const file of ['grey8.pgm', 'grey8.bmp', 'grey8.jp2']) {
+      const r = await dense(path.join(fixtures, file));
+      assert.equal(r.statusCode, 200, `${file}: ${r.body}`);
+      assert.equal(r.body, reference.body, file);
+    }
   });
 
   it('indexes --data as the other commands read a folder: an unreadable image named with its problem, the rest kept', async () => {

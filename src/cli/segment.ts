@@ -13,7 +13,7 @@ export function registerSegment(program: Command): void {
     .command('segment')
     .description('apply a segmentation model (eden finetune) to images and folders: mask PNGs, overlays, areas and the cardiothoracic ratio in measurements.csv, DICOM SEG for DICOM input')
     .argument('<model>', 'segmentation model file (eden finetune)')
-    .argument('<paths...>', 'images (PNG, JPEG, TIFF, DICOM) and folders (searched recursively)')
+    .argument('<paths...>', 'images (PNG, JPEG, TIFF, DICOM...) and folders (searched recursively)')
     .requiredOption('--out <dir>', 'output folder')
     .option('--batch-size <n>', 'images per forward pass', parsePositiveInt, 8)
     .option('--threshold <p>', 'probability threshold of a mask pixel', Number, 0.5)

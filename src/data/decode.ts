@@ -1,15 +1,20 @@
 /**
  * Decode any supported image file to a single-channel GreyImage. Raster formats go through sharp
- * (8- and 16-bit grey kept at full depth; RGB/RGBA reduced to luminance, alpha dropped; turned as
- * their EXIF orientation says); DICOM
- * through ./dicom.ts. Every failure is a DataError naming the file and the problem.
+ * (8- and 16-bit grey kept at full depth, and signed, 32-bit and floating-point samples at their
+ * values; RGB/RGBA reduced to luminance, alpha dropped; turned as their EXIF orientation says),
+ * except those sharp's build does not read: BMP (bmp-ts), Netpbm (./netpbm.ts) and JPEG 2000
+ * (OpenJPEG, ./wasm-codecs.ts). DICOM through ./dicom.ts. Every failure is a DataError naming the
+ * file and the problem.
  */
 import sharp, { type OutputInfo } from 'sharp';
+import { decode as decodeBmp } from 'bmp-ts';
 import { promises as fs } from 'node:fs';
 import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom } from './dicom.js';
 import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
 import { rgbToGrey, type GreyImage } from './grey-image.js';
+import { decodeNetpbm, isNetpbm } from './netpbm.js';
+import { decodeWithWasm } from './wasm-codecs.js';
 
 // Refuse decompression bombs: images above this many pixels are reported, not decoded.
 const MAX_PIXELS = 20000 * 20000;
@@ -34,12 +39,15 @@ export interface DecodeOptions {
 }
 
 async function decodeRaster(bytes: Uint8Array, options: DecodeOptions): Promise<GreyImage> {
+  const own = await decodeOwnRaster(bytes);
+  if (own) return await greyFromSamples(own, options);
   // failOn 'error': truncated or corrupt data throw instead of decoding to grey garbage.
   const input = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS });
   const meta = await input.metadata();
-  const sixteen = meta.depth === 'ushort';
   // As the file displays: its EXIF orientation applied (./orientation.ts says why).
   const orientation = meta.orientation !== undefined && meta.orientation > 1 && meta.orientation <= 8 ? meta.orientation : undefined;
+  if (meta.depth !== undefined && meta.depth !== 'uchar' && meta.depth !== 'ushort') return decodeWideSamples(bytes, meta.depth, meta.format ?? 'raster', orientation);
+  const sixteen = meta.depth === 'ushort';
   const palette = options.mask && meta.isPalette && meta.format === 'png' ? pngPalette(bytes) : undefined;
   if (palette) return decodePaletteIndices(bytes, palette, orientation);
   if (options.mask && !sixteen && (meta.channels ?? 1) >= 3) {
@@ -120,6 +128,19 @@ const MIN_COLOUR_SHARE = 0.01;
  */
 async function decodeColourLabels(bytes: Uint8Array, format: string, orientation: number | undefined): Promise<GreyImage | undefined> {
   const { data, info } = await rgbPixels(bytes, orientation);
+  const labels = colourLabels(data, info);
+  return labels && { ...labels, encoding: `${format}/colour`, ...(orientation ? { orientation } : {}) };
+}
+
+/** colourLabels' input: 8-bit samples, `channels` per pixel, RGB first. */
+interface RgbPixels {
+  width: number;
+  height: number;
+  channels: number;
+}
+
+/** The label values of a mask in several colours (decodeColourLabels), or undefined for one in fewer than two. */
+function colourLabels(data: ArrayLike<number>, info: RgbPixels): Omit<GreyImage, 'encoding'> | undefined {
   const pixels = info.width * info.height;
   const counts = new Map<number, number>();
   let chromatic = 0;
@@ -136,7 +157,144 @@ async function decodeColourLabels(bytes: Uint8Array, format: string, orientation
   for (let i = 0, at = 0; i < pixels; i++, at += info.channels) out[i] = Math.round(0.299 * data[at]! + 0.587 * data[at + 1]! + 0.114 * data[at + 2]!);
   const named: Record<number, string> = {};
   for (const c of colours.sort((a, b) => a - b)) named[Math.round(0.299 * (c >> 16) + 0.587 * ((c >> 8) & 255) + 0.114 * (c & 255))] ??= `#${c.toString(16).padStart(6, '0')}`;
-  return { width: info.width, height: info.height, data: out, bitDepth: 8, encoding: `${format}/colour`, labelValues: true, colours: named, ...(orientation ? { orientation } : {}) };
+  return { width: info.width, height: info.height, data: out, bitDepth: 8, labelValues: true, colours: named };
+}
+
+/** Samples of a format Eden decodes itself, interleaved per pixel. */
+interface RasterSamples {
+  width: number;
+  height: number;
+  channels: number;
+  samples: ArrayLike<number>;
+  bitDepth: number;
+  encoding: string;
+}
+
+/**
+ * BMP, Netpbm and JPEG 2000, recognised by their first bytes (sharp's prebuilt libvips reads none
+ * of them); undefined for anything else.
+ */
+async function decodeOwnRaster(bytes: Uint8Array): Promise<RasterSamples | undefined> {
+  try {
+    return await decodeOwnFormat(bytes);
+  } catch (err) {
+    const msg = describeError(err);
+    throw new FormatError(/^(truncated|corrupt|image too large)/.test(msg) ? msg : `corrupt image data (${msg})`);
+  }
+}
+
+/** A reason already worded for the user (explainDecodeError passes it on as it is). */
+class FormatError extends Error {}
+
+async function decodeOwnFormat(bytes: Uint8Array): Promise<RasterSamples | undefined> {
+  if (isNetpbm(bytes)) {
+    const im = decodeNetpbm(bytes, MAX_PIXELS);
+    return { ...im, bitDepth: Math.max(1, Math.ceil(Math.log2(im.maxValue + 1))) };
+  }
+  if (isBitmap(bytes)) return decodeBitmap(bytes);
+  if (isJpeg2000(bytes)) {
+    const { info, decoded } = await decodeWithWasm('@cornerstonejs/codec-openjpeg/decodewasmjs', 'J2KDecoder', bytes);
+    // OpenJPEG returns an empty frame, not an error, for a codestream it cannot begin to read.
+    if (info.width * info.height === 0) throw new Error(`corrupt or truncated JPEG 2000 data (OpenJPEG decoded no image from ${bytes.length} bytes)`);
+    const count = info.width * info.height * info.componentCount;
+    if (info.width * info.height > MAX_PIXELS) throw new Error(`image too large (over ${MAX_PIXELS} pixels)`);
+    const samples = info.bitsPerSample <= 8 ? decoded.subarray(0, count) : info.isSigned ? new Int16Array(decoded.buffer, 0, count) : new Uint16Array(decoded.buffer, 0, count);
+    return { width: info.width, height: info.height, channels: info.componentCount, samples, bitDepth: info.bitsPerSample, encoding: 'jpeg2000' };
+  }
+  return undefined;
+}
+
+/** True for the raster formats Eden decodes itself (BMP, Netpbm, JPEG 2000), which sharp does not read. */
+export function isOwnRasterFormat(bytes: Uint8Array): boolean {
+  return isNetpbm(bytes) || isBitmap(bytes) || isJpeg2000(bytes);
+}
+
+const isBitmap = (bytes: Uint8Array): boolean => bytes.length >= 26 && bytes[0] === 0x42 && bytes[1] === 0x4d;
+
+/** A JP2 file's signature box, or a bare JPEG 2000 codestream's SOC and SIZ markers. */
+function isJpeg2000(bytes: Uint8Array): boolean {
+  const jp2 = [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a];
+  return jp2.every((b, i) => bytes[i] === b) || (bytes[0] === 0xff && bytes[1] === 0x4f && bytes[2] === 0xff && bytes[3] === 0x51);
+}
+
+/** A Windows bitmap (any bit depth, RLE, bit fields) through bmp-ts: its ABGR pixels as RGB. */
+function decodeBitmap(bytes: Uint8Array): RasterSamples {
+  const width = new DataView(bytes.buffer, bytes.byteOffset).getInt32(18, true);
+  const height = Math.abs(new DataView(bytes.buffer, bytes.byteOffset).getInt32(22, true));
+  if (width * height > MAX_PIXELS) throw new Error(`image too large (${width}x${height}, over ${MAX_PIXELS} pixels)`);
+  // The header's file size says what a cut-off file lacks (bmp-ts would read past its end, a RangeError).
+  const fileSize = new DataView(bytes.buffer, bytes.byteOffset).getUint32(2, true);
+  if (fileSize > bytes.length) throw new Error(`truncated image data (BMP of ${fileSize} bytes, ${bytes.length} in the file)`);
+  let bmp: ReturnType<typeof decodeBmp>;
+  try {
+    bmp = decodeBmp(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  } catch (err) {
+    throw new Error(`corrupt BMP (${describeError(err)})`);
+  }
+  const pixels = bmp.width * bmp.height;
+  const rgb = new Uint8Array(pixels * 3);
+  for (let i = 0; i < pixels; i++) {
+    rgb[3 * i] = bmp.data[4 * i + 3]!;
+    rgb[3 * i + 1] = bmp.data[4 * i + 2]!;
+    rgb[3 * i + 2] = bmp.data[4 * i + 1]!;
+  }
+  return { width: bmp.width, height: bmp.height, channels: 3, samples: rgb, bitDepth: 8, encoding: 'bmp' };
+}
+
+/**
+ * A GreyImage from interleaved samples: grey as stored, alpha dropped; colour reduced to grey by
+ * libvips as a PNG's or JPEG's is (the same picture decodes alike in every format), or read as
+ * labels per colour for a colour mask.
+ */
+async function greyFromSamples(r: RasterSamples, options: DecodeOptions): Promise<GreyImage> {
+  const pixels = r.width * r.height;
+  if (options.mask && r.channels >= 3 && r.bitDepth <= 8) {
+    const labels = colourLabels(r.samples, r);
+    if (labels) return { ...labels, encoding: `${r.encoding}/colour` };
+  }
+  let data: Float32Array;
+  if (r.channels >= 3 && (r.samples instanceof Uint8Array || r.samples instanceof Uint16Array)) {
+    const sixteen = r.samples instanceof Uint16Array;
+    const raw = await sharp(r.samples, { raw: { width: r.width, height: r.height, channels: r.channels as 3 | 4 } })
+      .removeAlpha()
+      .toColourspace(sixteen ? 'grey16' : 'b-w')
+      .raw(sixteen ? { depth: 'ushort' } : {})
+      .toBuffer();
+    data = sixteen ? new Float32Array(new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2)) : new Float32Array(raw);
+  } else if (r.channels >= 3) data = rgbToGrey(Float32Array.from({ length: pixels * 3 }, (_, i) => r.samples[Math.floor(i / 3) * r.channels + (i % 3)]!), pixels); // signed colour (JPEG 2000): no sharp input for it
+  else if (r.channels === 1) data = Float32Array.from(r.samples);
+  else {
+    data = new Float32Array(pixels);
+    for (let i = 0; i < pixels; i++) data[i] = r.samples[i * r.channels]!;
+  }
+  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding };
+}
+
+/** Typed arrays over sharp's raw output, by libvips' sample format. */
+const WIDE_SAMPLES = {
+  char: { bits: 8, view: (b: Buffer) => new Int8Array(b.buffer, b.byteOffset, b.length) },
+  short: { bits: 16, view: (b: Buffer) => new Int16Array(b.buffer, b.byteOffset, b.length / 2) },
+  uint: { bits: 32, view: (b: Buffer) => new Uint32Array(b.buffer, b.byteOffset, b.length / 4) },
+  int: { bits: 32, view: (b: Buffer) => new Int32Array(b.buffer, b.byteOffset, b.length / 4) },
+  float: { bits: 32, view: (b: Buffer) => new Float32Array(b.buffer, b.byteOffset, b.length / 4) },
+  double: { bits: 64, view: (b: Buffer) => new Float64Array(b.buffer, b.byteOffset, b.length / 8) },
+} as const;
+
+/**
+ * Signed, 32-bit and floating-point samples (TIFFs of preprocessed images, often float in [0, 1]
+ * or in physical units) at their values: sharp's 8-bit grey conversion would clip a float image
+ * to 0 and 1. Multi-channel images are reduced to luminance by libvips at the same depth.
+ */
+async function decodeWideSamples(bytes: Uint8Array, depth: string, format: string, orientation: number | undefined): Promise<GreyImage> {
+  const kind = WIDE_SAMPLES[depth as keyof typeof WIDE_SAMPLES];
+  if (!kind) throw new Error(`${depth} samples are not supported (grey or RGB of integers or real numbers are)`);
+  const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined }).removeAlpha().toColourspace('b-w').raw({ depth: depth as 'float' }).toBuffer({ resolveWithObject: true });
+  const samples = kind.view(data);
+  const pixels = info.width * info.height;
+  const grey = new Float32Array(pixels);
+  for (let i = 0; i < pixels; i++) grey[i] = samples[i * info.channels]!;
+  const floating = depth === 'float' || depth === 'double';
+  return { width: info.width, height: info.height, data: grey, bitDepth: kind.bits, encoding: `${format}/${depth}`, ...(floating ? { floatingPoint: true } : {}), ...(orientation ? { orientation } : {}) };
 }
 
 /** Decode a file; errors are EdenError('data') whose message starts with the file path. */
@@ -153,7 +311,7 @@ export async function decodeImageFile(file: string, options: DecodeOptions = {})
     return await decodeImageBytes(bytes, format, options);
   } catch (err) {
     if (err instanceof EdenError) throw err;
-    const reason = format === 'raster' && looksTruncated(bytes) ? `truncated image data (${describeError(err)})` : explainDecodeError(err, format);
+    const reason = format === 'raster' && !(err instanceof FormatError) && looksTruncated(bytes) ? `truncated image data (${describeError(err)})` : explainDecodeError(err, format);
     throw dataError(`${file}: ${reason}`, err);
   }
 }
@@ -173,7 +331,7 @@ export function looksTruncated(bytes: Uint8Array): boolean {
 /** Turn a codec's message into a short reason a user can act on. */
 export function explainDecodeError(err: unknown, format: 'raster' | 'dicom'): string {
   const msg = describeError(err);
-  if (format === 'dicom') return msg;
+  if (format === 'dicom' || err instanceof FormatError) return msg;
   if (/empty file/.test(msg)) return msg;
   if (/unsupported image format/i.test(msg)) return 'corrupt or not image data (its content matches no known image format)';
   if (/premature|truncat|end of (file|stream)|not enough|short/i.test(msg)) return `truncated image data (${msg})`;

@@ -19,6 +19,7 @@ import dicomParser from 'dicom-parser';
 import { inflateSync } from 'fflate';
 import { createRequire } from 'node:module';
 import { rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
+import { decodeWithWasm, type WasmCodec } from './wasm-codecs.js';
 
 const require = createRequire(import.meta.url);
 
@@ -404,49 +405,20 @@ export function decodeRle(frame: Uint8Array, pm: PixelModule): Samples {
   return viewSamples(out.buffer, pm, pixels * pm.samplesPerPixel);
 }
 
-interface WasmDecoder {
-  getEncodedBuffer(length: number): Uint8Array;
-  decode(): void;
-  getDecodedBuffer(): Uint8Array;
-  getFrameInfo(): { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned?: boolean };
-  delete?(): void;
-}
-
-const codecs = new Map<string, Promise<Record<string, new () => WasmDecoder>>>();
-
-function loadCodec(module: string): Promise<Record<string, new () => WasmDecoder>> {
-  let lib = codecs.get(module);
-  if (!lib) {
-    const factory = require(module) as ((opts: object) => Promise<Record<string, new () => WasmDecoder>>) | { default: (opts: object) => Promise<Record<string, new () => WasmDecoder>> };
-    const f = typeof factory === 'function' ? factory : factory.default;
-    // The emscripten modules print to stdout unless given print hooks.
-    lib = f({ print: () => undefined, printErr: () => undefined });
-    codecs.set(module, lib);
-  }
-  return lib;
-}
-
-async function decodeWithCodec(module: string, className: string, encoded: Uint8Array, pm: PixelModule): Promise<Samples> {
-  const lib = await loadCodec(module);
-  const decoder = new lib[className]!();
+async function decodeWithCodec(module: WasmCodec, className: string, encoded: Uint8Array, pm: PixelModule): Promise<Samples> {
+  let frame: Awaited<ReturnType<typeof decodeWithWasm>>;
   try {
-    decoder.getEncodedBuffer(encoded.length).set(encoded);
-    try {
-      decoder.decode();
-    } catch (err) {
-      throw new DicomError(`${className} failed: ${typeof err === 'number' ? `codec error ${err}` : err instanceof Error ? err.message : String(err)}`);
-    }
-    const info = decoder.getFrameInfo();
-    if (info.width !== pm.columns || info.height !== pm.rows) {
-      throw new DicomError(`compressed frame is ${info.width}x${info.height}, the header says ${pm.columns}x${pm.rows}`);
-    }
-    const decoded = new Uint8Array(decoder.getDecodedBuffer()); // copy out of the wasm heap
-    const count = pm.rows * pm.columns * info.componentCount;
-    if (info.bitsPerSample > 8) return pm.signed ? new Int16Array(decoded.buffer, 0, count) : new Uint16Array(decoded.buffer, 0, count);
-    return new Uint8Array(decoded.buffer, 0, count);
-  } finally {
-    decoder.delete?.();
+    frame = await decodeWithWasm(module, className, encoded);
+  } catch (err) {
+    throw new DicomError((err as Error).message);
   }
+  const { info, decoded } = frame;
+  if (info.width !== pm.columns || info.height !== pm.rows) {
+    throw new DicomError(`compressed frame is ${info.width}x${info.height}, the header says ${pm.columns}x${pm.rows}`);
+  }
+  const count = pm.rows * pm.columns * info.componentCount;
+  if (info.bitsPerSample > 8) return pm.signed ? new Int16Array(decoded.buffer, 0, count) : new Uint16Array(decoded.buffer, 0, count);
+  return new Uint8Array(decoded.buffer, 0, count);
 }
 
 interface DcmjsCodecs {

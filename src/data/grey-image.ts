@@ -6,6 +6,8 @@ export interface GreyImage {
   data: Float32Array;
   /** Bits per sample in the file (8, 12, 16...). */
   bitDepth: number;
+  /** The samples are real numbers (a float TIFF): no nominal range, so 'none' intensity takes them as [0, 1]. */
+  floatingPoint?: boolean;
   /** DICOM MONOCHROME1: low values are bright; normalisation inverts it. */
   inverted?: boolean;
   /** The VOI window stored in a DICOM file, in rescaled units. */

@@ -70,7 +70,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       report.images++;
       usable.add(entry);
       bump(report.sizes, `${img.width}x${img.height}`);
-      bump(report.bitDepths, String(img.bitDepth));
+      bump(report.bitDepths, img.floatingPoint ? `${img.bitDepth} float` : String(img.bitDepth));
       bump(report.encodings, img.encoding);
       if (img.orientation) report.oriented++;
       if (entry.labels) usableLabels.push(entry.labels);

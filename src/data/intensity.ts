@@ -6,7 +6,7 @@
  *  - 'percentile': the 1st..99th percentile window (robust to burned-in markers and collimation);
  *  - 'minmax': the full value range;
  *  - 'none': value / (2^bitDepth - 1), no windowing (e.g. pixel / 255), for comparisons with
- *    other frameworks.
+ *    other frameworks; real-valued samples (float TIFF) as they are, clipped to [0, 1].
  * MONOCHROME1 images are inverted so that bone is bright in every mode.
  */
 import type { GreyImage } from './grey-image.js';
@@ -89,7 +89,7 @@ function integerOrderStatistics(data: Float32Array, stride: number): ((k: number
 /** The [low, high] value window that maps to [0, 1]. */
 export function intensityWindow(image: GreyImage, options: IntensityOptions = {}): [number, number] {
   const mode = options.mode ?? 'auto';
-  if (mode === 'none') return [0, 2 ** image.bitDepth - 1];
+  if (mode === 'none') return [0, image.floatingPoint ? 1 : 2 ** image.bitDepth - 1];
   if (mode === 'auto' && image.window) {
     // DICOM PS3.3 C.11.2.1.2 linear VOI: [c - 0.5 - (w - 1)/2, c - 0.5 + (w - 1)/2].
     const { center: c, width: w } = image.window;

@@ -5,8 +5,9 @@
  * Preprocessing:
  *  - 'default': per-image intensity window (DICOM VOI or 1st-99th percentile), resized to the
  *    encoder's input size, normalised as in pretraining ((x - 0.5) / 0.25);
- *  - 'none': pixel / (2^bitDepth - 1) (pixel / 255 for 8-bit images) at each image's own size,
- *    nothing else, so outputs can be compared with another framework's on the same input.
+ *  - 'none': pixel / (2^bitDepth - 1) (pixel / 255 for 8-bit images; a float image's values in
+ *    [0, 1], clipped) at each image's own size, nothing else, so outputs can be compared with another
+ *    framework's on the same input.
  */
 import * as tf from '@tensorflow/tfjs';
 import { EdenError } from '../core/errors.js';

@@ -22,7 +22,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describeError } from '../core/errors.js';
-import { decodeImageBytes, decodeImageFile, looksTruncated } from '../data/decode.js';
+import { decodeImageBytes, decodeImageFile, isOwnRasterFormat, looksTruncated } from '../data/decode.js';
 import { hasDicomBytes } from '../data/formats.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
@@ -68,12 +68,16 @@ export function defaultViewerDir(): string {
 async function decodeUploadGrey(bytes: Buffer): Promise<GreyImage> {
   if (bytes.length === 0) throw new Error('empty file');
   const format = hasDicomBytes(bytes) ? 'dicom' : 'raster';
-  if (format === 'raster') {
+  const tooLarge = (width: number, height: number): Error => new Error(`image too large: ${width}x${height} pixels (at most ${MAX_PIXELS})`);
+  if (format === 'raster' && !isOwnRasterFormat(bytes)) {
+    // sharp reads the size from the header: a huge upload is refused before its pixels are decoded.
     const meta = await sharp(bytes).metadata().catch(() => undefined);
-    if (!meta?.width || !meta.height) throw new Error(looksTruncated(bytes) ? 'truncated image data' : 'not an image Eden can read (PNG, JPEG, TIFF, WebP or DICOM)');
-    if (meta.width * meta.height > MAX_PIXELS) throw new Error(`image too large: ${meta.width}x${meta.height} pixels (at most ${MAX_PIXELS})`);
+    if (!meta?.width || !meta.height) throw new Error(looksTruncated(bytes) ? 'truncated image data' : 'not an image Eden can read (PNG, JPEG, TIFF, WebP, GIF, BMP, PGM/PPM, JPEG 2000 or DICOM)');
+    if (meta.width * meta.height > MAX_PIXELS) throw tooLarge(meta.width, meta.height);
   }
-  return decodeImageBytes(bytes, format);
+  const img = await decodeImageBytes(bytes, format);
+  if (img.width * img.height > MAX_PIXELS) throw tooLarge(img.width, img.height);
+  return img;
 }
 
 async function decodeUpload(bytes: Buffer): Promise<{ width: number; height: number; data: Float32Array }> {
