@@ -292,6 +292,47 @@ describe('scan and inspect', () => {
     assert.deepEqual([...new Set(asImage.data)].sort((a, b) => a - b), [0, 76, 127, 220]);
   });
 
+  it('a mask drawn on a transparent layer is read where it is opaque: white, red, black or two colours, 8 or 16 bits', async () => {
+    // Before: the alpha was dropped, and a white or red structure on a transparent background (its
+    // pixels keeping any colour) read as the whole image, a black one as nothing.
+    const stem = sampleFiles[0]!.replace('.png', '');
+    const { width: w, height: h } = await sharp(path.join(samples, `${stem}.png`)).metadata();
+    const region = (i: number): number => {
+      const [x, y] = [i % w!, Math.floor(i / w!)];
+      return Math.abs(y - h! / 2) > h! / 4 ? 0 : x < w! / 2 ? 1 : 2; // 1 left, 2 right, 0 elsewhere
+    };
+    const rng = new Rng(5);
+    const garbage = (): number => rng.int(256); // what a transparent pixel's colour happens to be
+    const masks: Record<string, { channels: 2 | 4; px: (r: number) => number[]; sixteen?: boolean }> = {
+      reference: { channels: 2, px: (r) => [r ? 255 : 0, 255] }, // opaque, 0 / 255
+      white: { channels: 4, px: (r) => (r ? [255, 255, 255, 255] : [garbage(), garbage(), garbage(), 0]) },
+      red: { channels: 4, px: (r) => (r ? [255, 0, 0, 255] : [255, 255, 255, 0]) },
+      black: { channels: 4, px: (r) => (r ? [0, 0, 0, 255] : [255, 255, 255, 0]) },
+      grey16: { channels: 2, px: (r) => [r ? 65535 : 40000, r ? 65535 : 0], sixteen: true },
+      colours: { channels: 4, px: (r) => (r === 1 ? [255, 0, 0, 255] : r === 2 ? [0, 255, 0, 255] : [0, 0, 255, 0]) }, // blue where transparent
+      coloursOpaque: { channels: 4, px: (r) => (r === 1 ? [255, 0, 0, 255] : r === 2 ? [0, 255, 0, 255] : [0, 0, 0, 255]) },
+    };
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-alpha-mask-'));
+    mkdirSync(path.join(root, 'images'), { recursive: true });
+    copyFileSync(path.join(samples, `${stem}.png`), path.join(root, 'images', `${stem}.png`));
+    for (const [name, m] of Object.entries(masks)) {
+      mkdirSync(path.join(root, 'masks', name), { recursive: true });
+      const values = Array.from({ length: w! * h! }, (_, i) => m.px(region(i))).flat();
+      const raw = { raw: { width: w!, height: h!, channels: m.channels } };
+      const img = m.sixteen ? sharp(Uint16Array.from(values), raw).toColourspace('grey16') : sharp(Uint8Array.from(values), raw);
+      await img.png().toFile(path.join(root, 'masks', name, `${stem}.png`));
+    }
+    const sample = (await new ImageDataset((await scanDataset([root])).images, { size: 64, labelValues: { colours: [76, 150], coloursOpaque: [76, 150] } }).get(0))!.masks;
+    const reference = sample['reference']!;
+    assert.ok(reference.some((v) => v === 1) && reference.some((v) => v === 0));
+    for (const name of ['white', 'red', 'black', 'grey16', 'colours']) assert.deepEqual(sample[name], reference, name);
+    // Two colours on a transparent layer: each its label, as on an opaque black background.
+    for (const v of [76, 150]) assert.deepEqual(sample[`colours:${v}`], sample[`coloursOpaque:${v}`], `label ${v}`);
+    assert.ok(sample['colours:76']!.some((v) => v === 1) && sample['colours:150']!.some((v) => v === 1));
+    // The colour under the transparent pixels is no label.
+    assert.deepEqual((await decodeImageFile(path.join(root, 'masks', 'colours', `${stem}.png`), { mask: true })).colours, { 76: '#ff0000', 150: '#00ff00' });
+  });
+
   it('masks lying directly in masks/ are one structure, "mask"; an empty masks/ is an error saying where masks go', async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'eden-loose-masks-'));
     for (const d of ['images', 'masks']) mkdirSync(path.join(root, d), { recursive: true });

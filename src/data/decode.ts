@@ -50,11 +50,14 @@ async function decodeRaster(bytes: Uint8Array, options: DecodeOptions): Promise<
   const sixteen = meta.depth === 'ushort';
   const palette = options.mask && meta.isPalette && meta.format === 'png' ? pngPalette(bytes) : undefined;
   if (palette) return decodePaletteIndices(bytes, palette, orientation);
+  const opaque = options.mask && meta.hasAlpha ? await opaquePixels(bytes, orientation) : undefined;
+  const mask = (img: GreyImage): GreyImage => (opaque ? drawnWhereOpaque(img, opaque) : img);
   if (options.mask && !sixteen && (meta.channels ?? 1) >= 3) {
-    const colour = await decodeColourLabels(bytes, meta.format ?? 'raster', orientation);
-    if (colour) return colour;
+    const colour = await decodeColourLabels(bytes, meta.format ?? 'raster', orientation, opaque !== undefined);
+    if (colour) return mask(colour);
   }
-  const pipeline = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined }).removeAlpha();
+  const sharpened = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined });
+  const pipeline = opaque ? sharpened.flatten({ background: '#000000' }) : sharpened.removeAlpha();
   const { data, info } = sixteen
     ? await pipeline.toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true })
     : await pipeline.toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
@@ -67,7 +70,36 @@ async function decodeRaster(bytes: Uint8Array, options: DecodeOptions): Promise<
     grey = new Float32Array(pixels);
     for (let i = 0; i < pixels; i++) grey[i] = samples[i * info.channels]!;
   }
-  return { width: info.width, height: info.height, data: grey, bitDepth: sixteen ? 16 : 8, encoding: meta.format ?? 'raster', ...(orientation ? { orientation } : {}) };
+  return mask({ width: info.width, height: info.height, data: grey, bitDepth: sixteen ? 16 : 8, encoding: meta.format ?? 'raster', ...(orientation ? { orientation } : {}) });
+}
+
+/**
+ * Which pixels of a mask with an alpha channel are opaque (alpha at least half its scale), as the
+ * file displays; undefined when all are. Masks drawn on a transparent layer (GIMP, Photoshop, many
+ * annotation exports) keep any colour under the transparent pixels: with the alpha dropped, a white
+ * or red structure on a transparent background read as covering the whole image.
+ */
+async function opaquePixels(bytes: Uint8Array, orientation: number | undefined): Promise<Uint8Array | undefined> {
+  // The extracted channel is 8-bit grey to libvips: a 16-bit alpha arrives scaled to 0-255.
+  const alpha = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined }).extractChannel('alpha').raw().toBuffer();
+  const opaque = Uint8Array.from(alpha, (a) => (a >= 128 ? 1 : 0));
+  return opaque.includes(0) ? opaque : undefined;
+}
+
+/**
+ * A mask read where it is opaque: the transparent pixels are background (the image was composited
+ * over black). Drawn in black on a transparent layer, nothing would be left: then the opaque pixels
+ * are the structure.
+ */
+function drawnWhereOpaque(img: GreyImage, opaque: Uint8Array): GreyImage {
+  const data = img.data;
+  let drawn = false;
+  for (let i = 0; i < data.length; i++) {
+    if (!opaque[i]) data[i] = 0;
+    else if (data[i] !== 0) drawn = true;
+  }
+  if (!drawn) data.set(opaque);
+  return { ...img, encoding: `${img.encoding}/alpha`, ...(drawn ? {} : { labelValues: true }) };
 }
 
 /** The colours of a PNG's PLTE chunk as 0xRRGGBB, in index order; undefined without one. */
@@ -87,9 +119,10 @@ export function pngPalette(bytes: Uint8Array): number[] | undefined {
   return undefined;
 }
 
-/** The file's colours as stored (no colour profile applied), alpha dropped, orientation applied: RGB bytes. */
-function rgbPixels(bytes: Uint8Array, orientation: number | undefined): Promise<{ data: Buffer; info: OutputInfo }> {
-  return sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined, ignoreIcc: true }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+/** The file's colours as stored (no colour profile applied), alpha dropped (or composited over black), orientation applied: RGB bytes. */
+function rgbPixels(bytes: Uint8Array, orientation: number | undefined, overBlack = false): Promise<{ data: Buffer; info: OutputInfo }> {
+  const input = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined, ignoreIcc: true });
+  return (overBlack ? input.flatten({ background: '#000000' }) : input.removeAlpha()).toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
 }
 
 /**
@@ -126,8 +159,8 @@ const MIN_COLOUR_SHARE = 0.01;
  * colour nonzero. Read by sharp's grey conversion instead, the colours above half scale would hide
  * the rest. Undefined for a mask with fewer than two colours (read as any grey mask).
  */
-async function decodeColourLabels(bytes: Uint8Array, format: string, orientation: number | undefined): Promise<GreyImage | undefined> {
-  const { data, info } = await rgbPixels(bytes, orientation);
+async function decodeColourLabels(bytes: Uint8Array, format: string, orientation: number | undefined, overBlack = false): Promise<GreyImage | undefined> {
+  const { data, info } = await rgbPixels(bytes, orientation, overBlack);
   const labels = colourLabels(data, info);
   return labels && { ...labels, encoding: `${format}/colour`, ...(orientation ? { orientation } : {}) };
 }
