@@ -3,7 +3,8 @@
  * syntaxes radiographs use in practice:
  *   uncompressed (implicit/explicit little endian, explicit big endian), RLE (PS3.5 Annex G, here),
  *   JPEG baseline/extended 8-bit (libjpeg-turbo), JPEG lossless (jpeg-lossless-decoder-js),
- *   JPEG-LS (CharLS), JPEG 2000 (OpenJPEG).
+ *   JPEG-LS (CharLS), JPEG 2000 (OpenJPEG), High-Throughput JPEG 2000 (OpenJPH; the transfer
+ *   syntaxes DICOM added in 2023),
  *   and Deflated Explicit VR Little Endian (the data set inflated with fflate).
  * Files without the 128-byte preamble and 'DICM' (bare data sets, as some archives write them) are
  * read too: the transfer syntax is inferred from the first element, as DCMTK does.
@@ -37,6 +38,9 @@ const TS = {
   jpegLSNearLossless: '1.2.840.10008.1.2.4.81',
   j2kLossless: '1.2.840.10008.1.2.4.90',
   j2k: '1.2.840.10008.1.2.4.91',
+  htj2kLossless: '1.2.840.10008.1.2.4.201',
+  htj2kLosslessRpcl: '1.2.840.10008.1.2.4.202',
+  htj2k: '1.2.840.10008.1.2.4.203',
 } as const;
 
 const TS_NAMES: Record<string, string> = {
@@ -53,6 +57,9 @@ const TS_NAMES: Record<string, string> = {
   [TS.jpegLSNearLossless]: 'jpeg-ls',
   [TS.j2kLossless]: 'jpeg2000',
   [TS.j2k]: 'jpeg2000',
+  [TS.htj2kLossless]: 'htj2k',
+  [TS.htj2kLosslessRpcl]: 'htj2k',
+  [TS.htj2k]: 'htj2k',
 };
 
 export class DicomError extends Error {}
@@ -180,6 +187,12 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
     case TS.j2kLossless:
     case TS.j2k:
       samples = await decodeWithCodec('@cornerstonejs/codec-openjpeg/decodewasmjs', 'J2KDecoder', encoded!, pm);
+      planar = false;
+      break;
+    case TS.htj2kLossless:
+    case TS.htj2kLosslessRpcl:
+    case TS.htj2k:
+      samples = await decodeWithCodec('@cornerstonejs/codec-openjph', 'HTJ2KDecoder', encoded!, pm);
       planar = false;
       break;
     default:

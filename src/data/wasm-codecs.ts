@@ -1,5 +1,5 @@
 /**
- * The Cornerstone wasm codecs (libjpeg-turbo, CharLS, OpenJPEG), loaded once each: DICOM's
+ * The Cornerstone wasm codecs (libjpeg-turbo, CharLS, OpenJPEG, OpenJPH), loaded once each: DICOM's
  * compressed pixel data (./dicom.ts) and JPEG 2000 files (./decode.ts) go through them.
  */
 import { createRequire } from 'node:module';
@@ -22,7 +22,7 @@ export interface WasmFrameInfo {
   isSigned?: boolean;
 }
 
-export type WasmCodec = '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs' | '@cornerstonejs/codec-charls/decodewasmjs' | '@cornerstonejs/codec-openjpeg/decodewasmjs';
+export type WasmCodec = '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs' | '@cornerstonejs/codec-charls/decodewasmjs' | '@cornerstonejs/codec-openjpeg/decodewasmjs' | '@cornerstonejs/codec-openjph';
 
 const codecs = new Map<string, Promise<Record<string, new () => WasmDecoder>>>();
 
