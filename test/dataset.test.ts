@@ -331,6 +331,10 @@ describe('scan and inspect', () => {
     assert.ok(sample['colours:76']!.some((v) => v === 1) && sample['colours:150']!.some((v) => v === 1));
     // The colour under the transparent pixels is no label.
     assert.deepEqual((await decodeImageFile(path.join(root, 'masks', 'colours', `${stem}.png`), { mask: true })).colours, { 76: '#ff0000', 150: '#00ff00' });
+    // eden inspect says how the five were read (the opaque ones are not counted).
+    const report = await inspectDataset([root]);
+    assert.equal(report.transparentMasks, 5);
+    assert.ok(formatInspectReport(report).split('\n').includes('transparency: 5 mask(s) drawn on a transparent layer: their transparent pixels are background'));
   });
 
   it('masks lying directly in masks/ are one structure, "mask"; an empty masks/ is an error saying where masks go', async () => {

@@ -279,8 +279,9 @@ export class ImageDataset {
     const files = [entry.path, ...Object.values(entry.masks ?? {})];
     const stats = await Promise.all(files.map((f) => fs.stat(f)));
     // v 2: EXIF orientation applied in decoding, palette masks read by index (v 1 entries of such files differ).
+    // v 3: masks with transparent pixels read where opaque, float TIFF samples kept (v 2 entries of such files differ).
     const key = createHash('sha1')
-      .update(JSON.stringify({ v: 2, files, stamps: stats.map((s) => [s.size, s.mtimeMs]), size: this.options.size, intensity: this.options.intensity, masks: this.maskNames(entry) }))
+      .update(JSON.stringify({ v: 3, files, stamps: stats.map((s) => [s.size, s.mtimeMs]), size: this.options.size, intensity: this.options.intensity, masks: this.maskNames(entry) }))
       .digest('hex');
     return path.join(this.options.cacheDir, `${key}.f32`);
   }

@@ -99,7 +99,7 @@ function drawnWhereOpaque(img: GreyImage, opaque: Uint8Array): GreyImage {
     else if (data[i] !== 0) drawn = true;
   }
   if (!drawn) data.set(opaque);
-  return { ...img, encoding: `${img.encoding}/alpha`, ...(drawn ? {} : { labelValues: true }) };
+  return { ...img, encoding: `${img.encoding}/alpha`, transparent: true, ...(drawn ? {} : { labelValues: true }) };
 }
 
 /** The colours of a PNG's PLTE chunk as 0xRRGGBB, in index order; undefined without one. */

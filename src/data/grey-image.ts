@@ -22,6 +22,8 @@ export interface GreyImage {
    * colour mask's values per colour (decodeImageFile's `mask` option).
    */
   labelValues?: boolean;
+  /** A mask with transparent pixels (drawn on a transparent layer): those were read as background. */
+  transparent?: boolean;
   /** A colour mask's colours ('#ff0000') by the label value each reads as. */
   colours?: Record<number, string>;
   /** Short description of how the file was encoded, e.g. 'png', 'dicom/jpeg-lossless'. */

@@ -29,6 +29,8 @@ export interface InspectReport {
   /** Usable images turned by their EXIF orientation (read as they display), and masks turned with them. */
   oriented: number;
   orientedMasks: number;
+  /** Usable masks with transparent pixels, read as background. */
+  transparentMasks: number;
   /** Without a manifest, usable images per class folder ('class' or 'class (split)'; class-folders.ts). */
   classFolders?: Record<string, number>;
   skipped: SkippedFile[];
@@ -57,6 +59,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     labelMaps: 0,
     oriented: 0,
     orientedMasks: 0,
+    transparentMasks: 0,
     skipped: [...scan.skipped],
     skippedByReason: {},
   };
@@ -82,6 +85,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
           } else {
             const m = read.mask;
             if (read.turned) report.orientedMasks++;
+            if (m.transparent) report.transparentMasks++;
             bump(report.structures, structure);
             const { max, threshold } = decodedMaskRange(m);
             bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
@@ -148,6 +152,7 @@ export function formatInspectReport(r: InspectReport): string {
   }
   if (Object.keys(r.structures).length) lines.push(`structures: ${Object.entries(r.structures).map(([s, n]) => `${s} (${n} masks)`).join(', ')}`);
   else if (r.layout === 'segmentation') lines.push("structures: none (masks/ holds no mask images: masks/<structure>/<image's name>, or one structure's masks directly in masks/)");
+  if (r.transparentMasks) lines.push(`transparency: ${r.transparentMasks} mask(s) drawn on a transparent layer: their transparent pixels are background`);
   if (Object.keys(r.maskValues).length) {
     const note = r.labelMasks ? `; ${r.labelMasks} hold label values (no value above half scale, a palette or several colours): their nonzero pixels are the structure` : '';
     lines.push(`mask values: ${fmt(r.maskValues)}${note}`);
