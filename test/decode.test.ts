@@ -312,6 +312,20 @@ describe('DICOM decoding', () => {
     assert.ok(worst <= 1, `max abs difference to DCMTK ${worst}`);
   });
 
+  it("progressive JPEG (the retired syntax img2dcm writes for one) matches DCMTK's own decoding within 1 level", async () => {
+    const ref = await decodeImageFile(path.join(fixtures, 'mono2-8bit-jpeg-progressive-decoded-by-dcmtk.dcm'));
+    const img = await decodeImageFile(path.join(fixtures, 'mono2-8bit-jpeg-progressive.dcm'));
+    assert.deepEqual([img.width, img.height, img.encoding], [W, H, 'dicom/jpeg-progressive']);
+    let worst = 0;
+    for (let i = 0; i < ref.data.length; i++) worst = Math.max(worst, Math.abs(img.data[i]! - ref.data[i]!));
+    assert.ok(worst <= 1, `max abs difference to DCMTK ${worst}`);
+    // And it is the picture: within JPEG's loss of the 8-bit source.
+    const source = await decodeImageFile(path.join(fixtures, 'mono2-8bit.dcm'));
+    let sum = 0;
+    for (let i = 0; i < source.data.length; i++) sum += Math.abs(img.data[i]! - source.data[i]!);
+    assert.ok(sum / source.data.length < 4, `mean abs difference to the source ${sum / source.data.length}`);
+  });
+
   it("JPEG extended with 12-bit samples (Process 4) equals DCMTK's own decoding", async () => {
     const ref = await decodeImageFile(path.join(fixtures, 'mono2-12bit-jpeg-extended-decoded-by-dcmtk.dcm'));
     const img = await decodeImageFile(path.join(fixtures, 'mono2-12bit-jpeg-extended.dcm'));

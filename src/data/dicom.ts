@@ -2,7 +2,7 @@
  * DICOM decoding: dicom-parser reads the data set; pixel data are decoded for the transfer
  * syntaxes radiographs use in practice:
  *   uncompressed (implicit/explicit little endian, explicit big endian), RLE (PS3.5 Annex G, here),
- *   JPEG baseline/extended 8-bit (libjpeg-turbo), JPEG lossless (jpeg-lossless-decoder-js),
+ *   JPEG baseline/extended/progressive 8-bit (libjpeg-turbo), JPEG lossless (jpeg-lossless-decoder-js),
  *   JPEG-LS (CharLS), JPEG 2000 (OpenJPEG), High-Throughput JPEG 2000 (OpenJPH; the transfer
  *   syntaxes DICOM added in 2023),
  *   and Deflated Explicit VR Little Endian (the data set inflated with fflate).
@@ -32,6 +32,8 @@ const TS = {
   rle: '1.2.840.10008.1.2.5',
   jpegBaseline: '1.2.840.10008.1.2.4.50',
   jpegExtended: '1.2.840.10008.1.2.4.51',
+  /** Retired, but what DCMTK's img2dcm writes for a progressive JPEG, which it wraps as it is. */
+  jpegProgressive: '1.2.840.10008.1.2.4.55',
   jpegLossless: '1.2.840.10008.1.2.4.57',
   jpegLosslessSV1: '1.2.840.10008.1.2.4.70',
   jpegLS: '1.2.840.10008.1.2.4.80',
@@ -51,6 +53,7 @@ const TS_NAMES: Record<string, string> = {
   [TS.rle]: 'rle',
   [TS.jpegBaseline]: 'jpeg-baseline',
   [TS.jpegExtended]: 'jpeg-extended',
+  [TS.jpegProgressive]: 'jpeg-progressive',
   [TS.jpegLossless]: 'jpeg-lossless',
   [TS.jpegLosslessSV1]: 'jpeg-lossless',
   [TS.jpegLS]: 'jpeg-ls',
@@ -169,6 +172,7 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
       break;
     case TS.jpegBaseline:
     case TS.jpegExtended:
+    case TS.jpegProgressive:
       // libjpeg-turbo's 8-bit build cannot read 12-bit samples (Process 4); dcmjs-codecs carries the
       // IJG 12-bit decoder (the one DCMTK and fo-dicom use), so those frames go there.
       samples = pm.bitsStored > 8 ? await decodeJpeg12(encoded!, pm) : await decodeWithCodec('@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs', 'JPEGDecoder', encoded!, pm);
