@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom } from './dicom.js';
 import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
-import { rgbToGrey, type GreyImage } from './grey-image.js';
+import { firstChannel, rgbToGrey, type GreyImage } from './grey-image.js';
 import { decodeNetpbm, isNetpbm } from './netpbm.js';
 import { decodeWithWasm } from './wasm-codecs.js';
 
@@ -63,13 +63,7 @@ async function decodeRaster(bytes: Uint8Array, options: DecodeOptions): Promise<
     : await pipeline.toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
   const pixels = info.width * info.height;
   const samples = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data.buffer, data.byteOffset, data.length);
-  let grey: Float32Array;
-  if (info.channels === 1) grey = new Float32Array(samples); // a typed-array copy: 2x faster than Float32Array.from
-  else if (info.channels === 3) grey = rgbToGrey(samples, pixels);
-  else {
-    grey = new Float32Array(pixels);
-    for (let i = 0; i < pixels; i++) grey[i] = samples[i * info.channels]!;
-  }
+  const grey = info.channels === 3 ? rgbToGrey(samples, pixels) : firstChannel(samples, pixels, info.channels);
   return mask({ width: info.width, height: info.height, data: grey, bitDepth: sixteen ? 16 : 8, encoding: meta.format ?? 'raster', ...(orientation ? { orientation } : {}) });
 }
 
@@ -252,11 +246,11 @@ function isJpeg2000(bytes: Uint8Array): boolean {
 
 /** A Windows bitmap (any bit depth, RLE, bit fields) through bmp-ts: its ABGR pixels as RGB. */
 function decodeBitmap(bytes: Uint8Array): RasterSamples {
-  const width = new DataView(bytes.buffer, bytes.byteOffset).getInt32(18, true);
-  const height = Math.abs(new DataView(bytes.buffer, bytes.byteOffset).getInt32(22, true));
+  const header = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const [width, height] = [header.getInt32(18, true), Math.abs(header.getInt32(22, true))];
   if (width * height > MAX_PIXELS) throw new Error(`image too large (${width}x${height}, over ${MAX_PIXELS} pixels)`);
   // The header's file size says what a cut-off file lacks (bmp-ts would read past its end, a RangeError).
-  const fileSize = new DataView(bytes.buffer, bytes.byteOffset).getUint32(2, true);
+  const fileSize = header.getUint32(2, true);
   if (fileSize > bytes.length) throw new Error(`truncated image data (BMP of ${fileSize} bytes, ${bytes.length} in the file)`);
   let bmp: ReturnType<typeof decodeBmp>;
   try {
@@ -295,11 +289,7 @@ async function greyFromSamples(r: RasterSamples, options: DecodeOptions): Promis
       .toBuffer();
     data = sixteen ? new Float32Array(new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2)) : new Float32Array(raw);
   } else if (r.channels >= 3) data = rgbToGrey(Float32Array.from({ length: pixels * 3 }, (_, i) => r.samples[Math.floor(i / 3) * r.channels + (i % 3)]!), pixels); // signed colour (JPEG 2000): no sharp input for it
-  else if (r.channels === 1) data = Float32Array.from(r.samples);
-  else {
-    data = new Float32Array(pixels);
-    for (let i = 0; i < pixels; i++) data[i] = r.samples[i * r.channels]!;
-  }
+  else data = firstChannel(r.samples, pixels, r.channels);
   return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding };
 }
 
@@ -322,10 +312,7 @@ async function decodeWideSamples(bytes: Uint8Array, depth: string, format: strin
   const kind = WIDE_SAMPLES[depth as keyof typeof WIDE_SAMPLES];
   if (!kind) throw new Error(`${depth} samples are not supported (grey or RGB of integers or real numbers are)`);
   const { data, info } = await sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS, autoOrient: orientation !== undefined }).removeAlpha().toColourspace('b-w').raw({ depth: depth as 'float' }).toBuffer({ resolveWithObject: true });
-  const samples = kind.view(data);
-  const pixels = info.width * info.height;
-  const grey = new Float32Array(pixels);
-  for (let i = 0; i < pixels; i++) grey[i] = samples[i * info.channels]!;
+  const grey = firstChannel(kind.view(data), info.width * info.height, info.channels);
   const floating = depth === 'float' || depth === 'double';
   return { width: info.width, height: info.height, data: grey, bitDepth: kind.bits, encoding: `${format}/${depth}`, ...(floating ? { floatingPoint: true } : {}), ...(orientation ? { orientation } : {}) };
 }

@@ -19,7 +19,7 @@
 import dicomParser from 'dicom-parser';
 import { inflateSync } from 'fflate';
 import { createRequire } from 'node:module';
-import { rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
+import { firstChannel, rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
 import { decodeWithWasm, type WasmCodec } from './wasm-codecs.js';
 
 const require = createRequire(import.meta.url);
@@ -225,7 +225,7 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
   } else if (pm.samplesPerPixel === 3) {
     if (!['RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_RCT', 'YBR_ICT'].includes(pm.photometric)) throw new DicomError(`unsupported Photometric Interpretation ${pm.photometric}`);
     // Codecs return RGB; uncompressed YBR_FULL stores luminance in the first plane.
-    data = pm.photometric === 'YBR_FULL' && (ts === TS.explicitLE || ts === TS.implicitLE || ts === TS.rle) ? firstPlane(samples, pixels, planar) : rgbToGrey(samples, pixels, planar);
+    data = pm.photometric === 'YBR_FULL' && (ts === TS.explicitLE || ts === TS.implicitLE || ts === TS.rle) ? firstChannel(samples, pixels, planar ? 1 : 3) : rgbToGrey(samples, pixels, planar);
   } else {
     if (!pm.photometric.startsWith('MONOCHROME')) throw new DicomError(`unsupported Photometric Interpretation ${pm.photometric} for a single-sample image`);
     data = new Float32Array(pixels);
@@ -336,12 +336,6 @@ function paletteLookup(ds: dicomParser.DataSet): { grey: (v: number) => number; 
       return 0.299 * r[i]! + 0.587 * g[i]! + 0.114 * b[i]!;
     },
   };
-}
-
-function firstPlane(samples: Samples, pixels: number, planar: boolean): Float32Array {
-  const out = new Float32Array(pixels);
-  for (let i = 0; i < pixels; i++) out[i] = planar ? samples[i]! : samples[3 * i]!;
-  return out;
 }
 
 function frameFragments(ds: dicomParser.DataSet, element: dicomParser.Element): Uint8Array {
