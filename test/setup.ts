@@ -5,8 +5,8 @@
  * Temporary files. Every process of the suite gets its own folder under the system's temp folder
  * and points TMPDIR (TMP, TEMP on Windows) at it, so the tests' mkdtemp folders, the CLI children
  * they spawn, npm's pack and install and Chromium's profile all land there; it is removed when the
- * process exits, passed or failed. Before, each run left ~700 MB behind (the package test's
- * install alone 678 MB), and a developer's /tmp held 61 GB of them after a few days.
+ * process exits, passed or failed. Before, every run left its folders behind (the package test's
+ * install alone 678 MB), and a developer's /tmp held 61 GB of them after ~45 runs.
  * EDEN_KEEP_TEST_FILES=1 keeps the folders for a post-mortem and prints where they are. A process
  * killed by a signal leaves its folder (named eden-test-*).
  *
