@@ -1,9 +1,10 @@
 /**
  * The optional native kernel provider (issue: close the gap to PyTorch on CPU). An N-API addon
  * over oneDNN (native/, built with `npm run build:native` where g++ and Debian's libdnnl-dev
- * exist) serves the heavy kernels of TF.js's wasm backend: Conv2D, both conv gradients,
- * (batched) MatMul, per-channel Mean/Sum, broadcast Add/Sub/Multiply/RealDiv and MaxPoolGrad;
- * Identity and same-dtype Cast become copy-free. It reads and writes the wasm heap in place: TF.js keeps autograd, memory
+ * exist) serves the heavy kernels of TF.js's wasm backend: Conv2D, both conv gradients, the
+ * inference convolution with bias and ReLU (FusedConv2D), (batched) MatMul, per-channel Mean/Sum,
+ * broadcast Add/Sub/Multiply/RealDiv, Concat and MaxPoolGrad; Identity and same-dtype Cast become
+ * copy-free. It reads and writes the wasm heap in place: TF.js keeps autograd, memory
  * management and every other kernel. Without the addon (not built, or EDEN_NATIVE=0) Eden runs on
  * the wasm kernels, with the same results within float tolerance.
  */
@@ -27,6 +28,9 @@ interface NativeAddon {
   sgdEma(heap: ArrayBuffer, params: Int32Array): void;
   /** Absent from addons built before it was added: then Adam uses tensor ops. */
   adam?(heap: ArrayBuffer, params: Int32Array): void;
+  /** Absent from addons built before them: then the wasm backend's own kernels serve these ops. */
+  fusedConv2d?(heap: ArrayBuffer, params: Int32Array): void;
+  concatChannels?(heap: ArrayBuffer, params: Int32Array): void;
   version(): string;
   /** Calls of each kernel inside the addon since it was loaded. */
   callCounts(): Record<string, number>;
@@ -168,6 +172,45 @@ function conv2d(args: KernelArgs): Info {
   const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], pair(attrs['strides']), pair(attrs['dilations'] ?? 1), attrs['pad'] as 'same', attrs['dimRoundingMode'] as 'floor' | undefined);
   const out = backend.makeOutput(info.outShape, 'float32');
   addon!.conv2d(heap(backend), convParams(info, offset(backend, x), offset(backend, filter), offset(backend, out)));
+  return out;
+}
+
+/**
+ * Inference convolution + per-channel bias [+ ReLU] in one oneDNN primitive (tf.fused.conv2d; the
+ * models' folded batch norms, layers.ts). Other activations, a PReLU or a broadcast bias go to wasm.
+ */
+function fusedConv2d(args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  const filter = inputs['filter']!;
+  const bias = inputs['bias'];
+  const activation = (attrs['activation'] as string | undefined) ?? 'linear';
+  const outChannels = filter.shape[3]!;
+  const biasOk = !bias || (bias.shape.length === 1 && bias.shape[0] === outChannels && bias.dtype === 'float32');
+  if (!isNhwc(attrs['dataFormat']) || x.dtype !== 'float32' || inputs['preluActivationWeights'] || !biasOk || (activation !== 'linear' && activation !== 'relu')) {
+    return fallback('FusedConv2D', args);
+  }
+  const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filter.shape as [number, number, number, number], pair(attrs['strides']), pair(attrs['dilations'] ?? 1), attrs['pad'] as 'same', attrs['dimRoundingMode'] as 'floor' | undefined);
+  const out = backend.makeOutput(info.outShape, 'float32');
+  const params = convParams(info, offset(backend, x), offset(backend, filter), offset(backend, out));
+  addon!.fusedConv2d!(heap(backend), Int32Array.from([...params, bias ? offset(backend, bias) : 0, bias ? 1 : 0, activation === 'relu' ? 1 : 0]));
+  return out;
+}
+
+/** Concatenation of float32 / int32 tensors along any axis, as rows of each input's inner block. */
+function concat(args: KernelArgs): Info {
+  const { backend, attrs } = args;
+  const all = args.inputs as unknown as Info[];
+  const axis = tf.util.parseAxisParam(attrs['axis'] as number, all[0]!.shape)[0]!;
+  const parts = all.filter((t) => tf.util.sizeFromShape(t.shape) > 0);
+  const dtype = all[0]!.dtype;
+  if (parts.length < 2 || (dtype !== 'float32' && dtype !== 'int32') || parts.some((t) => t.dtype !== dtype)) return fallback('Concat', args);
+  tf.backend_util.assertParamsConsistent(all.map((t) => t.shape), axis);
+  const out = backend.makeOutput(tf.backend_util.computeOutShape(all.map((t) => t.shape), axis), dtype);
+  const rows = tf.util.sizeFromShape(parts[0]!.shape.slice(0, axis));
+  const params = [offset(backend, out), rows, parts.length];
+  for (const t of parts) params.push(offset(backend, t), tf.util.sizeFromShape(t.shape.slice(axis)));
+  addon!.concatChannels!(heap(backend), Int32Array.from(params));
   return out;
 }
 
@@ -448,6 +491,9 @@ export function registerNativeKernels(): boolean {
     ['Identity', (a) => shareInput('Identity', a)],
     ['Cast', (a) => shareInput('Cast', a)],
   ];
+  const a = addon!;
+  if (a.fusedConv2d) kernels.push(['FusedConv2D', fusedConv2d]);
+  if (a.concatChannels) kernels.push(['Concat', concat]);
   for (const [name, fn] of kernels) {
     const previous = tf.getKernel(name, 'wasm');
     if (!previous) continue;

@@ -126,9 +126,36 @@ export function defineLinear(store: ParameterStore, name: string, din: number, d
 
 export function conv(store: ParameterStore, name: string, x: tf.Tensor4D, stride: number, pad: 'same' | number = 'same'): tf.Tensor4D {
   const w = store.get(`${name}.weight`) as unknown as tf.Tensor4D;
-  // A number is PyTorch-style symmetric padding, passed to TF.js as explicit padding.
-  const padding = typeof pad === 'number' ? ([[0, 0], [pad, pad], [pad, pad], [0, 0]] as tf.backend_util.ExplicitPadding) : pad;
-  return tf.conv2d(x, w, stride, padding);
+  return tf.conv2d(x, w, stride, tfPadding(pad));
+}
+
+/** A number is PyTorch-style symmetric padding, passed to TF.js as explicit padding. */
+function tfPadding(pad: 'same' | number): 'same' | tf.backend_util.ExplicitPadding {
+  return typeof pad === 'number' ? ([[0, 0], [pad, pad], [pad, pad], [0, 0]] as tf.backend_util.ExplicitPadding) : pad;
+}
+
+/**
+ * A convolution followed by a batch norm (and a ReLU with `relu`). In inference on the wasm backend
+ * the batch norm is folded into the convolution — weights w * gamma / sqrt(var + eps) per output
+ * channel, bias beta - mean * that scale — and the ReLU applied as the output is written: one
+ * kernel (the native FusedConv2D, or wasm's) instead of a convolution and three passes over its
+ * output (multiply, add, ReLU). The folded weights are recomputed at every call, a pass over the
+ * weights, so a model whose weights change between calls (validation during training) stays
+ * right. In training, and on other backends (webgpu has its own fused batch norm), the layers run
+ * as written. Same values within float rounding (test/engine-ops.test.ts).
+ */
+export function convBatchNorm(store: ParameterStore, convName: string, bnName: string, x: tf.Tensor4D, stride: number, pad: 'same' | number, ctx: ForwardContext, relu = false): tf.Tensor4D {
+  if (ctx.training || tf.getBackend() !== 'wasm') return batchNorm(store, bnName, conv(store, convName, x, stride, pad), ctx, 1e-5, relu);
+  const { scale, shift } = inferenceScaleShift(store, bnName, 1e-5);
+  const filter = tf.mul(store.get(`${convName}.weight`), scale) as tf.Tensor4D;
+  return tf.fused.conv2d({ x, filter, strides: stride, pad: tfPadding(pad), bias: shift, activation: relu ? 'relu' : 'linear' });
+}
+
+/** The per-channel affine map of an inference batch norm: y = x * scale + shift. */
+function inferenceScaleShift(store: ParameterStore, name: string, eps: number): { scale: tf.Tensor; shift: tf.Tensor } {
+  const scale = tf.mul(store.get(`${name}.weight`), tf.rsqrt(tf.add(store.get(`${name}.running_var`), eps)));
+  const shift = tf.sub(store.get(`${name}.bias`), tf.mul(store.get(`${name}.running_mean`), scale));
+  return { scale, shift };
 }
 
 export interface ForwardContext {
@@ -150,23 +177,15 @@ export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, c
   const gamma = store.get(`${name}.weight`);
   const beta = store.get(`${name}.bias`);
   if (!ctx.training) {
-    const mean = store.get(`${name}.running_mean`);
-    const variance = store.get(`${name}.running_var`);
     // x * scale + shift: two passes over x instead of three (sub, mul, add); the per-channel
     // vectors are folded first.
-    const scale = tf.mul(gamma, tf.rsqrt(tf.add(variance, eps)));
-    const shift = tf.sub(beta, tf.mul(mean, scale));
+    const { scale, shift } = inferenceScaleShift(store, name, eps);
     const y = tf.add(tf.mul(x, scale), shift) as tf.Tensor4D;
     return relu ? tf.relu(y) : y;
   }
   const { y, mean, variance } = batchNormTrain(x, gamma, beta, eps, relu);
   if (ctx.updateStats !== false) updateRunningStats(store, name, mean, variance, x.size / x.shape[3], ctx.bnMomentum ?? 0.1);
   return y;
-}
-
-/** relu(batchNorm(...)): one kernel where the backend fuses them (webgpu), the two ops otherwise. */
-export function batchNormRelu(store: ParameterStore, name: string, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
-  return batchNorm(store, name, x, ctx, 1e-5, true);
 }
 
 /**

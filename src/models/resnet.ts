@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../core/rng.js';
 import { configError } from '../core/errors.js';
-import { batchNorm, batchNormRelu, conv, defineBatchNorm, defineConv, maxPool3x3s2, ParameterStore, type ForwardContext } from './layers.js';
+import { convBatchNorm, defineBatchNorm, defineConv, maxPool3x3s2, ParameterStore, type ForwardContext } from './layers.js';
 
 export interface ResNetArgs {
   /** Residual block kind and blocks per stage. */
@@ -92,7 +92,7 @@ export class ResNet {
    */
   forwardFeatures(x: tf.Tensor4D, ctx: ForwardContext): EncoderFeatures {
     const s = this.store;
-    const stem = batchNormRelu(s, 'bn1', conv(s, 'conv1', x, 2, 3), ctx);
+    const stem = convBatchNorm(s, 'conv1', 'bn1', x, 2, 3, ctx, true);
     let h = maxPool3x3s2(stem);
     const stages: tf.Tensor4D[] = [];
     let stage = 0;
@@ -117,14 +117,14 @@ export class ResNet {
     const n = b.name;
     let y: tf.Tensor4D;
     if (this.args.block === 'basic') {
-      y = batchNormRelu(s, `${n}.bn1`, conv(s, `${n}.conv1`, x, b.stride, 1), ctx);
-      y = batchNorm(s, `${n}.bn2`, conv(s, `${n}.conv2`, y, 1, 1), ctx);
+      y = convBatchNorm(s, `${n}.conv1`, `${n}.bn1`, x, b.stride, 1, ctx, true);
+      y = convBatchNorm(s, `${n}.conv2`, `${n}.bn2`, y, 1, 1, ctx);
     } else {
-      y = batchNormRelu(s, `${n}.bn1`, conv(s, `${n}.conv1`, x, 1, 0), ctx);
-      y = batchNormRelu(s, `${n}.bn2`, conv(s, `${n}.conv2`, y, b.stride, 1), ctx);
-      y = batchNorm(s, `${n}.bn3`, conv(s, `${n}.conv3`, y, 1, 0), ctx);
+      y = convBatchNorm(s, `${n}.conv1`, `${n}.bn1`, x, 1, 0, ctx, true);
+      y = convBatchNorm(s, `${n}.conv2`, `${n}.bn2`, y, b.stride, 1, ctx, true);
+      y = convBatchNorm(s, `${n}.conv3`, `${n}.bn3`, y, 1, 0, ctx);
     }
-    const shortcut = b.downsample ? batchNorm(s, `${n}.downsample.1`, conv(s, `${n}.downsample.0`, x, b.stride, 0), ctx) : x;
+    const shortcut = b.downsample ? convBatchNorm(s, `${n}.downsample.0`, `${n}.downsample.1`, x, b.stride, 0, ctx) : x;
     return tf.relu(tf.add(y, shortcut)) as tf.Tensor4D;
   }
 

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { Rng } from '../core/rng.js';
-import { batchNormRelu, conv, defineBatchNorm, defineConv, ParameterStore, type ForwardContext } from './layers.js';
+import { conv, convBatchNorm, defineBatchNorm, defineConv, ParameterStore, type ForwardContext } from './layers.js';
 import type { EncoderFeatures, ResNet } from './resnet.js';
 
 export interface UNetArgs {
@@ -71,8 +71,8 @@ export class UNet {
       h = tf.image.resizeBilinear(h, [hh, ww], false, true);
       const skip = skips[i];
       if (skip) h = tf.concat([h, skip], 3);
-      h = batchNormRelu(d, `block${i}.bn1`, conv(d, `block${i}.conv1`, h, 1, 1), ctx);
-      h = batchNormRelu(d, `block${i}.bn2`, conv(d, `block${i}.conv2`, h, 1, 1), ctx);
+      h = convBatchNorm(d, `block${i}.conv1`, `block${i}.bn1`, h, 1, 1, ctx, true);
+      h = convBatchNorm(d, `block${i}.conv2`, `block${i}.bn2`, h, 1, 1, ctx, true);
     }
     return tf.add(conv(d, 'head', h, 1, 0), d.get('head.bias')) as tf.Tensor4D;
   }

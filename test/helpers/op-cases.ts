@@ -78,6 +78,19 @@ convCases.push({
 
 export const otherCases: OpCase[] = [
   {
+    // A batch norm folded into its convolution in inference (layers.ts convBatchNorm): the native
+    // FusedConv2D on wasm with the addon (bias and ReLU as oneDNN post-ops), TF.js's elsewhere
+    // (not among convCases: webgpu runs TF.js's own fused kernel, not Eden's implicit GEMMs).
+    name: 'fused conv2d 3x3 + bias + ReLU, explicit pad 1 (folded batch norm)',
+    specs: [{ shape: [2, 12, 11, 6] }, { shape: [3, 3, 6, 10], scale: 0.3 }, { shape: [10], scale: 0.5 }],
+    fn: (x, w, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 1, pad: [[0, 0], [1, 1], [1, 1], [0, 0]], bias: b, activation: 'relu' }),
+  },
+  {
+    name: 'fused conv2d 1x1 stride 2 + bias, no activation (folded downsample)',
+    specs: [{ shape: [2, 9, 10, 8] }, { shape: [1, 1, 8, 12], scale: 0.3 }, { shape: [12], scale: 0.5 }],
+    fn: (x, w, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: 2, pad: 'same', bias: b }),
+  },
+  {
     name: 'batch norm (train; the fused kernel on wasm with native kernels, and on webgpu)',
     specs: [{ shape: [4, 5, 6, 7], scale: 2, shift: 0.5 }, { shape: [7] }, { shape: [7] }],
     fn: (x, g, b) => batchNormTrain(x as tf.Tensor4D, g!, b!).y,
@@ -167,6 +180,11 @@ export const otherCases: OpCase[] = [
   { name: 'global average pool', specs: [{ shape: [2, 5, 5, 8] }], fn: (x) => tf.mean(x, [1, 2]) },
   { name: 'sigmoid', specs: [{ shape: [3, 17] }], fn: (x) => tf.sigmoid(x) },
   { name: 'concat channels (U-Net skip)', specs: [{ shape: [2, 4, 4, 3] }, { shape: [2, 4, 4, 5] }], fn: (a, b) => tf.concat([a!, b!], 3) },
+  {
+    name: 'concat of three along axis 2',
+    specs: [{ shape: [2, 3, 1, 4] }, { shape: [2, 3, 5, 4] }, { shape: [2, 3, 2, 4] }],
+    fn: (a, b, c) => tf.concat([a!, b!, c!], 2),
+  },
   {
     // SplitV in the forward pass and (through concat's gradient) the backward pass; long and short runs.
     name: 'split channels 2 / 70 / 3 (SplitV)',
