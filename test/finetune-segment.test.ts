@@ -86,6 +86,23 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     m.dispose();
   });
 
+  it("stops at a batch whose files cannot be written, naming the file; the batches before it keep their rows", async () => {
+    await useBackend('wasm');
+    const m = await loadSegmenter(model);
+    const input = tmp();
+    const names = readdirSync(path.join(wingspan, 'images')).sort().slice(0, 5);
+    for (const n of names) copyFileSync(path.join(wingspan, 'images', n), path.join(input, n));
+    const out = tmp();
+    // A folder where the third image's overlay goes: the write's rename fails (as root too).
+    mkdirSync(path.join(out, 'overlays', names[2]!), { recursive: true });
+    const before = tf.memory().numTensors;
+    await assert.rejects(segmentFiles(m, [input], { out, batchSize: 1 }), (err: Error) => err.message.includes(path.join(out, 'overlays', names[2]!)));
+    const rows = readFileSync(path.join(out, 'measurements.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',')[0]);
+    assert.deepEqual(rows, names.slice(0, 2).map((n) => path.join(input, n)));
+    assert.equal(tf.memory().numTensors, before);
+    m.dispose();
+  });
+
   it('segments a folder of PNG and DICOM: masks at the image size, overlays, areas, CTR, and a SEG that DCMTK, dicom3tools and Eden read', async (t) => {
     const input = tmp();
     const out = tmp();

@@ -264,12 +264,12 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   const pending = todo.slice(0, batchSize * 2).map(decode);
   let next = pending.length;
   let batch: Decoded[] = [];
-  const appended: string[] = [];
-  const flush = async (): Promise<void> => {
-    if (!batch.length) return;
-    const results = await segmentImages(model, batch, threshold);
-    for (let j = 0; j < batch.length; j++) {
-      const { index, entry, name, grey, normalised } = batch[j]!;
+  // A batch's files are written while the next batch goes through the model (sharp encodes off the
+  // main thread); its rows are appended to the table once its files are on disk, batch after batch.
+  let written: Promise<void> = Promise.resolve();
+  let writeFailure: unknown;
+  const writeBatch = async (segmented: Decoded[], results: Awaited<ReturnType<typeof segmentImages>>, before: Promise<void>): Promise<void> => {
+    const batchRows = await Promise.all(segmented.map(async ({ entry, name, grey, normalised }, j) => {
       const { width, height } = grey;
       const { masks, measurements } = results[j]!;
       const row: MeasurementRow = { file: entry.path, name, width, height, ...measurements };
@@ -286,13 +286,26 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
         await writeFileAtomic(segFile, writeSegmentation({ source: grey.dicom, rows: height, columns: width, masks, structures, algorithm: { name: `Eden U-Net (${model.meta.backbone.name})`, version: VERSION } }));
         row.seg = segFile;
       }
+      return row;
+    }));
+    await before;
+    const appended: string[] = [];
+    batchRows.forEach((row, j) => {
       rows.push(row);
-      appended.push((lines[index] = measurementLine(row, structures)));
+      appended.push((lines[segmented[j]!.index] = measurementLine(row, structures)));
       o.onImage?.(row, kept + rows.length, total);
-    }
-    batch = [];
+    });
     await fs.appendFile(csv, appended.map((l) => `${l}\n`).join(''));
-    appended.length = 0;
+  };
+  const flush = async (): Promise<void> => {
+    if (writeFailure !== undefined) throw writeFailure; // a disk that refuses one batch refuses the next
+    if (!batch.length) return;
+    const results = await segmentImages(model, batch, threshold);
+    written = writeBatch(batch, results, written);
+    // Thrown where it is awaited (the next batch's write, the next flush, or the end); noted here so
+    // that no more batches are computed for nothing, and Node does not call it unhandled meanwhile.
+    written.catch((err: unknown) => (writeFailure = err));
+    batch = [];
   };
   while (pending.length) {
     const d = await pending.shift()!;
@@ -301,6 +314,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
     if (batch.length === batchSize) await flush();
   }
   await flush();
+  await written;
   await writeFileAtomic(csv, table());
   return { rows, kept, skipped: skippedFiles, csv, seconds: (Date.now() - t0) / 1000 };
 }
