@@ -170,6 +170,15 @@ std::shared_ptr<ConvPrims> convPrims(const ConvShape& s) {
   return P;
 }
 
+// The HWIO weights `w` as a primitive wants them: `w` itself, or reordered into `held` when the
+// primitive chose another layout (`wanted`).
+// (dnnl::memory is a handle: passed by value, it shares the buffer.)
+memory weightsAs(dnnl::stream& stream, memory w, const memory::desc& wanted, const dnnl::reorder& reorder, memory& held) {
+  if (wanted == w.get_desc()) return w;
+  reorder.execute(stream, w, held);
+  return held;
+}
+
 napi_value runConv(napi_env env, napi_callback_info info, int which) {
   Args a;
   if (!readArgs(env, info, a)) return nullptr;
@@ -186,20 +195,10 @@ napi_value runConv(napi_env env, napi_callback_info info, int which) {
     memory y(P->dst, eng, at(a, a.params[2]));
     auto& stream = cpuStream();
     if (which == 0) {
-      memory wk = w;
-      if (P->fwdWei != P->wei) {
-        P->toFwd.execute(stream, w, P->fwdWeiMem);
-        wk = P->fwdWeiMem;
-      }
-      P->fwd.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, y}});
+      P->fwd.execute(stream, {{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, weightsAs(stream, w, P->fwdWei, P->toFwd, P->fwdWeiMem)}, {DNNL_ARG_DST, y}});
     } else if (which == 1) {
       // x <- dx, y <- dy
-      memory wk = w;
-      if (P->bwdDataWei != P->wei) {
-        P->toBwdData.execute(stream, w, P->bwdDataWeiMem);
-        wk = P->bwdDataWeiMem;
-      }
-      P->bwdData.execute(stream, {{DNNL_ARG_DIFF_SRC, x}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DIFF_DST, y}});
+      P->bwdData.execute(stream, {{DNNL_ARG_DIFF_SRC, x}, {DNNL_ARG_WEIGHTS, weightsAs(stream, w, P->bwdDataWei, P->toBwdData, P->bwdDataWeiMem)}, {DNNL_ARG_DIFF_DST, y}});
     } else {
       // w <- dw, y <- dy
       if (P->bwdWeightsWei != P->wei) {
@@ -274,12 +273,7 @@ napi_value FusedConv2D(napi_env env, napi_callback_info info) {
     memory x(P->src, eng, at(a, a.params[0]));
     memory w(P->wei, eng, at(a, a.params[1]));
     memory y(P->dst, eng, at(a, a.params[2]));
-    memory wk = w;
-    if (P->fwdWei != P->wei) {
-      P->toFwd.execute(stream, w, P->fwdWeiMem);
-      wk = P->fwdWeiMem;
-    }
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, wk}, {DNNL_ARG_DST, y}};
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, weightsAs(stream, w, P->fwdWei, P->toFwd, P->fwdWeiMem)}, {DNNL_ARG_DST, y}};
     if (hasBias) args.emplace(DNNL_ARG_BIAS, memory(P->bias, eng, at(a, a.params[20])));
     P->fwd.execute(stream, args);
     stream.wait();
