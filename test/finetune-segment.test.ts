@@ -21,7 +21,7 @@ import { readSegmentation } from '../src/data/dicom-seg.js';
 import { decodeImageFile } from '../src/data/decode.js';
 import { binarizeMask } from '../src/data/dataset.js';
 import { cardiothoracicRatio } from '../src/apply/measure.js';
-import { segmentFiles, structureFolders } from '../src/apply/segment.js';
+import { inGroupsOfPixels, segmentFiles, structureFolders } from '../src/apply/segment.js';
 import { classifierRecord, classifyToFile } from '../src/apply/classify.js';
 import { loadTensorFile } from '../src/engine/tensor-file.js';
 import { hasTool, requireTool } from './helpers/tools.js';
@@ -261,6 +261,24 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     const mae = errors.reduce((a, b) => a + b, 0) / errors.length;
     console.log(`CTR from ground-truth masks vs ctr_ground_truth.csv: MAE ${mae.toFixed(4)} over ${errors.length} images, worst ${Math.max(...errors).toFixed(4)}`);
     assert.ok(mae < 0.003 && Math.max(...errors) < 0.01);
+  });
+});
+
+describe("eden segment's writes", () => {
+  it('run in consecutive groups of at most the pixel budget (an image over it alone), results in order', async () => {
+    const sizes = [3, 3, 3, 10, 1, 1, 2];
+    // Items that run together: a new group begins when an item starts with none running.
+    const groups: number[][] = [];
+    let running = 0;
+    const results = await inGroupsOfPixels(sizes, (n) => n, 6, async (n, i) => {
+      if (running++ === 0) groups.push([]);
+      groups[groups.length - 1]!.push(i);
+      await new Promise((resolve) => setTimeout(resolve, 5 * (sizes.length - i))); // later items finish first
+      running--;
+      return n * 10;
+    });
+    assert.deepEqual(results, sizes.map((n) => n * 10));
+    assert.deepEqual(groups, [[0, 1], [2], [3], [4, 5, 6]]);
   });
 });
 

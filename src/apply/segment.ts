@@ -200,6 +200,35 @@ export async function segmentImages(model: Segmenter, images: { grey: GreyImage;
 }
 
 /**
+ * Pixels of the images whose outputs are written at once: a 4096 x 4096 radiograph (its overlay
+ * alone is 50 MB of RGB) goes alone, a batch of 512 x 512 ones all together. All eight of a batch
+ * of 4096 x 4096 images at once took peak RSS from 2.4 to 3.4 GB (16 images; wingspan_ctr's 512 px
+ * gain from the concurrency: docs/PERFORMANCE.md).
+ */
+const WRITE_PIXELS = 4096 * 4096;
+
+/**
+ * `work` over `items` in consecutive groups whose pixels add up to at most `budget` (at least one item
+ * per group), each group at once, the groups one after another; results in the items' order. A
+ * failure is thrown once its whole group has settled.
+ */
+export async function inGroupsOfPixels<T, R>(items: T[], pixels: (item: T) => number, budget: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let start = 0; start < items.length; ) {
+    let end = start + 1;
+    for (let sum = pixels(items[start]!); end < items.length && sum + pixels(items[end]!) <= budget; end++) sum += pixels(items[end]!);
+    // Every item of the group settles before a failure is thrown: nothing runs on behind it.
+    const group = await Promise.allSettled(items.slice(start, end).map((item, k) => work(item, start + k)));
+    for (const r of group) {
+      if (r.status === 'rejected') throw r.reason;
+      results.push(r.value);
+    }
+    start = end;
+  }
+  return results;
+}
+
+/**
  * The folder under masks/ of each structure: its name with the characters Windows refuses in a file
  * name (a label value's ':' in 'labels:2', an NTFS stream separator there) written '_', made unique.
  */
@@ -265,11 +294,12 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   let next = pending.length;
   let batch: Decoded[] = [];
   // A batch's files are written while the next batch goes through the model (sharp encodes off the
-  // main thread); its rows are appended to the table once its files are on disk, batch after batch.
+  // main thread), several images at a time up to WRITE_PIXELS; its rows are appended to the table
+  // once its files are on disk, batch after batch.
   let written: Promise<void> = Promise.resolve();
   let writeFailure: unknown;
   const writeBatch = async (segmented: Decoded[], results: Awaited<ReturnType<typeof segmentImages>>, before: Promise<void>): Promise<void> => {
-    const batchRows = await Promise.all(segmented.map(async ({ entry, name, grey, normalised }, j) => {
+    const writing = inGroupsOfPixels(segmented, ({ grey }) => grey.width * grey.height, WRITE_PIXELS, async ({ entry, name, grey, normalised }, j) => {
       const { width, height } = grey;
       const { masks, measurements } = results[j]!;
       const row: MeasurementRow = { file: entry.path, name, width, height, ...measurements };
@@ -287,8 +317,11 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
         row.seg = segFile;
       }
       return row;
-    }));
+    });
+    writing.catch(() => undefined); // awaited below, once the batch before has settled
+    // The batch before first: its rows are in the table, or its failure is the one reported.
     await before;
+    const batchRows = await writing;
     const appended: string[] = [];
     batchRows.forEach((row, j) => {
       rows.push(row);
@@ -307,13 +340,17 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
     written.catch((err: unknown) => (writeFailure = err));
     batch = [];
   };
-  while (pending.length) {
-    const d = await pending.shift()!;
-    if (next < todo.length) pending.push(decode(todo[next++]!));
-    if (d) batch.push(d);
-    if (batch.length === batchSize) await flush();
+  try {
+    while (pending.length) {
+      const d = await pending.shift()!;
+      if (next < todo.length) pending.push(decode(todo[next++]!));
+      if (d) batch.push(d);
+      if (batch.length === batchSize) await flush();
+    }
+    await flush();
+  } finally {
+    await written.catch(() => undefined); // nothing is still writing when this returns or throws
   }
-  await flush();
   await written;
   await writeFileAtomic(csv, table());
   return { rows, kept, skipped: skippedFiles, csv, seconds: (Date.now() - t0) / 1000 };
