@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { decodeImageFile } from '../src/data/decode.js';
+import { skipCategory } from '../src/data/scan.js';
 import { normalizeIntensity, percentiles, sortedPercentiles } from '../src/data/intensity.js';
 import { resizeGrey, resizeToMask } from '../src/data/resize.js';
 import { thresholdMask } from '../src/data/masks.js';
@@ -177,6 +178,18 @@ describe('formats sharp does not read (BMP, Netpbm, JPEG 2000) and wide TIFF sam
     assert.equal(a.encoding, 'ppm/colour');
     assert.deepEqual([a.labelValues, a.colours, Array.from(a.data)], [b.labelValues, b.colours, Array.from(b.data)]);
     assert.deepEqual(a.colours, { 76: '#ff0000', 150: '#00ff00' });
+  });
+
+  it('a colour mask whose structures have colours of one luma is refused, naming both', async () => {
+    // Red (255, 0, 0) and a dark green (0, 129, 3): both luma 76, so both would read as label 76.
+    const rgb = Buffer.alloc(PW * PH * 3);
+    for (let i = 0; i < PW * PH; i++) if ((i % PW) < 20) rgb[3 * i] = 255; else if ((i % PW) > 40) [rgb[3 * i + 1], rgb[3 * i + 2]] = [129, 3];
+    const png = path.join(tmp, 'mask-one-luma.png');
+    await sharp(rgb, { raw: { width: PW, height: PH, channels: 3 } }).png().toFile(png);
+    await assert.rejects(decodeImageFile(png, { mask: true }), { message: `${png}: a colour mask whose colours #008103 and #ff0000 read as the same label value, 76 (a colour mask's colours are read as their Rec. 601 luma); recolour one of them, or save the mask as a palette PNG (read by palette index) or as label values` });
+    // As an image (not a mask) it is a picture like any other.
+    assert.equal((await decodeImageFile(png)).encoding, 'png');
+    assert.equal(skipCategory(`${png}: a colour mask whose colours #008103 and #ff0000 read as the same label value, 76 (...)`), 'colours of one label');
   });
 
   it('cut-off, corrupt and oversized files are named with their problem', async () => {

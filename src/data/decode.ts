@@ -183,7 +183,13 @@ function colourLabels(data: ArrayLike<number>, info: RgbPixels): Omit<GreyImage,
   const out = new Float32Array(pixels);
   for (let i = 0, at = 0; i < pixels; i++, at += info.channels) out[i] = Math.round(0.299 * data[at]! + 0.587 * data[at + 1]! + 0.114 * data[at + 2]!);
   const named: Record<number, string> = {};
-  for (const c of colours.sort((a, b) => a - b)) named[Math.round(0.299 * (c >> 16) + 0.587 * ((c >> 8) & 255) + 0.114 * (c & 255))] ??= `#${c.toString(16).padStart(6, '0')}`;
+  for (const c of colours.sort((a, b) => a - b)) {
+    const luma = Math.round(0.299 * (c >> 16) + 0.587 * ((c >> 8) & 255) + 0.114 * (c & 255));
+    const hex = `#${c.toString(16).padStart(6, '0')}`;
+    // Two structures' colours of one luma would read as one label: refused, not merged.
+    if (named[luma]) throw new FormatError(`a colour mask whose colours ${named[luma]} and ${hex} read as the same label value, ${luma} (a colour mask's colours are read as their Rec. 601 luma); recolour one of them, or save the mask as a palette PNG (read by palette index) or as label values`);
+    named[luma] = hex;
+  }
   return { width: info.width, height: info.height, data: out, bitDepth: 8, labelValues: true, colours: named };
 }
 

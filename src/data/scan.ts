@@ -34,6 +34,7 @@ export type SkipCategory =
   | 'unreadable'
   | 'mask without image'
   | 'mask size mismatch'
+  | 'colours of one label'
   | 'duplicate';
 
 export interface SkippedFile {
@@ -77,6 +78,7 @@ export function skipCategory(message: string): SkipCategory {
   if (/^duplicate|^a second mask/.test(message)) return 'duplicate';
   if (/mask without image/.test(message)) return 'mask without image';
   if (/mask .*size|size .*mask/.test(message)) return 'mask size mismatch';
+  if (/read as the same label value/.test(message)) return 'colours of one label';
   return 'corrupt';
 }
 
