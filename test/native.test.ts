@@ -33,15 +33,15 @@ describe('native kernels', () => {
     if (!nativeStatus().active) return skipOrFail(t, 'native', `native kernels inactive: ${nativeStatus().detail}`);
     const before = nativeCallCounts();
     // A convolution forward and both gradients, a matmul, a channel reduction, an inference
-    // convolution with bias and ReLU, and a concatenation through TF.js.
+    // convolution with bias and ReLU, a concatenation, a slice and a split through TF.js.
     const x = tf.randomNormal([2, 8, 8, 3]) as tf.Tensor4D;
     const w = tf.randomNormal([3, 3, 3, 4]) as tf.Tensor4D;
     const g = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')));
     const bias = tf.ones([4]);
     const fused = tf.fused.conv2d({ x, filter: w, strides: 1, pad: 'same', bias, activation: 'relu' });
-    tf.dispose([...g([x, w]), tf.matMul(tf.ones([16, 32]), tf.ones([32, 8])), tf.mean(x, [0, 1, 2]), bias, fused, tf.concat([x, fused], 3)]);
+    tf.dispose([...g([x, w]), tf.matMul(tf.ones([16, 32]), tf.ones([32, 8])), tf.mean(x, [0, 1, 2]), bias, fused, tf.concat([x, fused], 3), tf.slice(x, [0, 1, 1, 0], [2, 6, 6, 3]), ...tf.split(fused, [1, 3], 3)]);
     const after = nativeCallCounts();
-    for (const k of ['conv2d', 'conv2dBackpropInput', 'conv2dBackpropFilter', 'matmul', 'reduceRows', 'fusedConv2d', 'concatChannels']) assert.ok(after[k]! > before[k]!, `${k}: ${before[k]} -> ${after[k]} calls`);
+    for (const k of ['conv2d', 'conv2dBackpropInput', 'conv2dBackpropFilter', 'matmul', 'reduceRows', 'fusedConv2d', 'concatChannels', 'slice']) assert.ok(after[k]! > before[k]!, `${k}: ${before[k]} -> ${after[k]} calls`);
     tf.dispose([x, w]);
   });
 

@@ -45,7 +45,7 @@ dnnl::stream& cpuStream() {
 // Calls per entry point, so that tests can prove which kernels really ran (a kernel name alone
 // cannot tell the native Conv2D from the stock wasm one). Each kernel's property descriptor
 // carries a pointer to its counter as `data`; readArgs increments it.
-const char* const kKernelNames[] = {"conv2d", "conv2dBackpropInput", "conv2dBackpropFilter", "matmul", "reduceRows", "binary", "maxPoolGrad", "batchNormForward", "batchNormBackward", "sgdEma", "adam", "fusedConv2d", "concatChannels"};
+const char* const kKernelNames[] = {"conv2d", "conv2dBackpropInput", "conv2dBackpropFilter", "matmul", "reduceRows", "binary", "maxPoolGrad", "batchNormForward", "batchNormBackward", "sgdEma", "adam", "fusedConv2d", "concatChannels", "slice"};
 constexpr size_t kKernelCount = sizeof(kKernelNames) / sizeof(kKernelNames[0]);
 std::atomic<uint64_t> gCalls[kKernelCount];
 
@@ -312,6 +312,55 @@ napi_value ConcatChannels(napi_env env, napi_callback_info info) {
       std::memcpy(o, src[i] + r * width[i], sizeof(float) * width[i]);
       o += width[i];
     }
+  }
+  return nullptr;
+}
+
+// A box of a row-major tensor of 4-byte elements: out = x[begin[0] : begin[0] + size[0], ...] (the
+// gradient of a pad, the pieces of a split). Params: 0 xOff 1 outOff 2 rank, then shape, begin and
+// size, rank values each. Copied as runs: the trailing axes taken whole, times the last partial one.
+napi_value Slice(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!readArgs(env, info, a)) return nullptr;
+  const int32_t* p = a.params;
+  const int rank = a.paramCount >= 3 ? p[2] : -1;
+  if (rank < 0 || rank > 8 || a.paramCount < 3 + 3 * static_cast<size_t>(rank)) {
+    napi_throw_range_error(env, nullptr, "slice expects 3 + 3 x rank parameters (rank at most 8)");
+    return nullptr;
+  }
+  const float* x = at(a, p[0]);
+  float* out = at(a, p[1]);
+  int64_t shape[8], begin[8], size[8], stride[8];
+  for (int d = 0; d < rank; d++) {
+    shape[d] = p[3 + d];
+    begin[d] = p[3 + rank + d];
+    size[d] = p[3 + 2 * rank + d];
+  }
+  int64_t s = 1;
+  for (int d = rank - 1; d >= 0; d--) {
+    stride[d] = s;
+    s *= shape[d];
+  }
+  // Axes after `last` are whole: each run is size[last] x their extent, contiguous in x and out.
+  int last = rank - 1;
+  int64_t run = 1;
+  while (last >= 0 && begin[last] == 0 && size[last] == shape[last]) run *= shape[last--];
+  int64_t base = 0;
+  if (last >= 0) {
+    run *= size[last];
+    base = begin[last] * stride[last];
+  }
+  int64_t runs = 1;
+  for (int d = 0; d < last; d++) runs *= size[d];
+  if (run == 0 || runs == 0) return nullptr;
+#pragma omp parallel for schedule(static) if (runs * run > 65536)
+  for (int64_t r = 0; r < runs; r++) {
+    int64_t from = base;
+    for (int64_t d = last - 1, rest = r; d >= 0; d--) {
+      from += (begin[d] + rest % size[d]) * stride[d];
+      rest /= size[d];
+    }
+    std::memcpy(out + r * run, x + from, sizeof(float) * run);
   }
   return nullptr;
 }
@@ -671,7 +720,7 @@ napi_value CallCounts(napi_env env, napi_callback_info) {
 }
 
 napi_value Init(napi_env env, napi_value exports) {
-  napi_callback kernels[kKernelCount] = {Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul, ReduceRows, Binary, MaxPoolGrad, BatchNormForward, BatchNormBackward, SgdEma, Adam, FusedConv2D, ConcatChannels};
+  napi_callback kernels[kKernelCount] = {Conv2D, Conv2DBackpropInput, Conv2DBackpropFilter, MatMul, ReduceRows, Binary, MaxPoolGrad, BatchNormForward, BatchNormBackward, SgdEma, Adam, FusedConv2D, ConcatChannels, Slice};
   napi_property_descriptor props[kKernelCount + 3];
   for (size_t i = 0; i < kKernelCount; i++) props[i] = {kKernelNames[i], nullptr, kernels[i], nullptr, nullptr, nullptr, napi_default, &gCalls[i]};
   props[kKernelCount] = {"version", nullptr, Version, nullptr, nullptr, nullptr, napi_default, nullptr};

@@ -3,8 +3,8 @@
  * over oneDNN (native/, built with `npm run build:native` where g++ and Debian's libdnnl-dev
  * exist) serves the heavy kernels of TF.js's wasm backend: Conv2D, both conv gradients, the
  * inference convolution with bias and ReLU (FusedConv2D), (batched) MatMul, per-channel Mean/Sum,
- * broadcast Add/Sub/Multiply/RealDiv, Concat and MaxPoolGrad; Identity and same-dtype Cast become
- * copy-free. It reads and writes the wasm heap in place: TF.js keeps autograd, memory
+ * broadcast Add/Sub/Multiply/RealDiv, Concat, Slice, SplitV and MaxPoolGrad; Identity and
+ * same-dtype Cast become copy-free. It reads and writes the wasm heap in place: TF.js keeps autograd, memory
  * management and every other kernel. Without the addon (not built, or EDEN_NATIVE=0) Eden runs on
  * the wasm kernels, with the same results within float tolerance.
  */
@@ -31,6 +31,7 @@ interface NativeAddon {
   /** Absent from addons built before them: then the wasm backend's own kernels serve these ops. */
   fusedConv2d?(heap: ArrayBuffer, params: Int32Array): void;
   concatChannels?(heap: ArrayBuffer, params: Int32Array): void;
+  slice?(heap: ArrayBuffer, params: Int32Array): void;
   version(): string;
   /** Calls of each kernel inside the addon since it was loaded. */
   callCounts(): Record<string, number>;
@@ -212,6 +213,39 @@ function concat(args: KernelArgs): Info {
   for (const t of parts) params.push(offset(backend, t), tf.util.sizeFromShape(t.shape.slice(axis)));
   addon!.concatChannels!(heap(backend), Int32Array.from(params));
   return out;
+}
+
+/** A box of x (4-byte dtypes) into `out`, in place on the heap. */
+function sliceInto(backend: BackendWasm, x: Info, out: Info, begin: number[], size: number[]): void {
+  addon!.slice!(heap(backend), Int32Array.from([offset(backend, x), offset(backend, out), x.shape.length, ...x.shape, ...begin, ...size]));
+}
+
+/** Slice of float32 / int32 tensors of rank <= 8 (the gradient of a pad: the stem's max pool). */
+function slice(args: KernelArgs): Info {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length > 8) return fallback('Slice', args);
+  const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs['begin'] as number[], attrs['size'] as number[]) as [number[], number[]];
+  const out = backend.makeOutput(size, x.dtype);
+  if (tf.util.sizeFromShape(size) > 0) sliceInto(backend, x, out, begin, size);
+  return out;
+}
+
+/** SplitV (the gradient of every concat: the U-Net's skips) as one native slice per piece. */
+function splitV(args: KernelArgs): Info[] {
+  const { inputs, backend, attrs } = args;
+  const x = inputs['x']!;
+  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length > 8) return fallbacks.get('SplitV')!.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as Info[];
+  const axis = tf.util.parseAxisParam(attrs['axis'] as number, x.shape)[0]!;
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs['numOrSizeSplits'] as number | number[], axis);
+  const begin = x.shape.map(() => 0);
+  return sizes.map((s) => {
+    const size = x.shape.map((d, i) => (i === axis ? s : d));
+    const out = backend.makeOutput(size, x.dtype);
+    if (s > 0 && tf.util.sizeFromShape(size) > 0) sliceInto(backend, x, out, begin, size);
+    begin[axis]! += s;
+    return out;
+  });
 }
 
 function conv2dBackpropInput(args: KernelArgs): Info {
@@ -494,6 +528,7 @@ export function registerNativeKernels(): boolean {
   const a = addon!;
   if (a.fusedConv2d) kernels.push(['FusedConv2D', fusedConv2d]);
   if (a.concatChannels) kernels.push(['Concat', concat]);
+  if (a.slice) kernels.push(['Slice', slice], ['SplitV', splitV as unknown as (a: KernelArgs) => Info]);
   for (const [name, fn] of kernels) {
     const previous = tf.getKernel(name, 'wasm');
     if (!previous) continue;

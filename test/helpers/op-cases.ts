@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { parity, formatParity, type InputSpec } from './parity.js';
-import { batchNormFromPrimitives, batchNormTrain } from '../../src/models/layers.js';
+import { batchNormFromPrimitives, batchNormTrain, maxPool3x3s2 } from '../../src/models/layers.js';
 import { skipOrFail, type Capability } from './tools.js';
 import type { BackendName } from '../../src/engine/backend.js';
 
@@ -148,6 +148,16 @@ export const otherCases: OpCase[] = [
     specs: [{ shape: [2, 9, 9, 3], shift: -10 }],
     fn: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 'valid'),
   },
+  {
+    // The stem's max pool: PyTorch's padding as a -inf pad, whose gradient is a Slice.
+    name: 'max pool 3x3 stride 2 after a pad of 1 (the stem; gradient: Slice)',
+    specs: [{ shape: [2, 10, 9, 5] }],
+    fn: (x) => maxPool3x3s2(x as tf.Tensor4D),
+  },
+  { name: 'slice of a 4-D box, partial on every axis', specs: [{ shape: [3, 6, 5, 7] }], fn: (x) => tf.slice(x, [1, 2, 0, 3], [2, 3, 4, 2]) },
+  { name: 'slice of the last axis only', specs: [{ shape: [2, 4, 3, 9] }], fn: (x) => tf.slice(x, [0, 0, 0, 2], [-1, -1, -1, 5]) },
+  // (Not 5-D: TF.js 4.22's webgpu pad, the gradient, emits WGSL indexing a 'vec5' and fails.)
+  { name: 'slice of a 3-D box', specs: [{ shape: [4, 6, 5] }], fn: (x) => tf.slice(x, [1, 2, 1], [2, 3, 3]) },
   { name: 'matmul', specs: [{ shape: [5, 7] }, { shape: [7, 3] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D) },
   { name: 'matmul a^T', specs: [{ shape: [7, 5] }, { shape: [7, 3] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, true, false) },
   { name: 'matmul b^T', specs: [{ shape: [5, 7] }, { shape: [3, 7] }], fn: (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true) },
