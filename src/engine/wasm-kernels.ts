@@ -14,7 +14,8 @@
  *  4. SplitV (the gradient of every concat, e.g. the U-Net's skip connections) slices each piece in
  *     JS with one typed-array copy per pixel: splitting a [8, 128, 128, 48] gradient into channel
  *     groups took ~30 ms a piece, a quarter of a frozen U-Net step. One pass over the input copying
- *     every piece's run per outer index, with a plain loop for short runs, is ~10x faster.
+ *     every piece's run per outer index, with a plain loop for short runs, is ~10x faster. (With the
+ *     native kernels a native copy serves SplitV and Slice, native.ts; this is their fallback.)
  *
  * Kernels are composed from the backend's own kernel functions (not tf ops), as TF.js's backends do
  * internally: intermediates are TensorInfos released with `disposeData`.
