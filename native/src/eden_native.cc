@@ -553,6 +553,14 @@ float asFloat(int32_t bits) {
 
 // Training-mode batch norm over [rows, C] (NHWC): statistics in double, two passes.
 // 0 xOff 1 gammaOff 2 betaOff 3 yOff 4 meanOff 5 varOff 6 rows 7 C 8 eps (float bits)
+// The batch norm as y = x * scale + shift per channel, from its statistics.
+void affineOf(const float* gamma, const float* beta, const float* mean, const float* var, double eps, int64_t C, float* scale, float* shift) {
+  for (int64_t c = 0; c < C; c++) {
+    scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + eps));
+    shift[c] = beta[c] - mean[c] * scale[c];
+  }
+}
+
 napi_value BatchNormForward(napi_env env, napi_callback_info info) {
   Args a;
   if (!readArgs(env, info, a)) return nullptr;
@@ -565,6 +573,7 @@ napi_value BatchNormForward(napi_env env, napi_callback_info info) {
   float* varOut = at(a, p[5]);
   const int64_t rows = p[6], C = p[7];
   const double eps = asFloat(p[8]);
+  const bool relu = a.paramCount > 9 && p[9] != 0;
   const std::vector<double> sum = channelSums(rows, C, 1, [&](int64_t r, double* acc) {
     for (int64_t c = 0; c < C; c++) acc[c] += x[r * C + c];
   });
@@ -577,20 +586,27 @@ napi_value BatchNormForward(napi_env env, napi_callback_info info) {
     }
   });
   for (int64_t c = 0; c < C; c++) {
-    const double var = sq[c] / rows;
     meanOut[c] = mean[c];
-    varOut[c] = static_cast<float>(var);
-    scale[c] = static_cast<float>(gamma[c] / std::sqrt(var + eps));
-    shift[c] = beta[c] - mean[c] * scale[c];
+    varOut[c] = static_cast<float>(sq[c] / rows);
   }
+  // From the outputs, as the gradient recomputes them (its ReLU mask then matches this one).
+  affineOf(gamma, beta, meanOut, varOut, eps, C, scale.data(), shift.data());
+  if (relu) {
 #pragma omp parallel for schedule(static) if (rows * C > 65536)
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * scale[c] + shift[c];
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < C; c++) y[r * C + c] = std::max(0.f, x[r * C + c] * scale[c] + shift[c]);
+  } else {
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < C; c++) y[r * C + c] = x[r * C + c] * scale[c] + shift[c];
+  }
   return nullptr;
 }
 
 // Its gradient: dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * rstd * (dy - (dbeta + xhat * dgamma) / rows)
 // 0 xOff 1 gammaOff 2 meanOff 3 varOff 4 dyOff 5 dxOff 6 dgammaOff 7 dbetaOff 8 rows 9 C 10 eps
+// [11 betaOff 12 relu]: with relu, dy is first zeroed where the forward's pre-activation
+// (recomputed as the forward computed it) was <= 0, into dx (then read in place).
 napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
   Args a;
   if (!readArgs(env, info, a)) return nullptr;
@@ -605,6 +621,18 @@ napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
   float* dbeta = at(a, p[7]);
   const int64_t rows = p[8], C = p[9];
   const double eps = asFloat(p[10]);
+  if (a.paramCount > 12 && p[12] != 0) {
+    const float* beta = at(a, p[11]);
+    std::vector<float> scale(C), shift(C);
+    affineOf(gamma, beta, mean, var, eps, C, scale.data(), shift.data());
+#pragma omp parallel for schedule(static) if (rows * C > 65536)
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < C; c++) {
+        const int64_t i = r * C + c;
+        dx[i] = x[i] * scale[c] + shift[c] > 0.f ? dy[i] : 0.f;
+      }
+    dy = dx;
+  }
   std::vector<float> rstd(C);
   for (int64_t c = 0; c < C; c++) rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
   // Row r adds dy to sums[0][c] and dy * xhat to sums[1][c].
@@ -727,6 +755,10 @@ napi_value Init(napi_env env, napi_value exports) {
   props[kKernelCount + 1] = {"callCounts", nullptr, CallCounts, nullptr, nullptr, nullptr, napi_default, nullptr};
   props[kKernelCount + 2] = {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr};
   NAPI_CALL(env, napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
+  // Addons built before it ignore a ReLU flag: the JS side asks before passing one.
+  napi_value yes;
+  NAPI_CALL(env, napi_get_boolean(env, true, &yes));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "batchNormRelu", yes));
   return exports;
 }
 

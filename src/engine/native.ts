@@ -32,6 +32,8 @@ interface NativeAddon {
   fusedConv2d?(heap: ArrayBuffer, params: Int32Array): void;
   concatChannels?(heap: ArrayBuffer, params: Int32Array): void;
   slice?(heap: ArrayBuffer, params: Int32Array): void;
+  /** True where batchNormForward / Backward take a fused ReLU (older addons ignore the flag). */
+  batchNormRelu?: boolean;
   version(): string;
   /** Calls of each kernel inside the addon since it was loaded. */
   callCounts(): Record<string, number>;
@@ -373,14 +375,14 @@ export const FUSED_BATCH_NORM_GRAD = 'EdenBatchNormTrainGrad';
 /** x [..., C], gamma [C], beta [C] -> [y, mean, variance] (biased), one pass over memory each. */
 function batchNormForward(args: KernelArgs): Info[] {
   const { inputs, backend, attrs } = args;
-  if (attrs['relu']) throw new Error('the native batch-norm kernel has no fused ReLU (layers.ts fuses it on webgpu only)');
+  if (attrs['relu'] && !addon!.batchNormRelu) throw new Error('this build of the native kernels has no fused ReLU in its batch norm (rebuild: npm run build:native)');
   const x = inputs['x']!;
   const c = x.shape[x.shape.length - 1]!;
   const y = backend.makeOutput(x.shape, 'float32');
   const mean = backend.makeOutput([c], 'float32');
   const variance = backend.makeOutput([c], 'float32');
   const o = (t: Info): number => offset(backend, t);
-  addon!.batchNormForward(heap(backend), Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['beta']!), o(y), o(mean), o(variance), rowsOf(x), c, floatBits(attrs['epsilon'] as number)]));
+  addon!.batchNormForward(heap(backend), Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['beta']!), o(y), o(mean), o(variance), rowsOf(x), c, floatBits(attrs['epsilon'] as number), attrs['relu'] ? 1 : 0]));
   return [y, mean, variance];
 }
 
@@ -394,7 +396,7 @@ function batchNormBackward(args: KernelArgs): Info[] {
   const o = (t: Info): number => offset(backend, t);
   addon!.batchNormBackward(
     heap(backend),
-    Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['mean']!), o(inputs['variance']!), o(inputs['dy']!), o(dx), o(dgamma), o(dbeta), rowsOf(x), c, floatBits(attrs['epsilon'] as number)]),
+    Int32Array.from([o(x), o(inputs['gamma']!), o(inputs['mean']!), o(inputs['variance']!), o(inputs['dy']!), o(dx), o(dgamma), o(dbeta), rowsOf(x), c, floatBits(attrs['epsilon'] as number), o(inputs['beta']!), attrs['relu'] ? 1 : 0]),
   );
   return [dx, dgamma, dbeta];
 }
@@ -453,12 +455,18 @@ export function nativeFusedAvailable(): boolean {
   return registered && tf.getBackend() === 'wasm';
 }
 
+/** True when the native batch norm can apply the ReLU that follows it (forward and gradient). */
+export function nativeBatchNormRelu(): boolean {
+  return nativeFusedAvailable() && addon!.batchNormRelu === true;
+}
+
 /**
  * Training-mode batch norm as one native kernel with a native gradient (saves x and the
  * statistics only: less memory and time than the version built from primitives).
  */
 export function fusedBatchNormTrain(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: number, relu = false): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
-  // `relu` (y = max(0, bn(x)), its gradient masked alike) only where the kernel supports it: webgpu.
+  // `relu` (y = max(0, bn(x)), its gradient masked alike) only where the kernel supports it: webgpu,
+  // and the native kernels where nativeBatchNormRelu() says so.
   const attrs = relu ? { epsilon, relu } : { epsilon };
   const [y, mean, variance] = tf.engine().runKernel(FUSED_BATCH_NORM, { x, gamma, beta } as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
   return { y: y!, mean: mean!, variance: variance! };

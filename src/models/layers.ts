@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Rng } from '../core/rng.js';
-import { fusedBatchNormTrain, nativeFusedAvailable } from '../engine/native.js';
+import { fusedBatchNormTrain, nativeBatchNormRelu, nativeFusedAvailable } from '../engine/native.js';
 import { webGpuBatchNormAvailable } from '../engine/webgpu-batchnorm.js';
 import { webGpuRunningStats } from '../engine/webgpu-inplace.js';
 
@@ -195,6 +195,10 @@ export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, c
 export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5, relu = false): { y: tf.Tensor4D; mean: tf.Tensor; variance: tf.Tensor } {
   if (webGpuBatchNormAvailable()) {
     const r = fusedBatchNormTrain(x, gamma, beta, eps, relu);
+    return { y: r.y as tf.Tensor4D, mean: r.mean, variance: r.variance };
+  }
+  if (relu && nativeBatchNormRelu()) {
+    const r = fusedBatchNormTrain(x, gamma, beta, eps, true);
     return { y: r.y as tf.Tensor4D, mean: r.mean, variance: r.variance };
   }
   const r = nativeFusedAvailable() ? fusedBatchNormTrain(x, gamma, beta, eps) : batchNormFromPrimitives(x, gamma, beta, eps);
