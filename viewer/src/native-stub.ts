@@ -5,6 +5,9 @@ import type * as tf from '@tensorflow/tfjs';
 export function nativeFusedAvailable(): boolean {
   return false;
 }
+export function nativeBatchNormRelu(): boolean {
+  return false;
+}
 export function fusedBatchNormTrain(): { y: tf.Tensor; mean: tf.Tensor; variance: tf.Tensor } {
   throw new Error('native kernels are not available in the browser');
 }
