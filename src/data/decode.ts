@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom } from './dicom.js';
 import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
-import { firstChannel, rgbToGrey, type GreyImage } from './grey-image.js';
+import { bt601, firstChannel, rgbToGrey, type GreyImage } from './grey-image.js';
 import { decodeNetpbm, isNetpbm } from './netpbm.js';
 import { decodeWithWasm } from './wasm-codecs.js';
 
@@ -181,16 +181,21 @@ function colourLabels(data: ArrayLike<number>, info: RgbPixels): Omit<GreyImage,
   const colours = [...counts].filter(([, n]) => n >= MIN_COLOUR_SHARE * chromatic).map(([c]) => c);
   if (colours.length < 2) return undefined;
   const out = new Float32Array(pixels);
-  for (let i = 0, at = 0; i < pixels; i++, at += info.channels) out[i] = Math.round(0.299 * data[at]! + 0.587 * data[at + 1]! + 0.114 * data[at + 2]!);
+  for (let i = 0, at = 0; i < pixels; i++, at += info.channels) out[i] = luma601(data[at]!, data[at + 1]!, data[at + 2]!);
   const named: Record<number, string> = {};
   for (const c of colours.sort((a, b) => a - b)) {
-    const luma = Math.round(0.299 * (c >> 16) + 0.587 * ((c >> 8) & 255) + 0.114 * (c & 255));
+    const luma = luma601(c >> 16, (c >> 8) & 255, c & 255);
     const hex = `#${c.toString(16).padStart(6, '0')}`;
     // Two structures' colours of one luma would read as one label: refused, not merged.
     if (named[luma]) throw new FormatError(`a colour mask whose colours ${named[luma]} and ${hex} read as the same label value, ${luma} (a colour mask's colours are read as their Rec. 601 luma); recolour one of them, or save the mask as a palette PNG (read by palette index) or as label values`);
     named[luma] = hex;
   }
   return { width: info.width, height: info.height, data: out, bitDepth: 8, labelValues: true, colours: named };
+}
+
+/** A colour's Rec. 601 luma, rounded: a colour mask's label value for it. */
+function luma601(r: number, g: number, b: number): number {
+  return Math.round(bt601(r, g, b));
 }
 
 /** Samples of a format Eden decodes itself, interleaved per pixel. */

@@ -19,7 +19,7 @@
 import dicomParser from 'dicom-parser';
 import { inflateSync } from 'fflate';
 import { createRequire } from 'node:module';
-import { firstChannel, rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
+import { bt601, firstChannel, rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
 import { decodeWithWasm, type WasmCodec } from './wasm-codecs.js';
 
 const require = createRequire(import.meta.url);
@@ -333,7 +333,7 @@ function paletteLookup(ds: dicomParser.DataSet): { grey: (v: number) => number; 
     bits,
     grey: (v: number) => {
       const i = Math.min(last, Math.max(0, v - first));
-      return 0.299 * r[i]! + 0.587 * g[i]! + 0.114 * b[i]!;
+      return bt601(r[i]!, g[i]!, b[i]!);
     },
   };
 }

@@ -58,12 +58,16 @@ export interface DicomReference {
   pixelSpacingSource?: 'PixelSpacing' | 'ImagerPixelSpacing';
 }
 
-/** Luminance (ITU-R BT.601, as libvips and most DICOM viewers use) from interleaved or planar RGB. */
+/** A colour's luminance by ITU-R BT.601 (as libvips and most DICOM viewers use). */
+export function bt601(r: number, g: number, b: number): number {
+  return 0.299 * r + 0.587 * g + 0.114 * b;
+}
+
+/** Luminance (bt601) from interleaved or planar RGB. */
 export function rgbToGrey(src: ArrayLike<number>, pixels: number, planar = false): Float32Array {
   const out = new Float32Array(pixels);
   for (let i = 0; i < pixels; i++) {
-    const [r, g, b] = planar ? [src[i]!, src[pixels + i]!, src[2 * pixels + i]!] : [src[3 * i]!, src[3 * i + 1]!, src[3 * i + 2]!];
-    out[i] = 0.299 * r + 0.587 * g + 0.114 * b;
+    out[i] = planar ? bt601(src[i]!, src[pixels + i]!, src[2 * pixels + i]!) : bt601(src[3 * i]!, src[3 * i + 1]!, src[3 * i + 2]!);
   }
   return out;
 }

@@ -150,8 +150,13 @@ function isNhwc(f: unknown): boolean {
   return f === undefined || f === 'NHWC' || f === 'channelsLast';
 }
 
-function fallback(name: string, args: KernelArgs): Info {
-  return fallbacks.get(name)!.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as Info;
+function fallback<T extends Info | Info[] = Info>(name: string, args: KernelArgs): T {
+  return fallbacks.get(name)!.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as T;
+}
+
+/** Dtypes the native copies (Concat, Slice, SplitV) move: 4-byte elements. */
+function copiedNatively(dtype: tf.DataType): boolean {
+  return dtype === 'float32' || dtype === 'int32';
 }
 
 /** The 20 conv parameters the addon expects (see eden_native.cc). */
@@ -207,7 +212,7 @@ function concat(args: KernelArgs): Info {
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, all[0]!.shape)[0]!;
   const parts = all.filter((t) => tf.util.sizeFromShape(t.shape) > 0);
   const dtype = all[0]!.dtype;
-  if (parts.length < 2 || (dtype !== 'float32' && dtype !== 'int32') || parts.some((t) => t.dtype !== dtype)) return fallback('Concat', args);
+  if (parts.length < 2 || !copiedNatively(dtype) || parts.some((t) => t.dtype !== dtype)) return fallback('Concat', args);
   tf.backend_util.assertParamsConsistent(all.map((t) => t.shape), axis);
   const out = backend.makeOutput(tf.backend_util.computeOutShape(all.map((t) => t.shape), axis), dtype);
   const rows = tf.util.sizeFromShape(parts[0]!.shape.slice(0, axis));
@@ -226,7 +231,7 @@ function sliceInto(backend: BackendWasm, x: Info, out: Info, begin: number[], si
 function slice(args: KernelArgs): Info {
   const { inputs, backend, attrs } = args;
   const x = inputs['x']!;
-  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length > 8) return fallback('Slice', args);
+  if (!copiedNatively(x.dtype) || x.shape.length > 8) return fallback('Slice', args);
   const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, attrs['begin'] as number[], attrs['size'] as number[]) as [number[], number[]];
   const out = backend.makeOutput(size, x.dtype);
   if (tf.util.sizeFromShape(size) > 0) sliceInto(backend, x, out, begin, size);
@@ -237,14 +242,14 @@ function slice(args: KernelArgs): Info {
 function splitV(args: KernelArgs): Info[] {
   const { inputs, backend, attrs } = args;
   const x = inputs['x']!;
-  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || x.shape.length > 8) return fallbacks.get('SplitV')!.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as Info[];
+  if (!copiedNatively(x.dtype) || x.shape.length > 8) return fallback<Info[]>('SplitV', args);
   const axis = tf.util.parseAxisParam(attrs['axis'] as number, x.shape)[0]!;
   const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, attrs['numOrSizeSplits'] as number | number[], axis);
   const begin = x.shape.map(() => 0);
   return sizes.map((s) => {
     const size = x.shape.map((d, i) => (i === axis ? s : d));
     const out = backend.makeOutput(size, x.dtype);
-    if (s > 0 && tf.util.sizeFromShape(size) > 0) sliceInto(backend, x, out, begin, size);
+    if (tf.util.sizeFromShape(size) > 0) sliceInto(backend, x, out, begin, size);
     begin[axis]! += s;
     return out;
   });
@@ -518,7 +523,7 @@ export function fusedAdam(p: tf.Variable, g: tf.Tensor, m: tf.Variable, v: tf.Va
 export function registerNativeKernels(): boolean {
   if (registered) return true;
   if (!loadNative()) return false;
-  const kernels: [string, (a: KernelArgs) => Info][] = [
+  const kernels: [string, (a: KernelArgs) => Info | Info[]][] = [
     ['Conv2D', conv2d],
     ['Conv2DBackpropInput', conv2dBackpropInput],
     ['Conv2DBackpropFilter', conv2dBackpropFilter],
@@ -536,7 +541,7 @@ export function registerNativeKernels(): boolean {
   const a = addon!;
   if (a.fusedConv2d) kernels.push(['FusedConv2D', fusedConv2d]);
   if (a.concatChannels) kernels.push(['Concat', concat]);
-  if (a.slice) kernels.push(['Slice', slice], ['SplitV', splitV as unknown as (a: KernelArgs) => Info]);
+  if (a.slice) kernels.push(['Slice', slice], ['SplitV', splitV]);
   for (const [name, fn] of kernels) {
     const previous = tf.getKernel(name, 'wasm');
     if (!previous) continue;

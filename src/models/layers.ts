@@ -193,12 +193,9 @@ export function batchNorm(store: ParameterStore, name: string, x: tf.Tensor4D, c
  * `relu`, max(0, y) (mean and variance are those of x either way).
  */
 export function batchNormTrain(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5, relu = false): { y: tf.Tensor4D; mean: tf.Tensor; variance: tf.Tensor } {
-  if (webGpuBatchNormAvailable()) {
+  // The ReLU inside the kernel where it can take it: webgpu's always, the native one when built with it.
+  if (webGpuBatchNormAvailable() || (relu && nativeBatchNormRelu())) {
     const r = fusedBatchNormTrain(x, gamma, beta, eps, relu);
-    return { y: r.y as tf.Tensor4D, mean: r.mean, variance: r.variance };
-  }
-  if (relu && nativeBatchNormRelu()) {
-    const r = fusedBatchNormTrain(x, gamma, beta, eps, true);
     return { y: r.y as tf.Tensor4D, mean: r.mean, variance: r.variance };
   }
   const r = nativeFusedAvailable() ? fusedBatchNormTrain(x, gamma, beta, eps) : batchNormFromPrimitives(x, gamma, beta, eps);
