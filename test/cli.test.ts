@@ -47,6 +47,12 @@ describe('eden CLI', () => {
     assert.equal(m.stderr.trim(), 'eden: /no/such/dir: no such file or folder');
   });
 
+  it('--masks outside segmentation is refused by name', () => {
+    const r = eden('evaluate', path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19'), '--masks', tmpdir(), '--task', 'classify', '--out', mkdtempSync(path.join(tmpdir(), 'eden-masks-')));
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trim(), 'eden: --masks is for the segmentation tasks; classification takes its labels from a CSV (--labels), class folders or a .npz');
+  });
+
   it('every command has --help', async () => {
     // In process: each command and subcommand of the real program prints its usage and exits 0.
     const { buildProgram } = await import('../src/cli/program.js');

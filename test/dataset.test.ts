@@ -343,7 +343,7 @@ describe('scan and inspect', () => {
     const stems = sampleFiles.slice(0, 3).map((f) => f.replace('.png', ''));
     for (const s of stems) copyFileSync(path.join(samples, `${s}.png`), path.join(root, 'images', `${s}.png`));
     const load = (): Promise<{ structures: string[]; samples: unknown[] }> => loadSegmentationData(root, 64, { testFraction: 0, maxTestImages: 0, seed: 0 });
-    await assert.rejects(load(), new RegExp(`${path.join(root, 'masks')}: no masks; put each structure's masks in masks/<structure>/ \\(or the masks of a single structure directly in masks/\\), named as their images`));
+    await assert.rejects(load(), new RegExp(`${path.join(root, 'masks')}: no masks; put each structure's masks in <structure>/ folders there \\(or the masks of a single structure directly in it\\), named as their images`));
     assert.match(formatInspectReport(await inspectDataset([root])), /\nstructures: none \(masks\/ holds no mask images/);
     for (const [i, s] of stems.entries()) {
       const { width: w, height: h } = await sharp(path.join(samples, `${s}.png`)).metadata();
@@ -371,6 +371,63 @@ describe('scan and inspect', () => {
     assert.deepEqual(imagesOnly.images.map((e) => e.relPath).sort(), [...stems.map((x) => `${x}.png`), `${stems[0]}.jpg`].sort());
     assert.ok(imagesOnly.images.every((e) => !e.masks));
     assert.deepEqual(imagesOnly.skipped, []);
+  });
+
+  it("the masks' folder named apart (--masks): Montgomery's CXR_png/ + ManualMask/<side>Mask/, Shenzhen's loose <name>_mask.png, masks inside the images' folder; a folder without the layout names the pair it finds", async () => {
+    // The same three images and masks in the images/ + masks/ layout and in two others.
+    const standard = mkdtempSync(path.join(tmpdir(), 'eden-standard-'));
+    const montgomery = mkdtempSync(path.join(tmpdir(), 'eden-montgomery-'));
+    const shenzhen = mkdtempSync(path.join(tmpdir(), 'eden-shenzhen-'));
+    for (const d of ['images', 'masks/left', 'masks/right']) mkdirSync(path.join(standard, d), { recursive: true });
+    for (const d of ['CXR_png', 'ManualMask/leftMask', 'ManualMask/rightMask', 'ClinicalReadings']) mkdirSync(path.join(montgomery, d), { recursive: true });
+    for (const d of ['CXR_png/mask']) mkdirSync(path.join(shenzhen, d), { recursive: true });
+    const stems = sampleFiles.slice(0, 3).map((f) => f.replace('.png', ''));
+    for (const s of stems) {
+      const image = path.join(samples, `${s}.png`);
+      const { width: w, height: h } = await sharp(image).metadata();
+      const half = (right: boolean): Promise<Buffer> => sharp(Uint8Array.from({ length: w! * h! }, (_, k) => ((k % w! > w! / 2) === right ? 255 : 0)), { raw: { width: w!, height: h!, channels: 1 } }).png().toBuffer();
+      const [left, right] = [await half(false), await half(true)];
+      copyFileSync(image, path.join(standard, 'images', `${s}.png`));
+      writeFileSync(path.join(standard, 'masks', 'left', `${s}.png`), left);
+      writeFileSync(path.join(standard, 'masks', 'right', `${s}.png`), right);
+      copyFileSync(image, path.join(montgomery, 'CXR_png', `${s}.png`));
+      writeFileSync(path.join(montgomery, 'ManualMask', 'leftMask', `${s}.png`), left);
+      writeFileSync(path.join(montgomery, 'ManualMask', 'rightMask', `${s}.png`), right);
+      writeFileSync(path.join(montgomery, 'ClinicalReadings', `${s}.txt`), 'Patient\'s Sex: F');
+      // Shenzhen's one structure, its masks in a folder inside the images' folder.
+      copyFileSync(image, path.join(shenzhen, 'CXR_png', `${s}.png`));
+      writeFileSync(path.join(shenzhen, 'CXR_png', 'mask', `${s}_mask.png`), left);
+    }
+    const load = (root: string, o: { masks?: string; combine?: Record<string, string[]> } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(root, 64, { ...o, testFraction: 0, maxTestImages: 0, seed: 0 });
+    const reference = await load(standard);
+    const m = await load(path.join(montgomery, 'CXR_png'), { masks: path.join(montgomery, 'ManualMask'), combine: { left: ['leftMask'], right: ['rightMask'] } });
+    assert.deepEqual(m.structures, reference.structures);
+    assert.equal(m.samples.length, 3);
+    m.samples.forEach((x, i) => {
+      assert.deepEqual(x.image, reference.samples[i]!.image);
+      assert.deepEqual(x.masks, reference.samples[i]!.masks);
+    });
+    const scan = await scanDataset([path.join(shenzhen, 'CXR_png')], { masks: path.join(shenzhen, 'CXR_png', 'mask') });
+    assert.equal(scan.layout, 'segmentation');
+    assert.deepEqual(scan.images.map((e) => e.relPath), stems.map((x) => `${x}.png`)); // the masks are not images
+    assert.deepEqual(scan.structures, ['mask']);
+    assert.deepEqual(scan.skipped, []);
+    const sz = await load(path.join(shenzhen, 'CXR_png'), { masks: path.join(shenzhen, 'CXR_png', 'mask') });
+    sz.samples.forEach((x, i) => assert.deepEqual(x.masks[0], reference.samples[i]!.masks[0]));
+    // An orphan mask names the images' folder it was looked for in.
+    copyFileSync(path.join(montgomery, 'ManualMask', 'leftMask', `${stems[0]}.png`), path.join(montgomery, 'ManualMask', 'leftMask', 'orphan.png'));
+    const orphan = (await scanDataset([path.join(montgomery, 'CXR_png')], { masks: path.join(montgomery, 'ManualMask') })).skipped;
+    assert.deepEqual(orphan.map((x) => x.message), [`${path.join(montgomery, 'ManualMask', 'leftMask', 'orphan.png')}: mask without image (no file with stem 'orphan' in ${path.join(montgomery, 'CXR_png')})`]);
+    // The folder itself: the pair is named, in the error and by inspect, never taken on a guess.
+    const hint = `--data ${path.join(montgomery, 'CXR_png')} --masks ${path.join(montgomery, 'ManualMask')}`;
+    await assert.rejects(load(montgomery), (e: Error) => e.message === `${montgomery}: segmentation needs images/ + masks/<structure>/ in it, or its images' folder with the masks' folder named apart (--masks DIR); here CXR_png/ looks like the images and ManualMask/ like their masks: ${hint}`);
+    assert.match(formatInspectReport(await inspectDataset([montgomery])), new RegExp(`\nmasks: none paired .*CXR_png/ looks like images and ManualMask/ like their masks: eden inspect ${path.join(montgomery, 'CXR_png')} --masks ${path.join(montgomery, 'ManualMask')}\n`));
+    mkdirSync(path.join(montgomery, 'labels'));
+    await assert.rejects(load(montgomery), (e: Error) => e.message.endsWith('(--masks DIR)')); // two folders named like masks: no hint
+    assert.equal((await inspectDataset([montgomery])).masksHint, undefined);
+    // Misuse is named.
+    await assert.rejects(scanDataset([path.join(montgomery, 'CXR_png'), standard], { masks: path.join(montgomery, 'ManualMask') }), /--masks .*ManualMask: masks are paired with one folder of images; got /);
+    await assert.rejects(scanDataset([path.join(montgomery, 'CXR_png')], { masks: path.join(montgomery, 'nothing') }), /--masks .*nothing: no such folder/);
   });
 
   it('a mask drawn at another resolution of its image (same shape) is laid on it; another shape is reported', async () => {

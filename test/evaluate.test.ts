@@ -202,7 +202,7 @@ describe('eden evaluate --task locality on a folder without its masks', { skip: 
     assert.ok(!existsSync(path.join(out, 'report.json')));
   });
 
-  it("runs on a label map's values named with --combine, as on the same masks in folders", async () => {
+  it("runs on a label map's values named with --combine, as on the same masks in folders, and as with the masks' folder named apart (--masks)", async () => {
     // One label map per image (1 left lung, 2 right lung, 3 heart, drawn in that order), and the
     // same pixels written as three folders of masks.
     const [maps, folders] = [mkdtempSync(path.join(tmpdir(), 'eden-labelmap-locality-')), mkdtempSync(path.join(tmpdir(), 'eden-folders-locality-'))];
@@ -223,8 +223,7 @@ describe('eden evaluate --task locality on a folder without its masks', { skip: 
       await sharp(map!, raw).png().toFile(path.join(maps, 'masks', 'labels', f));
       for (const [k, s] of structures.entries()) await sharp(map!.map((v) => (v === k + 1 ? 255 : 0)), raw).png().toFile(path.join(folders, 'masks', s, f));
     }
-    const locality = (dir: string, extra: string[]): unknown => {
-      const out = path.join(dir, 'out');
+    const locality = (dir: string, extra: string[], out = path.join(dir, 'out')): unknown => {
       const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'locality', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', ...extra, '--out', out], { cwd: root, encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       assert.doesNotMatch(r.stderr + r.stdout, /a label map/); // its values are read apart: no warning
@@ -234,6 +233,9 @@ describe('eden evaluate --task locality on a folder without its masks', { skip: 
     const fromMaps = locality(maps, ['--combine', 'left_lung=labels:1', '--combine', 'right_lung=labels:2', '--combine', 'heart=labels:3']);
     assert.ok(fromMaps);
     assert.deepEqual(fromMaps, locality(folders, []));
+    const apart = path.join(folders, 'apart');
+    assert.deepEqual(locality(path.join(folders, 'images'), ['--masks', path.join(folders, 'masks')], apart), fromMaps);
+    assert.match(readFileSync(path.join(apart, 'report.md'), 'utf8'), new RegExp(`\\n- data: ${path.join(folders, 'images')} \\(masks: ${path.join(folders, 'masks')}\\)\\n`));
   });
 });
 

@@ -182,6 +182,29 @@ describe('eden finetune --resume', { skip: existsSync(wingspan) ? undefined : `$
     assert.ok(existsSync(trainingStatePath(out)) && !existsSync(out));
   });
 
+  it("with the masks' folder named apart (--masks; images in scans/, masks in labels/<structure>/ inside it) trains the same model; a resume with other masks is refused by name", async () => {
+    const apart = tmp();
+    cpSync(path.join(data, 'images'), path.join(apart, 'scans'), { recursive: true });
+    cpSync(path.join(data, 'masks'), path.join(apart, 'scans', 'labels'), { recursive: true });
+    const out = path.join(tmp(), 'apart.safetensors');
+    const args = ['finetune', path.join(apart, 'scans'), '--masks', path.join(apart, 'scans', 'labels'), '--checkpoint', 'random', '--arch', 'resnet-tiny', '--width', '8', '--structures', 'heart,lungs', '--combine', 'lungs=left_lung+right_lung', '--shots', '6', '--val-images', '4', '--size', '64', '--steps', String(STEPS), '--batch-size', '4', '--lr', '0.01', '--eval-every', '2', '--patience', '2', '--seed', '0', '--out', out];
+    const run = eden(args, { CI: '1' });
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal((await diffCheckpoints(whole, out)).maxAbsDiff, 0);
+    const show = eden(['checkpoint', 'show', out]);
+    assert.match(show.stdout, new RegExp(`\ntrained on: ${path.join(apart, 'scans')} with the masks in ${path.join(apart, 'scans', 'labels')}, 6 images`));
+    // Stopped, then resumed with a copy of the masks elsewhere: another run's state.
+    const o = options({ data: path.join(apart, 'scans'), masks: path.join(apart, 'scans', 'labels') });
+    const stopped = path.join(tmp(), 'stopped.safetensors');
+    const controller = new AbortController();
+    await finetuneSegmentation({ ...o, signal: controller.signal, onProgress: (p) => p.step === 2 && controller.abort() }, stopped).catch(() => undefined);
+    cpSync(path.join(apart, 'scans', 'labels'), path.join(apart, 'copy'), { recursive: true });
+    await assert.rejects(finetuneSegmentation({ ...o, masks: path.join(apart, 'copy'), resume: true }, stopped), (err: unknown) => err instanceof EdenError && err.message.includes(`another masks (then ${JSON.stringify(path.join(apart, 'scans', 'labels'))}, now ${JSON.stringify(path.join(apart, 'copy'))})`));
+    const classify = eden(['finetune', apart, '--masks', path.join(apart, 'copy'), '--task', 'classify', '--out', path.join(apart, 'c.safetensors')]);
+    assert.equal(classify.status, 2);
+    assert.match(classify.stderr, /--masks is for segmentation; a classifier takes its labels from a CSV \(--labels\) or class folders/);
+  });
+
   it('refuses a state whose images changed, naming the one that went', async () => {
     const folder = smallFolder(12);
     const out = path.join(tmp(), 'model.safetensors');

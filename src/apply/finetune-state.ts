@@ -23,6 +23,8 @@ export interface FinetuneSettings {
   task: 'segment' | 'classify';
   /** Absolute path of the labelled folder. */
   data: string;
+  /** Segmentation: absolute path of the masks' folder, when given apart from the images' (--masks). */
+  masks?: string;
   /** The encoder it started from: 'builtin', 'random' (with backbone and width) or an absolute path. */
   encoder: { checkpoint: string; backbone?: string; width?: number };
   structures?: string[];
@@ -43,7 +45,7 @@ export interface FinetuneSettings {
   seed: number;
 }
 
-export const SETTING_NAMES = ['task', 'data', 'encoder', 'structures', 'combine', 'shots', 'valImages', 'mode', 'labels', 'labelColumn', 'size', 'steps', 'batchSize', 'microBatch', 'lr', 'encoderLrMultiplier', 'evalEvery', 'patience', 'seed'] as const satisfies readonly (keyof FinetuneSettings)[];
+export const SETTING_NAMES = ['task', 'data', 'masks', 'encoder', 'structures', 'combine', 'shots', 'valImages', 'mode', 'labels', 'labelColumn', 'size', 'steps', 'batchSize', 'microBatch', 'lr', 'encoderLrMultiplier', 'evalEvery', 'patience', 'seed'] as const satisfies readonly (keyof FinetuneSettings)[];
 
 export interface FinetuneStateMeta {
   format: typeof FINETUNE_STATE_FORMAT;

@@ -71,6 +71,8 @@ export interface FinetuneCommon {
 }
 
 export interface FinetuneSegmentationOptions extends FinetuneCommon {
+  /** The masks' folder, when not `data`/masks (then `data` is the images' folder): scan.ts ScanOptions.masks. */
+  masks?: string;
   structures?: string[];
   combine?: Record<string, string[]>;
   /** Labelled images to train on: a number (drawn with the seed) or 'all'. */
@@ -133,8 +135,9 @@ async function resumableRun<P extends EarlyStoppingPosition>(o: FinetuneCommon, 
 export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFile: string): Promise<TaskModelMeta> {
   const log = o.onLog ?? (() => undefined);
   const { structures, combine, shots, valImages, mode, encoderLrMultiplier } = o;
-  const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
-  const data = await loadSegmentationData(o.data, o.size, { structures: o.structures, combine: o.combine, testFraction: 0, maxTestImages: 0, seed: o.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+  const masks = o.masks && path.resolve(o.masks);
+  const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), masks, structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
+  const data = await loadSegmentationData(o.data, o.size, { masks: o.masks, structures: o.structures, combine: o.combine, testFraction: 0, maxTestImages: 0, seed: o.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
   const split = splitPool(data.trainPool, o.shots, o.valImages, o.seed);
   log(`${data.samples.length} labelled images (${data.structures.join(', ')}): training on ${split.train.length}, validating on ${split.val.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
@@ -191,6 +194,7 @@ export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFi
         structures: data.structures,
         training: {
           data: o.data,
+          ...(o.masks && { masks: o.masks }),
           images: split.train.length,
           validationImages: split.val.length,
           files: split.train.map((i) => data.samples[i]!.file),

@@ -42,7 +42,7 @@ export function describeEdenFile(file: string, content: TensorFile): string[] {
       `format: ${task.format} (Eden ${task.edenVersion}, ${task.createdAt})`,
       `task: ${what}`,
       `model: ${task.backbone.name} width ${task.backbone.width}, input ${task.inputSize} px, intensity ${task.intensity.mode ?? 'auto'}`,
-      `trained on: ${t.data}, ${t.images} images (${t.validationImages} for validation), ${t.steps} steps (kept step ${t.bestStep})${t.mode ? `, mode ${t.mode}` : ''}, seed ${t.seed}`,
+      `trained on: ${t.data}${typeof t.masks === 'string' ? ` with the masks in ${t.masks}` : ''}, ${t.images} images (${t.validationImages} for validation), ${t.steps} steps (kept step ${t.bestStep})${t.mode ? `, mode ${t.mode}` : ''}, seed ${t.seed}`,
       `started from: ${t.startedFrom}`,
       `validation: ${Object.entries(task.validation).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ') || 'none'}`,
       tensors,
@@ -75,7 +75,7 @@ export function describeEdenFile(file: string, content: TensorFile): string[] {
       `format: ${meta.format} (Eden ${meta.edenVersion}, ${meta.createdAt}, backend ${meta.backend})`,
       `training state of: ${meta.out} (eden finetune --resume goes on from it)`,
       `next step: ${p.step + 1} of at most ${o.steps}; best validation ${o.task === 'segment' ? 'Dice' : 'mean AUC'} ${p.best === null ? 'none yet' : `${p.best.toFixed(4)} (step ${p.bestStep}), ${p.sinceBest} check(s) since`}`,
-      `trained on: ${o.data}, ${meta.files.train.length} images (${meta.files.val.length} for validation), ${o.task === 'segment' ? `segmentation, mode ${o.mode}` : 'classification'}, ${o.size} px, seed ${o.seed}`,
+      `trained on: ${o.data}${o.masks ? ` with the masks in ${o.masks}` : ''}, ${meta.files.train.length} images (${meta.files.val.length} for validation), ${o.task === 'segment' ? `segmentation, mode ${o.mode}` : 'classification'}, ${o.size} px, seed ${o.seed}`,
       tensors,
     ];
   }

@@ -10,7 +10,7 @@ import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { evaluate, SEGMENTATION_FOLDER_TASKS, TASKS, type Task } from '../eval/evaluate.js';
 import { resolveSources } from '../eval/models.js';
 import { BACKBONES } from '../models/resnet.js';
-import { collect, parseList, parsePositiveInt, THREADS_HELP } from './options.js';
+import { collect, MASKS_HELP, parseList, parsePositiveInt, THREADS_HELP } from './options.js';
 
 /** 'lungs=left_lung+right_lung' -> { lungs: ['left_lung', 'right_lung'] } */
 export function parseCombine(value: string, previous: Record<string, string[]>): Record<string, string[]> {
@@ -55,6 +55,7 @@ export function registerEvaluate(program: Command): void {
     .description('judge checkpoints side by side against floors (atlas, random init, raw pixels) with paired intervals: few-shot segmentation (frozen, fine-tuned, linear), locality, compositionality, classification; writes report.md, report.json and plots')
     .argument('[data]', 'the labelled data, as --data')
     .option('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; for classify: with a CSV of labels, or one folder per class) or a MedMNIST-style .npz (classify)')
+    .option('--masks <dir>', MASKS_HELP)
     .option('--checkpoint <ckpt>', "encoder or pretraining checkpoint, a run directory, or 'builtin' (repeatable; default with no --checkpoint and no --baseline: builtin, the pretrained Eve shipped with Eden)", collect, [])
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
     .addOption(new Option('--task <task>', "what to evaluate ('all' = fewshot-seg, locality and compositionality)").choices([...TASKS, 'all']).default('all'))
@@ -77,7 +78,7 @@ export function registerEvaluate(program: Command): void {
     .option('--resume', 'reuse the finished few-shot runs of the same configuration in --out (fewshot-runs*.jsonl)')
     .option('--workers <n>', 'run the few-shot fine-tunes in N processes, each with cores/N native threads (small models use 2 cores better as 2 x 1 thread)', parsePositiveInt, 1)
     .addOption(new Option('--worker-index <i/n>', 'internal: be worker i of n').hideHelp())
-    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number; workers: number; workerIndex?: string }) => {
+    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; masks?: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number; workers: number; workerIndex?: string }) => {
       if (positional && opts.data && positional !== opts.data) throw new EdenError('config', `two data paths given ('${positional}' and --data '${opts.data}'); evaluate one labelled folder at a time`);
       const data = opts.data ?? positional;
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden evaluate DIR ...) or --data DIR');
@@ -85,6 +86,7 @@ export function registerEvaluate(program: Command): void {
       await useBackend(opts.backend);
       if (opts.backend === 'webgpu') process.stderr.write(`engine: ${describeWebGpuEngine()}\n`);
       const tasks = opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task];
+      if (opts.masks && tasks.includes('classify')) throw new EdenError('config', '--masks is for the segmentation tasks; classification takes its labels from a CSV (--labels), class folders or a .npz');
       const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode }, tasks);
       // Nothing to judge given: the shipped Eve, so that `eden evaluate DIR` measures it on a user's data.
       const checkpoints = opts.checkpoint.length || opts.baseline.length ? opts.checkpoint : ['builtin'];
@@ -102,6 +104,7 @@ export function registerEvaluate(program: Command): void {
       }
       const report = await evaluate({
         data,
+        masks: opts.masks,
         tasks: shard ? ['fewshot-seg'] : tasks,
         shard,
         labels: opts.labels,

@@ -8,12 +8,13 @@ import { nativeStatus } from '../engine/native.js';
 import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { describeConvTuning } from '../engine/webgpu-conv-tune.js';
 import { createProgress } from './progress.js';
-import { parseList, parseNonNegativeInt, parsePositiveInt, THREADS_HELP } from './options.js';
+import { MASKS_HELP, parseList, parseNonNegativeInt, parsePositiveInt, THREADS_HELP } from './options.js';
 import { interruptOnSigint } from './interrupt.js';
 import { parseCombine } from './evaluate.js';
 
 interface FinetuneFlags {
   data?: string;
+  masks?: string;
   task: 'segment' | 'classify';
   checkpoint?: string;
   arch?: string;
@@ -47,6 +48,7 @@ export function registerFinetune(program: Command): void {
     .description('train a segmentation model (U-Net on an encoder) or an image classifier on labelled images; writes one self-describing model file for eden segment / eden classify')
     .argument('[data]', 'the labelled data, as --data')
     .option('--data <dir>', 'segmentation: images/ + masks/<structure>/; classification: a folder with a label CSV, a folder of class folders (<class>/ or train|val|test/<class>/), or a MedMNIST .npz')
+    .option('--masks <dir>', MASKS_HELP)
     .addOption(new Option('--task <task>', 'segment | classify').choices(['segment', 'classify']).default('segment'))
     .option('--checkpoint <ckpt>', "encoder to start from: a checkpoint, a run directory, 'builtin' (the pretrained Eve, the default when installed) or 'random'")
     .addOption(new Option('--arch <name>', "architecture for --checkpoint random").choices(BACKBONES))
@@ -75,6 +77,7 @@ export function registerFinetune(program: Command): void {
     .action(async (positional: string | undefined, f: FinetuneFlags) => {
       const data = f.data ?? positional;
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden finetune DIR ...) or --data DIR');
+      if (f.masks && f.task !== 'segment') throw new EdenError('config', '--masks is for segmentation; a classifier takes its labels from a CSV (--labels) or class folders');
       if (f.size % 32 !== 0) throw new EdenError('config', `--size must be a multiple of 32 (the encoder's stride), got ${f.size}`);
       const shots = f.shots === 'all' ? 'all' : Number(f.shots);
       if (shots !== 'all' && (!Number.isInteger(shots) || shots < 1)) throw new EdenError('config', `--shots must be a positive integer or 'all', got '${f.shots}'`);
@@ -109,7 +112,7 @@ export function registerFinetune(program: Command): void {
       const interrupt = interruptOnSigint('the training state');
       const resumable = { resume: f.resume, saveEverySeconds: f.saveEvery, signal: interrupt.signal };
       const meta = await (f.task === 'segment'
-        ? finetuneSegmentation({ ...common, ...resumable, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
+        ? finetuneSegmentation({ ...common, ...resumable, masks: f.masks, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
         : finetuneClassification({ ...common, ...resumable, labels: f.labels, labelColumn: f.labelColumn }, f.out)
       ).finally(() => {
         interrupt.release();

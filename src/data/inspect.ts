@@ -6,7 +6,8 @@
 import { decodedMaskRange, labelMapWarning, readMaskOf } from './dataset.js';
 import { decodeImageFile } from './decode.js';
 import { classFolderLabels, likelyIdentifiers } from './class-folders.js';
-import { scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
+import path from 'node:path';
+import { masksFolderHint, scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
 
 export interface InspectReport {
   roots: string[];
@@ -16,6 +17,8 @@ export interface InspectReport {
   sizes: Record<string, number>;
   bitDepths: Record<string, number>;
   encodings: Record<string, number>;
+  /** A folder of images, one subfolder named like masks: the two, to be paired with --masks (scan.ts masksFolderHint). */
+  masksHint?: { images: string; masks: string };
   /** Usable masks per structure (segmentation layout). */
   structures: Record<string, number>;
   /** Usable masks by their range of values: '0-255' (full scale), '0-1' (label values), 'empty'. */
@@ -63,6 +66,8 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     skipped: [...scan.skipped],
     skippedByReason: {},
   };
+  const hint = scan.layout === 'folder' && roots.length === 1 ? await masksFolderHint(roots[0]!) : undefined;
+  if (hint) report.masksHint = hint;
   const usableLabels: Record<string, string>[] = [];
   const usable = new Set<ImageEntry>();
   let done = 0;
@@ -152,6 +157,7 @@ export function formatInspectReport(r: InspectReport): string {
   }
   if (Object.keys(r.structures).length) lines.push(`structures: ${Object.entries(r.structures).map(([s, n]) => `${s} (${n} masks)`).join(', ')}`);
   else if (r.layout === 'segmentation') lines.push("structures: none (masks/ holds no mask images: masks/<structure>/<image's name>, or one structure's masks directly in masks/)");
+  if (r.masksHint) lines.push(`masks: none paired (the segmentation layout is images/ + masks/); ${path.basename(r.masksHint.images)}/ looks like images and ${path.basename(r.masksHint.masks)}/ like their masks: eden inspect ${r.masksHint.images} --masks ${r.masksHint.masks}`);
   if (r.transparentMasks) lines.push(`transparency: ${r.transparentMasks} mask(s) drawn on a transparent layer: their transparent pixels are background`);
   if (Object.keys(r.maskValues).length) {
     const note = r.labelMasks ? `; ${r.labelMasks} hold label values (no value above half scale, a palette or several colours): their nonzero pixels are the structure` : '';

@@ -65,6 +65,13 @@ export interface ScanOptions {
    * or a reason to drop an image (two images of one stem are kept; pairing masks by stem keeps one).
    */
   imagesOnly?: boolean;
+  /**
+   * The masks' folder, laid out as a segmentation folder's masks/ (<structure>/ folders, or one
+   * structure's masks directly in it), for the images under the one root: for data whose folders
+   * are not named images/ and masks/ (Montgomery's CXR_png/ + ManualMask/leftMask/, Shenzhen's
+   * CXR_png/ + mask/<name>_mask.png). A masks' folder inside the root is not read as images.
+   */
+  masks?: string;
 }
 
 /** Classify a one-line problem description into the summary's reason groups. */
@@ -113,8 +120,10 @@ async function brokenLink(file: string): Promise<SkippedFile> {
  * often linked in from another disk; torchvision's ImageFolder follows them too), each folder once:
  * a link to a folder already scanned (a loop, or the same data twice) and a broken link are reported.
  */
-async function walk(dir: string, result: ScanResult, seen?: Set<string>): Promise<string[]> {
-  // The folders walked, by real path (a subfolder's is added before it is walked).
+async function walk(dir: string, result: ScanResult, seen?: Set<string>, besides?: string): Promise<string[]> {
+  // The folders walked, by real path (a subfolder's is added before it is walked); `besides` (a
+  // masks' folder inside an images' folder) is left out as if walked already, without a report.
+  const skip = besides && (await fs.realpath(besides).catch(() => undefined));
   seen ??= new Set([await fs.realpath(dir)]);
   const out: string[] = [];
   const entries = await fs.readdir(dir, { withFileTypes: true });
@@ -125,8 +134,9 @@ async function walk(dir: string, result: ScanResult, seen?: Set<string>): Promis
     const kind = await kindOf(full, e);
     if (kind === 'dir') {
       const real = await fs.realpath(full);
+      if (real === skip) continue;
       if (seen.has(real)) result.skipped.push(skipped(full, `duplicate folder: a symbolic link to ${real}, which is scanned already`));
-      else out.push(...(await walk(full, result, seen.add(real))));
+      else out.push(...(await walk(full, result, seen.add(real), besides)));
     } else if (kind === 'file') out.push(full);
     else if (kind === 'broken') result.skipped.push(await brokenLink(full));
   }
@@ -144,6 +154,13 @@ async function statKind(p: string): Promise<'dir' | 'file' | undefined> {
 
 const isDir = async (p: string): Promise<boolean> => (await statKind(p)) === 'dir';
 const fileExists = async (p: string): Promise<boolean> => (await statKind(p)) === 'file';
+
+/** ScanOptions.masks, checked: a folder, given with one folder of images. */
+async function givenMasks(roots: string[], masks: string): Promise<string> {
+  if (roots.length !== 1 || !(await isDir(roots[0]!))) throw dataError(`--masks ${masks}: masks are paired with one folder of images; got ${roots.join(', ')}`);
+  if (!(await isDir(masks))) throw dataError(`--masks ${masks}: no such folder`);
+  return masks;
+}
 
 async function collectImages(files: string[], root: string, result: ScanResult): Promise<ImageEntry[]> {
   const images: ImageEntry[] = [];
@@ -178,12 +195,13 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
       result.images.push(...(await collectImages([root], path.dirname(root), result)));
       continue;
     }
-    const imagesDir = path.join(root, 'images');
-    const masksDir = path.join(root, 'masks');
-    if ((await isDir(imagesDir)) && (await isDir(masksDir))) {
+    const given = options.masks && (await givenMasks(roots, options.masks));
+    const imagesDir = given ? root : path.join(root, 'images');
+    const masksDir = given || path.join(root, 'masks');
+    if (given || ((await isDir(imagesDir)) && (await isDir(masksDir)))) {
       segmentation++;
-      const images = await collectImages(await walk(imagesDir, result), imagesDir, result);
-      result.images.push(...(options.imagesOnly ? images : await attachMasks(images, masksDir, options.structures, structures, result)));
+      const images = await collectImages(await walk(imagesDir, result, undefined, masksDir), imagesDir, result);
+      result.images.push(...(options.imagesOnly ? images : await attachMasks(images, imagesDir, masksDir, options.structures, structures, result)));
     } else {
       result.images.push(...(await collectImages(await walk(root, result), root, result)));
     }
@@ -215,7 +233,7 @@ const MASK_SUFFIX = /[-_.](mask|masks|seg|segmentation|label|labels|gt|annotatio
 export const LOOSE_MASKS = 'mask';
 
 /** Pairs masks with images by stem (or by stem less a MASK_SUFFIX); returns the images kept (one per stem). */
-async function attachMasks(images: ImageEntry[], masksDir: string, only: string[] | undefined, found: Set<string>, result: ScanResult): Promise<ImageEntry[]> {
+async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: string, only: string[] | undefined, found: Set<string>, result: ScanResult): Promise<ImageEntry[]> {
   const byStem = new Map<string, ImageEntry>();
   for (const img of images) {
     if (byStem.has(img.stem)) {
@@ -260,7 +278,7 @@ async function attachMasks(images: ImageEntry[], masksDir: string, only: string[
       const bare = stem.replace(MASK_SUFFIX, '');
       const img = byStem.get(stem) ?? byStem.get(bare);
       if (!img) {
-        result.skipped.push(skipped(file, `mask without image (no file with stem '${stem}'${bare !== stem ? ` or '${bare}'` : ''} in ${path.dirname(masksDir)}/images)`));
+        result.skipped.push(skipped(file, `mask without image (no file with stem '${stem}'${bare !== stem ? ` or '${bare}'` : ''} in ${imagesDir})`));
         continue;
       }
       const earlier = img.masks?.[name];
@@ -272,4 +290,25 @@ async function attachMasks(images: ImageEntry[], masksDir: string, only: string[
     }
   }
   return [...byStem.values()];
+}
+
+/** Folder names that say "masks" (masks, mask, ManualMask, labels, annotations, seg, gt, ground_truth). */
+const MASKS_NAME = /mask|label|annot|seg|gt|truth/i;
+
+/**
+ * For a folder without images/ + masks/: when exactly one subfolder is named like masks and exactly
+ * one other holds images directly, those two (a hint for a message, never a guess acted upon).
+ */
+export async function masksFolderHint(root: string): Promise<{ images: string; masks: string } | undefined> {
+  const entries = await fs.readdir(root, { withFileTypes: true }).catch(() => []);
+  const folders = entries.filter((e) => !e.name.startsWith('.') && (e.isDirectory() || e.isSymbolicLink())).map((e) => e.name);
+  const masks = folders.filter((f) => MASKS_NAME.test(f));
+  const holdsImages = async (f: string): Promise<boolean> => {
+    const files = await fs.readdir(path.join(root, f)).catch(() => []);
+    for (const name of files.slice(0, 20)) if (await detectFormat(path.join(root, f, name)).catch(() => undefined)) return true;
+    return false;
+  };
+  const images: string[] = [];
+  for (const f of folders) if (!masks.includes(f) && (await holdsImages(f))) images.push(f);
+  return masks.length === 1 && images.length === 1 ? { images: path.join(root, images[0]!), masks: path.join(root, masks[0]!) } : undefined;
 }

@@ -11,7 +11,7 @@ import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { deriveMask, parseDerived, parseLabelValue } from './derived-structures.js';
 import { ImageDataset, type Sample } from './dataset.js';
-import { scanDataset } from './scan.js';
+import { masksFolderHint, scanDataset } from './scan.js';
 
 export interface SegmentationData {
   root: string;
@@ -29,11 +29,12 @@ export interface SegmentationData {
  * the base of a derived structure). By default the structures are the combined ones and the folder's
  * others (all of the folder's too with `keepCombined`). Images lacking any requested mask are left out.
  */
-export async function loadSegmentationData(root: string, size: number, o: { structures?: string[]; combine?: Record<string, string[]>; keepCombined?: boolean; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void; onWarning?: (m: string) => void }): Promise<SegmentationData> {
-  const scan = await scanDataset([root]);
-  if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: few-shot segmentation needs the images/ + masks/<structure>/ layout`);
+export async function loadSegmentationData(root: string, size: number, o: { masks?: string; structures?: string[]; combine?: Record<string, string[]>; keepCombined?: boolean; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void; onWarning?: (m: string) => void }): Promise<SegmentationData> {
+  const scan = await scanDataset([root], { masks: o.masks });
+  if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: segmentation needs images/ + masks/<structure>/ in it, or its images' folder with the masks' folder named apart (--masks DIR)${await hintText(root)}`);
   for (const s of scan.skipped) o.onSkip?.(s.message);
-  if (!scan.structures.length) throw new EdenError('data', `${path.join(root, 'masks')}: no masks; put each structure's masks in masks/<structure>/ (or the masks of a single structure directly in masks/), named as their images`);
+  const masksDir = o.masks ?? path.join(root, 'masks');
+  if (!scan.structures.length) throw new EdenError('data', `${masksDir}: no masks; put each structure's masks in <structure>/ folders there (or the masks of a single structure directly in it), named as their images`);
   const combine = o.combine ?? {};
   // A mask is a structure of the folder or one value of one ('labels:2', a label map's label).
   const folderOf = (mask: string): string => parseLabelValue(mask)?.base ?? mask;
@@ -95,3 +96,9 @@ function unite(sample: Sample, parts: string[]): Float32Array | undefined {
   return out;
 }
 
+
+
+async function hintText(root: string): Promise<string> {
+  const hint = await masksFolderHint(root);
+  return hint ? `; here ${path.basename(hint.images)}/ looks like the images and ${path.basename(hint.masks)}/ like their masks: --data ${hint.images} --masks ${hint.masks}` : '';
+}

@@ -31,6 +31,8 @@ export const SEGMENTATION_FOLDER_TASKS: Task[] = ['fewshot-seg', 'locality', 'co
 
 export interface EvaluateOptions {
   data: string;
+  /** The masks' folder, when not `data`/masks (then `data` is the images' folder): scan.ts ScanOptions.masks. */
+  masks?: string;
   tasks: Task[];
   sources: ModelSource[];
   config: EvaluateConfig;
@@ -90,6 +92,7 @@ export interface EvaluationReport {
   config: EvaluateConfig;
   models: { name: string; description: string }[];
   data: string;
+  masks?: string;
   fewshot?: { structures: string[]; testImages: string[]; trainPool: number; runs: FewShotRun[]; summary: FewShotSummaryRow[]; comparisons: FewShotComparison[]; seconds: number };
   /** comparisons: kNN accuracy, paired over images. */
   locality?: { landmarks: readonly string[]; images: number; results: Record<string, LocalitySummary>; comparisons: ProbeComparison[]; seconds: number } | { skipped: string };
@@ -176,18 +179,19 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     config: o.config,
     models: o.sources.map((s) => ({ name: s.name, description: s.description })),
     data: o.data,
+    ...(o.masks && { masks: o.masks }),
     plots: [],
   };
 
   if (o.tasks.includes('fewshot-seg')) {
     const t0 = Date.now();
     const cfg = o.config.segmentation;
-    const data = await loadSegmentationData(o.data, cfg.size, { structures: o.structures, combine: o.combine, testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+    const data = await loadSegmentationData(o.data, cfg.size, { masks: o.masks, structures: o.structures, combine: o.combine, testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
     log(`few-shot segmentation: ${data.samples.length} images, test split ${data.test.length}, structures ${data.structures.join(', ')}; modes ${cfg.modes.join(', ')} and the atlas`);
     const runsFile = path.join(o.out, o.shard ? `fewshot-runs-w${o.shard.index}.jsonl` : RUNS_FILE);
     // What a few-shot run depends on: data, split, structures, the base seed and the segmentation
     // settings (not the other tasks' settings, so that changing those keeps finished runs).
-    const fingerprint = JSON.stringify({ data: path.resolve(o.data), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: cfg } });
+    const fingerprint = JSON.stringify({ data: path.resolve(o.data), ...(o.masks && { masks: path.resolve(o.masks) }), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: cfg } });
     const describe = (model: string): string => (model === 'atlas' ? 'atlas' : (o.sources.find((s) => s.name === model)?.description ?? ''));
     const done = o.resume ? await previousRuns(o.out, fingerprint) : new Map<string, FewShotRun>();
     if (!o.resume) await fs.writeFile(runsFile, '');
@@ -253,7 +257,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
   const probes = o.tasks.filter((t) => t === 'locality' || t === 'compositionality');
   if (probes.length) {
     // The folder's structures and the combined ones (--combine heart=labels:3 names a label map's heart for locality).
-    const data = await loadSegmentationData(o.data, PROBE_SIDE, { combine: o.combine, keepCombined: true, testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+    const data = await loadSegmentationData(o.data, PROBE_SIDE, { masks: o.masks, combine: o.combine, keepCombined: true, testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
     if (probes.includes('compositionality')) {
       const t0 = Date.now();
       const results: Record<string, CompositionSummary> = {};

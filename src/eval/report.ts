@@ -123,7 +123,7 @@ function fewShotSection(r: EvaluationReport, lines: string[]): void {
 }
 
 export function reportMarkdown(r: EvaluationReport): string {
-  const lines: string[] = [`# Eden evaluation`, '', `- command: \`${r.command}\``, `- data: ${r.data}`, `- Eden ${r.edenVersion}, ${r.createdAt}, preset ${r.config.preset}, seed ${r.config.seed}`, '', '## Models', ''];
+  const lines: string[] = [`# Eden evaluation`, '', `- command: \`${r.command}\``, `- data: ${r.data}${r.masks ? ` (masks: ${r.masks})` : ''}`, `- Eden ${r.edenVersion}, ${r.createdAt}, preset ${r.config.preset}, seed ${r.config.seed}`, '', '## Models', ''];
   for (const m of r.models) lines.push(`- **${m.name}**: ${m.description}`);
   if (r.fewshot) fewShotSection(r, lines);
   if (r.locality) {
