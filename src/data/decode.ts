@@ -13,6 +13,7 @@ import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom } from './dicom.js';
 import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
 import { bt601, firstChannel, rgbToGrey, type GreyImage } from './grey-image.js';
+import { snapToMainColours } from './lossy-colours.js';
 import { decodeNetpbm, isNetpbm } from './netpbm.js';
 import { decodeWithWasm } from './wasm-codecs.js';
 
@@ -151,12 +152,24 @@ const MIN_COLOUR_SHARE = 0.01;
  * A mask in several colours (red heart, green lungs: a colour export) as label values: each pixel's
  * Rec. 601 luma, rounded (red 76, green 150, blue 29), the same for a colour in every file, every
  * colour nonzero. Read by sharp's grey conversion instead, the colours above half scale would hide
- * the rest. Undefined for a mask with fewer than two colours (read as any grey mask).
+ * the rest. Undefined for a mask with fewer than two colours (read as any grey mask), except a JPEG
+ * drawn in colour: its colours moved to the ones drawn (then read as a lossless copy is).
  */
 async function decodeColourLabels(bytes: Uint8Array, format: string, orientation: number | undefined, overBlack = false): Promise<GreyImage | undefined> {
-  const { data, info } = await rgbPixels(bytes, orientation, overBlack);
+  const { data: stored, info } = await rgbPixels(bytes, orientation, overBlack);
+  const pixels = info.width * info.height;
+  // A JPEG's colours are its drawing's moved by compression: read as the colours drawn
+  // (lossy-colours.ts), for one colour as for several (luma rounded, as a label's).
+  const lossy = format === 'jpeg';
+  const data = lossy ? snapToMainColours(stored, pixels, info.channels) : stored;
+  if (!data) return undefined;
+  const turned = orientation ? { orientation } : {};
   const labels = colourLabels(data, info);
-  return labels && { ...labels, encoding: `${format}/colour`, ...(orientation ? { orientation } : {}) };
+  if (labels) return { ...labels, encoding: `${format}/colour`, ...turned };
+  if (!lossy) return undefined;
+  // One colour: grey as libvips makes it, as for the lossless copy (red 127).
+  const grey = await sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels as 3 } }).toColourspace('b-w').raw().toBuffer();
+  return { width: info.width, height: info.height, data: firstChannel(grey, pixels, grey.length / pixels), bitDepth: 8, encoding: format, ...turned };
 }
 
 /** colourLabels' input: 8-bit samples, `channels` per pixel, RGB first. */
