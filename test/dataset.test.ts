@@ -180,15 +180,15 @@ describe('scan and inspect', () => {
     assert.match(reported[0]!.message, /mask size 32x32 differs/);
   });
 
-  it("pairs a mask named with a dataset's suffix ('_mask', '-seg', ...) with its image; a second mask or image of one stem is reported as a duplicate", async () => {
+  it("pairs a mask named with a dataset's suffix ('_mask', '-seg', ...) or after the image's whole name ('e.png_mask.png', 'f.dcm.png') with its image; a second mask or image of one stem is reported as a duplicate", async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'eden-suffix-'));
     for (const d of ['images/sub', 'masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
     const [a, b, c] = sampleFiles;
-    for (const [src, name] of [[a, 'a.png'], [b, 'b.png'], [c, 'c.png'], [c, 'sub/a.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'images', name));
-    for (const [src, name] of [[a, 'a_mask.png'], [b, 'b-SEG.png'], [c, 'c.png'], [c, 'c_mask.png'], [c, 'd_mask.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'masks', 'lungs', name));
+    for (const [src, name] of [[a, 'a.png'], [b, 'b.png'], [c, 'c.png'], [c, 'sub/a.png'], [a, 'e.png'], [b, 'f.dcm.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'images', name));
+    for (const [src, name] of [[a, 'a_mask.png'], [b, 'b-SEG.png'], [c, 'c.png'], [c, 'c_mask.png'], [c, 'd_mask.png'], [a, 'e.png_mask.png'], [b, 'f.dcm.png.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'masks', 'lungs', name));
     const scan = await scanDataset([root]);
     const masks = Object.fromEntries(scan.images.map((e) => [path.relative(root, e.path), e.masks?.['lungs'] && path.basename(e.masks['lungs'])]));
-    assert.deepEqual(masks, { 'images/a.png': 'a_mask.png', 'images/b.png': 'b-SEG.png', 'images/c.png': 'c.png' });
+    assert.deepEqual(masks, { 'images/a.png': 'a_mask.png', 'images/b.png': 'b-SEG.png', 'images/c.png': 'c.png', 'images/e.png': 'e.png_mask.png', 'images/f.dcm.png': 'f.dcm.png.png' });
     const problems = Object.fromEntries(scan.skipped.map((x) => [path.relative(root, x.path), [x.category, x.message.slice(x.path.length + 2)]]));
     assert.deepEqual(problems, {
       'images/sub/a.png': ['duplicate', `duplicate image stem 'a' (masks are matched by stem; also ${path.join(root, 'images', 'a.png')})`],

@@ -9,7 +9,7 @@
 import { promises as fs, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { dataError, describeError } from '../core/errors.js';
-import { detectFormat, fileStem, notAnImage, type ImageFormat } from './formats.js';
+import { detectFormat, DICOM_EXTENSIONS, fileStem, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
 import { labelsFor, readManifest, type Manifest } from './manifest.js';
 
 export interface ImageEntry {
@@ -229,6 +229,19 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
  */
 const MASK_SUFFIX = /[-_.](mask|masks|seg|segmentation|label|labels|gt|annotation)$/i;
 
+/**
+ * The stems of the image a mask (of stem `stem`) may belong to, in order: its own, without a
+ * MASK_SUFFIX, and either without the image's extension that masks named after the whole file
+ * keep ('CHN_0001.png_mask.png', '1.2.3.dcm.png').
+ */
+function maskKeys(stem: string): string[] {
+  const bare = stem.replace(MASK_SUFFIX, '');
+  const withoutImageExtension = (s: string): string => (IMAGE_EXTENSIONS.has(path.extname(s).toLowerCase()) ? s.slice(0, -path.extname(s).length) : s);
+  return [...new Set([stem, bare, withoutImageExtension(stem), withoutImageExtension(bare)])];
+}
+
+const IMAGE_EXTENSIONS = new Set([...RASTER_EXTENSIONS, ...DICOM_EXTENSIONS]);
+
 /** The structure of masks that lie directly in masks/ rather than in masks/<structure>/. */
 export const LOOSE_MASKS = 'mask';
 
@@ -275,10 +288,10 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
         continue;
       }
       const stem = fileStem(file);
-      const bare = stem.replace(MASK_SUFFIX, '');
-      const img = byStem.get(stem) ?? byStem.get(bare);
+      const keys = maskKeys(stem);
+      const img = keys.map((k) => byStem.get(k)).find((x) => x);
       if (!img) {
-        result.skipped.push(skipped(file, `mask without image (no file with stem '${stem}'${bare !== stem ? ` or '${bare}'` : ''} in ${imagesDir})`));
+        result.skipped.push(skipped(file, `mask without image (no file with stem ${keys.map((k) => `'${k}'`).join(' or ')} in ${imagesDir})`));
         continue;
       }
       const earlier = img.masks?.[name];
