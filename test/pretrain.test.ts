@@ -354,6 +354,8 @@ describe('eden pretrain (tiny preset, bundled radiographs)', () => {
     const r = runCli(['pretrain', '--set', 'contrast.tau=0.1']);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /^eden: unknown config field 'contrast.tau'/m);
+    // 24 images, 4 held out: 20 for a batch of 32, said in the flag's words.
+    await assert.rejects(pretrain(config(tmp(), { optim: { batchSize: 32 } })), { message: '20 training images (of 24: 4 held out for validation) are fewer than one batch of 32; lower the batch (--batch-size, optim.batchSize in a config) or add images' });
     const w = runCli(['pretrain', '--view-workers', 'two']);
     assert.notEqual(w.status, 0);
     assert.match(w.stderr, /--view-workers <n>' argument 'two' is invalid\. expected an integer >= 0, got 'two'/);

@@ -186,7 +186,7 @@ export async function pretrain(configIn: PretrainConfig, options: PretrainOption
   const train = toIndices(split.train);
   const val = toIndices(split.val);
   const batch = config.optim.batchSize;
-  if (train.length < batch) throw new EdenError('data', `${train.length} training images are fewer than one batch of ${batch}; lower optim.batchSize or add images`);
+  if (train.length < batch) throw new EdenError('data', `${train.length} training images${val.length ? ` (of ${usable.length}: ${val.length} held out for validation)` : ''} are fewer than one batch of ${batch}; lower the batch (--batch-size, optim.batchSize in a config) or add images`);
   if (val.length === 1) hooks.onWarning?.('only one validation image: validation is skipped');
 
   const levels = config.curriculum.levels;
