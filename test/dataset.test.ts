@@ -188,13 +188,38 @@ describe('scan and inspect', () => {
     for (const [src, name] of [[a, 'a_mask.png'], [b, 'b-SEG.png'], [c, 'c.png'], [c, 'c_mask.png'], [c, 'd_mask.png'], [a, 'e.png_mask.png'], [b, 'f.dcm.png.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'masks', 'lungs', name));
     const scan = await scanDataset([root]);
     const masks = Object.fromEntries(scan.images.map((e) => [path.relative(root, e.path), e.masks?.['lungs'] && path.basename(e.masks['lungs'])]));
-    assert.deepEqual(masks, { 'images/a.png': 'a_mask.png', 'images/b.png': 'b-SEG.png', 'images/c.png': 'c.png', 'images/e.png': 'e.png_mask.png', 'images/f.dcm.png': 'f.dcm.png.png' });
-    const problems = Object.fromEntries(scan.skipped.map((x) => [path.relative(root, x.path), [x.category, x.message.slice(x.path.length + 2)]]));
+    // images/sub/a.png is another image (another folder), without a mask of its own.
+    assert.deepEqual(masks, { 'images/a.png': 'a_mask.png', 'images/b.png': 'b-SEG.png', 'images/c.png': 'c.png', 'images/e.png': 'e.png_mask.png', 'images/f.dcm.png': 'f.dcm.png.png', 'images/sub/a.png': undefined });
+    copyFileSync(path.join(samples, a!), path.join(root, 'images', 'b.jpg'));
+    const problems = Object.fromEntries((await scanDataset([root])).skipped.map((x) => [path.relative(root, x.path), [x.category, x.message.slice(x.path.length + 2)]]));
     assert.deepEqual(problems, {
-      'images/sub/a.png': ['duplicate', `duplicate image stem 'a' (masks are matched by stem; also ${path.join(root, 'images', 'a.png')})`],
+      'images/b.png': ['duplicate', `duplicate image stem 'b' in one folder (masks are matched by name; also ${path.join(root, 'images', 'b.jpg')})`],
       'masks/lungs/c_mask.png': ['duplicate', `a second mask of 'lungs' for ${path.join(root, 'images', 'c.png')} (${path.join(root, 'masks', 'lungs', 'c.png')} is used)`],
       'masks/lungs/d_mask.png': ['mask without image', `mask without image (no file with stem 'd_mask' or 'd' in ${root}/images)`],
     });
+  });
+
+  it("folders of patients holding files of one name pair each mask with the image at its place (P001/frontal.png); a flat mask of such a name is reported, not given to the first", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-patients-'));
+    const patients = ['P001', 'P002', 'P003'];
+    patients.forEach((p, k) => {
+      for (const d of [`images/${p}`, `masks/heart/${p}`]) mkdirSync(path.join(root, d), { recursive: true });
+      copyFileSync(path.join(samples, sampleFiles[k]!), path.join(root, 'images', p, 'frontal.png'));
+      // Each patient's mask is its own image (a recognisable pairing).
+      copyFileSync(path.join(samples, sampleFiles[k]!), path.join(root, 'masks', 'heart', p, 'frontal_mask.png'));
+    });
+    const scan = await scanDataset([root]);
+    assert.deepEqual(scan.skipped, []);
+    assert.deepEqual(scan.images.map((e) => [e.relPath, path.relative(root, e.masks!['heart']!)]), patients.map((p) => [`${p}/frontal.png`, `masks/heart/${p}/frontal_mask.png`]));
+    const data = await loadSegmentationData(root, 64, { testFraction: 0, maxTestImages: 0, seed: 0 });
+    assert.equal(data.samples.length, 3);
+    // Three different masks (given to one image, they would be one).
+    assert.notDeepEqual(data.samples[0]!.masks[0], data.samples[1]!.masks[0]);
+    assert.notDeepEqual(data.samples[1]!.masks[0], data.samples[2]!.masks[0]);
+    const flat = path.join(root, 'masks', 'heart', 'frontal.png');
+    copyFileSync(path.join(samples, sampleFiles[0]!), flat);
+    const again = await scanDataset([root]);
+    assert.deepEqual(again.skipped.map((x) => [x.category, x.message]), [['mask without image', `${flat}: mask of which image? 3 images share its name (P001/frontal.png, P002/frontal.png, P003/frontal.png) and none is in its folder, the top; place each mask in its image's subfolder (images/P001/a.png -> masks/<structure>/P001/a.png)`]]);
   });
 
   it('a label map (0 / 1 / 2 in one mask) is read as one structure, and said so once; its values are read apart as lungs:1, lungs:2', async () => {

@@ -83,7 +83,7 @@ export function skipCategory(message: string): SkipCategory {
   if (/unsupported|not supported/.test(message)) return 'unsupported';
   if (/cannot read/.test(message)) return 'unreadable';
   if (/^duplicate|^a second mask/.test(message)) return 'duplicate';
-  if (/mask without image/.test(message)) return 'mask without image';
+  if (/mask without image|^mask of which image/.test(message)) return 'mask without image';
   if (/mask .*size|size .*mask/.test(message)) return 'mask size mismatch';
   if (/read as the same label value/.test(message)) return 'colours of one label';
   return 'corrupt';
@@ -245,19 +245,31 @@ const IMAGE_EXTENSIONS = new Set([...RASTER_EXTENSIONS, ...DICOM_EXTENSIONS]);
 /** The structure of masks that lie directly in masks/ rather than in masks/<structure>/. */
 export const LOOSE_MASKS = 'mask';
 
-/** Pairs masks with images by stem (or by stem less a MASK_SUFFIX); returns the images kept (one per stem). */
+/**
+ * Pairs masks with images: a mask under masks/<structure>/ (or loose in masks/) belongs to the
+ * image at the same place under images/ — the same subfolder, the same stem (or its stem less a
+ * MASK_SUFFIX or an image extension: maskKeys) — so that folders of patients holding files of
+ * one name (P001/frontal.png, P002/frontal.png) pair each with its own; else to the one image of
+ * that stem anywhere (masks kept flat for images in subfolders). Returns the images kept (one per
+ * place).
+ */
 async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: string, only: string[] | undefined, found: Set<string>, result: ScanResult): Promise<ImageEntry[]> {
-  const byStem = new Map<string, ImageEntry>();
+  const place = (folder: string, stem: string): string => (folder && folder !== '.' ? `${folder}/${stem}` : stem);
+  const byPlace = new Map<string, ImageEntry>();
+  const byStem = new Map<string, ImageEntry[]>();
   for (const img of images) {
-    if (byStem.has(img.stem)) {
-      result.skipped.push(skipped(img.path, `duplicate image stem '${img.stem}' (masks are matched by stem; also ${byStem.get(img.stem)!.path})`));
+    const at = place(path.posix.dirname(img.relPath), img.stem);
+    const other = byPlace.get(at);
+    if (other) {
+      result.skipped.push(skipped(img.path, `duplicate image stem '${img.stem}' in one folder (masks are matched by name; also ${other.path})`));
       continue;
     }
-    byStem.set(img.stem, img);
+    byPlace.set(at, img);
+    byStem.set(img.stem, [...(byStem.get(img.stem) ?? []), img]);
   }
   // masks/<structure>/...; masks lying directly in masks/ (the one structure of many datasets) are
-  // the structure LOOSE_MASKS.
-  const groups = new Map<string, string[]>();
+  // the structure LOOSE_MASKS. Each file with the folder its place is counted from.
+  const groups = new Map<string, { file: string; root: string }[]>();
   const listing = (await fs.readdir(masksDir, { withFileTypes: true })).filter((e) => !e.name.startsWith('.'));
   for (const e of listing) {
     const full = path.join(masksDir, e.name);
@@ -272,7 +284,8 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
       continue;
     }
     const name = kind === 'dir' ? e.name : LOOSE_MASKS;
-    groups.set(name, [...(groups.get(name) ?? []), ...(kind === 'dir' ? await walk(full, result) : [full])]);
+    const files = kind === 'dir' ? (await walk(full, result)).map((file) => ({ file, root: full })) : [{ file: full, root: masksDir }];
+    groups.set(name, [...(groups.get(name) ?? []), ...files]);
   }
   const names = [...groups.keys()].sort();
   if (only) {
@@ -281,7 +294,7 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
   for (const name of names) {
     if (only && !only.includes(name)) continue;
     found.add(name);
-    for (const file of groups.get(name)!) {
+    for (const { file, root } of groups.get(name)!) {
       const format = await detectFormat(file);
       if (!format) {
         result.skipped.push(skipped(file, notAnImage(file)));
@@ -289,9 +302,14 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
       }
       const stem = fileStem(file);
       const keys = maskKeys(stem);
-      const img = keys.map((k) => byStem.get(k)).find((x) => x);
+      const folder = path.relative(root, path.dirname(file)).split(path.sep).join('/');
+      const sameStem = keys.map((k) => byStem.get(k) ?? []).find((list) => list.length);
+      const img = keys.map((k) => byPlace.get(place(folder, k))).find((x) => x) ?? (sameStem?.length === 1 ? sameStem[0] : undefined);
       if (!img) {
-        result.skipped.push(skipped(file, `mask without image (no file with stem ${keys.map((k) => `'${k}'`).join(' or ')} in ${imagesDir})`));
+        const problem = sameStem
+          ? `mask of which image? ${sameStem.length} images share its name (${sameStem.slice(0, 3).map((x) => x.relPath).join(', ')}${sameStem.length > 3 ? ', ...' : ''}) and none is in its folder, ${folder || 'the top'}; place each mask in its image's subfolder (images/P001/a.png -> ${path.basename(masksDir)}/<structure>/P001/a.png)`
+          : `mask without image (no file with stem ${keys.map((k) => `'${k}'`).join(' or ')} in ${imagesDir})`;
+        result.skipped.push(skipped(file, problem));
         continue;
       }
       const earlier = img.masks?.[name];
@@ -302,7 +320,7 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
       (img.masks ??= {})[name] = file;
     }
   }
-  return [...byStem.values()];
+  return [...byPlace.values()];
 }
 
 /** Folder names that say "masks" (masks, mask, ManualMask, labels, annotations, seg, gt, ground_truth). */
