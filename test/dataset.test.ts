@@ -398,7 +398,7 @@ describe('scan and inspect', () => {
     assert.deepEqual(imagesOnly.skipped, []);
   });
 
-  it("the masks' folder named apart (--masks): Montgomery's CXR_png/ + ManualMask/<side>Mask/, Shenzhen's loose <name>_mask.png, masks inside the images' folder; a folder without the layout names the pair it finds", async () => {
+  it("the masks' folder named apart (--masks): Montgomery's CXR_png/ + ManualMask/<side>Mask/, Shenzhen's loose <name>_mask.png, masks inside the images' folder, nnU-Net's imagesTr/<case>_0000 + labelsTr/<case>; a folder without the layout names the pair it finds", async () => {
     // The same three images and masks in the images/ + masks/ layout and in two others.
     const standard = mkdtempSync(path.join(tmpdir(), 'eden-standard-'));
     const montgomery = mkdtempSync(path.join(tmpdir(), 'eden-montgomery-'));
@@ -439,6 +439,17 @@ describe('scan and inspect', () => {
     assert.deepEqual(scan.skipped, []);
     const sz = await load(path.join(shenzhen, 'CXR_png'), { masks: path.join(shenzhen, 'CXR_png', 'mask') });
     sz.samples.forEach((x, i) => assert.deepEqual(x.masks[0], reference.samples[i]!.masks[0]));
+    // nnU-Net's 2D layout: imagesTr/<case>_0000.png (the channel) with labelsTr/<case>.png.
+    const nnunet = mkdtempSync(path.join(tmpdir(), 'eden-nnunet-'));
+    for (const d of ['imagesTr', 'labelsTr']) mkdirSync(path.join(nnunet, d));
+    stems.forEach((x, i) => {
+      copyFileSync(path.join(samples, `${x}.png`), path.join(nnunet, 'imagesTr', `case${i}_0000.png`));
+      copyFileSync(path.join(shenzhen, 'CXR_png', 'mask', `${x}_mask.png`), path.join(nnunet, 'labelsTr', `case${i}.png`));
+    });
+    const nn = await scanDataset([path.join(nnunet, 'imagesTr')], { masks: path.join(nnunet, 'labelsTr') });
+    assert.deepEqual(nn.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), stems.map((_, i) => [`case${i}_0000.png`, `case${i}.png`]));
+    assert.deepEqual(nn.skipped, []);
+    (await load(path.join(nnunet, 'imagesTr'), { masks: path.join(nnunet, 'labelsTr') })).samples.forEach((x, i) => assert.deepEqual(x.masks[0], reference.samples[i]!.masks[0]));
     // An orphan mask names the images' folder it was looked for in.
     copyFileSync(path.join(montgomery, 'ManualMask', 'leftMask', `${stems[0]}.png`), path.join(montgomery, 'ManualMask', 'leftMask', 'orphan.png'));
     const orphan = (await scanDataset([path.join(montgomery, 'CXR_png')], { masks: path.join(montgomery, 'ManualMask') })).skipped;

@@ -242,6 +242,9 @@ function maskKeys(stem: string): string[] {
 
 const IMAGE_EXTENSIONS = new Set([...RASTER_EXTENSIONS, ...DICOM_EXTENSIONS]);
 
+/** nnU-Net's channel index on an image's name (case_0000.png), which its label's name (case.png) lacks. */
+const CHANNEL_SUFFIX = /_0000$/;
+
 /** The structure of masks that lie directly in masks/ rather than in masks/<structure>/. */
 export const LOOSE_MASKS = 'mask';
 
@@ -266,6 +269,14 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
     }
     byPlace.set(at, img);
     byStem.set(img.stem, [...(byStem.get(img.stem) ?? []), img]);
+  }
+  // nnU-Net names an image's channel: imagesTr/case_0000.png is labelsTr/case.png's image.
+  for (const [at, img] of [...byPlace]) {
+    const bare = img.stem.replace(CHANNEL_SUFFIX, '');
+    if (bare === img.stem) continue;
+    const alias = at.slice(0, at.length - img.stem.length) + bare;
+    if (!byPlace.has(alias)) byPlace.set(alias, img);
+    if (!byStem.has(bare)) byStem.set(bare, [img]);
   }
   // masks/<structure>/...; masks lying directly in masks/ (the one structure of many datasets) are
   // the structure LOOSE_MASKS. Each file with the folder its place is counted from.
@@ -320,7 +331,7 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
       (img.masks ??= {})[name] = file;
     }
   }
-  return [...byPlace.values()];
+  return [...new Set(byPlace.values())];
 }
 
 /** Folder names that say "masks" (masks, mask, ManualMask, labels, annotations, seg, gt, ground_truth). */
