@@ -450,6 +450,10 @@ describe('scan and inspect', () => {
     assert.deepEqual(nn.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), stems.map((_, i) => [`case${i}_0000.png`, `case${i}.png`]));
     assert.deepEqual(nn.skipped, []);
     (await load(path.join(nnunet, 'imagesTr'), { masks: path.join(nnunet, 'labelsTr') })).samples.forEach((x, i) => assert.deepEqual(x.masks[0], reference.samples[i]!.masks[0]));
+    // Beside imagesTs/ (images its labels do not name), the hint still finds imagesTr/.
+    mkdirSync(path.join(nnunet, 'imagesTs'));
+    copyFileSync(path.join(samples, `${stems[0]}.png`), path.join(nnunet, 'imagesTs', 'test0_0000.png'));
+    await assert.rejects(load(nnunet), (e: Error) => e.message.endsWith(`here imagesTr/ looks like the images and labelsTr/ like their masks: --data ${path.join(nnunet, 'imagesTr')} --masks ${path.join(nnunet, 'labelsTr')}`));
     // An orphan mask names the images' folder it was looked for in.
     copyFileSync(path.join(montgomery, 'ManualMask', 'leftMask', `${stems[0]}.png`), path.join(montgomery, 'ManualMask', 'leftMask', 'orphan.png'));
     const orphan = (await scanDataset([path.join(montgomery, 'CXR_png')], { masks: path.join(montgomery, 'ManualMask') })).skipped;

@@ -338,19 +338,32 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
 const MASKS_NAME = /mask|label|annot|seg|gt|truth/i;
 
 /**
- * For a folder without images/ + masks/: when exactly one subfolder is named like masks and exactly
- * one other holds images directly, those two (a hint for a message, never a guess acted upon).
+ * For a folder without images/ + masks/: when exactly one subfolder is named like masks and one
+ * other holds images directly — or, of several that do, one only holds images its masks name
+ * (nnU-Net's imagesTr/ beside imagesTs/) — those two (a hint for a message, never acted upon).
  */
 export async function masksFolderHint(root: string): Promise<{ images: string; masks: string } | undefined> {
   const entries = await fs.readdir(root, { withFileTypes: true }).catch(() => []);
   const folders = entries.filter((e) => !e.name.startsWith('.') && (e.isDirectory() || e.isSymbolicLink())).map((e) => e.name);
   const masks = folders.filter((f) => MASKS_NAME.test(f));
+  if (masks.length !== 1) return undefined;
+  const list = (dir: string): Promise<string[]> => fs.readdir(dir).catch(() => []);
   const holdsImages = async (f: string): Promise<boolean> => {
-    const files = await fs.readdir(path.join(root, f)).catch(() => []);
-    for (const name of files.slice(0, 20)) if (await detectFormat(path.join(root, f, name)).catch(() => undefined)) return true;
+    for (const name of (await list(path.join(root, f))).slice(0, 20)) if (await detectFormat(path.join(root, f, name)).catch(() => undefined)) return true;
     return false;
   };
   const images: string[] = [];
-  for (const f of folders) if (!masks.includes(f) && (await holdsImages(f))) images.push(f);
-  return masks.length === 1 && images.length === 1 ? { images: path.join(root, images[0]!), masks: path.join(root, masks[0]!) } : undefined;
+  for (const f of folders) if (f !== masks[0] && (await holdsImages(f))) images.push(f);
+  const pair = (f: string): { images: string; masks: string } => ({ images: path.join(root, f), masks: path.join(root, masks[0]!) });
+  if (images.length <= 1) return images.length ? pair(images[0]!) : undefined;
+  // The masks' names, loose and one folder down (masks/<structure>/), as the images' stems they may be.
+  const masksDir = path.join(root, masks[0]!);
+  const named = new Set<string>();
+  for (const name of await list(masksDir)) {
+    const inside = await list(path.join(masksDir, name));
+    for (const n of [name, ...inside]) for (const k of maskKeys(fileStem(n))) named.add(k);
+  }
+  const matching: string[] = [];
+  for (const f of images) if ((await list(path.join(root, f))).some((n) => named.has(fileStem(n)) || named.has(fileStem(n).replace(CHANNEL_SUFFIX, '')))) matching.push(f);
+  return matching.length === 1 ? pair(matching[0]!) : undefined;
 }
