@@ -598,6 +598,39 @@ describe('scan and inspect', () => {
     assert.equal((await readManifest(path.join(root, 'semicolon.csv'))).rows.get('sub/a.png')?.['note'], 'x;y');
   });
 
+  it("labels rows whose files share a name by their folders (CheXpert's view1_frontal.jpg in every study, listed from the folder above): each image its own row, an image no row names none", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-chexpert-'));
+    const studies = ['train/patient00001/study1', 'train/patient00002/study1', 'train/patient00003/study2', 'valid/patient00009/study1'];
+    for (const s of studies) {
+      mkdirSync(path.join(root, s), { recursive: true });
+      copyFileSync(path.join(samples, sampleFiles[0]!), path.join(root, s, 'view1_frontal.png'));
+    }
+    mkdirSync(path.join(root, 'extra'));
+    copyFileSync(path.join(samples, sampleFiles[0]!), path.join(root, 'extra', 'loose.png'));
+    copyFileSync(path.join(samples, sampleFiles[0]!), path.join(root, 'extra', 'twice.png'));
+    // Named by a row in another folder: r.png alone takes it (a folder renamed since); s.png, twice, neither.
+    for (const f of ['renamed/r.png', 'p/s.png', 'q/s.png']) {
+      mkdirSync(path.join(root, path.dirname(f)), { recursive: true });
+      copyFileSync(path.join(samples, sampleFiles[0]!), path.join(root, f));
+    }
+    // train.csv lists train/ only, from the folder above; 'loose.png' is named alone (and another
+    // loose.png with folders of its own); extra/twice.png is at the end of two rows' paths.
+    writeFileSync(path.join(root, 'train.csv'), ['Path,Cardiomegaly', ...studies.slice(0, 3).map((s, i) => `CheXpert-v1.0-small/${s}/view1_frontal.png,${['1.0', '0.0', '-1.0'][i]}`), 'loose.png,0.0', 'elsewhere/extra2/loose.png,1.0', 'A/extra/twice.png,1.0', 'B/extra/twice.png,0.0', 'images/r.png,1.0', 'images/s.png,1.0'].join('\n'));
+    const scan = await scanDataset([root], { labels: path.join(root, 'train.csv') });
+    const byFile = Object.fromEntries(scan.images.map((e) => [e.relPath, e.labels?.['Cardiomegaly']]));
+    assert.deepEqual(byFile, {
+      'extra/loose.png': '0.0',
+      'extra/twice.png': undefined,
+      'p/s.png': undefined,
+      'q/s.png': undefined,
+      'renamed/r.png': '1.0',
+      'train/patient00001/study1/view1_frontal.png': '1.0',
+      'train/patient00002/study1/view1_frontal.png': '0.0',
+      'train/patient00003/study2/view1_frontal.png': '-1.0',
+      'valid/patient00009/study1/view1_frontal.png': undefined,
+    });
+  });
+
   it('a missing path is an error naming it', async () => {
     await assert.rejects(scanDataset(['/no/such/folder']), /no such file or folder/);
   });

@@ -165,7 +165,7 @@ export function formatInspectReport(r: InspectReport): string {
     if (r.labelMaps) lines.push(`label maps: ${r.labelMaps} mask(s) hold several label values, each read as one structure; the first: ${r.labelMapExample}`);
   }
   if (r.labels) {
-    const hint = r.labels.matched === 0 && r.images > 0 ? ` (an image is found by its path under the folder, its file name or its stem; see the key column's values)` : '';
+    const hint = r.labels.matched === 0 && r.images > 0 ? ` (an image is found by its path under the folder, or a path ending as it does, or by its file name or stem; see the key column's values)` : '';
     lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled${hint}`);
     for (const [c, counts] of Object.entries(r.labels.columns)) lines.push(`  ${c}: ${fmt(counts)}`);
   }

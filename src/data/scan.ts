@@ -10,7 +10,7 @@ import { promises as fs, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { dataError, describeError } from '../core/errors.js';
 import { detectFormat, DICOM_EXTENSIONS, fileStem, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
-import { labelsFor, readManifest, type Manifest } from './manifest.js';
+import { labelsForAll, readManifest, type Manifest } from './manifest.js';
 
 export interface ImageEntry {
   /** Path as given or found (usable with fs). */
@@ -215,10 +215,8 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
     const resolved = path.resolve(manifestFile);
     result.skipped = result.skipped.filter((s) => path.resolve(s.path) !== resolved);
     result.manifest = await readManifest(manifestFile);
-    for (const img of result.images) {
-      const labels = labelsFor(result.manifest, img.relPath);
-      if (labels) img.labels = labels;
-    }
+    const labels = labelsForAll(result.manifest, result.images.map((img) => img.relPath));
+    result.images.forEach((img, i) => labels[i] && (img.labels = labels[i]));
   }
   return result;
 }

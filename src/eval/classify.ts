@@ -98,7 +98,7 @@ export async function loadClassificationData(source: string, size: number, o: { 
     const labelled = scan.images.filter((e) => e.labels?.[column] !== undefined && e.labels[column] !== '');
     if (!labelled.length && scan.manifest) {
       const example = scan.manifest.rows.keys().next().value;
-      throw new EdenError('data', `${scan.manifest.file}: none of the ${scan.images.length} images of ${source} is in it (its key column '${scan.manifest.keyColumn}' holds e.g. '${example}'; an image is found by its path under ${source}, its file name or its stem)`);
+      throw new EdenError('data', `${scan.manifest.file}: none of the ${scan.images.length} images of ${source} is in it (its key column '${scan.manifest.keyColumn}' holds e.g. '${example}'; an image is found by its path under ${source}, or a path ending as it does, or by its file name or stem)`);
     }
     if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${column}' label in ${labelSource}: left out`);
     classes = [...new Set(labelled.map((e) => e.labels![column]!))].sort();
