@@ -187,6 +187,30 @@ describe('eden evaluate --task locality / compositionality (tiny preset)', { ski
   }
 });
 
+describe('eden evaluate on a folder too small for a shot count', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
+  it('leaves that count out before any run, saying why (it failed after the others had run, an hour in); none left is an error at once', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-small-'));
+    for (const d of ['images', 'masks/heart']) mkdirSync(path.join(dir, d), { recursive: true });
+    for (const f of readdirSync(path.join(wingspan, 'images')).sort().slice(0, 8)) {
+      copyFileSync(path.join(wingspan, 'images', f), path.join(dir, 'images', f));
+      copyFileSync(path.join(wingspan, 'masks', 'heart', f), path.join(dir, 'masks', 'heart', f));
+    }
+    const run = (shots: string, out: string): ReturnType<typeof spawnSync<string>> =>
+      spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'fewshot-seg', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--shots', shots, '--out', out], { cwd: root, encoding: 'utf8' });
+    const out = path.join(dir, 'out');
+    const r = run('3,12', out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /^warning: 12 shots left out: 8 labelled images leave 6 to draw shots from \(2 held out for testing\); evaluating 3 shots\n/);
+    const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+    assert.deepEqual(report.config.segmentation.shots, [3]);
+    assert.deepEqual([...new Set(report.fewshot.runs.map((x: { shots: number }) => x.shots))], [3]);
+    const none = run('12', path.join(dir, 'none'));
+    assert.equal(none.status, 1);
+    assert.match(none.stderr, /eden: 12 shots: 8 labelled images leave 6 to draw shots from \(2 held out for testing\); give --shots 6 or fewer, or label more images\n$/);
+    assert.doesNotMatch(none.stderr, /\[1\//); // no run began
+  });
+});
+
 describe('eden evaluate --task locality on a folder without its masks', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
   it('fails, saying which masks it needs (asked for alone, a skipped task wrote an empty report and exited 0)', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'eden-no-heart-'));

@@ -13,7 +13,7 @@ import type { EvaluateConfig } from '../config/evaluate.js';
 import { writeFileAtomic } from '../engine/tensor-file.js';
 import { VERSION } from '../version.js';
 import { EdenError } from '../core/errors.js';
-import { compareFewShot, fewShotSegmentation, loadSegmentationData, summarise, type FewShotComparison, type FewShotRun, type FewShotSummaryRow } from './fewshot.js';
+import { compareFewShot, fewShotSegmentation, loadSegmentationData, summarise, type FewShotComparison, type FewShotRun, type FewShotSummaryRow, type SegmentationData } from './fewshot.js';
 import { kde, mean, std } from './metrics.js';
 import type { ModelSource } from './models.js';
 import { compositionality, landmarks, LANDMARKS, locality, rawPixelCompositionality, rawPixelLocality, type CompositionResult, type LocalityResult } from './probes.js';
@@ -28,6 +28,19 @@ export type Task = (typeof TASKS)[number];
 export const RAW_PIXELS = 'raw pixels (no network)';
 /** `--task all` on a segmentation folder; classification needs labels and is asked for by name. */
 export const SEGMENTATION_FOLDER_TASKS: Task[] = ['fewshot-seg', 'locality', 'compositionality'];
+
+/**
+ * The shot counts a segmentation folder can give (k training images drawn from its train pool,
+ * the test split held out); the rest are left out with a warning, or, none left, an error.
+ */
+function feasibleShots(shots: number[], data: SegmentationData, log: (line: string) => void): number[] {
+  const pool = data.trainPool.length;
+  const feasible = shots.filter((k) => k <= pool);
+  const why = `${data.samples.length} labelled images leave ${pool} to draw shots from (${data.test.length} held out for testing)`;
+  if (!feasible.length) throw new EdenError('data', `${shots.join(', ')} shots: ${why}; give --shots ${pool} or fewer, or label more images`);
+  if (feasible.length < shots.length) log(`warning: ${shots.filter((k) => k > pool).join(', ')} shots left out: ${why}; evaluating ${feasible.join(', ')} shots`);
+  return feasible;
+}
 
 export interface EvaluateOptions {
   data: string;
@@ -185,18 +198,22 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
 
   if (o.tasks.includes('fewshot-seg')) {
     const t0 = Date.now();
-    const cfg = o.config.segmentation;
-    const data = await loadSegmentationData(o.data, cfg.size, { masks: o.masks, structures: o.structures, combine: o.combine, testFraction: cfg.testFraction, maxTestImages: cfg.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+    const asked = o.config.segmentation;
+    const data = await loadSegmentationData(o.data, asked.size, { masks: o.masks, structures: o.structures, combine: o.combine, testFraction: asked.testFraction, maxTestImages: asked.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+    // Shot counts the labelled images cannot give are left out before any run, not found wanting after hours.
+    const cfg = { ...asked, shots: feasibleShots(asked.shots, data, log) };
+    const config = cfg.shots.length === asked.shots.length ? o.config : { ...o.config, segmentation: cfg };
+    report.config = config;
     log(`few-shot segmentation: ${data.samples.length} images, test split ${data.test.length}, structures ${data.structures.join(', ')}; modes ${cfg.modes.join(', ')} and the atlas`);
     const runsFile = path.join(o.out, o.shard ? `fewshot-runs-w${o.shard.index}.jsonl` : RUNS_FILE);
     // What a few-shot run depends on: data, split, structures, the base seed and the segmentation
     // settings (not the other tasks' settings, so that changing those keeps finished runs).
-    const fingerprint = JSON.stringify({ data: path.resolve(o.data), ...(o.masks && { masks: path.resolve(o.masks) }), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: cfg } });
+    const fingerprint = JSON.stringify({ data: path.resolve(o.data), ...(o.masks && { masks: path.resolve(o.masks) }), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: config.segmentation } });
     const describe = (model: string): string => (model === 'atlas' ? 'atlas' : (o.sources.find((s) => s.name === model)?.description ?? ''));
     const done = o.resume ? await previousRuns(o.out, fingerprint) : new Map<string, FewShotRun>();
     if (!o.resume) await fs.writeFile(runsFile, '');
     else if (done.size) log(`resuming: ${done.size} finished run(s) found in ${o.out}`);
-    const runs = await fewShotSegmentation(o.sources, data, o.config, {
+    const runs = await fewShotSegmentation(o.sources, data, config, {
       shard: o.shard,
       onNotice: (m) => log(m),
       reuse: (key) => done.get(runKey(key, describe(key.model))),
