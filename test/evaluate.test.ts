@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -195,7 +195,7 @@ describe('eden evaluate on a folder too small for a shot count', { skip: existsS
       copyFileSync(path.join(wingspan, 'images', f), path.join(dir, 'images', f));
       copyFileSync(path.join(wingspan, 'masks', 'heart', f), path.join(dir, 'masks', 'heart', f));
     }
-    const run = (shots: string, out: string): ReturnType<typeof spawnSync<string>> =>
+    const run = (shots: string, out: string): SpawnSyncReturns<string> =>
       spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'fewshot-seg', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--shots', shots, '--out', out], { cwd: root, encoding: 'utf8' });
     const out = path.join(dir, 'out');
     const r = run('3,12', out);

@@ -8,7 +8,7 @@
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -20,6 +20,8 @@ import { EdenError } from '../src/core/errors.js';
 import { loadTensorFile } from '../src/engine/tensor-file.js';
 import { taskModelMeta } from '../src/models/task-model-file.js';
 import { eden } from './helpers/cli.js';
+import { loadSegmentationData } from '../src/data/segmentation-data.js';
+import { deriveSeed, Rng } from '../src/core/rng.js';
 
 const root = path.join(import.meta.dirname, '..');
 const wingspan = path.join(root, '..', 'shared', 'data', 'wingspan_ctr');
@@ -203,6 +205,33 @@ describe('eden finetune --resume', { skip: existsSync(wingspan) ? undefined : `$
     const classify = eden(['finetune', apart, '--masks', path.join(apart, 'copy'), '--task', 'classify', '--out', path.join(apart, 'c.safetensors')]);
     assert.equal(classify.status, 2);
     assert.match(classify.stderr, /--masks is for segmentation; a classifier takes its labels from a CSV \(--labels\) or class folders/);
+  });
+
+  it('with k shots decodes only the images drawn: the same split as the whole folder decoded gives, an unreadable image not drawn never read, one drawn replaced by the next', async () => {
+    // The whole folder decoded (as 'all' and evaluation do), then drawn as splitPool draws.
+    const decoded = await loadSegmentationData(data, 64, { combine: { lungs: ['left_lung', 'right_lung'] }, structures: ['heart', 'lungs'], testFraction: 0, maxTestImages: 0, seed: 0 });
+    const order = new Rng(deriveSeed(0, 101)).shuffle([...decoded.trainPool]);
+    const files = (idx: number[]): string[] => [...idx].sort((a, b) => a - b).map((i) => decoded.samples[i]!.file);
+    const record = async (file: string): Promise<{ train: string[]; val: string[] }> => {
+      const t = taskModelMeta(await loadTensorFile(file))!.training;
+      return { train: t.files, val: t.validationFiles as string[] };
+    };
+    assert.deepEqual(await record(whole), { train: files(order.slice(0, 6)), val: files(order.slice(6, 10)) });
+    // A copy with an unreadable image not drawn (the last in the draw) and, then, one drawn.
+    const copy = smallFolder(12);
+    const inCopy = (f: string): string => path.join(copy, 'images', path.basename(f));
+    const corrupt = (f: string): void => writeFileSync(inCopy(f), Buffer.from('not a PNG at all'));
+    corrupt(decoded.samples[order[11]!]!.file);
+    const logged: string[] = [];
+    const out = path.join(tmp(), 'lazy.safetensors');
+    await finetuneSegmentation(options({ data: copy, steps: 1, onLog: (l) => logged.push(l) }), out);
+    assert.ok(!logged.some((l) => l.includes(path.basename(decoded.samples[order[11]!]!.file))), logged.join('\n'));
+    assert.deepEqual(await record(out), { train: files(order.slice(0, 6)).map(inCopy), val: files(order.slice(6, 10)).map(inCopy) });
+    corrupt(decoded.samples[order[0]!]!.file);
+    logged.length = 0;
+    await finetuneSegmentation(options({ data: copy, steps: 1, onLog: (l) => logged.push(l) }), out);
+    assert.ok(logged.some((l) => l.startsWith(`skipped ${inCopy(decoded.samples[order[0]!]!.file)}: `)), logged.join('\n'));
+    assert.deepEqual(await record(out), { train: files(order.slice(1, 7)).map(inCopy), val: files(order.slice(7, 11)).map(inCopy) });
   });
 
   it('refuses a state whose images changed, naming the one that went', async () => {

@@ -13,7 +13,7 @@ import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
-import { loadSegmentationData } from '../data/segmentation-data.js';
+import { checkSegmentationSamples, loadSegmentationData, planSegmentationData, type SegmentationData } from '../data/segmentation-data.js';
 import { loadEncoder } from '../models/encoder-file.js';
 import { createBackbone, type ResNet } from '../models/resnet.js';
 import { saveClassifier, saveSegmenter, type TaskModelMeta } from '../models/task-model-file.js';
@@ -95,6 +95,34 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
   return { train: order.slice(0, shots).sort((a, b) => a - b), val: order.slice(shots, shots + Math.min(nVal, pool.length - shots)).sort((a, b) => a - b) };
 }
 
+/**
+ * The images a segmentation run trains and validates on, decoded. With all of them ('all'), the
+ * whole folder; with k shots, only the images drawn (of thousands labelled, a few), in the order
+ * splitPool draws them from the folder's complete images: the same images as from the whole folder
+ * decoded, unless some cannot be read (then the next ones drawn take their places).
+ */
+async function segmentationSplit(o: FinetuneSegmentationOptions, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number }> {
+  const options = { masks: o.masks, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`) };
+  if (o.shots === 'all') {
+    const data = await loadSegmentationData(o.data, o.size, { ...options, testFraction: 0, maxTestImages: 0, seed: o.seed });
+    return { data, split: splitPool(data.trainPool, o.shots, o.valImages, o.seed), labelled: data.samples.length };
+  }
+  const plan = await planSegmentationData(o.data, options);
+  const drawn = splitPool([...plan.entries.keys()], o.shots, o.valImages, o.seed);
+  const order = new Rng(deriveSeed(o.seed, 101)).shuffle([...plan.entries.keys()]);
+  // Train images first, then validation: decoded in the draw's order until both are full.
+  const samples = await plan.decode(o.size, order, drawn.train.length + drawn.val.length);
+  checkSegmentationSamples(plan, samples, o.size);
+  if (samples.length < drawn.train.length + 1) throw new EdenError('data', `--shots ${o.shots}: only ${samples.length} of the ${plan.entries.length} labelled images drawn could be read`);
+  const train = samples.slice(0, drawn.train.length);
+  const val = samples.slice(drawn.train.length);
+  // As splitPool's: each split in the folder's order.
+  const place = new Map(plan.entries.map((e, i) => [e.path, i]));
+  const byFolder = (x: typeof samples): typeof samples => [...x].sort((a, b) => place.get(a.file)! - place.get(b.file)!);
+  const ordered = [...byFolder(train), ...byFolder(val)];
+  return { data: { structures: plan.structures, samples: ordered }, split: { train: train.map((_, i) => i), val: val.map((_, i) => train.length + i) }, labelled: plan.entries.length };
+}
+
 /** The settings every fine-tuning run shares with the run it resumes: data, encoder and schedule. */
 function commonSettings(o: FinetuneCommon): Omit<FinetuneSettings, 'task'> {
   const { checkpoint, backbone, width } = o.encoder;
@@ -137,9 +165,8 @@ export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFi
   const { structures, combine, shots, valImages, mode, encoderLrMultiplier } = o;
   const masks = o.masks && path.resolve(o.masks);
   const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), masks, structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
-  const data = await loadSegmentationData(o.data, o.size, { masks: o.masks, structures: o.structures, combine: o.combine, testFraction: 0, maxTestImages: 0, seed: o.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
-  const split = splitPool(data.trainPool, o.shots, o.valImages, o.seed);
-  log(`${data.samples.length} labelled images (${data.structures.join(', ')}): training on ${split.train.length}, validating on ${split.val.length}, at ${o.size} px`);
+  const { data, split, labelled } = await segmentationSplit(o, log);
+  log(`${labelled} labelled images (${data.structures.join(', ')}): training on ${split.train.length}, validating on ${split.val.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
   log(`encoder: ${description}`);
   try {

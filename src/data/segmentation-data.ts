@@ -11,7 +11,7 @@ import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { deriveMask, parseDerived, parseLabelValue } from './derived-structures.js';
 import { ImageDataset, type Sample } from './dataset.js';
-import { masksFolderHint, scanDataset } from './scan.js';
+import { masksFolderHint, scanDataset, type ImageEntry } from './scan.js';
 
 export interface SegmentationData {
   root: string;
@@ -22,6 +22,28 @@ export interface SegmentationData {
   trainPool: number[];
 }
 
+/** What a segmentation folder's loading needs to know (the options of loadSegmentationData and planSegmentationData). */
+export interface SegmentationOptions {
+  masks?: string;
+  structures?: string[];
+  combine?: Record<string, string[]>;
+  keepCombined?: boolean;
+  onSkip?: (m: string) => void;
+  onWarning?: (m: string) => void;
+}
+
+/** A labelled folder before decoding: its structures, and the images holding a mask for each. */
+export interface SegmentationPlan {
+  root: string;
+  structures: string[];
+  /** The images with every mask the structures need, in the folder's order. */
+  entries: ImageEntry[];
+  /** How a structure's pixels are marked in its masks (for messages). */
+  marks(structure: string): string;
+  /** The entries at `order` (indices into `entries`), decoded at `size`, unusable ones reported and passed over, until `enough` are usable (default all). */
+  decode(size: number, order?: readonly number[], enough?: number): Promise<SegmentationData['samples']>;
+}
+
 /**
  * Load a segmentation folder: `structures` filters, `combine` unites masks into a new structure
  * (e.g. lungs = left_lung + right_lung). A structure whose masks are label maps is split by value:
@@ -29,7 +51,33 @@ export interface SegmentationData {
  * the base of a derived structure). By default the structures are the combined ones and the folder's
  * others (all of the folder's too with `keepCombined`). Images lacking any requested mask are left out.
  */
-export async function loadSegmentationData(root: string, size: number, o: { masks?: string; structures?: string[]; combine?: Record<string, string[]>; keepCombined?: boolean; testFraction: number; maxTestImages: number; seed: number; onSkip?: (m: string) => void; onWarning?: (m: string) => void }): Promise<SegmentationData> {
+export async function loadSegmentationData(root: string, size: number, o: SegmentationOptions & { testFraction: number; maxTestImages: number; seed: number }): Promise<SegmentationData> {
+  const plan = await planSegmentationData(root, o);
+  const samples = await plan.decode(size);
+  checkSegmentationSamples(plan, samples, size);
+  const order = new Rng(deriveSeed(o.seed, 21)).shuffle([...samples.keys()]);
+  const nTest = Math.min(o.maxTestImages, Math.max(1, Math.round(samples.length * o.testFraction)));
+  return { root, structures: plan.structures, samples, test: order.slice(0, nTest).sort((a, b) => a - b), trainPool: order.slice(nTest).sort((a, b) => a - b) };
+}
+
+/** A folder's samples are usable for training and scoring: at least 2, and every structure marked in one at least. */
+export function checkSegmentationSamples(plan: Pick<SegmentationPlan, 'root' | 'structures' | 'marks'>, samples: SegmentationData['samples'], size: number): void {
+  const { root, structures } = plan;
+  if (samples.length < 2) throw new EdenError('data', `${root}: ${samples.length} usable image(s) with all masks; need at least 2`);
+  // A structure no mask marks would train and score a model on nothing (a Dice of 0 with no reason given).
+  structures.forEach((s, k) => {
+    if (samples.every((x) => !x.masks[k]!.some((v) => v > 0.5))) {
+      throw new EdenError('data', `${root}: every mask of '${s}' is empty at ${size} px (${samples.length} images); check that ${plan.marks(s)} (eden inspect shows the masks' values)`);
+    }
+  });
+}
+
+/**
+ * A segmentation folder scanned and its structures resolved (loadSegmentationData's rules), nothing
+ * decoded: what fine-tuning on a few of thousands of labelled images needs (planned, then only the
+ * images drawn decoded).
+ */
+export async function planSegmentationData(root: string, o: SegmentationOptions): Promise<SegmentationPlan> {
   const scan = await scanDataset([root], { masks: o.masks });
   if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: segmentation needs images/ + masks/<structure>/ in it, or its images' folder with the masks' folder named apart (--masks DIR)${await hintText(root)}`);
   for (const s of scan.skipped) o.onSkip?.(s.message);
@@ -58,34 +106,53 @@ export async function loadSegmentationData(root: string, size: number, o: { mask
     const lv = parseLabelValue(part);
     if (lv && !labelValues[lv.base]?.includes(lv.value)) (labelValues[lv.base] ??= []).push(lv.value);
   }
-  const dataset = new ImageDataset(scan.images, { size, cache: 'none', labelValues, onSkip: (s) => o.onSkip?.(s.message), onWarning: o.onWarning });
-  const samples: SegmentationData['samples'] = [];
-  for await (const sample of dataset.iterate()) {
-    const masks = structures.map((s) => {
-      const base = unite(sample, partsOf(s));
-      const d = derived.get(s);
-      return base && d ? deriveMask(base, size, d) : base;
-    });
-    if (masks.some((m) => m === undefined)) {
-      o.onSkip?.(`${sample.entry.path}: left out (missing a mask of ${structures.join(', ')})`);
-      continue;
-    }
-    samples.push({ file: sample.entry.path, image: sample.image, masks: masks as Float32Array[] });
-  }
-  if (samples.length < 2) throw new EdenError('data', `${root}: ${samples.length} usable image(s) with all masks; need at least 2`);
-  // A structure no mask marks would train and score a model on nothing (a Dice of 0 with no reason given).
-  structures.forEach((s, k) => {
-    if (samples.every((x) => !x.masks[k]!.some((v) => v > 0.5))) {
-      const marks = partsOf(s).map((p) => {
-        const lv = parseLabelValue(p);
-        return lv ? `the masks of '${lv.base}' hold the value ${lv.value}` : `the masks of '${p}' mark the structure with nonzero pixels`;
-      });
-      throw new EdenError('data', `${root}: every mask of '${s}' is empty at ${size} px (${samples.length} images); check that ${marks.join(' and ')} (eden inspect shows the masks' values)`);
-    }
+  // Images lacking a mask file of a structure are left out before anything is decoded.
+  const folders = [...new Set(structures.flatMap(partsOf).map(folderOf))];
+  const entries = scan.images.filter((e) => {
+    const complete = folders.every((f) => e.masks?.[f]);
+    if (!complete) o.onSkip?.(`${e.path}: left out (missing a mask of ${structures.join(', ')})`);
+    return complete;
   });
-  const order = new Rng(deriveSeed(o.seed, 21)).shuffle([...samples.keys()]);
-  const nTest = Math.min(o.maxTestImages, Math.max(1, Math.round(samples.length * o.testFraction)));
-  return { root, structures, samples, test: order.slice(0, nTest).sort((a, b) => a - b), trainPool: order.slice(nTest).sort((a, b) => a - b) };
+  return {
+    root,
+    structures,
+    entries,
+    marks: (s) =>
+      partsOf(s)
+        .map((p) => {
+          const lv = parseLabelValue(p);
+          return lv ? `the masks of '${lv.base}' hold the value ${lv.value}` : `the masks of '${p}' mark the structure with nonzero pixels`;
+        })
+        .join(' and '),
+    async decode(size, order = [...entries.keys()], enough = order.length) {
+      const samples: SegmentationData['samples'] = [];
+      if (enough <= 0) return samples;
+      const dataset = new ImageDataset(entries, { size, cache: 'none', labelValues, onSkip: (x) => o.onSkip?.(x.message), onWarning: o.onWarning });
+      // Up to 8 images decoded at once, never more than are still wanted: an image after the last
+      // one needed is not read (nor reported), however many the folder holds.
+      const inFlight: Promise<Sample | undefined>[] = [];
+      let next = 0;
+      const fill = (): void => {
+        while (inFlight.length < 8 && samples.length + inFlight.length < enough && next < order.length) inFlight.push(dataset.get(order[next++]!));
+      };
+      for (fill(); inFlight.length; fill()) {
+        const sample = await inFlight.shift()!;
+        if (!sample) continue;
+        const masks = structures.map((s) => {
+          const base = unite(sample, partsOf(s));
+          const d = derived.get(s);
+          return base && d ? deriveMask(base, size, d) : base;
+        });
+        // A mask that could not be used (reported by the dataset) leaves its image out.
+        if (masks.some((m) => m === undefined)) {
+          o.onSkip?.(`${sample.entry.path}: left out (missing a mask of ${structures.join(', ')})`);
+          continue;
+        }
+        samples.push({ file: sample.entry.path, image: sample.image, masks: masks as Float32Array[] });
+      }
+      return samples;
+    },
+  };
 }
 
 function unite(sample: Sample, parts: string[]): Float32Array | undefined {
