@@ -80,5 +80,10 @@ describe('eden serve: what a raw request can reach', () => {
     const withData = await buildServer({ encoder, meta: { format: 'eden-encoder-1', args: encoder.args, hasHead: false, source: 'test' }, viewerDir: path.join(data, 'none'), data, onLog: (m) => log.push(m) });
     await withData.close();
     assert.deepEqual(log, [`skipped ${path.join(data, 'b.png')}: corrupt or not image data (its content matches no known image format)`, `indexed 1 image(s) of ${data}`]);
+    // More than it indexes: said, with the way to index more.
+    copyFileSync(path.join(data, 'a.png'), path.join(data, 'c.png'));
+    log.length = 0;
+    await (await buildServer({ encoder, meta: { format: 'eden-encoder-1', args: encoder.args, hasHead: false, source: 'test' }, viewerDir: path.join(data, 'none'), data, maxDataImages: 2, onLog: (m) => log.push(m) })).close();
+    assert.equal(log.at(-1), `indexed 1 image(s) of ${data} (the first 2 of 3; --max-data-images N indexes more)`);
   });
 });

@@ -133,7 +133,9 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
         o.onLog?.(`skipped ${skippedBy(entry.path, err).message}`);
       }
     }
-    o.onLog?.(`indexed ${index.length} image(s) of ${o.data}`);
+    const cap = o.maxDataImages ?? 64;
+    const more = scan.images.length > cap ? ` (the first ${cap} of ${scan.images.length}; --max-data-images N indexes more)` : '';
+    o.onLog?.(`indexed ${index.length} image(s) of ${o.data}${more}`);
   }
 
   const badInput = (reply: import('fastify').FastifyReply, err: unknown) => reply.code(400).send({ error: describeError(err) });
