@@ -15,8 +15,14 @@ export interface Manifest {
   labelColumns: string[];
   /** Rows by their key as written ('/'-separated, a leading './' dropped). */
   rows: Map<string, Record<string, string>>;
-  /** The keys of the rows by their file name and by their stem (several where rows share one: 'view1_frontal.jpg' in every CheXpert study). */
-  byName: Map<string, string[]>;
+  /**
+   * The keys of the rows by every tail of their path, with and without the extension ('p1/s1/v.jpg'
+   * under 'p1/s1/v.jpg', 's1/v.jpg', 'v.jpg', 'p1/s1/v', 's1/v', 'v'): several where rows share one
+   * ('view1_frontal.jpg' in every CheXpert study).
+   */
+  byTail: Map<string, string[]>;
+  /** The keys by themselves and without their extension. */
+  byForm: Map<string, string[]>;
   rowCount: number;
 }
 
@@ -42,14 +48,22 @@ export async function readManifest(file: string, options: { keyColumn?: string; 
   const labelColumns = options.labelColumns ?? columns.filter((c) => c !== keyColumn);
   for (const c of labelColumns) if (!columns.includes(c)) throw dataError(`${file}: no label column '${c}'; columns are ${columns.join(', ')}`);
   const rows = new Map<string, Record<string, string>>();
-  const byName = new Map<string, string[]>();
+  const [byTail, byForm] = [new Map<string, string[]>(), new Map<string, string[]>()];
+  const add = (index: Map<string, string[]>, at: string, key: string): void => {
+    const list = index.get(at);
+    if (!list) index.set(at, [key]);
+    else if (list.at(-1) !== key) list.push(key);
+  };
   for (const r of records) {
     const key = normalKey(r[keyColumn] ?? '');
     if (rows.has(key)) continue; // a repeated row: the first is kept
     rows.set(key, Object.fromEntries(labelColumns.map((c) => [c, r[c] ?? ''])));
-    for (const name of new Set([path.posix.basename(key), fileStem(key)])) byName.set(name, [...(byName.get(name) ?? []), key]);
+    for (const form of new Set([key, bare(key)])) {
+      add(byForm, form, key);
+      for (const t of tails(form)) add(byTail, t, key);
+    }
   }
-  return { file, keyColumn, labelColumns, rows, byName, rowCount: records.length };
+  return { file, keyColumn, labelColumns, rows, byTail, byForm, rowCount: records.length };
 }
 
 /**
@@ -68,14 +82,32 @@ function normalKey(key: string): string {
   return key.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
 }
 
-/** Whether two '/'-separated paths name one file: equal, or one the other's tail (a manifest written from a folder above or below the dataset's root), with or without the extension. */
-function sameTail(a: string, b: string): boolean {
-  const tail = (x: string, y: string): boolean => x === y || x.endsWith(`/${y}`) || y.endsWith(`/${x}`);
-  const bare = (x: string): string => path.posix.join(path.posix.dirname(x), fileStem(x));
-  return tail(a, b) || tail(bare(a), bare(b));
+/** A '/'-separated path without its file's extension. */
+function bare(p: string): string {
+  const i = p.lastIndexOf('/');
+  return p.slice(0, i + 1) + fileStem(p.slice(i + 1));
 }
 
-/** The row an image's path finds: by its path (as written, or a tail of it), or by its name alone. */
+/** A path's tails, longest first: 'a/b/c.png', 'b/c.png', 'c.png'. */
+function tails(p: string): string[] {
+  const out = [p];
+  for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) out.push(p.slice(i + 1));
+  return out;
+}
+
+/** The one key the lists hold between them, 'several', or undefined for none. */
+function single(...lists: (string[] | undefined)[]): string | 'several' | undefined {
+  let found: string | undefined;
+  for (const list of lists) {
+    for (const k of list ?? []) {
+      if (found === undefined) found = k;
+      else if (k !== found) return 'several';
+    }
+  }
+  return found;
+}
+
+/** The row an image's path finds: by its path (as written, or a tail of either), or by its name alone. */
 interface RowMatch {
   key: string;
   labels: Record<string, string>;
@@ -84,17 +116,20 @@ interface RowMatch {
 
 function matchRow(manifest: Manifest, relPath: string): RowMatch | undefined {
   const normal = normalKey(relPath.split(path.sep).join('/'));
-  const exact = manifest.rows.get(normal);
-  if (exact) return { key: normal, labels: exact, byPath: true };
-  for (const name of [path.posix.basename(normal), fileStem(normal)]) {
-    const keys = manifest.byName.get(name);
-    if (!keys) continue;
-    const along = keys.filter((k) => sameTail(k, normal));
-    if (along.length > 1) return undefined; // two rows end as this path does
-    const key = along[0] ?? (keys.length === 1 ? keys[0]! : undefined);
-    return key === undefined ? undefined : { key, labels: manifest.rows.get(key)!, byPath: along.length === 1 };
+  const row = (key: string | undefined, byPath: boolean): RowMatch | undefined => (key === undefined || key === 'several' ? undefined : { key, labels: manifest.rows.get(key)!, byPath });
+  if (manifest.rows.has(normal)) return row(normal, true);
+  // A row whose path ends with the image's (written from a folder above the data's): the one there is.
+  const above = single(manifest.byTail.get(normal), manifest.byTail.get(bare(normal)));
+  if (above !== undefined) return row(above, true);
+  // The image's path ends with a row's (written from a folder below), longest first; a row of a
+  // file name alone names an image by name only.
+  for (const t of tails(normal).slice(1)) {
+    const below = single(manifest.byForm.get(t), manifest.byForm.get(bare(t)));
+    if (below !== undefined) return row(below, below !== 'several' && below.includes('/'));
   }
-  return undefined;
+  // The one row of its name, in other folders.
+  const base = path.posix.basename(normal);
+  return row(single(manifest.byTail.get(base), manifest.byTail.get(fileStem(base))), false);
 }
 
 /**

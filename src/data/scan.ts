@@ -2,7 +2,8 @@
  * Finding the images of a dataset, without decoding them. Two layouts:
  *  - a folder of images, searched recursively;
  *  - the segmentation layout: `images/` plus `masks/<structure>/` (or, for one structure, masks
- *    directly in `masks/`), masks matched to images by file stem.
+ *    directly in `masks/`; or the two folders named apart, ScanOptions.masks), masks matched to
+ *    images by subfolder and file stem (attachMasks).
  * Files that cannot be used are collected as SkippedFile records (one line each, naming the file
  * and the problem); only an empty usable set is an error, and that is the caller's decision.
  */
@@ -62,7 +63,7 @@ export interface ScanOptions {
   /**
    * Images only (pretraining, embedding, matching, applying a model, classification): a
    * segmentation folder's images/ are read and its masks/ are not, so no mask is paired, reported,
-   * or a reason to drop an image (two images of one stem are kept; pairing masks by stem keeps one).
+   * or a reason to drop an image (two images of one stem in one folder are kept; pairing masks keeps one).
    */
   imagesOnly?: boolean;
   /**
@@ -121,9 +122,8 @@ async function brokenLink(file: string): Promise<SkippedFile> {
  * a link to a folder already scanned (a loop, or the same data twice) and a broken link are reported.
  */
 async function walk(dir: string, result: ScanResult, seen?: Set<string>, besides?: string): Promise<string[]> {
-  // The folders walked, by real path (a subfolder's is added before it is walked); `besides` (a
-  // masks' folder inside an images' folder) is left out as if walked already, without a report.
-  const skip = besides && (await fs.realpath(besides).catch(() => undefined));
+  // The folders walked, by real path (a subfolder's is added before it is walked); `besides` (the
+  // real path of a masks' folder inside an images' folder) is left out, without a report.
   seen ??= new Set([await fs.realpath(dir)]);
   const out: string[] = [];
   const entries = await fs.readdir(dir, { withFileTypes: true });
@@ -134,7 +134,7 @@ async function walk(dir: string, result: ScanResult, seen?: Set<string>, besides
     const kind = await kindOf(full, e);
     if (kind === 'dir') {
       const real = await fs.realpath(full);
-      if (real === skip) continue;
+      if (real === besides) continue;
       if (seen.has(real)) result.skipped.push(skipped(full, `duplicate folder: a symbolic link to ${real}, which is scanned already`));
       else out.push(...(await walk(full, result, seen.add(real), besides)));
     } else if (kind === 'file') out.push(full);
@@ -200,7 +200,7 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
     const masksDir = given || path.join(root, 'masks');
     if (given || ((await isDir(imagesDir)) && (await isDir(masksDir)))) {
       segmentation++;
-      const images = await collectImages(await walk(imagesDir, result, undefined, masksDir), imagesDir, result);
+      const images = await collectImages(await walk(imagesDir, result, undefined, await fs.realpath(masksDir).catch(() => undefined)), imagesDir, result);
       result.images.push(...(options.imagesOnly ? images : await attachMasks(images, imagesDir, masksDir, options.structures, structures, result)));
     } else {
       result.images.push(...(await collectImages(await walk(root, result), root, result)));
@@ -266,7 +266,9 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
       continue;
     }
     byPlace.set(at, img);
-    byStem.set(img.stem, [...(byStem.get(img.stem) ?? []), img]);
+    const sameName = byStem.get(img.stem);
+    if (sameName) sameName.push(img);
+    else byStem.set(img.stem, [img]);
   }
   // nnU-Net names an image's channel: imagesTr/case_0000.png is labelsTr/case.png's image.
   for (const [at, img] of [...byPlace]) {
