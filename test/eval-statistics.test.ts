@@ -349,6 +349,22 @@ describe('evaluation pieces, by hand', () => {
     assert.equal(skippedMessages.length, 1);
     assert.match(skippedMessages[0]!, /Normal\/broken\.png: corrupt/);
     await assert.rejects(loadClassificationData(flat, 32, { labelColumn: 'finding', seed: 4, maxTrain: 0, maxTest: 0 }), /--label-column finding names a CSV column, but the labels here are the class folders/);
+    // Capped (evaluation's maxTrain / maxTest): only the images kept are read. Of 10 readable and
+    // 20 unreadable, 3 kept: every unreadable one reported took a kept place (all 20 were read before).
+    const capped = mkdtempSync(path.join(tmpdir(), 'eden-capped-'));
+    for (let i = 0; i < 30; i++) {
+      const file = path.join(capped, i % 2 ? 'Normal' : 'Pneumonia', `x${i}.png`);
+      if (i < 10) await png(file, i);
+      else {
+        mkdirSync(path.dirname(file), { recursive: true });
+        writeFileSync(file, 'not a png');
+      }
+    }
+    for (const seed of [1, 2, 3]) {
+      const reported: string[] = [];
+      const c = await loadClassificationData(capped, 32, { seed, maxTrain: 2, maxTest: 1, onSkip: (m) => reported.push(m) });
+      assert.equal(c.train.length + c.test.length + reported.length, 3, `seed ${seed}: ${reported.join('; ')}`);
+    }
 
     // Under split folders the test folder is the test split; val trains, as a CSV's split column does.
     const splits = mkdtempSync(path.join(tmpdir(), 'eden-class-splits-'));

@@ -111,19 +111,21 @@ export async function loadClassificationData(source: string, size: number, o: { 
       const what = scan.manifest ? `is '${column}' a label, or an identifier?` : 'folders of one or two images are more likely patients or studies than classes';
       throw new EdenError('data', `${labelSource}: ${classes.length} classes for ${labelled.length} images (${what}); a classifier needs several images of every class, to train, validate and test on; here fewer than ${MIN_IMAGES_PER_CLASS} on average`);
     }
-    const ds = new ImageDataset(labelled, { size, onSkip: (s) => o.onSkip?.(s.message) });
-    const items: { image: Float32Array; label: number; file: string; split?: string }[] = [];
-    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), file: s.entry.path, split: s.entry.labels!['split'] });
-    const hasSplit = items.some((x) => x.split === 'test');
-    if (hasSplit) {
-      train = items.filter((x) => x.split !== 'test');
-      test = items.filter((x) => x.split === 'test');
-    } else {
-      const order = rng.shuffle([...items]);
+    // Split and capped before decoding: of a folder of 200,000 only the images kept are read (as
+    // the decoded images would be split and capped, when every image decodes).
+    let [trainEntries, testEntries] = [labelled.filter((e) => e.labels!['split'] !== 'test'), labelled.filter((e) => e.labels!['split'] === 'test')];
+    if (!testEntries.length) {
+      const order = rng.shuffle([...labelled]);
       const n = Math.max(1, Math.round(order.length * 0.2));
-      test = order.slice(0, n);
-      train = order.slice(n);
+      [testEntries, trainEntries] = [order.slice(0, n), order.slice(n)];
     }
+    [trainEntries, testEntries] = [subsample(trainEntries, o.maxTrain, rng), subsample(testEntries, o.maxTest, rng)];
+    const kept = [...trainEntries, ...testEntries];
+    const ds = new ImageDataset(kept, { size, onSkip: (s) => o.onSkip?.(s.message) });
+    const items: ClassificationData['train'] = [];
+    for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), file: s.entry.path });
+    const inTest = new Set(testEntries.map((e) => e.path));
+    return { source, classes, train: items.filter((x) => !inTest.has(x.file!)), test: items.filter((x) => inTest.has(x.file!)), size };
   }
   return { source, classes, train: subsample(train, o.maxTrain, rng), test: subsample(test, o.maxTest, rng), size };
 }
