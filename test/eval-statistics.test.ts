@@ -365,6 +365,10 @@ describe('evaluation pieces, by hand', () => {
       const c = await loadClassificationData(capped, 32, { seed, maxTrain: 2, maxTest: 1, onSkip: (m) => reported.push(m) });
       assert.equal(c.train.length + c.test.length + reported.length, 3, `seed ${seed}: ${reported.join('; ')}`);
     }
+    // Images that would not fit in memory (eden finetune --task classify holds them all) are refused before any is read.
+    const unread: string[] = [];
+    await assert.rejects(loadClassificationData(capped, 32, { seed: 1, maxTrain: 0, maxTest: 0, memoryBytes: 100_000, onSkip: (m) => unread.push(m) }), { message: `${capped}: 30 images at 32 px take 122.9 KB in memory as float32, more than the 100.0 KB allowed (by default half of this machine's memory): train at a smaller --size, or on part of the images (a label CSV listing fewer)` });
+    assert.deepEqual(unread, []);
 
     // Under split folders the test folder is the test split; val trains, as a CSV's split column does.
     const splits = mkdtempSync(path.join(tmpdir(), 'eden-class-splits-'));

@@ -7,6 +7,7 @@
  * validation scores, and save their training state as they go so that `--resume` can go on after
  * an interruption (finetune-state.ts).
  */
+import { totalmem } from 'node:os';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EdenError } from '../core/errors.js';
@@ -260,6 +261,8 @@ export function backboneName(b: ResNet): string {
 export interface FinetuneClassificationOptions extends FinetuneCommon {
   labels?: string;
   labelColumn?: string;
+  /** Most bytes the decoded images may take (they are held in memory): default half of this machine's memory. */
+  memoryBytes?: number;
 }
 
 export async function finetuneClassification(o: FinetuneClassificationOptions, outFile: string): Promise<TaskModelMeta> {
@@ -267,7 +270,7 @@ export async function finetuneClassification(o: FinetuneClassificationOptions, o
   const labels = o.labels && path.resolve(o.labels);
   const run = await resumableRun<ClassifierPosition>(o, outFile, { task: 'classify', ...commonSettings(o), labels, labelColumn: o.labelColumn }, log);
   // The folder's own split column decides train and validation; without one, a seeded 80/20 split.
-  const data = await loadClassificationData(o.data, o.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.seed, maxTrain: 0, maxTest: 0, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+  const data = await loadClassificationData(o.data, o.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.seed, maxTrain: 0, maxTest: 0, memoryBytes: o.memoryBytes ?? totalmem() / 2, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
   log(`classes ${data.classes.join(', ')}: training on ${data.train.length} images, validating on ${data.test.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
   log(`encoder: ${description}`);

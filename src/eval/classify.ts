@@ -17,6 +17,7 @@ import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import type { EvaluateConfig } from '../config/evaluate.js';
 import { ImageDataset } from '../data/dataset.js';
+import { formatBytes } from '../data/cache-plan.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
 import { scanDataset, type ScanResult } from '../data/scan.js';
@@ -60,7 +61,7 @@ function chooseLabels(scan: ScanResult, source: string, labelColumn: string | un
 }
 
 /** Load labelled images for classification at `size`, [0, 1] per-image windowed. */
-export async function loadClassificationData(source: string, size: number, o: { labels?: string; labelColumn?: string; seed: number; maxTrain: number; maxTest: number; onSkip?: (message: string) => void; onWarning?: (message: string) => void }): Promise<ClassificationData> {
+export async function loadClassificationData(source: string, size: number, o: { labels?: string; labelColumn?: string; seed: number; maxTrain: number; maxTest: number; memoryBytes?: number; onSkip?: (message: string) => void; onWarning?: (message: string) => void }): Promise<ClassificationData> {
   const rng = new Rng(deriveSeed(o.seed, 71));
   let train: ClassificationData['train'] = [];
   let test: ClassificationData['test'] = [];
@@ -121,6 +122,9 @@ export async function loadClassificationData(source: string, size: number, o: { 
     }
     [trainEntries, testEntries] = [subsample(trainEntries, o.maxTrain, rng), subsample(testEntries, o.maxTest, rng)];
     const kept = [...trainEntries, ...testEntries];
+    // Held in memory as float32 for training: refused before decoding when they would not fit.
+    const bytes = kept.length * size * size * 4;
+    if (o.memoryBytes !== undefined && bytes > o.memoryBytes) throw new EdenError('data', `${source}: ${kept.length} images at ${size} px take ${formatBytes(bytes)} in memory as float32, more than the ${formatBytes(o.memoryBytes)} allowed (by default half of this machine's memory): train at a smaller --size, or on part of the images (a label CSV listing fewer)`);
     const ds = new ImageDataset(kept, { size, onSkip: (s) => o.onSkip?.(s.message) });
     const items: ClassificationData['train'] = [];
     for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), file: s.entry.path });
