@@ -234,6 +234,12 @@ describe('eden finetune --resume', { skip: existsSync(wingspan) ? undefined : `$
     assert.deepEqual(await record(out), { train: files(order.slice(1, 7)).map(inCopy), val: files(order.slice(7, 11)).map(inCopy) });
   });
 
+  it('with all shots, refuses before decoding a folder whose images and masks would not fit in memory', async () => {
+    const logged: string[] = [];
+    await assert.rejects(finetuneSegmentation(options({ shots: 'all', memoryBytes: 500_000, onLog: (l) => logged.push(l) }), path.join(tmp(), 'x.safetensors')), { message: `${data}: 12 labelled images at 64 px take 589.8 KB in memory as float32 with their masks, more than the 500.0 KB allowed (by default half of this machine's memory): train on --shots k of them, or at a smaller --size` });
+    assert.ok(!logged.some((l) => l.startsWith('skipped')));
+  });
+
   it('refuses a state whose images changed, naming the one that went', async () => {
     const folder = smallFolder(12);
     const out = path.join(tmp(), 'model.safetensors');

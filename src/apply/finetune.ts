@@ -51,6 +51,8 @@ export async function createEncoder(spec: EncoderSpec, seed: number): Promise<{ 
 
 export interface FinetuneCommon {
   data: string;
+  /** Most bytes the decoded images (and masks) may take, held in memory for training: default half of this machine's memory. */
+  memoryBytes?: number;
   encoder: EncoderSpec;
   size: number;
   steps: number;
@@ -105,7 +107,7 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
 async function segmentationSplit(o: FinetuneSegmentationOptions, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number }> {
   const options = { masks: o.masks, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`) };
   if (o.shots === 'all') {
-    const data = await loadSegmentationData(o.data, o.size, { ...options, testFraction: 0, maxTestImages: 0, seed: o.seed });
+    const data = await loadSegmentationData(o.data, o.size, { ...options, testFraction: 0, maxTestImages: 0, seed: o.seed, memoryBytes: o.memoryBytes ?? totalmem() / 2 });
     return { data, split: splitPool(data.trainPool, o.shots, o.valImages, o.seed), labelled: data.samples.length };
   }
   const plan = await planSegmentationData(o.data, options);
@@ -261,8 +263,6 @@ export function backboneName(b: ResNet): string {
 export interface FinetuneClassificationOptions extends FinetuneCommon {
   labels?: string;
   labelColumn?: string;
-  /** Most bytes the decoded images may take (they are held in memory): default half of this machine's memory. */
-  memoryBytes?: number;
 }
 
 export async function finetuneClassification(o: FinetuneClassificationOptions, outFile: string): Promise<TaskModelMeta> {
