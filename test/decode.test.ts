@@ -10,8 +10,11 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import dcmjs from 'dcmjs';
 import { decodeImageFile } from '../src/data/decode.js';
-import { skipCategory } from '../src/data/scan.js';
+import { ImageDataset } from '../src/data/dataset.js';
+import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
+import { scanDataset, skipCategory } from '../src/data/scan.js';
 import { normalizeIntensity, percentiles, sortedPercentiles } from '../src/data/intensity.js';
 import { resizeGrey, resizeToMask } from '../src/data/resize.js';
 import { thresholdMask } from '../src/data/masks.js';
@@ -332,6 +335,28 @@ describe('DICOM decoding', () => {
     assert.equal(img.bitDepth, 1);
     assert.deepEqual(Array.from(img.data), Array.from(ref.data, (v) => (v > 0 ? 1 : 0)));
     assert.ok(img.data.some((v) => v === 1) && img.data.some((v) => v === 0));
+  });
+
+  it('a multi-frame DICOM reads as its first frame and says so: decoding, a dataset (once), eden inspect', async () => {
+    // mono2-12bit.dcm with two more frames (the first inverted, then zeros) and Number of Frames 3.
+    const dd = dcmjs.data as unknown as { DicomMessage: { readFile(b: ArrayBuffer): { dict: object; meta: object; write(): ArrayBuffer } }; DicomMetaDictionary: { naturalizeDataset(d: object): Record<string, unknown>; denaturalizeDataset(d: object): object } };
+    const bytes = readFileSync(path.join(fixtures, 'mono2-12bit.dcm'));
+    const message = dd.DicomMessage.readFile(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    const dataset = dd.DicomMetaDictionary.naturalizeDataset(message.dict);
+    const frame = new Uint16Array((dataset['PixelData'] as ArrayBuffer[])[0]!);
+    dataset['NumberOfFrames'] = 3;
+    dataset['PixelData'] = [Uint16Array.from([...frame, ...frame.map((v) => 4095 - v), ...new Uint16Array(frame.length)]).buffer];
+    message.dict = dd.DicomMetaDictionary.denaturalizeDataset(dataset);
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-frames-'));
+    for (const name of ['a.dcm', 'b.dcm']) writeFileSync(path.join(dir, name), Buffer.from(message.write()));
+    const [one, three] = [await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm')), await decodeImageFile(path.join(dir, 'a.dcm'))];
+    assert.deepEqual([three.frames, one.frames], [3, undefined]);
+    assert.deepEqual(Array.from(three.data), Array.from(one.data));
+    const warned: string[] = [];
+    const dataset2 = new ImageDataset((await scanDataset([dir])).images, { size: 32, cache: 'none', onWarning: (w) => warned.push(w) });
+    assert.deepEqual(await dataset2.validate(), [0, 1]);
+    assert.deepEqual(warned, [`${path.join(dir, 'a.dcm')}: a DICOM of 3 frames (a cine loop, or a tomosynthesis or CT series in one file): its first frame is read as the image; Eden reads 2D radiographs (said for the first such file; eden inspect counts them)`]);
+    assert.match(formatInspectReport(await inspectDataset([dir])), /\nframes: 2 DICOM file\(s\) hold several frames \(cine loops, or tomosynthesis or CT series in one file\): the first frame of each is read as its image\n/);
   });
 
   it('a DICOM object without pixel data (a structured report) is "not an image", not corrupt', async () => {

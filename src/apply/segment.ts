@@ -21,7 +21,7 @@ import { decodeImageFile } from '../data/decode.js';
 import { csvField } from '../core/csv.js';
 import { fileStem } from '../data/formats.js';
 import { writeSegmentation } from '../data/dicom-seg.js';
-import type { GreyImage } from '../data/grey-image.js';
+import { framesNote, type GreyImage } from '../data/grey-image.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey, resizeToMask } from '../data/resize.js';
 import { scanDataset, skippedBy, type ImageEntry, type SkippedFile } from '../data/scan.js';
@@ -282,6 +282,8 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   const decode = async ({ index, entry, name }: { index: number; entry: ImageEntry; name: string }): Promise<Decoded | undefined> => {
     try {
       const grey = await decodeImageFile(entry.path);
+      const frames = framesNote(entry.path, grey);
+      if (frames) o.onWarning?.(`${frames}: its masks and measurements are the first frame's`);
       // Normalised in place: the raw values are not needed again (SEG and measurements read grey's
       // size and DICOM attributes), and a full-resolution copy is tens of megabytes to touch.
       return { index, entry, name, grey, normalised: normalizeIntensity(grey, model.meta.intensity, grey.data) };

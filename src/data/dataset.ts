@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeError, EdenError } from '../core/errors.js';
 import { decodeImageFile } from './decode.js';
-import type { GreyImage } from './grey-image.js';
+import { framesNote, type GreyImage } from './grey-image.js';
 import { orientMaskLike } from './orientation.js';
 import { normalizeIntensity, type IntensityOptions } from './intensity.js';
 import { resizeGrey } from './resize.js';
@@ -163,6 +163,8 @@ export class ImageDataset {
   private cacheWriteError: string | undefined;
   /** Structures whose label-map warning was given. */
   private readonly labelMapsReported = new Set<string>();
+  /** Multi-frame files are said once (eden inspect counts them). */
+  private framesReported = false;
 
   constructor(entries: ImageEntry[], options: ImageDatasetOptions) {
     if (!Number.isInteger(options.size) || options.size < 8) throw new EdenError('config', `image size must be an integer >= 8, got ${options.size}`);
@@ -237,6 +239,11 @@ export class ImageDataset {
   private async load(index: number, entry: ImageEntry): Promise<Sample> {
     const { size, intensity } = this.options;
     const grey = await decodeImageFile(entry.path);
+    const frames = framesNote(entry.path, grey);
+    if (frames && !this.framesReported) {
+      this.framesReported = true;
+      this.options.onWarning?.(`${frames} (said for the first such file; eden inspect counts them)`);
+    }
     // In place: the raw values are not needed again.
     const normalised = normalizeIntensity(grey, intensity, grey.data);
     const image = resizeGrey(normalised, grey.width, grey.height, size, size);

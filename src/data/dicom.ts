@@ -247,6 +247,7 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
 
   const center = ds.floatString('x00281050', 0);
   const width = ds.floatString('x00281051', 0);
+  const frames = ds.intString('x00280008') ?? 1;
   return {
     width: pm.columns,
     height: pm.rows,
@@ -256,6 +257,7 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
     window: center !== undefined && width !== undefined && width > 0 ? { center, width } : undefined,
     encoding: `dicom/${TS_NAMES[ts] ?? ts}`,
     dicom: dicomReference(ds),
+    ...(frames > 1 ? { frames } : {}),
   };
 }
 

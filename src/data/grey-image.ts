@@ -30,6 +30,13 @@ export interface GreyImage {
   encoding: string;
   /** For DICOM input: the identifiers a derived object (e.g. a SEG) must reference, and the pixel spacing. */
   dicom?: DicomReference;
+  /** A DICOM holding several frames (a cine loop, a tomosynthesis or CT series in one file): how many; the first is read. */
+  frames?: number;
+}
+
+/** What a multi-frame file's reader is told: the first frame stands for the file (undefined for a 2D image). */
+export function framesNote(file: string, image: Pick<GreyImage, 'frames'>): string | undefined {
+  return image.frames ? `${file}: a DICOM of ${image.frames} frames (a cine loop, or a tomosynthesis or CT series in one file): its first frame is read as the image; Eden reads 2D radiographs` : undefined;
 }
 
 /** Identifiers and geometry of a DICOM source image. */

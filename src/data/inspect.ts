@@ -32,6 +32,8 @@ export interface InspectReport {
   /** Usable images turned by their EXIF orientation (read as they display), and masks turned with them. */
   oriented: number;
   orientedMasks: number;
+  /** Usable DICOM files of several frames (the first is read). */
+  multiFrame: number;
   /** Usable masks with transparent pixels, read as background. */
   transparentMasks: number;
   /** Without a manifest, usable images per class folder ('class' or 'class (split)'; class-folders.ts). */
@@ -61,6 +63,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     labelMasks: 0,
     labelMaps: 0,
     oriented: 0,
+    multiFrame: 0,
     orientedMasks: 0,
     transparentMasks: 0,
     skipped: [...scan.skipped],
@@ -81,6 +84,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       bump(report.bitDepths, img.floatingPoint ? `${img.bitDepth} float` : String(img.bitDepth));
       bump(report.encodings, img.encoding);
       if (img.orientation) report.oriented++;
+      if (img.frames) report.multiFrame++;
       if (entry.labels) usableLabels.push(entry.labels);
       for (const [structure, file] of Object.entries(entry.masks ?? {})) {
         try {
@@ -157,6 +161,7 @@ export function formatInspectReport(r: InspectReport): string {
   }
   if (Object.keys(r.structures).length) lines.push(`structures: ${Object.entries(r.structures).map(([s, n]) => `${s} (${n} masks)`).join(', ')}`);
   else if (r.layout === 'segmentation') lines.push("structures: none (masks/ holds no mask images: masks/<structure>/<image's name>, or one structure's masks directly in masks/)");
+  if (r.multiFrame) lines.push(`frames: ${r.multiFrame} DICOM file(s) hold several frames (cine loops, or tomosynthesis or CT series in one file): the first frame of each is read as its image`);
   if (r.masksHint) lines.push(`masks: none paired (the segmentation layout is images/ + masks/); ${path.basename(r.masksHint.images)}/ looks like images and ${path.basename(r.masksHint.masks)}/ like their masks: eden inspect ${r.masksHint.images} --masks ${r.masksHint.masks}`);
   if (r.transparentMasks) lines.push(`transparency: ${r.transparentMasks} mask(s) drawn on a transparent layer: their transparent pixels are background`);
   if (Object.keys(r.maskValues).length) {
