@@ -629,6 +629,9 @@ describe('scan and inspect', () => {
       'train/patient00003/study2/view1_frontal.png': '-1.0',
       'valid/patient00009/study1/view1_frontal.png': undefined,
     });
+    // The ones named only ambiguously are said (valid/'s image is named by no row: not among them).
+    assert.deepEqual(scan.ambiguousLabels, ['extra/twice.png', 'p/s.png', 'q/s.png']);
+    assert.match(formatInspectReport(await inspectDataset([root], { labels: path.join(root, 'train.csv') })), /\nlabels: .*train\.csv, key column 'Path', 5 of 9 images labelled; 3 left unlabelled, named only ambiguously \(several rows alike, or one row by several images' names; e\.g\. extra\/twice\.png\): write their paths in the key column\n/);
   });
 
   it('a missing path is an error naming it', async () => {

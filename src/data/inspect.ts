@@ -28,7 +28,7 @@ export interface InspectReport {
   /** Of those, masks holding several label values (label maps), and the first one's warning. */
   labelMaps: number;
   labelMapExample?: string;
-  labels?: { file: string; keyColumn: string; matched: number; columns: Record<string, Record<string, number>> };
+  labels?: { file: string; keyColumn: string; matched: number; columns: Record<string, Record<string, number>>; ambiguous?: string[] };
   /** Usable images turned by their EXIF orientation (read as they display), and masks turned with them. */
   oriented: number;
   orientedMasks: number;
@@ -131,7 +131,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       for (const l of usableLabels) bump(counts, l[c] ?? '');
       columns[c] = Object.keys(counts).length <= MAX_LISTED_VALUES ? counts : { [`(${Object.keys(counts).length} distinct values)`]: usableLabels.length };
     }
-    report.labels = { file: scan.manifest.file, keyColumn: scan.manifest.keyColumn, matched: usableLabels.length, columns };
+    report.labels = { file: scan.manifest.file, keyColumn: scan.manifest.keyColumn, matched: usableLabels.length, columns, ...(scan.ambiguousLabels ? { ambiguous: scan.ambiguousLabels } : {}) };
   } else if (scan.layout === 'folder') {
     const folders = classFolderLabels(scan.images);
     if (folders) {
@@ -171,7 +171,8 @@ export function formatInspectReport(r: InspectReport): string {
   }
   if (r.labels) {
     const hint = r.labels.matched === 0 && r.images > 0 ? ` (an image is found by its path under the folder, or a path ending as it does, or by its file name or stem; see the key column's values)` : '';
-    lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled${hint}`);
+    const ambiguous = r.labels.ambiguous ? `; ${r.labels.ambiguous.length} left unlabelled, named only ambiguously (several rows alike, or one row by several images' names; e.g. ${r.labels.ambiguous[0]}): write their paths in the key column` : '';
+    lines.push(`labels: ${r.labels.file}, key column '${r.labels.keyColumn}', ${r.labels.matched} of ${r.images} images labelled${hint}${ambiguous}`);
     for (const [c, counts] of Object.entries(r.labels.columns)) lines.push(`  ${c}: ${fmt(counts)}`);
   }
   if (r.classFolders) {

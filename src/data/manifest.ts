@@ -114,9 +114,10 @@ interface RowMatch {
   byPath: boolean;
 }
 
-function matchRow(manifest: Manifest, relPath: string): RowMatch | undefined {
+/** The row an image's path finds, 'several' where rows name it alike, undefined where none does. */
+function matchRow(manifest: Manifest, relPath: string): RowMatch | 'several' | undefined {
   const normal = normalKey(relPath.split(path.sep).join('/'));
-  const row = (key: string | undefined, byPath: boolean): RowMatch | undefined => (key === undefined || key === 'several' ? undefined : { key, labels: manifest.rows.get(key)!, byPath });
+  const row = (key: string | undefined, byPath: boolean): RowMatch | 'several' | undefined => (key === undefined || key === 'several' ? key : { key, labels: manifest.rows.get(key)!, byPath });
   if (manifest.rows.has(normal)) return row(normal, true);
   // A row whose path ends with the image's (written from a folder above the data's): the one there is.
   const above = single(manifest.byTail.get(normal), manifest.byTail.get(bare(normal)));
@@ -127,9 +128,10 @@ function matchRow(manifest: Manifest, relPath: string): RowMatch | undefined {
     const below = single(manifest.byForm.get(t), manifest.byForm.get(bare(t)));
     if (below !== undefined) return row(below, below !== 'several' && below.includes('/'));
   }
-  // The one row of its name, in other folders.
+  // The one row of its name, in other folders (rows of its name in several: none names it).
   const base = path.posix.basename(normal);
-  return row(single(manifest.byTail.get(base), manifest.byTail.get(fileStem(base))), false);
+  const named = single(manifest.byTail.get(base), manifest.byTail.get(fileStem(base)));
+  return named === 'several' ? undefined : row(named, false);
 }
 
 /**
@@ -140,17 +142,20 @@ function matchRow(manifest: Manifest, relPath: string): RowMatch | undefined {
  * other folders. Rows sharing a name are told apart by their folders only.
  */
 export function labelsFor(manifest: Manifest, relPath: string): Record<string, string> | undefined {
-  return matchRow(manifest, relPath)?.labels;
+  const m = matchRow(manifest, relPath);
+  return m === 'several' ? undefined : m?.labels;
 }
 
 /**
  * labelsFor for all of a dataset's images, one row for one image: a row found by name alone (in
  * other folders) by several images labels none of them — CheXpert's train.csv names one
- * view1_frontal.jpg of valid/ by chance, not every one.
+ * view1_frontal.jpg of valid/ by chance, not every one. `ambiguous`: the images left unlabelled so
+ * (or named alike by several rows), to be said.
  */
-export function labelsForAll(manifest: Manifest, relPaths: string[]): (Record<string, string> | undefined)[] {
+export function labelsForAll(manifest: Manifest, relPaths: string[]): { labels: (Record<string, string> | undefined)[]; ambiguous: string[] } {
   const matches = relPaths.map((p) => matchRow(manifest, p));
   const claims = new Map<string, number>();
-  for (const m of matches) if (m) claims.set(m.key, (claims.get(m.key) ?? 0) + 1);
-  return matches.map((m) => (m && (m.byPath || claims.get(m.key) === 1) ? m.labels : undefined));
+  for (const m of matches) if (m && m !== 'several') claims.set(m.key, (claims.get(m.key) ?? 0) + 1);
+  const told = (m: RowMatch | 'several' | undefined): m is RowMatch => m !== undefined && m !== 'several' && (m.byPath || claims.get(m.key) === 1);
+  return { labels: matches.map((m) => (told(m) ? m.labels : undefined)), ambiguous: relPaths.filter((_, i) => matches[i] !== undefined && !told(matches[i])) };
 }

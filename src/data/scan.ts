@@ -53,6 +53,8 @@ export interface ScanResult {
   /** Structure names found under masks/. */
   structures: string[];
   manifest?: Manifest;
+  /** Images (relative paths) the manifest names only ambiguously (several rows alike, or one row for several images): left unlabelled. */
+  ambiguousLabels?: string[];
 }
 
 export interface ScanOptions {
@@ -215,8 +217,9 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
     const resolved = path.resolve(manifestFile);
     result.skipped = result.skipped.filter((s) => path.resolve(s.path) !== resolved);
     result.manifest = await readManifest(manifestFile);
-    const labels = labelsForAll(result.manifest, result.images.map((img) => img.relPath));
+    const { labels, ambiguous } = labelsForAll(result.manifest, result.images.map((img) => img.relPath));
     result.images.forEach((img, i) => labels[i] && (img.labels = labels[i]));
+    if (ambiguous.length) result.ambiguousLabels = ambiguous;
   }
   return result;
 }

@@ -101,7 +101,8 @@ export async function loadClassificationData(source: string, size: number, o: { 
       const example = scan.manifest.rows.keys().next().value;
       throw new EdenError('data', `${scan.manifest.file}: none of the ${scan.images.length} images of ${source} is in it (its key column '${scan.manifest.keyColumn}' holds e.g. '${example}'; an image is found by its path under ${source}, or a path ending as it does, or by its file name or stem)`);
     }
-    if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${column}' label in ${labelSource}: left out`);
+    const ambiguous = scan.ambiguousLabels?.length ? ` (${scan.ambiguousLabels.length} named only ambiguously: several rows alike, or one row by several images' names, e.g. ${scan.ambiguousLabels[0]})` : '';
+    if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${column}' label in ${labelSource}: left out${ambiguous}`);
     classes = [...new Set(labelled.map((e) => e.labels![column]!))].sort();
     const multi = classes.filter((c) => c.includes('|'));
     if (multi.length) o.onWarning?.(`${labelSource}: column '${column}' holds multi-label values (${multi.length} of its ${classes.length} classes, e.g. '${multi[0]}'): each combination is read as a class of its own, and Eden's classifier is single-label; for one finding, make a column of its own (e.g. effusion = yes / no) and pass it with --label-column`);
