@@ -187,14 +187,20 @@ describe('eden evaluate --task locality / compositionality (tiny preset)', { ski
   }
 });
 
+/** A labelled folder of the first `n` wingspan_ctr images with the masks of one structure. */
+function wingspanCopy(prefix: string, n: number, structure: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  for (const d of ['images', `masks/${structure}`]) mkdirSync(path.join(dir, d), { recursive: true });
+  for (const f of readdirSync(path.join(wingspan, 'images')).sort().slice(0, n)) {
+    copyFileSync(path.join(wingspan, 'images', f), path.join(dir, 'images', f));
+    copyFileSync(path.join(wingspan, 'masks', structure, f), path.join(dir, 'masks', structure, f));
+  }
+  return dir;
+}
+
 describe('eden evaluate on a folder too small for a shot count', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
   it('leaves that count out before any run, saying why (it failed after the others had run, an hour in); none left is an error at once', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'eden-small-'));
-    for (const d of ['images', 'masks/heart']) mkdirSync(path.join(dir, d), { recursive: true });
-    for (const f of readdirSync(path.join(wingspan, 'images')).sort().slice(0, 8)) {
-      copyFileSync(path.join(wingspan, 'images', f), path.join(dir, 'images', f));
-      copyFileSync(path.join(wingspan, 'masks', 'heart', f), path.join(dir, 'masks', 'heart', f));
-    }
+    const dir = wingspanCopy('eden-small-', 8, 'heart');
     const run = (shots: string, out: string): SpawnSyncReturns<string> =>
       spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'fewshot-seg', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--shots', shots, '--out', out], { cwd: root, encoding: 'utf8' });
     const out = path.join(dir, 'out');
@@ -213,12 +219,7 @@ describe('eden evaluate on a folder too small for a shot count', { skip: existsS
 
 describe('eden evaluate --task locality on a folder without its masks', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
   it('fails, saying which masks it needs (asked for alone, a skipped task wrote an empty report and exited 0)', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'eden-no-heart-'));
-    for (const d of ['images', 'masks/left_lung']) mkdirSync(path.join(dir, d), { recursive: true });
-    for (const f of readdirSync(path.join(wingspan, 'images')).sort().slice(0, 4)) {
-      copyFileSync(path.join(wingspan, 'images', f), path.join(dir, 'images', f));
-      copyFileSync(path.join(wingspan, 'masks', 'left_lung', f), path.join(dir, 'masks', 'left_lung', f));
-    }
+    const dir = wingspanCopy('eden-no-heart-', 4, 'left_lung');
     const out = path.join(dir, 'out');
     const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'locality', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--out', out], { cwd: root, encoding: 'utf8' });
     assert.equal(r.status, 1, r.stderr);
