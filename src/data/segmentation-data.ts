@@ -1,8 +1,7 @@
 /**
  * A labelled segmentation folder (images/ + masks/<structure>/, masks/ for one structure, or the two
- * folders named apart: --masks) loaded
- * at one square size: every image with all requested masks, and a seeded, fixed split into a test
- * set and a train pool.
+ * folders named apart: --masks) loaded at one square size: every image with all requested masks,
+ * and a seeded, fixed split into a test set and a train pool.
  * Structures can be united (`combine`, e.g. lungs = left_lung + right_lung) or derived (smaller,
  * harder targets such as lungs:apex, see anatomy/targets.ts). Images lacking a requested mask are
  * reported and left out.
