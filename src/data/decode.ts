@@ -15,6 +15,7 @@ import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
 import { bt601, firstChannel, rgbToGrey, type GreyImage } from './grey-image.js';
 import { snapToMainColours } from './lossy-colours.js';
 import { decodeNetpbm, isNetpbm } from './netpbm.js';
+import { decodeNpy, isNpy } from './npy.js';
 import { decodeWithWasm } from './wasm-codecs.js';
 
 // Refuse decompression bombs: images above this many pixels are reported, not decoded.
@@ -219,18 +220,20 @@ interface RasterSamples {
   samples: ArrayLike<number>;
   bitDepth: number;
   encoding: string;
+  /** Real-valued samples (a float .npy): no nominal range, as a float TIFF's. */
+  floatingPoint?: boolean;
 }
 
 /**
- * BMP, Netpbm and JPEG 2000, recognised by their first bytes (sharp's prebuilt libvips reads none
- * of them); undefined for anything else.
+ * BMP, Netpbm, JPEG 2000 and NumPy .npy, recognised by their first bytes (sharp's prebuilt
+ * libvips reads none of them); undefined for anything else.
  */
 async function decodeOwnRaster(bytes: Uint8Array): Promise<RasterSamples | undefined> {
   try {
     return await decodeOwnFormat(bytes);
   } catch (err) {
     const msg = describeError(err);
-    throw new FormatError(/^(truncated|corrupt|image too large)/.test(msg) ? msg : `corrupt image data (${msg})`);
+    throw new FormatError(/^(truncated|corrupt|image too large|unsupported)/.test(msg) ? msg : `corrupt image data (${msg})`);
   }
 }
 
@@ -238,6 +241,7 @@ async function decodeOwnRaster(bytes: Uint8Array): Promise<RasterSamples | undef
 class FormatError extends Error {}
 
 async function decodeOwnFormat(bytes: Uint8Array): Promise<RasterSamples | undefined> {
+  if (isNpy(bytes)) return decodeNpy(bytes, MAX_PIXELS);
   if (isNetpbm(bytes)) {
     const im = decodeNetpbm(bytes, MAX_PIXELS);
     return { ...im, bitDepth: Math.max(1, Math.ceil(Math.log2(im.maxValue + 1))) };
@@ -257,7 +261,7 @@ async function decodeOwnFormat(bytes: Uint8Array): Promise<RasterSamples | undef
 
 /** True for the raster formats Eden decodes itself (BMP, Netpbm, JPEG 2000), which sharp does not read. */
 export function isOwnRasterFormat(bytes: Uint8Array): boolean {
-  return isNetpbm(bytes) || isBitmap(bytes) || isJpeg2000(bytes);
+  return isNetpbm(bytes) || isBitmap(bytes) || isJpeg2000(bytes) || isNpy(bytes);
 }
 
 const isBitmap = (bytes: Uint8Array): boolean => bytes.length >= 26 && bytes[0] === 0x42 && bytes[1] === 0x4d;
@@ -314,7 +318,7 @@ async function greyFromSamples(r: RasterSamples, options: DecodeOptions): Promis
     data = sixteen ? new Float32Array(new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2)) : new Float32Array(raw);
   } else if (r.channels >= 3) data = rgbToGrey(Float32Array.from({ length: pixels * 3 }, (_, i) => r.samples[Math.floor(i / 3) * r.channels + (i % 3)]!), pixels); // signed colour (JPEG 2000): no sharp input for it
   else data = firstChannel(r.samples, pixels, r.channels);
-  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding };
+  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding, ...(r.floatingPoint ? { floatingPoint: true } : {}) };
 }
 
 /** Typed arrays over sharp's raw output, by libvips' sample format. */

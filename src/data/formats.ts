@@ -3,8 +3,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { looksLikeBareDicom } from './dicom.js';
 
-/** Raster formats: through sharp (libvips), and BMP, Netpbm and JPEG 2000 through decoders of Eden's (decode.ts). */
-export const RASTER_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.gif', '.bmp', '.pgm', '.ppm', '.pbm', '.pnm', '.pam', '.jp2', '.j2k', '.j2c']);
+/** Raster formats: through sharp (libvips), and BMP, Netpbm, JPEG 2000 and NumPy .npy through decoders of Eden's (decode.ts). */
+export const RASTER_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.gif', '.bmp', '.pgm', '.ppm', '.pbm', '.pnm', '.pam', '.jp2', '.j2k', '.j2c', '.npy']);
 export const DICOM_EXTENSIONS = new Set(['.dcm', '.dicom', '.dic']);
 
 export type ImageFormat = 'raster' | 'dicom';
