@@ -7,13 +7,13 @@
  * validation scores, and save their training state as they go so that `--resume` can go on after
  * an interruption (finetune-state.ts).
  */
-import { totalmem } from 'node:os';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
+import { processMemoryBytes } from '../data/cache-plan.js';
 import { checkSegmentationSamples, loadSegmentationData, planSegmentationData, type SegmentationData } from '../data/segmentation-data.js';
 import { loadEncoder } from '../models/encoder-file.js';
 import { createBackbone, type ResNet } from '../models/resnet.js';
@@ -86,8 +86,18 @@ export interface FinetuneSegmentationOptions extends FinetuneCommon {
   encoderLrMultiplier: number;
 }
 
+/** Bytes the decoded images of a run may take: as given, else half of this process's memory (as pretraining's memory cache). */
+function decodedBudget(o: FinetuneCommon): number {
+  return o.memoryBytes ?? processMemoryBytes() / 2;
+}
+
+/** The order a seed draws a pool's images in (splitPool takes the shots, then validation, from its front). */
+function drawOrder(pool: number[], seed: number): number[] {
+  return new Rng(deriveSeed(seed, 101)).shuffle([...pool]);
+}
+
 function splitPool(pool: number[], shots: number | 'all', valImages: number | undefined, seed: number): { train: number[]; val: number[] } {
-  const order = new Rng(deriveSeed(seed, 101)).shuffle([...pool]);
+  const order = drawOrder(pool, seed);
   const nVal = valImages ?? Math.min(32, Math.max(2, Math.round(0.15 * pool.length)));
   if (shots === 'all') {
     if (pool.length < 2) throw new EdenError('data', `${pool.length} labelled image(s): need at least 2`);
@@ -107,12 +117,12 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
 async function segmentationSplit(o: FinetuneSegmentationOptions, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number }> {
   const options = { masks: o.masks, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`) };
   if (o.shots === 'all') {
-    const data = await loadSegmentationData(o.data, o.size, { ...options, testFraction: 0, maxTestImages: 0, seed: o.seed, memoryBytes: o.memoryBytes ?? totalmem() / 2 });
+    const data = await loadSegmentationData(o.data, o.size, { ...options, testFraction: 0, maxTestImages: 0, seed: o.seed, memoryBytes: decodedBudget(o) });
     return { data, split: splitPool(data.trainPool, o.shots, o.valImages, o.seed), labelled: data.samples.length };
   }
   const plan = await planSegmentationData(o.data, options);
   const drawn = splitPool([...plan.entries.keys()], o.shots, o.valImages, o.seed);
-  const order = new Rng(deriveSeed(o.seed, 101)).shuffle([...plan.entries.keys()]);
+  const order = drawOrder([...plan.entries.keys()], o.seed);
   // Train images first, then validation: decoded in the draw's order until both are full.
   const samples = await plan.decode(o.size, order, drawn.train.length + drawn.val.length);
   checkSegmentationSamples(plan, samples, o.size);
@@ -270,7 +280,7 @@ export async function finetuneClassification(o: FinetuneClassificationOptions, o
   const labels = o.labels && path.resolve(o.labels);
   const run = await resumableRun<ClassifierPosition>(o, outFile, { task: 'classify', ...commonSettings(o), labels, labelColumn: o.labelColumn }, log);
   // The folder's own split column decides train and validation; without one, a seeded 80/20 split.
-  const data = await loadClassificationData(o.data, o.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.seed, maxTrain: 0, maxTest: 0, memoryBytes: o.memoryBytes ?? totalmem() / 2, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+  const data = await loadClassificationData(o.data, o.size, { labels: o.labels, labelColumn: o.labelColumn, seed: o.seed, maxTrain: 0, maxTest: 0, memoryBytes: decodedBudget(o), onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
   log(`classes ${data.classes.join(', ')}: training on ${data.train.length} images, validating on ${data.test.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
   log(`encoder: ${description}`);

@@ -259,7 +259,7 @@ async function decodeOwnFormat(bytes: Uint8Array): Promise<RasterSamples | undef
   return undefined;
 }
 
-/** True for the raster formats Eden decodes itself (BMP, Netpbm, JPEG 2000), which sharp does not read. */
+/** True for the raster formats Eden decodes itself (BMP, Netpbm, JPEG 2000, .npy), which sharp does not read. */
 export function isOwnRasterFormat(bytes: Uint8Array): boolean {
   return isNetpbm(bytes) || isBitmap(bytes) || isJpeg2000(bytes) || isNpy(bytes);
 }

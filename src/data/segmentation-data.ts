@@ -10,7 +10,7 @@ import path from 'node:path';
 import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { deriveMask, parseDerived, parseLabelValue } from './derived-structures.js';
-import { formatBytes } from './cache-plan.js';
+import { memoryRefusal } from './cache-plan.js';
 import { ImageDataset, type Sample } from './dataset.js';
 import { masksFolderHint, scanDataset, type ImageEntry } from './scan.js';
 
@@ -56,7 +56,7 @@ export async function loadSegmentationData(root: string, size: number, o: Segmen
   const plan = await planSegmentationData(root, o);
   // Held in memory as float32, an image and a mask per structure: refused before decoding when they would not fit.
   const bytes = plan.entries.length * size * size * 4 * (1 + plan.structures.length);
-  if (o.memoryBytes !== undefined && bytes > o.memoryBytes) throw new EdenError('data', `${root}: ${plan.entries.length} labelled images at ${size} px take ${formatBytes(bytes)} in memory as float32 with their masks, more than the ${formatBytes(o.memoryBytes)} allowed (by default half of this machine's memory): train on --shots k of them, or at a smaller --size`);
+  if (o.memoryBytes !== undefined && bytes > o.memoryBytes) throw memoryRefusal(`${root}: ${plan.entries.length} labelled images at ${size} px`, bytes, 'as float32 with their masks', o.memoryBytes, 'train on --shots k of them, or at a smaller --size');
   const samples = await plan.decode(size);
   checkSegmentationSamples(plan, samples, size);
   const order = new Rng(deriveSeed(o.seed, 21)).shuffle([...samples.keys()]);

@@ -17,7 +17,7 @@ import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import type { EvaluateConfig } from '../config/evaluate.js';
 import { ImageDataset } from '../data/dataset.js';
-import { formatBytes } from '../data/cache-plan.js';
+import { memoryRefusal } from '../data/cache-plan.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey } from '../data/resize.js';
 import { scanDataset, type ScanResult } from '../data/scan.js';
@@ -125,7 +125,7 @@ export async function loadClassificationData(source: string, size: number, o: { 
     const kept = [...trainEntries, ...testEntries];
     // Held in memory as float32 for training: refused before decoding when they would not fit.
     const bytes = kept.length * size * size * 4;
-    if (o.memoryBytes !== undefined && bytes > o.memoryBytes) throw new EdenError('data', `${source}: ${kept.length} images at ${size} px take ${formatBytes(bytes)} in memory as float32, more than the ${formatBytes(o.memoryBytes)} allowed (by default half of this machine's memory): train at a smaller --size, or on part of the images (a label CSV listing fewer)`);
+    if (o.memoryBytes !== undefined && bytes > o.memoryBytes) throw memoryRefusal(`${source}: ${kept.length} images at ${size} px`, bytes, 'as float32', o.memoryBytes, 'train at a smaller --size, or on part of the images (a label CSV listing fewer)');
     const ds = new ImageDataset(kept, { size, onSkip: (s) => o.onSkip?.(s.message) });
     const items: ClassificationData['train'] = [];
     for await (const s of ds.iterate()) items.push({ image: s.image, label: classes.indexOf(s.entry.labels![column]!), file: s.entry.path });

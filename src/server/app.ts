@@ -122,7 +122,8 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
   const index: IndexedImage[] = [];
   if (o.data) {
     const scan = await scanDataset([o.data], { imagesOnly: true });
-    for (const entry of scan.images.slice(0, o.maxDataImages ?? 64)) {
+    const cap = o.maxDataImages ?? 64;
+    for (const entry of scan.images.slice(0, cap)) {
       try {
         const img = await decodeImageFile(entry.path);
         const norm = { width: img.width, height: img.height, data: normalizeIntensity(img, {}, img.data) };
@@ -133,7 +134,6 @@ export async function buildServer(o: ServeOptions): Promise<FastifyInstance> {
         o.onLog?.(`skipped ${skippedBy(entry.path, err).message}`);
       }
     }
-    const cap = o.maxDataImages ?? 64;
     const more = scan.images.length > cap ? ` (the first ${cap} of ${scan.images.length}; --max-data-images N indexes more)` : '';
     o.onLog?.(`indexed ${index.length} image(s) of ${o.data}${more}`);
   }
