@@ -322,6 +322,80 @@ describe('NumPy .npy images and masks', () => {
   });
 });
 
+describe('NIfTI .nii / .nii.gz images and masks', () => {
+  // Written by nibabel (fixtures/nifti/make-nifti.py) as ITK and nnU-Net lay out a 2-D image: the
+  // pattern it documents, recomputed (61 x 47: a transposed read cannot pass).
+  const nifti = path.join(import.meta.dirname, 'fixtures', 'nifti');
+  const [PW, PH] = [61, 47];
+  const pattern = (max: number): number[] => Array.from({ length: PW * PH }, (_, i) => (37 * (i % PW) + 101 * Math.floor(i / PW)) % (max + 1));
+  const labels = Array.from({ length: PW * PH }, (_, i) => {
+    const [x, y] = [i % PW, Math.floor(i / PW)];
+    return x < 20 && y >= 10 && y < 30 ? 1 : x >= 40 && y >= 20 ? 2 : 0;
+  });
+
+  for (const [file, bitDepth, encoding, expected, floatingPoint] of [
+    ['grey12-int16.nii.gz', 16, 'nifti/int16', pattern(4095), undefined],
+    ['grey8-slice.nii.gz', 8, 'nifti/uint8', pattern(255), undefined],
+    ['grey12-bigendian.nii', 16, 'nifti/int16', pattern(4095), undefined],
+    ['scaled-uint16.nii', 16, 'nifti/uint16', pattern(4095).map((v) => v * 0.5 - 100), true],
+    ['float32-nifti2.nii', 32, 'nifti/float32', pattern(255).map((v) => Math.fround((v / 255) * 3 - 1)), true],
+  ] as const) {
+    it(`${file} (nibabel) decodes to its values exactly, the first axis across`, async () => {
+      const img = await decodeImageFile(path.join(nifti, file));
+      assert.deepEqual([img.width, img.height, img.bitDepth, img.encoding, img.floatingPoint], [PW, PH, bitDepth, encoding, floatingPoint]);
+      assert.deepEqual(Array.from(img.data), expected);
+    });
+  }
+
+  it('RGB24 reads as the same picture in PNG does; a volume, a gzip of something else and a cut file are refused by name', async () => {
+    const rgb = Uint8Array.from(pattern(255).flatMap((g) => [g, (g * 3 + 7) % 256, 255 - g]));
+    const png = path.join(tmp, 'nifti-colour.png');
+    await sharp(rgb, { raw: { width: PW, height: PH, channels: 3 } }).png().toFile(png);
+    const colour = await decodeImageFile(path.join(nifti, 'rgb24.nii.gz'));
+    assert.deepEqual([colour.encoding, Array.from(colour.data)], ['nifti/rgb24', Array.from((await decodeImageFile(png)).data)]);
+    const volume = path.join(nifti, 'volume-3-slices.nii.gz');
+    await assert.rejects(decodeImageFile(volume), { message: `${volume}: unsupported NIfTI volume of 61 x 47 x 3 voxels: not a 2-D image (Eden reads a NIfTI of one slice, dims [X, Y] or [X, Y, 1]; save the slices to use as 2-D files)` });
+    const { gzipSync } = await import('node:zlib');
+    const other = path.join(tmp, 'notes.nii.gz');
+    writeFileSync(other, gzipSync(Buffer.from('x'.repeat(1000))));
+    await assert.rejects(decodeImageFile(other), { message: `${other}: unsupported gzip-compressed file: it holds no NIfTI image (Eden reads .nii.gz; decompress other files first)` });
+    const cut = path.join(tmp, 'cut.nii');
+    writeFileSync(cut, readFileSync(path.join(nifti, 'grey12-bigendian.nii')).subarray(0, 2000));
+    await assert.rejects(decodeImageFile(cut), { message: `${cut}: truncated image data (NIfTI of 61x47 int16 needs 6086 bytes, 2000 in the file)` });
+    const cutGz = path.join(tmp, 'cut.nii.gz');
+    writeFileSync(cutGz, readFileSync(path.join(nifti, 'grey12-int16.nii.gz')).subarray(0, 2000));
+    await assert.rejects(decodeImageFile(cutGz), (e: Error) => e.message.startsWith(`${cutGz}: truncated image data (gzip: `));
+    writeFileSync(cutGz, gzipSync(readFileSync(path.join(nifti, 'grey12-bigendian.nii')).subarray(0, 200)));
+    await assert.rejects(decodeImageFile(cutGz), { message: `${cutGz}: truncated image data (the NIfTI header ends after 200 bytes)` });
+  });
+
+  it("nnU-Net's imagesTr/<case>_0000.nii.gz + labelsTr/<case>.nii.gz pair, and train on the pixels the same PNGs hold", async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-nifti-'));
+    for (const d of ['nnunet/imagesTr', 'nnunet/labelsTr', 'png/images', 'png/masks/label']) mkdirSync(path.join(root, d), { recursive: true });
+    const grey = sharp(Uint16Array.from(pattern(4095)), { raw: { width: PW, height: PH, channels: 1 } }).toColourspace('grey16').png();
+    const mask = sharp(Uint8Array.from(labels), { raw: { width: PW, height: PH, channels: 1 } }).png();
+    for (const c of ['lung_001', 'lung_002']) {
+      copyFileSync(path.join(nifti, 'grey12-int16.nii.gz'), path.join(root, 'nnunet', 'imagesTr', `${c}_0000.nii.gz`));
+      copyFileSync(path.join(nifti, 'labels.nii.gz'), path.join(root, 'nnunet', 'labelsTr', `${c}.nii.gz`));
+      await grey.clone().toFile(path.join(root, 'png', 'images', `${c}.png`));
+      await mask.clone().toFile(path.join(root, 'png', 'masks', 'label', `${c}.png`));
+    }
+    const [images, masks] = [path.join(root, 'nnunet', 'imagesTr'), path.join(root, 'nnunet', 'labelsTr')];
+    const scan = await scanDataset([images], { masks });
+    assert.deepEqual(scan.images.map((e) => [e.relPath, e.stem, path.basename(e.masks!['mask']!)]), [['lung_001_0000.nii.gz', 'lung_001_0000', 'lung_001.nii.gz'], ['lung_002_0000.nii.gz', 'lung_002_0000', 'lung_002.nii.gz']]);
+    const load = (dir: string, o: { masks?: string } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(dir, 32, { ...o, testFraction: 0, maxTestImages: 0, seed: 0 });
+    const [fromNifti, fromPng] = [await load(images, { masks }), await load(path.join(root, 'png'))];
+    assert.equal(fromNifti.samples.length, 2);
+    fromNifti.samples.forEach((x, i) => {
+      assert.deepEqual(x.image, fromPng.samples[i]!.image);
+      assert.deepEqual(x.masks, fromPng.samples[i]!.masks);
+      assert.ok(x.masks[0]!.some((v) => v > 0));
+    });
+    // Without --masks, the hint names the pair (the stems compared without '.nii.gz' and '_0000').
+    await assert.rejects(load(path.join(root, 'nnunet')), (e: Error) => e.message.endsWith(`here imagesTr/ looks like the images and labelsTr/ like their masks: --data ${images} --masks ${masks}`));
+  });
+});
+
 describe('DICOM decoding', () => {
   it('applies rescale slope/intercept and keeps the VOI window (explicit VR LE, 12 bit)', async () => {
     const ref = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));

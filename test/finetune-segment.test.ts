@@ -24,6 +24,7 @@ import { cardiothoracicRatio } from '../src/apply/measure.js';
 import { inGroupsOfPixels, segmentFiles, structureFolders } from '../src/apply/segment.js';
 import { classifierRecord, classifyToFile } from '../src/apply/classify.js';
 import { loadTensorFile } from '../src/engine/tensor-file.js';
+import * as nifti from 'nifti-reader-js';
 import { hasTool, requireTool } from './helpers/tools.js';
 import { eden as runEden } from './helpers/cli.js';
 
@@ -31,6 +32,7 @@ const root = path.join(import.meta.dirname, '..');
 const data = path.join(root, '..', 'shared', 'data');
 const wingspan = path.join(data, 'wingspan_ctr');
 const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'eden-seg-'));
+const toArrayBuffer = (b: Uint8Array): ArrayBuffer => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 
 /** `eden` with CI=1 (plain progress lines). */
 const eden = (...args: string[]): ReturnType<typeof runEden> => runEden(args, { CI: '1' });
@@ -210,6 +212,45 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     const again = eden('segment', model, path.join(input, names[0]!), '--out', resumed);
     assert.equal(again.status, 0, again.stderr);
     assert.match(again.stderr, /note: .* holds an earlier run's measurements\.csv, now replaced \(--resume keeps its images\)/);
+  });
+
+  it('NIfTI input gets NIfTI masks in its own header (geometry and spacing kept, NIfTI-1 and 2, either byte order), equal to its PNG masks; areas in mm² from pixdim', async () => {
+    await useBackend('wasm');
+    const m = await loadSegmenter(model);
+    const fixtures = path.join(import.meta.dirname, 'fixtures', 'nifti');
+    const input = tmp();
+    const out = tmp();
+    const sources = ['spaced-mm.nii.gz', 'grey12-bigendian.nii', 'float32-nifti2.nii'];
+    for (const f of sources) copyFileSync(path.join(fixtures, f), path.join(input, f));
+    const { rows } = await segmentFiles(m, [input], { out });
+    assert.equal(rows.length, 3);
+    for (const f of sources) {
+      const name = f.replace(/\.nii(\.gz)?$/, '');
+      const sourceBytes = readFileSync(path.join(input, f));
+      const source = nifti.readHeader(toArrayBuffer(nifti.isCompressed(toArrayBuffer(sourceBytes)) ? new Uint8Array(nifti.decompress(toArrayBuffer(sourceBytes))) : sourceBytes));
+      for (const [k, structure] of ['heart', 'lungs'].entries()) {
+        const file = path.join(out, 'nifti', structure, `${name}${f.endsWith('.gz') ? '.nii.gz' : '.nii'}`);
+        const bytes = readFileSync(file);
+        const raw = f.endsWith('.gz') ? new Uint8Array(nifti.decompress(toArrayBuffer(bytes))) : bytes;
+        // Read by nifti-reader-js: the source's geometry, uint8 voxels, no scaling.
+        const h = nifti.readHeader(toArrayBuffer(raw));
+        assert.deepEqual([h.dims, h.pixDims, h.qform_code, h.sform_code, h.affine, h.xyzt_units, h.littleEndian], [source.dims, source.pixDims, source.qform_code, source.sform_code, source.affine, source.xyzt_units, source.littleEndian], file);
+        assert.deepEqual([h.datatypeCode, h.numBitsPerVoxel, h.scl_slope, h.scl_inter, h.description], [2, 8, 1, 0, `Eden mask: ${structure}`], file);
+        assert.equal(h instanceof nifti.NIFTI2, f.includes('nifti2'));
+        // The same pixels as the PNG mask, read back by Eden.
+        const png = await decodeImageFile(path.join(out, 'masks', structure, `${name}.png`));
+        const back = await decodeImageFile(file, { mask: true });
+        assert.deepEqual(Array.from(back.data), Array.from(png.data, (v) => (v > 127 ? 1 : 0)), file);
+        const row = rows.find((r) => r.name === name)!;
+        assert.equal(row.areaPx[structure], png.data.filter((v) => v > 127).length, `${file} ${k}`);
+      }
+    }
+    // Spacing in mm from pixdim when the header gives units (nibabel wrote 'mm' for spaced-mm only).
+    const spaced = rows.find((r) => r.name === 'spaced-mm')!;
+    assert.deepEqual([spaced.pixelSpacing, spaced.pixelSpacingSource], [[0.6, 0.7], 'NIfTI pixdim']);
+    assert.ok(Math.abs(spaced.areaMm2!['lungs']! - spaced.areaPx['lungs']! * 0.42) < 1e-9);
+    assert.equal(rows.find((r) => r.name === 'grey12-bigendian')!.pixelSpacing, undefined);
+    m.dispose();
   });
 
   it("names its outputs after DICOM files' whole UID when they have no extension", () => {

@@ -2,13 +2,14 @@
  * Apply a fine-tuned segmentation model (`eden finetune`) to files and folders: for every image,
  * a mask PNG per structure at the image's own size, an overlay PNG, a row of measurements (areas,
  * the cardiothoracic ratio when heart and lungs are segmented; see measure.ts) in one CSV, and for
- * DICOM input a DICOM SEG that references its source image. Images are decoded ahead of the model
+ * DICOM input a DICOM SEG that references its source image (for NIfTI input, a NIfTI mask in its header). Images are decoded ahead of the model
  * and run in batches; unreadable files are reported and skipped, nothing already written is lost.
  *
  * Output layout (OUT = --out):
  *   OUT/masks/<structure>/<name>.png   0 / 255, the image's size (the dataset layout Eden trains on)
  *   OUT/overlays/<name>.png            the image with the masks drawn over it
  *   OUT/seg/<name>.dcm                 DICOM SEG, for DICOM input
+ *   OUT/nifti/<structure>/<name>.nii[.gz]  0 / 1 in the source's header (geometry, spacing), for NIfTI input
  *   OUT/measurements.csv               one row per image
  *   OUT/segment.json                   the model and threshold that wrote OUT (for --resume)
  * <name> is the file's path relative to the folder it was found in, '/' replaced by '__', without extension.
@@ -21,6 +22,7 @@ import { decodeImageFile } from '../data/decode.js';
 import { csvField } from '../core/csv.js';
 import { fileStem } from '../data/formats.js';
 import { writeSegmentation } from '../data/dicom-seg.js';
+import { niftiMask } from '../data/nifti.js';
 import { framesNote, type GreyImage } from '../data/grey-image.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey, resizeToMask } from '../data/resize.js';
@@ -184,10 +186,10 @@ export async function segmentImages(model: Segmenter, images: { grey: GreyImage;
     const masks = probs[j]!.map((p) => resizeToMask(p, size, size, width, height, threshold));
     const byName = Object.fromEntries(structures.map((s, k) => [s, masks[k]!]));
     const m: Measurements = { areaPx: Object.fromEntries(structures.map((s, k) => [s, area(masks[k]!)])) };
-    const spacing = grey.dicom?.pixelSpacing;
+    const spacing = grey.dicom?.pixelSpacing ?? grey.nifti?.pixelSpacing;
     if (spacing) {
       m.pixelSpacing = spacing;
-      m.pixelSpacingSource = grey.dicom!.pixelSpacingSource;
+      m.pixelSpacingSource = grey.dicom ? grey.dicom.pixelSpacingSource : 'NIfTI pixdim';
       m.areaMm2 = Object.fromEntries(structures.map((s) => [s, m.areaPx[s]! * spacing[0] * spacing[1]]));
     }
     const lungs = lungsOf(byName);
@@ -254,7 +256,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   for (const s of scan.skipped) skip(s);
   const record = segmentRunRecord(model.meta, threshold, o.dicomSeg !== false);
   const earlier = o.resume ? await earlierRows(o.out, record, measurementsHeader(structures)) : new Map<string, string[]>();
-  if (o.resume) await removeLeftTemporaries([o.out, ...['overlays', 'seg', ...folders.map((f) => path.join('masks', f))].map((d) => path.join(o.out, d))]);
+  if (o.resume) await removeLeftTemporaries([o.out, ...['overlays', 'seg', ...folders.flatMap((f) => [path.join('masks', f), path.join('nifti', f)])].map((d) => path.join(o.out, d))]);
   for (const dir of ['overlays', ...folders.map((f) => path.join('masks', f))]) await fs.mkdir(path.join(o.out, dir), { recursive: true });
   await writeRunRecord(o.out, record);
   const rows: MeasurementRow[] = [];
@@ -311,6 +313,15 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
       ]);
       if (entry.format === 'dicom' && !grey.dicom && o.dicomSeg !== false) {
         o.onWarning?.(`${entry.path}: no DICOM SEG written: the file lacks its SOP Class, SOP Instance, Study or Series Instance UID, which a SEG must reference (its masks and measurements are written)`);
+      }
+      if (grey.nifti) {
+        // Beside the PNGs, in the source's geometry: the mask lays on its image in ITK-SNAP or 3D Slicer.
+        const ext = grey.nifti.compressed ? '.nii.gz' : '.nii';
+        await Promise.all(folders.map(async (folder, k) => {
+          const file = path.join(o.out, 'nifti', folder, `${name}${ext}`);
+          await fs.mkdir(path.dirname(file), { recursive: true });
+          await writeFileAtomic(file, niftiMask(grey.nifti!, masks[k]!, `Eden mask: ${structures[k]}`));
+        }));
       }
       if (grey.dicom && o.dicomSeg !== false) {
         await fs.mkdir(path.join(o.out, 'seg'), { recursive: true });

@@ -2,9 +2,9 @@
  * Decode any supported image file to a single-channel GreyImage. Raster formats go through sharp
  * (8- and 16-bit grey kept at full depth, and signed, 32-bit and floating-point samples at their
  * values; RGB/RGBA reduced to luminance, alpha dropped; turned as their EXIF orientation says),
- * except those sharp's build does not read: BMP (bmp-ts), Netpbm (./netpbm.ts) and JPEG 2000
- * (OpenJPEG, ./wasm-codecs.ts). DICOM through ./dicom.ts. Every failure is a DataError naming the
- * file and the problem.
+ * except those sharp's build does not read: BMP (bmp-ts), Netpbm (./netpbm.ts), JPEG 2000
+ * (OpenJPEG, ./wasm-codecs.ts), NumPy .npy (./npy.ts) and NIfTI (./nifti.ts). DICOM through
+ * ./dicom.ts. Every failure is a DataError naming the file and the problem.
  */
 import sharp, { type OutputInfo } from 'sharp';
 import { decode as decodeBmp } from 'bmp-ts';
@@ -12,9 +12,10 @@ import { promises as fs } from 'node:fs';
 import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom } from './dicom.js';
 import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
-import { bt601, firstChannel, rgbToGrey, type GreyImage } from './grey-image.js';
+import { bt601, firstChannel, rgbToGrey, type GreyImage, type NiftiReference } from './grey-image.js';
 import { snapToMainColours } from './lossy-colours.js';
 import { decodeNetpbm, isNetpbm } from './netpbm.js';
+import { decodeNifti, isGzip, isNifti } from './nifti.js';
 import { decodeNpy, isNpy } from './npy.js';
 import { decodeWithWasm } from './wasm-codecs.js';
 
@@ -222,11 +223,12 @@ interface RasterSamples {
   encoding: string;
   /** Real-valued samples (a float .npy): no nominal range, as a float TIFF's. */
   floatingPoint?: boolean;
+  nifti?: NiftiReference;
 }
 
 /**
- * BMP, Netpbm, JPEG 2000 and NumPy .npy, recognised by their first bytes (sharp's prebuilt
- * libvips reads none of them); undefined for anything else.
+ * BMP, Netpbm, JPEG 2000, NumPy .npy and NIfTI (.nii, .nii.gz), recognised by their first bytes
+ * (sharp's prebuilt libvips reads none of them); undefined for anything else.
  */
 async function decodeOwnRaster(bytes: Uint8Array): Promise<RasterSamples | undefined> {
   try {
@@ -242,6 +244,7 @@ class FormatError extends Error {}
 
 async function decodeOwnFormat(bytes: Uint8Array): Promise<RasterSamples | undefined> {
   if (isNpy(bytes)) return decodeNpy(bytes, MAX_PIXELS);
+  if (isNifti(bytes) || isGzip(bytes)) return decodeNifti(bytes, MAX_PIXELS);
   if (isNetpbm(bytes)) {
     const im = decodeNetpbm(bytes, MAX_PIXELS);
     return { ...im, bitDepth: Math.max(1, Math.ceil(Math.log2(im.maxValue + 1))) };
@@ -259,9 +262,9 @@ async function decodeOwnFormat(bytes: Uint8Array): Promise<RasterSamples | undef
   return undefined;
 }
 
-/** True for the raster formats Eden decodes itself (BMP, Netpbm, JPEG 2000, .npy), which sharp does not read. */
+/** True for the raster formats Eden decodes itself (BMP, Netpbm, JPEG 2000, .npy, NIfTI), which sharp does not read. */
 export function isOwnRasterFormat(bytes: Uint8Array): boolean {
-  return isNetpbm(bytes) || isBitmap(bytes) || isJpeg2000(bytes) || isNpy(bytes);
+  return isNetpbm(bytes) || isBitmap(bytes) || isJpeg2000(bytes) || isNpy(bytes) || isNifti(bytes) || isGzip(bytes);
 }
 
 const isBitmap = (bytes: Uint8Array): boolean => bytes.length >= 26 && bytes[0] === 0x42 && bytes[1] === 0x4d;
@@ -318,7 +321,7 @@ async function greyFromSamples(r: RasterSamples, options: DecodeOptions): Promis
     data = sixteen ? new Float32Array(new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2)) : new Float32Array(raw);
   } else if (r.channels >= 3) data = rgbToGrey(Float32Array.from({ length: pixels * 3 }, (_, i) => r.samples[Math.floor(i / 3) * r.channels + (i % 3)]!), pixels); // signed colour (JPEG 2000): no sharp input for it
   else data = firstChannel(r.samples, pixels, r.channels);
-  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding, ...(r.floatingPoint ? { floatingPoint: true } : {}) };
+  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding, ...(r.floatingPoint ? { floatingPoint: true } : {}), ...(r.nifti ? { nifti: r.nifti } : {}) };
 }
 
 /** Typed arrays over sharp's raw output, by libvips' sample format. */

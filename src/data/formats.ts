@@ -3,9 +3,18 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { looksLikeBareDicom } from './dicom.js';
 
-/** Raster formats: through sharp (libvips), and BMP, Netpbm, JPEG 2000 and NumPy .npy through decoders of Eden's (decode.ts). */
-export const RASTER_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.gif', '.bmp', '.pgm', '.ppm', '.pbm', '.pnm', '.pam', '.jp2', '.j2k', '.j2c', '.npy']);
+/** Raster formats: through sharp (libvips), and BMP, Netpbm, JPEG 2000, NumPy .npy and NIfTI through decoders of Eden's (decode.ts). */
+export const RASTER_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.gif', '.bmp', '.pgm', '.ppm', '.pbm', '.pnm', '.pam', '.jp2', '.j2k', '.j2c', '.npy', '.nii', '.nii.gz']);
 export const DICOM_EXTENSIONS = new Set(['.dcm', '.dicom', '.dic']);
+
+/** Extensions of two parts (path.extname sees only '.gz'). */
+const COMPOUND_EXTENSIONS = ['.nii.gz'];
+
+/** A file's extension, lower-cased: its last one ('.png'), or one of two parts ('.nii.gz'). */
+export function imageExtension(file: string): string {
+  const lower = path.basename(file).toLowerCase();
+  return COMPOUND_EXTENSIONS.find((e) => lower.endsWith(e) && lower.length > e.length) ?? path.extname(lower);
+}
 
 export type ImageFormat = 'raster' | 'dicom';
 
@@ -34,14 +43,14 @@ export async function hasDicomMagic(file: string): Promise<boolean> {
 }
 
 /** Why a file for which detectFormat finds no format is not used. */
-export const notAnImage = (file: string): string => `not an image file (unrecognised extension '${path.extname(file) || 'none'}' and no DICOM header)`;
+export const notAnImage = (file: string): string => `not an image file (unrecognised extension '${imageExtension(file) || 'none'}' and no DICOM header)`;
 
 /**
  * The format a file should be decoded as, or undefined if it is not an image file at all.
  * Extensionless files (common for DICOM exports) are recognised by the magic bytes.
  */
 export async function detectFormat(file: string): Promise<ImageFormat | undefined> {
-  const ext = path.extname(file).toLowerCase();
+  const ext = imageExtension(file);
   if (RASTER_EXTENSIONS.has(ext)) return 'raster';
   if (DICOM_EXTENSIONS.has(ext)) return 'dicom';
   if (await hasDicomMagic(file)) return 'dicom';
@@ -55,6 +64,6 @@ export async function detectFormat(file: string): Promise<ImageFormat | undefine
  */
 export function fileStem(file: string): string {
   const base = path.basename(file);
-  const ext = path.extname(base);
+  const ext = imageExtension(base);
   return ext && /[a-z]/i.test(ext) ? base.slice(0, -ext.length) : base;
 }

@@ -30,6 +30,8 @@ export interface GreyImage {
   encoding: string;
   /** For DICOM input: the identifiers a derived object (e.g. a SEG) must reference, and the pixel spacing. */
   dicom?: DicomReference;
+  /** For NIfTI input: its header, which a mask written for it keeps (geometry, spacing). */
+  nifti?: NiftiReference;
   /** A DICOM holding several frames (a cine loop, a tomosynthesis or CT series in one file): how many; the first is read. */
   frames?: number;
 }
@@ -37,6 +39,16 @@ export interface GreyImage {
 /** What a multi-frame file's reader is told: the first frame stands for the file (undefined for a 2D image). */
 export function framesNote(file: string, image: Pick<GreyImage, 'frames'>): string | undefined {
   return image.frames ? `${file}: a DICOM of ${image.frames} frames (a cine loop, or a tomosynthesis or CT series in one file): its first frame is read as the image; Eden reads 2D radiographs` : undefined;
+}
+
+/** A NIfTI source image: what a mask written for it copies, and its pixel spacing. */
+export interface NiftiReference {
+  /** The file's header as stored (348 bytes for NIfTI-1, 540 for NIfTI-2), in its byte order. */
+  header: Uint8Array;
+  /** The file was gzip-compressed (.nii.gz): its masks are too. */
+  compressed: boolean;
+  /** Millimetres per pixel [row spacing, column spacing] (pixdim[2], pixdim[1]), when the header's units say. */
+  pixelSpacing?: [number, number];
 }
 
 /** Identifiers and geometry of a DICOM source image. */

@@ -10,7 +10,7 @@
 import { promises as fs, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { dataError, describeError } from '../core/errors.js';
-import { detectFormat, DICOM_EXTENSIONS, fileStem, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
+import { detectFormat, DICOM_EXTENSIONS, fileStem, imageExtension, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
 import { labelsForAll, readManifest, type Manifest } from './manifest.js';
 
 export interface ImageEntry {
@@ -237,7 +237,7 @@ const MASK_SUFFIX = /[-_.](mask|masks|seg|segmentation|label|labels|gt|annotatio
  */
 function maskKeys(stem: string): string[] {
   const bare = stem.replace(MASK_SUFFIX, '');
-  const withoutImageExtension = (s: string): string => (IMAGE_EXTENSIONS.has(path.extname(s).toLowerCase()) ? s.slice(0, -path.extname(s).length) : s);
+  const withoutImageExtension = (s: string): string => (IMAGE_EXTENSIONS.has(imageExtension(s)) ? s.slice(0, -imageExtension(s).length) : s);
   return [...new Set([stem, bare, withoutImageExtension(stem), withoutImageExtension(bare)])];
 }
 
