@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
@@ -17,6 +17,10 @@ import { UNet } from '../src/models/unet.js';
 import { createBackbone } from '../src/models/resnet.js';
 import { useBackend } from '../src/engine/backend.js';
 import { Rng } from '../src/core/rng.js';
+import { loadSegmentationData } from '../src/data/segmentation-data.js';
+import { evaluate } from '../src/eval/evaluate.js';
+import { resolveSources } from '../src/eval/models.js';
+import { resolveEvaluateConfig } from '../src/config/evaluate.js';
 
 const root = path.join(import.meta.dirname, '..');
 const wingspan = path.join(root, '..', 'shared', 'data', 'wingspan_ctr');
@@ -214,6 +218,48 @@ describe('eden evaluate on a folder too small for a shot count', { skip: existsS
     assert.equal(none.status, 1);
     assert.match(none.stderr, /eden: 12 shots: 8 labelled images leave 6 to draw shots from \(2 held out for testing\); give --shots 6 or fewer, or label more images\n$/);
     assert.doesNotMatch(none.stderr, /\[1\//); // no run began
+  });
+});
+
+describe('eden evaluate --max-images: a folder larger than memory holds', { skip: existsSync(wingspan) ? undefined : `${wingspan} not found` }, () => {
+  it('draws N of the labelled images with the seed (each as a whole load decodes it, in the folder\'s order; one unreadable replaced by the next drawn)', async () => {
+    const dir = wingspanCopy('eden-max-images-', 10, 'heart');
+    const load = (o: { maxImages?: number; seed?: number } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(dir, 32, { testFraction: 0.2, maxTestImages: 10, seed: 0, ...o });
+    const all = await load();
+    const byFile = new Map(all.samples.map((x) => [x.file, x]));
+    const six = await load({ maxImages: 6 });
+    assert.deepEqual([six.samples.length, six.labelled, all.labelled], [6, 10, undefined]);
+    const files = six.samples.map((x) => x.file);
+    assert.deepEqual(files, all.samples.map((x) => x.file).filter((f) => files.includes(f))); // the folder's order
+    for (const x of six.samples) assert.deepEqual(x, byFile.get(x.file));
+    assert.deepEqual((await load({ maxImages: 6 })).samples.map((x) => x.file), files);
+    assert.notDeepEqual((await load({ maxImages: 6, seed: 1 })).samples.map((x) => x.file), files);
+    assert.deepEqual([six.test.length + six.trainPool.length, six.test.length], [6, 1]);
+    // Nine of ten with one unreadable: still nine, none of them the broken one.
+    const broken = path.join(dir, 'images', readdirSync(path.join(dir, 'images')).sort()[4]!);
+    writeFileSync(broken, 'not an image');
+    const skipped: string[] = [];
+    const nine = await loadSegmentationData(dir, 32, { testFraction: 0.2, maxTestImages: 10, seed: 0, maxImages: 9, onSkip: (m) => skipped.push(m) });
+    assert.deepEqual([nine.samples.length, nine.samples.some((x) => x.file === broken), skipped.length], [9, false, 1]);
+  });
+
+  it('refuses before decoding what would not fit in memory, naming the N that does; --max-images N evaluates on N, said in the log and report', async () => {
+    const dir = wingspanCopy('eden-max-images-', 10, 'heart');
+    const sources = await resolveSources([], ['random'], { backbone: 'resnet-tiny', width: 8 });
+    const config = resolveEvaluateConfig('tiny', {}, ['fewshot-seg']);
+    // 64 px, an image and one mask as float32: 32,768 bytes each; 200,000 bytes hold 6.
+    await assert.rejects(evaluate({ data: dir, tasks: ['fewshot-seg'], sources, config, out: path.join(dir, 'refused'), command: 'test', memoryBytes: 200_000 }), {
+      message: `${dir}: 10 labelled images at 64 px take 327.7 KB in memory as float32 with their masks, more than the 200.0 KB allowed (by default half of this machine's memory): evaluate on --max-images 6 of them (drawn with the seed), or at a smaller --size`,
+    });
+    const out = path.join(dir, 'out');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--preset', 'tiny', '--task', 'fewshot-seg', '--baseline', 'random', '--arch', 'resnet-tiny', '--width', '8', '--max-images', '6', '--out', out], { cwd: root, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /few-shot segmentation: 6 images \(drawn by --max-images from 10 labelled\), test split 1,/);
+    const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
+    assert.deepEqual([report.fewshot.labelled, report.fewshot.images, report.fewshot.trainPool + report.fewshot.testImages.length], [10, 6, 6]);
+    assert.match(readFileSync(path.join(out, 'report.md'), 'utf8'), /6 of the folder's 10 labelled images were drawn by --max-images/);
+    const classify = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), 'evaluate', dir, '--task', 'classify', '--max-images', '6', '--out', out], { cwd: root, encoding: 'utf8' });
+    assert.match(classify.stderr, /eden: --max-images is for the segmentation tasks/);
   });
 });
 

@@ -236,7 +236,7 @@ describe('eden finetune --resume', { skip: existsSync(wingspan) ? undefined : `$
 
   it('with all shots, refuses before decoding a folder whose images and masks would not fit in memory', async () => {
     const logged: string[] = [];
-    await assert.rejects(finetuneSegmentation(options({ shots: 'all', memoryBytes: 500_000, onLog: (l) => logged.push(l) }), path.join(tmp(), 'x.safetensors')), { message: `${data}: 12 labelled images at 64 px take 589.8 KB in memory as float32 with their masks, more than the 500.0 KB allowed (by default half of this machine's memory): train on --shots k of them, or at a smaller --size` });
+    await assert.rejects(finetuneSegmentation(options({ shots: 'all', memoryBytes: 500_000, onLog: (l) => logged.push(l) }), path.join(tmp(), 'x.safetensors')), { message: `${data}: 12 labelled images at 64 px take 589.8 KB in memory as float32 with their masks, more than the 500.0 KB allowed (by default half of this machine's memory): train on --shots k of them (10 fit), or at a smaller --size` });
     assert.ok(!logged.some((l) => l.startsWith('skipped')));
   });
 

@@ -14,7 +14,7 @@ import { deriveSeed, Rng } from '../core/rng.js';
 import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
 import { processMemoryBytes } from '../data/cache-plan.js';
-import { checkSegmentationSamples, loadSegmentationData, planSegmentationData, type SegmentationData } from '../data/segmentation-data.js';
+import { checkSegmentationSamples, inFolderOrder, loadSegmentationData, planSegmentationData, type SegmentationData } from '../data/segmentation-data.js';
 import { loadEncoder } from '../models/encoder-file.js';
 import { createBackbone, type ResNet } from '../models/resnet.js';
 import { saveClassifier, saveSegmenter, type TaskModelMeta } from '../models/task-model-file.js';
@@ -130,9 +130,7 @@ async function segmentationSplit(o: FinetuneSegmentationOptions, log: (line: str
   const train = samples.slice(0, drawn.train.length);
   const val = samples.slice(drawn.train.length);
   // As splitPool's: each split in the folder's order.
-  const place = new Map(plan.entries.map((e, i) => [e.path, i]));
-  const byFolder = (x: typeof samples): typeof samples => [...x].sort((a, b) => place.get(a.file)! - place.get(b.file)!);
-  const ordered = [...byFolder(train), ...byFolder(val)];
+  const ordered = [...inFolderOrder(plan, train), ...inFolderOrder(plan, val)];
   return { data: { structures: plan.structures, samples: ordered }, split: { train: train.map((_, i) => i), val: val.map((_, i) => train.length + i) }, labelled: plan.entries.length };
 }
 

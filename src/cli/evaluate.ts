@@ -56,6 +56,7 @@ export function registerEvaluate(program: Command): void {
     .argument('[data]', 'the labelled data, as --data')
     .option('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; for classify: with a CSV of labels, or one folder per class) or a MedMNIST-style .npz (classify)')
     .option('--masks <dir>', MASKS_HELP)
+    .option('--max-images <n>', 'segmentation tasks: use at most N of the labelled images, drawn with --seed (a folder too large to hold decoded is refused, naming the N that fits)', parsePositiveInt)
     .option('--checkpoint <ckpt>', "encoder or pretraining checkpoint, a run directory, or 'builtin' (repeatable; default with no --checkpoint and no --baseline: builtin, the pretrained Eve shipped with Eden)", collect, [])
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
     .addOption(new Option('--task <task>', "what to evaluate ('all' = fewshot-seg, locality and compositionality)").choices([...TASKS, 'all']).default('all'))
@@ -78,7 +79,7 @@ export function registerEvaluate(program: Command): void {
     .option('--resume', 'reuse the finished few-shot runs of the same configuration in --out (fewshot-runs*.jsonl)')
     .option('--workers <n>', 'run the few-shot fine-tunes in N processes, each with cores/N native threads (small models use 2 cores better as 2 x 1 thread)', parsePositiveInt, 1)
     .addOption(new Option('--worker-index <i/n>', 'internal: be worker i of n').hideHelp())
-    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; masks?: string; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number; workers: number; workerIndex?: string }) => {
+    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; masks?: string; maxImages?: number; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number; workers: number; workerIndex?: string }) => {
       if (positional && opts.data && positional !== opts.data) throw new EdenError('config', `two data paths given ('${positional}' and --data '${opts.data}'); evaluate one labelled folder at a time`);
       const data = opts.data ?? positional;
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden evaluate DIR ...) or --data DIR');
@@ -86,6 +87,7 @@ export function registerEvaluate(program: Command): void {
       await useBackend(opts.backend);
       if (opts.backend === 'webgpu') process.stderr.write(`engine: ${describeWebGpuEngine()}\n`);
       const tasks = opts.task === 'all' ? SEGMENTATION_FOLDER_TASKS : [opts.task];
+      if (opts.maxImages && tasks.includes('classify')) throw new EdenError('config', '--max-images is for the segmentation tasks; classification caps its images with the preset (classification.maxTrain, maxTest)');
       if (opts.masks && tasks.includes('classify')) throw new EdenError('config', '--masks is for the segmentation tasks; classification takes its labels from a CSV (--labels), class folders or a .npz');
       const config = resolveEvaluateConfig(opts.preset, { shots: opts.shots?.map(Number), seeds: opts.seeds, steps: opts.steps, size: opts.size, seed: opts.seed, modes: opts.mode }, tasks);
       // Nothing to judge given: the shipped Eve, so that `eden evaluate DIR` measures it on a user's data.
@@ -105,6 +107,7 @@ export function registerEvaluate(program: Command): void {
       const report = await evaluate({
         data,
         masks: opts.masks,
+        maxImages: opts.maxImages,
         tasks: shard ? ['fewshot-seg'] : tasks,
         shard,
         labels: opts.labels,

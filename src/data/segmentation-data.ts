@@ -17,6 +17,8 @@ import { masksFolderHint, scanDataset, type ImageEntry } from './scan.js';
 export interface SegmentationData {
   root: string;
   structures: string[];
+  /** The folder's labelled images (usable or not), when `maxImages` drew fewer of them. */
+  labelled?: number;
   /** Samples with every structure's mask, at the evaluation size. */
   samples: { file: string; image: Float32Array; masks: Float32Array[] }[];
   test: number[];
@@ -52,16 +54,38 @@ export interface SegmentationPlan {
  * the base of a derived structure). By default the structures are the combined ones and the folder's
  * others (all of the folder's too with `keepCombined`). Images lacking any requested mask are left out.
  */
-export async function loadSegmentationData(root: string, size: number, o: SegmentationOptions & { testFraction: number; maxTestImages: number; seed: number; memoryBytes?: number }): Promise<SegmentationData> {
+export async function loadSegmentationData(root: string, size: number, o: SegmentationOptions & LoadLimits & { testFraction: number; maxTestImages: number; seed: number }): Promise<SegmentationData> {
   const plan = await planSegmentationData(root, o);
+  const n = Math.min(plan.entries.length, o.maxImages ?? Infinity);
   // Held in memory as float32, an image and a mask per structure: refused before decoding when they would not fit.
-  const bytes = plan.entries.length * size * size * 4 * (1 + plan.structures.length);
-  if (o.memoryBytes !== undefined && bytes > o.memoryBytes) throw memoryRefusal(`${root}: ${plan.entries.length} labelled images at ${size} px`, bytes, 'as float32 with their masks', o.memoryBytes, 'train on --shots k of them, or at a smaller --size');
-  const samples = await plan.decode(size);
+  const perImage = size * size * 4 * (1 + plan.structures.length);
+  if (o.memoryBytes !== undefined && n * perImage > o.memoryBytes) {
+    const remedy = o.memoryRemedy ?? ((fits: number) => `train on --shots k of them (${fits} fit), or at a smaller --size`);
+    throw memoryRefusal(`${root}: ${n} labelled images at ${size} px`, n * perImage, 'as float32 with their masks', o.memoryBytes, remedy(Math.floor(o.memoryBytes / perImage)));
+  }
+  const drawn = n < plan.entries.length;
+  // maxImages of them: drawn by the seed, decoded until that many are usable, kept in the folder's order.
+  const samples = drawn ? inFolderOrder(plan, await plan.decode(size, new Rng(deriveSeed(o.seed, 23)).shuffle([...plan.entries.keys()]), n)) : await plan.decode(size);
   checkSegmentationSamples(plan, samples, size);
   const order = new Rng(deriveSeed(o.seed, 21)).shuffle([...samples.keys()]);
   const nTest = Math.min(o.maxTestImages, Math.max(1, Math.round(samples.length * o.testFraction)));
-  return { root, structures: plan.structures, samples, test: order.slice(0, nTest).sort((a, b) => a - b), trainPool: order.slice(nTest).sort((a, b) => a - b) };
+  return { root, structures: plan.structures, ...(drawn && { labelled: plan.entries.length }), samples, test: order.slice(0, nTest).sort((a, b) => a - b), trainPool: order.slice(nTest).sort((a, b) => a - b) };
+}
+
+/** How much of a folder loadSegmentationData may hold. */
+export interface LoadLimits {
+  /** Use at most this many of the labelled images (drawn with the seed). */
+  maxImages?: number;
+  /** Refuse, before decoding, what would take more memory than this. */
+  memoryBytes?: number;
+  /** What the refusal tells the user to do, given how many images would fit. */
+  memoryRemedy?: (fits: number) => string;
+}
+
+/** Samples sorted as their files lie in the plan (the folder's order). */
+export function inFolderOrder<T extends { file: string }>(plan: Pick<SegmentationPlan, 'entries'>, samples: T[]): T[] {
+  const place = new Map(plan.entries.map((e, i) => [e.path, i]));
+  return [...samples].sort((a, b) => place.get(a.file)! - place.get(b.file)!);
 }
 
 /** A folder's samples are usable for training and scoring: at least 2, and every structure marked in one at least. */

@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { EvaluateConfig } from '../config/evaluate.js';
 import { writeFileAtomic } from '../engine/tensor-file.js';
+import { processMemoryBytes } from '../data/cache-plan.js';
 import { VERSION } from '../version.js';
 import { EdenError } from '../core/errors.js';
 import { compareFewShot, fewShotSegmentation, loadSegmentationData, summarise, type FewShotComparison, type FewShotRun, type FewShotSummaryRow, type SegmentationData } from './fewshot.js';
@@ -46,6 +47,10 @@ export interface EvaluateOptions {
   data: string;
   /** The masks' folder, when not `data`/masks (then `data` is the images' folder): scan.ts ScanOptions.masks. */
   masks?: string;
+  /** Segmentation tasks: use at most this many of the folder's labelled images (drawn with the seed). */
+  maxImages?: number;
+  /** Segmentation tasks: refuse, before decoding, images that would take more memory (default half of this machine's). */
+  memoryBytes?: number;
   tasks: Task[];
   sources: ModelSource[];
   config: EvaluateConfig;
@@ -106,7 +111,8 @@ export interface EvaluationReport {
   models: { name: string; description: string }[];
   data: string;
   masks?: string;
-  fewshot?: { structures: string[]; testImages: string[]; trainPool: number; runs: FewShotRun[]; summary: FewShotSummaryRow[]; comparisons: FewShotComparison[]; seconds: number };
+  /** labelled / images: the folder's labelled images and those --max-images drew (absent when all were used). */
+  fewshot?: { structures: string[]; labelled?: number; images?: number; testImages: string[]; trainPool: number; runs: FewShotRun[]; summary: FewShotSummaryRow[]; comparisons: FewShotComparison[]; seconds: number };
   /** comparisons: kNN accuracy, paired over images. */
   locality?: { landmarks: readonly string[]; images: number; results: Record<string, LocalitySummary>; comparisons: ProbeComparison[]; seconds: number } | { skipped: string };
   /** comparisons: retrieval top-1, paired over wholes. */
@@ -196,19 +202,29 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     plots: [],
   };
 
+  // Every segmentation task holds its images decoded: at most --max-images of them, within memory.
+  const limits = {
+    maxImages: o.maxImages,
+    memoryBytes: o.memoryBytes ?? processMemoryBytes() / 2,
+    memoryRemedy: (fits: number) => `evaluate on --max-images ${fits} of them (drawn with the seed), or at a smaller --size`,
+    onSkip: (m: string) => log(`skipped ${m}`),
+    onWarning: (m: string) => log(`warning: ${m}`),
+  };
+  const drawnFrom = (data: { samples: unknown[]; labelled?: number }): string => (data.labelled ? ` (drawn by --max-images from ${data.labelled} labelled)` : '');
+
   if (o.tasks.includes('fewshot-seg')) {
     const t0 = Date.now();
     const asked = o.config.segmentation;
-    const data = await loadSegmentationData(o.data, asked.size, { masks: o.masks, structures: o.structures, combine: o.combine, testFraction: asked.testFraction, maxTestImages: asked.maxTestImages, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+    const data = await loadSegmentationData(o.data, asked.size, { ...limits, masks: o.masks, structures: o.structures, combine: o.combine, testFraction: asked.testFraction, maxTestImages: asked.maxTestImages, seed: o.config.seed });
     // Shot counts the labelled images cannot give are left out before any run, not found wanting after hours.
     const cfg = { ...asked, shots: feasibleShots(asked.shots, data, log) };
     const config = cfg.shots.length === asked.shots.length ? o.config : { ...o.config, segmentation: cfg };
     report.config = config;
-    log(`few-shot segmentation: ${data.samples.length} images, test split ${data.test.length}, structures ${data.structures.join(', ')}; modes ${cfg.modes.join(', ')} and the atlas`);
+    log(`few-shot segmentation: ${data.samples.length} images${drawnFrom(data)}, test split ${data.test.length}, structures ${data.structures.join(', ')}; modes ${cfg.modes.join(', ')} and the atlas`);
     const runsFile = path.join(o.out, o.shard ? `fewshot-runs-w${o.shard.index}.jsonl` : RUNS_FILE);
     // What a few-shot run depends on: data, split, structures, the base seed and the segmentation
     // settings (not the other tasks' settings, so that changing those keeps finished runs).
-    const fingerprint = JSON.stringify({ data: path.resolve(o.data), ...(o.masks && { masks: path.resolve(o.masks) }), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: config.segmentation } });
+    const fingerprint = JSON.stringify({ data: path.resolve(o.data), ...(o.masks && { masks: path.resolve(o.masks) }), ...(data.labelled && { maxImages: o.maxImages, labelled: data.labelled }), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: config.segmentation } });
     const describe = (model: string): string => (model === 'atlas' ? 'atlas' : (o.sources.find((s) => s.name === model)?.description ?? ''));
     const done = o.resume ? await previousRuns(o.out, fingerprint) : new Map<string, FewShotRun>();
     if (!o.resume) await fs.writeFile(runsFile, '');
@@ -225,7 +241,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     if (o.shard) return report; // a worker: its runs are in its file; the parent writes the report
     const summary = summarise(runs, data.structures, cfg.size);
     const comparisons = compareFewShot(runs, data.structures, cfg.size, { replicates: o.config.bootstrap, seed: o.config.seed });
-    report.fewshot = { structures: data.structures, testImages: data.test.map((i) => data.samples[i]!.file), trainPool: data.trainPool.length, runs, summary, comparisons, seconds: (Date.now() - t0) / 1000 };
+    report.fewshot = { structures: data.structures, ...(data.labelled && { labelled: data.labelled, images: data.samples.length }), testImages: data.test.map((i) => data.samples[i]!.file), trainPool: data.trainPool.length, runs, summary, comparisons, seconds: (Date.now() - t0) / 1000 };
     for (const mode of cfg.modes) report.plots.push(await plotFewShot(summary.filter((r) => r.mode === mode || r.mode === 'atlas'), mode, path.join(o.out, `fewshot-${mode}.png`)));
   }
 
@@ -274,7 +290,8 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
   const probes = o.tasks.filter((t) => t === 'locality' || t === 'compositionality');
   if (probes.length) {
     // The folder's structures and the combined ones (--combine heart=labels:3 names a label map's heart for locality).
-    const data = await loadSegmentationData(o.data, PROBE_SIDE, { masks: o.masks, combine: o.combine, keepCombined: true, testFraction: 0, maxTestImages: 0, seed: o.config.seed, onSkip: (m) => log(`skipped ${m}`), onWarning: (m) => log(`warning: ${m}`) });
+    const data = await loadSegmentationData(o.data, PROBE_SIDE, { ...limits, masks: o.masks, combine: o.combine, keepCombined: true, testFraction: 0, maxTestImages: 0, seed: o.config.seed });
+    if (data.labelled) log(`probes: ${data.samples.length} images${drawnFrom(data)}`);
     if (probes.includes('compositionality')) {
       const t0 = Date.now();
       const results: Record<string, CompositionSummary> = {};

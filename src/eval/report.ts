@@ -85,7 +85,7 @@ function fewShotSection(r: EvaluationReport, lines: string[]): void {
     '',
     '## Few-shot segmentation',
     '',
-    `For each number of shots k and each of ${cfg.seeds} seeds, k training images and ${cfg.valImages} validation images (early stopping) are drawn from the train pool (${f.trainPool} images); every model and mode gets the same images, seeds and augmentation draws, and is tested on the same ${f.testImages.length} test images (listed in report.json) at ${cfg.size} px. ` +
+    `For each number of shots k and each of ${cfg.seeds} seeds, k training images and ${cfg.valImages} validation images (early stopping) are drawn from the train pool (${f.trainPool} images${f.labelled ? `; ${f.images} of the folder's ${f.labelled} labelled images were drawn by --max-images` : ''}); every model and mode gets the same images, seeds and augmentation draws, and is tested on the same ${f.testImages.length} test images (listed in report.json) at ${cfg.size} px. ` +
       `U-Net modes: at most ${cfg.steps} Adam steps (lr ${cfg.lr}, batch ${cfg.batchSize}; encoder lr x ${cfg.encoderLrMultiplier} in finetune), validation Dice every ${cfg.evalEvery} steps, patience ${cfg.patience}; linear: at most ${cfg.linearSteps} steps at lr ${cfg.linearLr}. ` +
       `**atlas** is the no-network floor: the mean of the k training masks, thresholded at 0.5. ${f.seconds.toFixed(0)} s.`,
     '',
