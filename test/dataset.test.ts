@@ -18,6 +18,7 @@ import { loadSegmentationData } from '../src/data/segmentation-data.js';
 import { planCache, thisMachine, type CacheSetting } from '../src/data/cache-plan.js';
 import type { SkippedFile } from '../src/data/scan.js';
 import { Rng } from '../src/core/rng.js';
+import { writeSegmentation } from '../src/data/dicom-seg.js';
 import { encode as encodeBmp } from 'bmp-ts';
 
 const samples = path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19');
@@ -100,10 +101,52 @@ describe('scan and inspect', () => {
     const images = ['mono2-12bit.dcm', 'mono2-12bit-deflated.dcm', 'mono2-12bit-bare-explicit.dcm', 'mono2-12bit-bare-implicit', 'palette-8bit.dcm', 'ybr-full-422.dcm', 'mono2-1bit.dcm', 'mono2-12bit-rle.dcm', 'mono2-12bit-j2k.dcm'];
     for (const f of [...images, 'report-sr.dcm']) copyFileSync(path.join(fixtures, f), path.join(dir, f));
     writeFileSync(path.join(dir, 'cut.dcm'), readFileSync(path.join(fixtures, 'mono2-12bit.dcm')).subarray(0, 3000));
+    // A Segmentation object beside the image it annotates (as eden segment writes it): masks, not an image.
+    const annotated = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));
+    const pixels = annotated.width * annotated.height;
+    const source = { sopClassUid: '1.2.840.10008.5.1.4.1.1.1', sopInstanceUid: '2.25.1001', studyInstanceUid: '2.25.1002', seriesInstanceUid: '2.25.1003' };
+    const seg = writeSegmentation({ source, rows: annotated.height, columns: annotated.width, masks: [new Uint8Array(pixels).fill(1, 0, 100), new Uint8Array(pixels).fill(1, 200, 300)], structures: ['heart', 'lungs'], algorithm: { name: 'test', version: '1' } });
+    writeFileSync(path.join(dir, 'seg.dcm'), seg);
     const report = await inspectDataset([dir]);
     assert.equal(report.images, images.length);
-    assert.deepEqual(Object.fromEntries(report.skipped.map((s) => [path.basename(s.path), s.category])), { 'report-sr.dcm': 'DICOM without pixel data', 'cut.dcm': 'truncated' });
-    assert.match(formatInspectReport(report), /report-sr\.dcm: a DICOM object without pixel data \(SOP Class Basic Text SR\): not an image/);
+    assert.deepEqual(Object.fromEntries(report.skipped.map((s) => [path.basename(s.path), s.category])), { 'report-sr.dcm': 'DICOM without pixel data', 'cut.dcm': 'truncated', 'seg.dcm': 'DICOM SEG (masks)' });
+    const text = formatInspectReport(report);
+    assert.match(text, /report-sr\.dcm: a DICOM object without pixel data \(SOP Class Basic Text SR\): not an image/);
+    assert.ok(text.includes(`seg.dcm: a DICOM Segmentation object (SEG of 'heart', 'lungs', for image 2.25.1001): masks, not an image (as a mask it is read among the masks, named after its image)`), text);
+  });
+
+  it("a DICOM SEG among the masks (as eden segment writes one) is its image's mask: one segment a structure, several a label map naming them; overlapping segments are refused by name", async () => {
+    const fixtures = path.join(import.meta.dirname, 'fixtures', 'dicom');
+    const root = mkdtempSync(path.join(tmpdir(), 'eden-seg-masks-'));
+    for (const d of ['dicom/images', 'dicom/masks/heart', 'dicom/masks/both', 'png/images', 'png/masks/heart', 'png/masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
+    const image = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));
+    const [w, h] = [image.width, image.height];
+    const rect = (x0: number, x1: number, y0: number, y1: number): Uint8Array => Uint8Array.from({ length: w * h }, (_, i) => (i % w >= x0 && i % w < x1 && Math.floor(i / w) >= y0 && Math.floor(i / w) < y1 ? 1 : 0));
+    const heart = rect(20, 40, 10, 30);
+    const lungs = rect(2, 18, 5, 40);
+    const source = { sopClassUid: '1.2.840.10008.5.1.4.1.1.1', sopInstanceUid: '2.25.2001', studyInstanceUid: '2.25.2002', seriesInstanceUid: '2.25.2003' };
+    const seg = (masks: Uint8Array[], structures: string[]): Uint8Array => writeSegmentation({ source, rows: h, columns: w, masks, structures, algorithm: { name: 'test', version: '1' } });
+    for (const name of ['a', 'b']) {
+      copyFileSync(path.join(fixtures, 'mono2-12bit.dcm'), path.join(root, 'dicom', 'images', `${name}.dcm`));
+      writeFileSync(path.join(root, 'dicom', 'masks', 'heart', `${name}.dcm`), seg([heart], ['heart']));
+      writeFileSync(path.join(root, 'dicom', 'masks', 'both', `${name}.dcm`), seg([heart, lungs], ['heart', 'lungs']));
+      copyFileSync(path.join(fixtures, 'mono2-12bit.dcm'), path.join(root, 'png', 'images', `${name}.dcm`));
+      await sharp(Buffer.from(heart.map((v) => v * 255)), { raw: { width: w, height: h, channels: 1 } }).png().toFile(path.join(root, 'png', 'masks', 'heart', `${name}.png`));
+      await sharp(Buffer.from(lungs.map((v) => v * 255)), { raw: { width: w, height: h, channels: 1 } }).png().toFile(path.join(root, 'png', 'masks', 'lungs', `${name}.png`));
+    }
+    const warnings: string[] = [];
+    const load = (dir: string, o: { structures?: string[]; combine?: Record<string, string[]> } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(path.join(root, dir), 32, { ...o, testFraction: 0, maxTestImages: 0, seed: 0, onWarning: (m) => warnings.push(m) });
+    const reference = await load('png');
+    const fromSeg = await load('dicom', { combine: { lungs: ['both:2'] }, structures: ['heart', 'lungs'] });
+    assert.deepEqual(fromSeg.structures, ['heart', 'lungs']);
+    fromSeg.samples.forEach((x, i) => assert.deepEqual(x.masks, reference.samples[i]!.masks));
+    // Read as one structure, the two-segment SEG is a label map whose warning names its segments.
+    await load('dicom', { structures: ['both'] });
+    assert.ok(warnings.some((m) => m.startsWith(path.join(root, 'dicom', 'masks', 'both', '')) && m.endsWith(`.dcm: a DICOM SEG of several segments ('heart' as 1, 'lungs' as 2): every nonzero pixel is read as 'both'; to train the labels apart, select them as both:1, both:2 (--structures), or name them with --combine, e.g. --combine left_lung=both:1`)), warnings.join('\n'));
+    // Overlapping segments cannot be one label value: refused, naming them.
+    const overlapping = path.join(root, 'dicom', 'masks', 'both', 'b.dcm');
+    writeFileSync(overlapping, seg([heart, rect(30, 50, 20, 40)], ['heart', 'lungs']));
+    await assert.rejects(decodeImageFile(overlapping, { mask: true }), { message: `${overlapping}: unsupported DICOM SEG of overlapping segments ('heart' and 'lungs' share pixels): read as a mask, a pixel holds one segment; save each segment as its own mask (masks/<structure>/)` });
   });
 
   it('reports wingspan_ctr as 259 images with heart, left_lung and right_lung masks', async (t) => {
@@ -531,7 +574,7 @@ describe('scan and inspect', () => {
     assert.deepEqual(report.maskValues, { '0-255': 3, '0-1': 6, empty: 3 });
     assert.equal(report.labelMasks, 6);
     const line = formatInspectReport(report).split('\n').find((l) => l.startsWith('mask values: '));
-    assert.match(line ?? '', /^mask values: 0-1 \(6\), (0-255 \(3\), empty \(3\)|empty \(3\), 0-255 \(3\)); 6 hold label values \(no value above half scale, a palette or several colours\): their nonzero pixels are the structure$/);
+    assert.match(line ?? '', /^mask values: 0-1 \(6\), (0-255 \(3\), empty \(3\)|empty \(3\), 0-255 \(3\)); 6 hold label values \(no value above half scale, a palette, several colours or a DICOM SEG\): their nonzero pixels are the structure$/);
 
     const load = (structures: string[], combine = {}): Promise<unknown> => loadSegmentationData(root, 64, { structures, combine, testFraction: 0, maxTestImages: 0, seed: 0 });
     await load(['labels', 'labels16']);

@@ -156,7 +156,7 @@ export function registerPretrain(program: Command): void {
           signal: interrupt.signal,
           hooks: {
             // Bad images are named one by one; other files (README, CSV...) are only counted.
-            onSkip: (s) => (s.category === 'not an image file' || s.category === 'DICOM without pixel data' ? nonImages++ : process.stderr.write(`skipped ${s.message}\n`)),
+            onSkip: (s) => (['not an image file', 'DICOM without pixel data', 'DICOM SEG (masks)'].includes(s.category) ? nonImages++ : process.stderr.write(`skipped ${s.message}\n`)),
             onCachePlan: (plan) => process.stderr.write(`data: ${plan.reason}\n`),
             onPrepare: (d, t) => prep.update(d, t),
             onWarning: (m) => process.stderr.write(`eden: warning: ${m}\n`),

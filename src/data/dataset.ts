@@ -125,12 +125,18 @@ export function nonzeroValues(values: ArrayLike<number>, limit = LISTED_LABELS):
  * A mask of label values holding more than one (1 = left lung, 2 = right lung ...) is a label map:
  * read as one structure, every nonzero pixel. The message that says so, or undefined.
  */
-export function labelMapWarning(values: ArrayLike<number>, bitDepth: number, file: string, structure: string, threshold = maskThreshold(values, bitDepth), colours?: Record<number, string>): string | undefined {
+export function labelMapWarning(values: ArrayLike<number>, bitDepth: number, file: string, structure: string, threshold = maskThreshold(values, bitDepth), names: Pick<GreyImage, 'colours' | 'segments'> = {}): string | undefined {
   if (threshold !== 0) return undefined;
-  // A colour mask's labels are its colours (anti-aliased edges between them are values too).
-  const labels = colours ? Object.keys(colours).map(Number).sort((a, b) => a - b).slice(0, LISTED_LABELS) : nonzeroValues(values);
+  // A colour mask's labels are its colours (anti-aliased edges between them are values too), a SEG's its segments.
+  const { colours, segments } = names;
+  const named = colours ?? segments;
+  const labels = named ? Object.keys(named).map(Number).sort((a, b) => a - b).slice(0, LISTED_LABELS) : nonzeroValues(values);
   if (labels.length < 2) return undefined;
-  const what = colours ? `a colour mask (${labels.map((v) => `${colours[v]} as ${v}`).join(', ')}` : `a label map (values ${labels.join(', ')}`;
+  const what = colours
+    ? `a colour mask (${labels.map((v) => `${colours[v]} as ${v}`).join(', ')}`
+    : segments
+      ? `a DICOM SEG of several segments (${labels.map((v) => `'${segments[v]}' as ${v}`).join(', ')}`
+      : `a label map (values ${labels.join(', ')}`;
   return `${file}: ${what}${labels.length === LISTED_LABELS ? ', ...' : ''}): every nonzero pixel is read as '${structure}'; to train the labels apart, select them as ${labels.slice(0, 2).map((v) => `${structure}:${v}`).join(', ')} (--structures), or name them with --combine, e.g. --combine left_lung=${structure}:${labels[0]}`;
 }
 
@@ -260,7 +266,7 @@ export class ImageDataset {
       const values = this.options.labelValues[structure] ?? [];
       // A label map whose values are read apart needs no warning.
       if (!values.length && !this.labelMapsReported.has(structure)) {
-        const warning = labelMapWarning(m.data, m.bitDepth, file, structure, threshold, m.colours);
+        const warning = labelMapWarning(m.data, m.bitDepth, file, structure, threshold, m);
         if (warning) {
           this.labelMapsReported.add(structure);
           this.options.onWarning?.(warning);

@@ -10,7 +10,8 @@ import sharp, { type OutputInfo } from 'sharp';
 import { decode as decodeBmp } from 'bmp-ts';
 import { promises as fs } from 'node:fs';
 import { dataError, describeError, EdenError } from '../core/errors.js';
-import { decodeDicom } from './dicom.js';
+import { decodeDicom, SegmentationObjectError } from './dicom.js';
+import { segmentationAsMask } from './dicom-seg.js';
 import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
 import { bt601, firstChannel, rgbToGrey, type GreyImage, type NiftiReference } from './grey-image.js';
 import { snapToMainColours } from './lossy-colours.js';
@@ -28,7 +29,15 @@ const MAX_PIXELS = 20000 * 20000;
  */
 export async function decodeImageBytes(bytes: Uint8Array, format: 'raster' | 'dicom' = hasDicomBytes(bytes) ? 'dicom' : 'raster', options: DecodeOptions = {}): Promise<GreyImage> {
   if (bytes.length === 0) throw new Error('empty file (0 bytes)');
-  if (format === 'dicom') return decodeDicom(bytes);
+  if (format === 'dicom') {
+    try {
+      return await decodeDicom(bytes);
+    } catch (err) {
+      // A Segmentation object is no image, but may be a mask.
+      if (options.mask && err instanceof SegmentationObjectError) return segmentationAsMask(bytes);
+      throw err;
+    }
+  }
   return decodeRaster(bytes, options);
 }
 

@@ -8,8 +8,8 @@
 import dcmjs from 'dcmjs';
 import dicomParser from 'dicom-parser';
 import { randomUUID } from 'node:crypto';
-import { EdenError } from '../core/errors.js';
-import type { DicomReference } from './grey-image.js';
+import { describeError, EdenError } from '../core/errors.js';
+import type { DicomReference, GreyImage } from './grey-image.js';
 
 export const SEG_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.66.4';
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -199,4 +199,32 @@ export function readSegmentation(bytes: Uint8Array): ReadSegmentation {
   });
   const ref = ds.elements['x00081115']?.items?.[0]?.dataSet?.elements['x0008114a']?.items?.[0]?.dataSet?.string('x00081155');
   return { rows, columns, segments, referencedSopInstanceUid: ref, studyInstanceUid: ds.string('x0020000d') };
+}
+
+/**
+ * A SEG read as a mask of its image: its pixels hold their segment's number (label values), so
+ * that one segment is one structure and several are a label map (masks/<structure>:<number>
+ * selects one, as for any label map; the warning names the segments). A pixel in two segments
+ * cannot be one label value: refused, naming them.
+ */
+export function segmentationAsMask(bytes: Uint8Array): GreyImage {
+  let seg: ReadSegmentation;
+  try {
+    seg = readSegmentation(bytes);
+  } catch (err) {
+    throw new Error(`unsupported DICOM SEG: ${describeError(err)}`);
+  }
+  const pixels = seg.rows * seg.columns;
+  const data = new Float32Array(pixels);
+  const segments: Record<number, string> = {};
+  for (const { number, label, mask } of seg.segments) {
+    segments[number] = label;
+    for (let i = 0; i < pixels; i++) {
+      if (!mask[i]) continue;
+      const other = data[i]!;
+      if (other && other !== number) throw new Error(`unsupported DICOM SEG of overlapping segments ('${segments[other]}' and '${label}' share pixels): read as a mask, a pixel holds one segment; save each segment as its own mask (masks/<structure>/)`);
+      data[i] = number;
+    }
+  }
+  return { width: seg.columns, height: seg.rows, data, bitDepth: 8, labelValues: true, segments, encoding: 'dicom-seg' };
 }

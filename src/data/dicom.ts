@@ -20,6 +20,7 @@ import dicomParser from 'dicom-parser';
 import { inflateSync } from 'fflate';
 import { createRequire } from 'node:module';
 import { bt601, firstChannel, rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
+import { SEG_SOP_CLASS } from './dicom-seg.js';
 import { decodeWithWasm, type WasmCodec } from './wasm-codecs.js';
 
 const require = createRequire(import.meta.url);
@@ -69,6 +70,9 @@ export class DicomError extends Error {}
 
 /** A readable DICOM object that holds no image (no Pixel Data). */
 export class NotAnImageError extends DicomError {}
+
+/** A DICOM Segmentation object: masks, read as such when a mask is asked for (decode.ts). */
+export class SegmentationObjectError extends NotAnImageError {}
 
 /** dicom-parser's hook for Deflated Explicit VR Little Endian: inflate everything after the meta header. */
 function inflater(byteArray: Uint8Array, position: number): Uint8Array {
@@ -142,6 +146,9 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
     const sop = ds.string('x00080016') ?? (ds.string('x00041200') !== undefined || ds.elements['x00041220'] ? 'DICOMDIR' : undefined);
     throw new NotAnImageError(`a DICOM object without pixel data (${sop ? `SOP Class ${SOP_NAMES[sop] ?? sop}` : 'no SOP Class'}): not an image`);
   }
+  // A Segmentation object's pixels are masks (a 1-bit frame per segment), not a picture of anatomy:
+  // in a folder of exported studies it lies beside the images it annotates.
+  if (ds.string('x00080016') === SEG_SOP_CLASS) throw new SegmentationObjectError(`a DICOM Segmentation object (SEG${segmentationNote(ds)}): masks, not an image (as a mask it is read among the masks, named after its image)`);
   const pm: PixelModule = {
     rows: ds.uint16('x00280010') ?? 0,
     columns: ds.uint16('x00280011') ?? 0,
@@ -294,6 +301,13 @@ function dicomReference(ds: dicomParser.DataSet): DicomReference | undefined {
 }
 
 /** Known SOP classes without images, for messages. */
+/** A SEG's segment labels and the image it references, for a message: " of 'heart', 'lungs', for image 1.2.3". */
+function segmentationNote(ds: dicomParser.DataSet): string {
+  const labels = (ds.elements['x00620002']?.items ?? []).map((item) => `'${item.dataSet?.string('x00620005') ?? ''}'`);
+  const image = ds.elements['x00081115']?.items?.[0]?.dataSet?.elements['x0008114a']?.items?.[0]?.dataSet?.string('x00081155');
+  return `${labels.length ? ` of ${labels.length > 4 ? [...labels.slice(0, 4), '...'].join(', ') : labels.join(', ')}` : ''}${image ? `, for image ${image}` : ''}`;
+}
+
 const SOP_NAMES: Record<string, string> = {
   '1.2.840.10008.1.3.10': 'Media Storage Directory (DICOMDIR)',
   '1.2.840.10008.5.1.4.1.1.88.11': 'Basic Text SR',

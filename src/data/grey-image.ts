@@ -26,6 +26,8 @@ export interface GreyImage {
   transparent?: boolean;
   /** A colour mask's colours ('#ff0000') by the label value each reads as. */
   colours?: Record<number, string>;
+  /** A DICOM SEG read as a mask: its segments' labels by segment number (the label value of its pixels). */
+  segments?: Record<number, string>;
   /** Short description of how the file was encoded, e.g. 'png', 'dicom/jpeg-lossless'. */
   encoding: string;
   /** For DICOM input: the identifiers a derived object (e.g. a SEG) must reference, and the pixel spacing. */

@@ -99,7 +99,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
             const { max, threshold } = decodedMaskRange(m);
             bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
             if (max > 0 && threshold === 0) report.labelMasks++;
-            const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure, threshold, m.colours);
+            const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure, threshold, m);
             if (labelMap) {
               report.labelMaps++;
               report.labelMapExample ??= labelMap;
@@ -165,7 +165,7 @@ export function formatInspectReport(r: InspectReport): string {
   if (r.masksHint) lines.push(`masks: none paired (the segmentation layout is images/ + masks/); ${path.basename(r.masksHint.images)}/ looks like images and ${path.basename(r.masksHint.masks)}/ like their masks: eden inspect ${r.masksHint.images} --masks ${r.masksHint.masks}`);
   if (r.transparentMasks) lines.push(`transparency: ${r.transparentMasks} mask(s) drawn on a transparent layer: their transparent pixels are background`);
   if (Object.keys(r.maskValues).length) {
-    const note = r.labelMasks ? `; ${r.labelMasks} hold label values (no value above half scale, a palette or several colours): their nonzero pixels are the structure` : '';
+    const note = r.labelMasks ? `; ${r.labelMasks} hold label values (no value above half scale, a palette, several colours or a DICOM SEG): their nonzero pixels are the structure` : '';
     lines.push(`mask values: ${fmt(r.maskValues)}${note}`);
     if (r.labelMaps) lines.push(`label maps: ${r.labelMaps} mask(s) hold several label values, each read as one structure; the first: ${r.labelMapExample}`);
   }

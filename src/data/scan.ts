@@ -28,6 +28,7 @@ export interface ImageEntry {
 export type SkipCategory =
   | 'not an image file'
   | 'DICOM without pixel data'
+  | 'DICOM SEG (masks)'
   | 'empty file'
   | 'truncated'
   | 'corrupt'
@@ -82,6 +83,7 @@ export function skipCategory(message: string): SkipCategory {
   if (/empty file/.test(message)) return 'empty file';
   if (/not an image file/.test(message)) return 'not an image file';
   if (/DICOM object without pixel data/.test(message)) return 'DICOM without pixel data';
+  if (/DICOM Segmentation object/.test(message)) return 'DICOM SEG (masks)';
   if (/truncated/.test(message)) return 'truncated';
   if (/unsupported|not supported/.test(message)) return 'unsupported';
   if (/cannot read/.test(message)) return 'unreadable';
