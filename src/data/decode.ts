@@ -13,7 +13,7 @@ import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom, SegmentationObjectError } from './dicom.js';
 import { segmentationAsMask } from './dicom-seg.js';
 import { detectFormat, hasDicomBytes, notAnImage } from './formats.js';
-import { bt601, firstChannel, rgbToGrey, type GreyImage, type NiftiReference } from './grey-image.js';
+import { bt601, firstChannel, rgbToGrey, type GreyImage, type RasterSamples } from './grey-image.js';
 import { snapToMainColours } from './lossy-colours.js';
 import { decodeNetpbm, isNetpbm } from './netpbm.js';
 import { decodeNifti, isGzip, isNifti } from './nifti.js';
@@ -222,18 +222,6 @@ function luma601(r: number, g: number, b: number): number {
   return Math.round(bt601(r, g, b));
 }
 
-/** Samples of a format Eden decodes itself, interleaved per pixel. */
-interface RasterSamples {
-  width: number;
-  height: number;
-  channels: number;
-  samples: ArrayLike<number>;
-  bitDepth: number;
-  encoding: string;
-  /** Real-valued samples (a float .npy): no nominal range, as a float TIFF's. */
-  floatingPoint?: boolean;
-  nifti?: NiftiReference;
-}
 
 /**
  * BMP, Netpbm, JPEG 2000, NumPy .npy and NIfTI (.nii, .nii.gz), recognised by their first bytes

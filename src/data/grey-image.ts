@@ -43,6 +43,19 @@ export function framesNote(file: string, image: Pick<GreyImage, 'frames'>): stri
   return image.frames ? `${file}: a DICOM of ${image.frames} frames (a cine loop, or a tomosynthesis or CT series in one file): its first frame is read as the image; Eden reads 2D radiographs` : undefined;
 }
 
+/** Samples of a format Eden decodes itself (decode.ts, npy.ts, nifti.ts), interleaved per pixel. */
+export interface RasterSamples {
+  width: number;
+  height: number;
+  channels: number;
+  samples: ArrayLike<number>;
+  bitDepth: number;
+  encoding: string;
+  /** Real-valued samples (a float .npy or NIfTI): no nominal range, as a float TIFF's. */
+  floatingPoint?: boolean;
+  nifti?: NiftiReference;
+}
+
 /** A NIfTI source image: what a mask written for it copies, and its pixel spacing. */
 export interface NiftiReference {
   /** The file's header as stored (348 bytes for NIfTI-1, 540 for NIfTI-2), in its byte order. */

@@ -9,7 +9,7 @@
  */
 import { Gunzip, gunzipSync, gzipSync } from 'fflate';
 import { isNIFTI, NIFTI2, readHeader, type NIFTI1 } from 'nifti-reader-js';
-import type { NiftiReference } from './grey-image.js';
+import type { NiftiReference, RasterSamples } from './grey-image.js';
 
 /** Enough of a header to read NIfTI-1 (348 bytes) and NIfTI-2 (540). */
 const HEADER_BYTES = 544;
@@ -53,24 +53,13 @@ const VOXEL_TYPES: Record<number, VoxelType> = {
 /** Integers a float32 holds exactly. */
 const EXACT_IN_FLOAT32 = 2 ** 24;
 
-export interface NiftiSamples {
-  width: number;
-  height: number;
-  channels: number;
-  samples: ArrayLike<number>;
-  bitDepth: number;
-  floatingPoint: boolean;
-  encoding: string;
-  nifti: NiftiReference;
-}
-
 /**
  * Decode a NIfTI file's one slice (gzip-compressed or not). The header is read first, so a
  * compressed volume or an oversized image is refused before its voxels are decompressed. A scale
  * in the header (scl_slope, scl_inter) is applied, as a DICOM's rescale is; a non-integer one
  * makes the values real-valued.
  */
-export function decodeNifti(bytes: Uint8Array, maxPixels: number): NiftiSamples {
+export function decodeNifti(bytes: Uint8Array, maxPixels: number): RasterSamples & { nifti: NiftiReference } {
   const compressed = isGzip(bytes);
   const head = compressed ? gunzipHead(bytes, HEADER_BYTES) : bytes.subarray(0, HEADER_BYTES);
   if (compressed && head.length < 348 && startsLikeNifti(head)) throw new Error(`truncated image data (the NIfTI header ends after ${head.length} bytes)`);

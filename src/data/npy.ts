@@ -5,6 +5,7 @@
  * widens to float32; 64-bit integers are refused (their values do not fit a float32 exactly).
  */
 import { parse, type NpyArray } from 'npyjs';
+import type { RasterSamples } from './grey-image.js';
 
 /** The .npy magic string: \x93NUMPY. */
 export function isNpy(bytes: Uint8Array): boolean {
@@ -14,17 +15,7 @@ export function isNpy(bytes: Uint8Array): boolean {
 /** Bits per sample Eden records for each dtype (masks read full scale by them: a bool's 1 is its top). */
 const BITS: Partial<Record<NpyArray['dtype'], number>> = { b1: 1, u1: 8, i1: 8, u2: 16, i2: 16, u4: 32, i4: 32, f2: 32, f4: 32, f8: 32 };
 
-export interface NpySamples {
-  width: number;
-  height: number;
-  channels: number;
-  samples: ArrayLike<number>;
-  bitDepth: number;
-  floatingPoint: boolean;
-  encoding: string;
-}
-
-export function decodeNpy(bytes: Uint8Array, maxPixels: number): NpySamples {
+export function decodeNpy(bytes: Uint8Array, maxPixels: number): RasterSamples {
   let a: NpyArray;
   try {
     a = parse(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
