@@ -112,10 +112,10 @@ describe('scan and inspect', () => {
     assert.deepEqual(Object.fromEntries(report.skipped.map((s) => [path.basename(s.path), s.category])), { 'report-sr.dcm': 'DICOM without pixel data', 'cut.dcm': 'truncated', 'seg.dcm': 'DICOM SEG (masks)' });
     const text = formatInspectReport(report);
     assert.match(text, /report-sr\.dcm: a DICOM object without pixel data \(SOP Class Basic Text SR\): not an image/);
-    assert.ok(text.includes(`seg.dcm: a DICOM Segmentation object (SEG of 'heart', 'lungs', for image 2.25.1001): masks, not an image (as a mask it is read among the masks, named after its image)`), text);
+    assert.ok(text.includes(`seg.dcm: a DICOM Segmentation object (SEG of 'heart', 'lungs', for image 2.25.1001): masks, not an image (among the masks, it is read as the mask of the image it references)`), text);
   });
 
-  it("a DICOM SEG among the masks (as eden segment writes one) is its image's mask: one segment a structure, several a label map naming them; overlapping segments are refused by name", async () => {
+  it("a DICOM SEG among the masks (named after its image as eden segment writes one, or by its own UID as archives do) is its image's mask: one segment a structure, several a label map naming them; overlapping segments are refused by name", async () => {
     const fixtures = path.join(import.meta.dirname, 'fixtures', 'dicom');
     const root = mkdtempSync(path.join(tmpdir(), 'eden-seg-masks-'));
     for (const d of ['dicom/images', 'dicom/masks/heart', 'dicom/masks/both', 'png/images', 'png/masks/heart', 'png/masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
@@ -143,6 +143,22 @@ describe('scan and inspect', () => {
     // Read as one structure, the two-segment SEG is a label map whose warning names its segments.
     await load('dicom', { structures: ['both'] });
     assert.ok(warnings.some((m) => m.startsWith(path.join(root, 'dicom', 'masks', 'both', '')) && m.endsWith(`.dcm: a DICOM SEG of several segments ('heart' as 1, 'lungs' as 2): every nonzero pixel is read as 'both'; to train the labels apart, select them as both:1, both:2 (--structures), or name them with --combine, e.g. --combine left_lung=both:1`)), warnings.join('\n'));
+    // Named by their own UIDs (as archives name files), SEGs find their images by the UID they reference.
+    const archive = path.join(root, 'archive');
+    for (const d of ['images', 'masks/heart']) mkdirSync(path.join(archive, d), { recursive: true });
+    const uids: Record<string, string> = { 'a.dcm': '1.2.826.0.1.3680043.8.498.146448', 'b.dcm': '1.2.826.0.1.3680043.8.498.156448' };
+    copyFileSync(path.join(fixtures, 'mono2-8bit.dcm'), path.join(archive, 'images', 'a.dcm'));
+    copyFileSync(path.join(fixtures, 'mono2-12bit.dcm'), path.join(archive, 'images', 'b.dcm'));
+    const segOf = (uid: string, mask: Uint8Array): Uint8Array => writeSegmentation({ source: { ...source, sopInstanceUid: uid }, rows: h, columns: w, masks: [mask], structures: ['heart'], algorithm: { name: 'test', version: '1' } });
+    writeFileSync(path.join(archive, 'masks', 'heart', '2.25.71.dcm'), segOf(uids['b.dcm']!, lungs));
+    writeFileSync(path.join(archive, 'masks', 'heart', '2.25.72.dcm'), segOf(uids['a.dcm']!, heart));
+    writeFileSync(path.join(archive, 'masks', 'heart', '2.25.73.dcm'), segOf('2.25.404', heart));
+    const scan = await scanDataset([path.join(archive, 'images')], { masks: path.join(archive, 'masks') });
+    assert.deepEqual(scan.images.map((e) => [e.relPath, path.basename(e.masks!['heart']!)]), [['a.dcm', '2.25.72.dcm'], ['b.dcm', '2.25.71.dcm']]);
+    assert.deepEqual(scan.skipped.map((x) => x.message), [`${path.join(archive, 'masks', 'heart', '2.25.73.dcm')}: mask without image (a DICOM SEG of image 2.25.404, which no DICOM file in ${path.join(archive, 'images')} is)`]);
+    const paired = await loadSegmentationData(path.join(archive, 'images'), 32, { masks: path.join(archive, 'masks'), testFraction: 0, maxTestImages: 0, seed: 0 });
+    assert.deepEqual(paired.samples.map((x) => x.masks[0]), [reference.samples[0]!.masks[0], reference.samples[0]!.masks[1]]);
+
     // Overlapping segments cannot be one label value: refused, naming them.
     const overlapping = path.join(root, 'dicom', 'masks', 'both', 'b.dcm');
     writeFileSync(overlapping, seg([heart, rect(30, 50, 20, 40)], ['heart', 'lungs']));

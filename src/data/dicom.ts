@@ -18,6 +18,7 @@
  */
 import dicomParser from 'dicom-parser';
 import { inflateSync } from 'fflate';
+import { promises as fs } from 'node:fs';
 import { createRequire } from 'node:module';
 import { bt601, firstChannel, rgbToGrey, type DicomReference, type GreyImage } from './grey-image.js';
 import { SEG_SOP_CLASS } from './dicom-seg.js';
@@ -104,10 +105,10 @@ export function looksLikeBareDicom(bytes: Uint8Array): boolean {
   return inferBareTransferSyntax(bytes) !== undefined;
 }
 
-function parse(bytes: Uint8Array): { ds: dicomParser.DataSet; ts: string } {
+function parse(bytes: Uint8Array, untilTag?: string): { ds: dicomParser.DataSet; ts: string } {
   const message = (err: unknown): string => (typeof err === 'string' ? err : err instanceof Error ? err.message : String((err as { exception?: string }).exception ?? err)).replace(/^dicomParser\.\w+: /, '');
   try {
-    const ds = dicomParser.parseDicom(bytes, { inflater } as dicomParser.ParseDicomOptions);
+    const ds = dicomParser.parseDicom(bytes, { inflater, untilTag } as dicomParser.ParseDicomOptions);
     return { ds, ts: ds.string('x00020010') ?? TS.implicitLE };
   } catch (err) {
     const first = message(err);
@@ -116,7 +117,7 @@ function parse(bytes: Uint8Array): { ds: dicomParser.DataSet; ts: string } {
     const ts = inferBareTransferSyntax(bytes);
     if (!ts) throw new DicomError(`not a readable DICOM file (no 'DICM' marker, and the first bytes are not a DICOM data set)`);
     try {
-      return { ds: dicomParser.parseDicom(bytes, { TransferSyntaxUID: ts } as dicomParser.ParseDicomOptions), ts };
+      return { ds: dicomParser.parseDicom(bytes, { TransferSyntaxUID: ts, untilTag } as dicomParser.ParseDicomOptions), ts };
     } catch (err2) {
       throw new DicomError(`not a readable DICOM file (a data set without meta header, read as ${TS_NAMES[ts] ?? ts}: ${message(err2)})`);
     }
@@ -148,7 +149,7 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
   }
   // A Segmentation object's pixels are masks (a 1-bit frame per segment), not a picture of anatomy:
   // in a folder of exported studies it lies beside the images it annotates.
-  if (ds.string('x00080016') === SEG_SOP_CLASS) throw new SegmentationObjectError(`a DICOM Segmentation object (SEG${segmentationNote(ds)}): masks, not an image (as a mask it is read among the masks, named after its image)`);
+  if (ds.string('x00080016') === SEG_SOP_CLASS) throw new SegmentationObjectError(`a DICOM Segmentation object (SEG${segmentationNote(ds)}): masks, not an image (among the masks, it is read as the mask of the image it references)`);
   const pm: PixelModule = {
     rows: ds.uint16('x00280010') ?? 0,
     columns: ds.uint16('x00280011') ?? 0,
@@ -304,8 +305,66 @@ function dicomReference(ds: dicomParser.DataSet): DicomReference | undefined {
 /** A SEG's segment labels and the image it references, for a message: " of 'heart', 'lungs', for image 1.2.3". */
 function segmentationNote(ds: dicomParser.DataSet): string {
   const labels = (ds.elements['x00620002']?.items ?? []).map((item) => `'${item.dataSet?.string('x00620005') ?? ''}'`);
-  const image = ds.elements['x00081115']?.items?.[0]?.dataSet?.elements['x0008114a']?.items?.[0]?.dataSet?.string('x00081155');
+  const image = referencedImage(ds);
   return `${labels.length ? ` of ${labels.length > 4 ? [...labels.slice(0, 4), '...'].join(', ') : labels.join(', ')}` : ''}${image ? `, for image ${image}` : ''}`;
+}
+
+/**
+ * The one image a SEG references: by its Referenced Series Sequence's instances, else by its
+ * frames' Derivation Image / Source Image Sequences (where highdicom and dcmqi also put it);
+ * undefined when none, or several (a SEG of a series).
+ */
+function referencedImage(ds: dicomParser.DataSet): string | undefined {
+  const uids = new Set<string>();
+  const items = (e: dicomParser.Element | undefined): dicomParser.DataSet[] => (e?.items ?? []).flatMap((i) => (i.dataSet ? [i.dataSet] : []));
+  for (const series of items(ds.elements['x00081115'])) for (const instance of items(series.elements['x0008114a'])) uids.add(instance.string('x00081155') ?? '');
+  if (!uids.size) {
+    for (const frame of items(ds.elements['x52009230'])) {
+      for (const derivation of items(frame.elements['x00089124'])) for (const source of items(derivation.elements['x00082112'])) uids.add(source.string('x00081155') ?? '');
+    }
+  }
+  uids.delete('');
+  return uids.size === 1 ? [...uids][0] : undefined;
+}
+
+/** Who a DICOM file is, from its header (its pixel data not read): SOP Class and Instance UIDs, and for a SEG the image it masks. */
+export interface DicomIdentity {
+  sopClassUid?: string;
+  sopInstanceUid?: string;
+  /** A SEG's one referenced image (SOP Instance UID). */
+  segmentationOf?: string;
+}
+
+/** The DICOM file's identity; undefined when it is not readable DICOM. */
+export async function readDicomIdentity(file: string): Promise<DicomIdentity | undefined> {
+  // A header fits the first 64 KiB of almost every file; else the whole file is read.
+  for (const limit of [65536, Infinity]) {
+    let bytes: Uint8Array;
+    try {
+      bytes = limit === Infinity ? await fs.readFile(file) : await readStart(file, limit);
+    } catch {
+      return undefined;
+    }
+    try {
+      const { ds } = parse(bytes, 'x7fe00010');
+      const sopClassUid = ds.string('x00080016');
+      return { sopClassUid, sopInstanceUid: ds.string('x00080018'), ...(sopClassUid === SEG_SOP_CLASS && { segmentationOf: referencedImage(ds) }) };
+    } catch {
+      if (bytes.length < limit) return undefined;
+    }
+  }
+  return undefined;
+}
+
+async function readStart(file: string, bytes: number): Promise<Uint8Array> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const buf = Buffer.alloc(bytes);
+    const { bytesRead } = await handle.read(buf, 0, bytes, 0);
+    return new Uint8Array(buf.buffer, buf.byteOffset, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }
 
 const SOP_NAMES: Record<string, string> = {

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { dataError, describeError } from '../core/errors.js';
 import { detectFormat, DICOM_EXTENSIONS, fileStem, imageExtension, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
 import { labelsForAll, readManifest, type Manifest } from './manifest.js';
+import { readDicomIdentity } from './dicom.js';
 
 export interface ImageEntry {
   /** Path as given or found (usable with fs). */
@@ -304,6 +305,7 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
     groups.set(name, [...(groups.get(name) ?? []), ...files]);
   }
   const names = [...groups.keys()].sort();
+  let byUid: Map<string, ImageEntry> | undefined;
   if (only) {
     for (const s of only) if (!names.includes(s)) throw dataError(`${masksDir}: no structure '${s}'; found ${names.join(', ') || 'none'}`);
   }
@@ -320,7 +322,17 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
       const keys = maskKeys(stem);
       const folder = path.relative(root, path.dirname(file)).split(path.sep).join('/');
       const sameStem = keys.map((k) => byStem.get(k) ?? []).find((list) => list.length);
-      const img = keys.map((k) => byPlace.get(place(folder, k))).find((x) => x) ?? (sameStem?.length === 1 ? sameStem[0] : undefined);
+      let img = keys.map((k) => byPlace.get(place(folder, k))).find((x) => x) ?? (sameStem?.length === 1 ? sameStem[0] : undefined);
+      // A DICOM SEG named otherwise (archives name files by UID) finds its image by the UID it references.
+      const seg = !img && format === 'dicom' ? (await readDicomIdentity(file))?.segmentationOf : undefined;
+      if (seg) {
+        byUid ??= await imagesByUid(byPlace.values());
+        img = byUid.get(seg);
+        if (!img) {
+          result.skipped.push(skipped(file, `mask without image (a DICOM SEG of image ${seg}, which no DICOM file in ${imagesDir} is)`));
+          continue;
+        }
+      }
       if (!img) {
         const problem = sameStem
           ? `mask of which image? ${sameStem.length} images share its name (${sameStem.slice(0, 3).map((x) => x.relPath).join(', ')}${sameStem.length > 3 ? ', ...' : ''}) and none is in its folder, ${folder || 'the top'}; place each mask in its image's subfolder (images/P001/a.png -> ${path.basename(masksDir)}/<structure>/P001/a.png)`
@@ -337,6 +349,17 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
     }
   }
   return [...new Set(byPlace.values())];
+}
+
+/** The DICOM images by their SOP Instance UID (read from their headers; what a SEG references). */
+async function imagesByUid(images: Iterable<ImageEntry>): Promise<Map<string, ImageEntry>> {
+  const byUid = new Map<string, ImageEntry>();
+  for (const img of new Set(images)) {
+    if (img.format !== 'dicom') continue;
+    const uid = (await readDicomIdentity(img.path))?.sopInstanceUid;
+    if (uid && !byUid.has(uid)) byUid.set(uid, img);
+  }
+  return byUid;
 }
 
 /** Folder names that say "masks" (masks, mask, ManualMask, labels, annotations, seg, gt, ground_truth). */
