@@ -112,7 +112,7 @@ describe('scan and inspect', () => {
     assert.deepEqual(Object.fromEntries(report.skipped.map((s) => [path.basename(s.path), s.category])), { 'report-sr.dcm': 'DICOM without pixel data', 'cut.dcm': 'truncated', 'seg.dcm': 'DICOM SEG (masks)' });
     const text = formatInspectReport(report);
     assert.match(text, /report-sr\.dcm: a DICOM object without pixel data \(SOP Class Basic Text SR\): not an image/);
-    assert.ok(text.includes(`seg.dcm: a DICOM Segmentation object (SEG of 'heart', 'lungs', for image 2.25.1001): masks, not an image (among the masks, it is read as the mask of the image it references)`), text);
+    assert.ok(text.includes(`seg.dcm: a DICOM Segmentation object (SEG of 'heart', 'lungs', for image 2.25.1001): masks, not an image (read as its image's mask when its folder is given as --masks)`), text);
   });
 
   it("a DICOM SEG among the masks (named after its image as eden segment writes one, or by its own UID as archives do) is its image's mask: one segment a structure, several a label map naming them; overlapping segments are refused by name", async () => {
@@ -158,6 +158,19 @@ describe('scan and inspect', () => {
     assert.deepEqual(scan.skipped.map((x) => x.message), [`${path.join(archive, 'masks', 'heart', '2.25.73.dcm')}: mask without image (a DICOM SEG of image 2.25.404, which no DICOM file in ${path.join(archive, 'images')} is)`]);
     const paired = await loadSegmentationData(path.join(archive, 'images'), 32, { masks: path.join(archive, 'masks'), testFraction: 0, maxTestImages: 0, seed: 0 });
     assert.deepEqual(paired.samples.map((x) => x.masks[0]), [reference.samples[0]!.masks[0], reference.samples[0]!.masks[1]]);
+    // Exported beside their images (one folder, given as --masks too): the SEGs are masks, not images; no image is its own mask.
+    for (const f of readdirSync(path.join(archive, 'masks', 'heart'))) copyFileSync(path.join(archive, 'masks', 'heart', f), path.join(archive, 'images', f));
+    const mixed = await scanDataset([path.join(archive, 'images')], { masks: path.join(archive, 'images') });
+    assert.deepEqual(mixed.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), [['a.dcm', '2.25.72.dcm'], ['b.dcm', '2.25.71.dcm']]);
+    assert.deepEqual(mixed.skipped.map((x) => path.basename(x.path)), ['2.25.73.dcm']);
+    // So are masks in one flat folder with their images (Shenzhen's x.png + x_mask.png).
+    const flat = mkdtempSync(path.join(tmpdir(), 'eden-flat-masks-'));
+    for (const n of ['a', 'b']) {
+      copyFileSync(path.join(root, 'png', 'images', `${n}.dcm`), path.join(flat, `${n}.dcm`));
+      copyFileSync(path.join(root, 'png', 'masks', 'heart', `${n}.png`), path.join(flat, `${n}_mask.png`));
+    }
+    const flatScan = await scanDataset([flat], { masks: flat });
+    assert.deepEqual([flatScan.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), flatScan.skipped], [[['a.dcm', 'a_mask.png'], ['b.dcm', 'b_mask.png']], []]);
 
     // Overlapping segments cannot be one label value: refused, naming them.
     const overlapping = path.join(root, 'dicom', 'masks', 'both', 'b.dcm');

@@ -25,7 +25,7 @@ export function collect(value: string, previous: string[]): string[] {
 }
 
 /** --masks of finetune, evaluate and inspect (scan.ts ScanOptions.masks). */
-export const MASKS_HELP = "segmentation: the masks' folder (<structure>/ folders of masks, or one structure's masks in it, named as their images), when the data are not DATA/images + DATA/masks: then DATA is the images' folder (e.g. Montgomery's CXR_png with --masks ManualMask)";
+export const MASKS_HELP = "segmentation: the masks' folder (<structure>/ folders of masks, or one structure's masks in it, named as their images), when the data are not DATA/images + DATA/masks: then DATA is the images' folder (e.g. Montgomery's CXR_png with --masks ManualMask); the images' own folder when masks lie among them (DICOM SEGs beside their images)";
 
 /** `--threads N` on the commands that compute: the native kernels' threads (also EDEN_THREADS). */
 export const THREADS_HELP = 'threads of the native CPU kernels (default: all cores; also EDEN_THREADS); lower it on a shared machine';

@@ -149,7 +149,7 @@ export async function decodeDicom(input: Uint8Array): Promise<GreyImage> {
   }
   // A Segmentation object's pixels are masks (a 1-bit frame per segment), not a picture of anatomy:
   // in a folder of exported studies it lies beside the images it annotates.
-  if (ds.string('x00080016') === SEG_SOP_CLASS) throw new SegmentationObjectError(`a DICOM Segmentation object (SEG${segmentationNote(ds)}): masks, not an image (among the masks, it is read as the mask of the image it references)`);
+  if (ds.string('x00080016') === SEG_SOP_CLASS) throw new SegmentationObjectError(`a DICOM Segmentation object (SEG${segmentationNote(ds)}): masks, not an image (read as its image's mask when its folder is given as --masks)`);
   const pm: PixelModule = {
     rows: ds.uint16('x00280010') ?? 0,
     columns: ds.uint16('x00280011') ?? 0,

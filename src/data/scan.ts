@@ -287,7 +287,11 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
   // masks/<structure>/...; masks lying directly in masks/ (the one structure of many datasets) are
   // the structure LOOSE_MASKS. Each file with the folder its place is counted from.
   const groups = new Map<string, { file: string; root: string }[]>();
-  const listing = (await fs.readdir(masksDir, { withFileTypes: true })).filter((e) => !e.name.startsWith('.'));
+  // The images' own folder (masks kept among their images): its files, subfolders and all, are
+  // one structure's candidates (a subfolder there is a patient's, not a structure).
+  const together = (await fs.realpath(masksDir)) === (await fs.realpath(imagesDir));
+  if (together) groups.set(LOOSE_MASKS, images.map((img) => ({ file: img.path, root: imagesDir })));
+  const listing = together ? [] : (await fs.readdir(masksDir, { withFileTypes: true })).filter((e) => !e.name.startsWith('.'));
   for (const e of listing) {
     const full = path.join(masksDir, e.name);
     const kind = await kindOf(full, e);
@@ -306,6 +310,8 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
   }
   const names = [...groups.keys()].sort();
   let byUid: Map<string, ImageEntry> | undefined;
+  const masks = new Set<string>();
+  const imagePaths = new Set(images.map((img) => img.path));
   if (only) {
     for (const s of only) if (!names.includes(s)) throw dataError(`${masksDir}: no structure '${s}'; found ${names.join(', ') || 'none'}`);
   }
@@ -321,8 +327,13 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
       const stem = fileStem(file);
       const keys = maskKeys(stem);
       const folder = path.relative(root, path.dirname(file)).split(path.sep).join('/');
-      const sameStem = keys.map((k) => byStem.get(k) ?? []).find((list) => list.length);
-      let img = keys.map((k) => byPlace.get(place(folder, k))).find((x) => x) ?? (sameStem?.length === 1 ? sameStem[0] : undefined);
+      // A file is no mask of itself: masks kept among their images (--masks naming the images' own
+      // folder: DICOM SEGs exported beside their images, x.png beside x_mask.png) are the files
+      // that name another image; the images there name none.
+      const other = (x: ImageEntry | undefined): ImageEntry | undefined => (x?.path === file ? undefined : x);
+      const sameStem = keys.map((k) => (byStem.get(k) ?? []).filter((x) => x.path !== file)).find((list) => list.length);
+      let img = keys.map((k) => other(byPlace.get(place(folder, k)))).find((x) => x) ?? (sameStem?.length === 1 ? sameStem[0] : undefined);
+      const itself = imagePaths.has(file);
       // A DICOM SEG named otherwise (archives name files by UID) finds its image by the UID it references.
       const seg = !img && format === 'dicom' ? (await readDicomIdentity(file))?.segmentationOf : undefined;
       if (seg) {
@@ -330,9 +341,11 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
         img = byUid.get(seg);
         if (!img) {
           result.skipped.push(skipped(file, `mask without image (a DICOM SEG of image ${seg}, which no DICOM file in ${imagesDir} is)`));
+          masks.add(file); // reported once, as a mask: not an image either
           continue;
         }
       }
+      if (!img && itself) continue;
       if (!img) {
         const problem = sameStem
           ? `mask of which image? ${sameStem.length} images share its name (${sameStem.slice(0, 3).map((x) => x.relPath).join(', ')}${sameStem.length > 3 ? ', ...' : ''}) and none is in its folder, ${folder || 'the top'}; place each mask in its image's subfolder (images/P001/a.png -> ${path.basename(masksDir)}/<structure>/P001/a.png)`
@@ -346,9 +359,11 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
         continue;
       }
       (img.masks ??= {})[name] = file;
+      masks.add(file);
     }
   }
-  return [...new Set(byPlace.values())];
+  // A mask lying among the images is not one of them.
+  return [...new Set(byPlace.values())].filter((img) => !masks.has(img.path));
 }
 
 /** The DICOM images by their SOP Instance UID (read from their headers; what a SEG references). */
