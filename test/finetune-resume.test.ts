@@ -234,10 +234,19 @@ describe('eden finetune --resume', { skip: existsSync(wingspan) ? undefined : `$
     assert.deepEqual(await record(out), { train: files(order.slice(1, 7)).map(inCopy), val: files(order.slice(7, 11)).map(inCopy) });
   });
 
-  it('with all shots, refuses before decoding a folder whose images and masks would not fit in memory', async () => {
+  it('with all shots, keeps on disk a folder whose images and masks would not fit in memory, and trains the same model', async () => {
+    const dir = tmp();
+    const [inMemory, onDisk] = [path.join(dir, 'memory.safetensors'), path.join(dir, 'disk.safetensors')];
+    await finetuneSegmentation(options({ shots: 'all', steps: 3 }), inMemory);
+    // A killed run's store is removed; this run's is removed at its end.
+    writeFileSync(path.join(dir, '.disk.safetensors.decoded-99999.tmp'), 'left by a killed run');
     const logged: string[] = [];
-    await assert.rejects(finetuneSegmentation(options({ shots: 'all', memoryBytes: 500_000, onLog: (l) => logged.push(l) }), path.join(tmp(), 'x.safetensors')), { message: `${data}: 12 labelled images at 64 px take 589.8 KB in memory as float32 with their masks, more than the 500.0 KB allowed (by default half of this machine's memory): train on --shots k of them (10 fit), or at a smaller --size` });
-    assert.ok(!logged.some((l) => l.startsWith('skipped')));
+    await finetuneSegmentation(options({ shots: 'all', steps: 3, memoryBytes: 500_000, onLog: (l) => logged.push(l) }), onDisk);
+    assert.ok(logged.some((l) => l.startsWith(`${data}: 12 labelled images at 64 px take 589.8 KB decoded, more than the 500.0 KB of memory allowed (by default half of this machine's): kept on disk while training, in ${path.join(dir, `.disk.safetensors.decoded-${process.pid}.tmp`)} (removed at the end)`)), logged.join('\n'));
+    assert.deepEqual(readdirSync(dir).sort(), ['disk.safetensors', 'memory.safetensors']);
+    const [a, b] = [await loadTensorFile(inMemory), await loadTensorFile(onDisk)];
+    assert.deepEqual([...b.tensors.keys()].sort(), [...a.tensors.keys()].sort());
+    for (const [name, t] of a.tensors) assert.deepEqual(b.tensors.get(name)!.data, t.data, name);
   });
 
   it('refuses a state whose images changed, naming the one that went', async () => {

@@ -13,8 +13,9 @@ import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
-import { processMemoryBytes } from '../data/cache-plan.js';
-import { checkSegmentationSamples, inFolderOrder, loadSegmentationData, planSegmentationData, type SegmentationData } from '../data/segmentation-data.js';
+import { formatBytes, freeBytes, memoryRefusal, processMemoryBytes } from '../data/cache-plan.js';
+import { SampleStore } from '../data/sample-store.js';
+import { checkSegmentationSamples, inFolderOrder, planSegmentationData, type SegmentationData, type SegmentationPlan } from '../data/segmentation-data.js';
 import { loadEncoder } from '../models/encoder-file.js';
 import { createBackbone, type ResNet } from '../models/resnet.js';
 import { saveClassifier, saveSegmenter, type TaskModelMeta } from '../models/task-model-file.js';
@@ -91,6 +92,30 @@ function decodedBudget(o: FinetuneCommon): number {
   return o.memoryBytes ?? processMemoryBytes() / 2;
 }
 
+/**
+ * Where fine-tuning on all labelled images keeps them decoded: in memory while they fit the budget
+ * (undefined), else on disk beside the model (a SampleStore, removed when the run ends), when that
+ * disk has room; else refused before decoding.
+ */
+async function storeBeyondMemory(plan: SegmentationPlan, o: FinetuneSegmentationOptions, outFile: string, log: (line: string) => void): Promise<SampleStore | undefined> {
+  const n = plan.entries.length;
+  const recordBytes = o.size * o.size * 4 * (1 + plan.structures.length);
+  const [bytes, budget] = [n * recordBytes, decodedBudget(o)];
+  if (bytes <= budget) return undefined;
+  const dir = path.dirname(path.resolve(outFile));
+  const free = await freeBytes(dir);
+  const subject = `${plan.root}: ${n} labelled images at ${o.size} px`;
+  // Room for the store and a margin of a tenth: a full disk fails later runs' writes too.
+  if (free !== undefined && free < bytes * 1.1) throw memoryRefusal(subject, bytes, 'as float32 with their masks', budget, `and ${dir} has ${formatBytes(free)} free to keep them on disk; free space there, train on --shots k of them, or at a smaller --size`);
+  await fs.mkdir(dir, { recursive: true });
+  // A killed run's store (its process gone) is removed first.
+  const prefix = `.${path.basename(outFile)}.decoded-`;
+  for (const f of await fs.readdir(dir)) if (f.startsWith(prefix) && /^\d+\.tmp$/.test(f.slice(prefix.length))) await fs.rm(path.join(dir, f), { force: true });
+  const store = new SampleStore(path.join(dir, `.${path.basename(outFile)}.decoded-${process.pid}.tmp`), o.size * o.size, plan.structures.length);
+  log(`${subject} take ${formatBytes(bytes)} decoded, more than the ${formatBytes(budget)} of memory allowed (by default half of this machine's): kept on disk while training, in ${store.file} (removed at the end)`);
+  return store;
+}
+
 /** The order a seed draws a pool's images in (splitPool takes the shots, then validation, from its front). */
 function drawOrder(pool: number[], seed: number): number[] {
   return new Rng(deriveSeed(seed, 101)).shuffle([...pool]);
@@ -110,17 +135,27 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
 
 /**
  * The images a segmentation run trains and validates on, decoded. With all of them ('all'), the
- * whole folder; with k shots, only the images drawn (of thousands labelled, a few), in the order
+ * whole folder (kept on disk when it would not fit in memory: storeBeyondMemory); with k shots, only the images drawn (of thousands labelled, a few), in the order
  * splitPool draws them from the folder's complete images: the same images as from the whole folder
  * decoded, unless some cannot be read (then the next ones drawn take their places).
  */
-async function segmentationSplit(o: FinetuneSegmentationOptions, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number }> {
+async function segmentationSplit(o: FinetuneSegmentationOptions, outFile: string, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number; store?: SampleStore }> {
   const options = { masks: o.masks, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`) };
-  if (o.shots === 'all') {
-    const data = await loadSegmentationData(o.data, o.size, { ...options, testFraction: 0, maxTestImages: 0, seed: o.seed, memoryBytes: decodedBudget(o) });
-    return { data, split: splitPool(data.trainPool, o.shots, o.valImages, o.seed), labelled: data.samples.length };
-  }
   const plan = await planSegmentationData(o.data, options);
+  if (o.shots === 'all') {
+    const store = await storeBeyondMemory(plan, o, outFile, log);
+    try {
+      const samples = await plan.decode(o.size, undefined, undefined, store && ((x) => store.put(x)));
+      checkSegmentationSamples(plan, samples, o.size);
+      const split = splitPool([...samples.keys()], o.shots, o.valImages, o.seed);
+      // Validation images are scored every few steps: held in memory, read from the store once.
+      for (const i of split.val) samples[i] = { file: samples[i]!.file, image: samples[i]!.image, masks: samples[i]!.masks };
+      return { data: { structures: plan.structures, samples }, split, labelled: samples.length, store };
+    } catch (err) {
+      store?.close();
+      throw err;
+    }
+  }
   const drawn = splitPool([...plan.entries.keys()], o.shots, o.valImages, o.seed);
   const order = drawOrder([...plan.entries.keys()], o.seed);
   // Train images first, then validation: decoded in the draw's order until both are full.
@@ -176,7 +211,16 @@ export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFi
   const { structures, combine, shots, valImages, mode, encoderLrMultiplier } = o;
   const masks = o.masks && path.resolve(o.masks);
   const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), masks, structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
-  const { data, split, labelled } = await segmentationSplit(o, log);
+  const { data, split, labelled, store } = await segmentationSplit(o, outFile, log);
+  try {
+    return await trainSegmentation(o, outFile, run, data, split, labelled, log);
+  } finally {
+    store?.close();
+  }
+}
+
+/** finetuneSegmentation once its images are decoded. */
+async function trainSegmentation(o: FinetuneSegmentationOptions, outFile: string, run: Awaited<ReturnType<typeof resumableRun<SegmenterPosition>>>, data: Pick<SegmentationData, 'structures' | 'samples'>, split: { train: number[]; val: number[] }, labelled: number, log: (line: string) => void): Promise<TaskModelMeta> {
   log(`${labelled} labelled images (${data.structures.join(', ')}): training on ${split.train.length}, validating on ${split.val.length}, at ${o.size} px`);
   const { backbone, description } = await createEncoder(o.encoder, deriveSeed(o.seed, 102));
   log(`encoder: ${description}`);

@@ -54,7 +54,7 @@ export function memoryRefusal(subject: string, bytes: number, held: string, budg
 }
 
 /** Free bytes where `dir` is or would be created (its nearest existing parent). */
-async function freeBytes(dir: string): Promise<number | undefined> {
+export async function freeBytes(dir: string): Promise<number | undefined> {
   let at = path.resolve(dir);
   for (;;) {
     try {

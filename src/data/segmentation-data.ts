@@ -14,13 +14,20 @@ import { memoryRefusal } from './cache-plan.js';
 import { ImageDataset, type Sample } from './dataset.js';
 import { masksFolderHint, scanDataset, type ImageEntry } from './scan.js';
 
+/** An image and a mask per structure, at one size. */
+export interface LabelledSample {
+  readonly file: string;
+  readonly image: Float32Array;
+  readonly masks: Float32Array[];
+}
+
 export interface SegmentationData {
   root: string;
   structures: string[];
   /** The folder's labelled images (usable or not), when `maxImages` drew fewer of them. */
   labelled?: number;
   /** Samples with every structure's mask, at the evaluation size. */
-  samples: { file: string; image: Float32Array; masks: Float32Array[] }[];
+  samples: LabelledSample[];
   test: number[];
   trainPool: number[];
 }
@@ -43,8 +50,12 @@ export interface SegmentationPlan {
   entries: ImageEntry[];
   /** How a structure's pixels are marked in its masks (for messages). */
   marks(structure: string): string;
-  /** The entries at `order` (indices into `entries`), decoded at `size`, unusable ones reported and passed over, until `enough` are usable (default all). */
-  decode(size: number, order?: readonly number[], enough?: number): Promise<SegmentationData['samples']>;
+  /**
+   * The entries at `order` (indices into `entries`), decoded at `size`, unusable ones reported and
+   * passed over, until `enough` are usable (default all); each sample as `keep` makes it (default
+   * as it is; a SampleStore's put keeps it on disk).
+   */
+  decode(size: number, order?: readonly number[], enough?: number, keep?: (sample: LabelledSample) => LabelledSample): Promise<LabelledSample[]>;
 }
 
 /**
@@ -59,9 +70,8 @@ export async function loadSegmentationData(root: string, size: number, o: Segmen
   const n = Math.min(plan.entries.length, o.maxImages ?? Infinity);
   // Held in memory as float32, an image and a mask per structure: refused before decoding when they would not fit.
   const perImage = size * size * 4 * (1 + plan.structures.length);
-  if (o.memoryBytes !== undefined && n * perImage > o.memoryBytes) {
-    const remedy = o.memoryRemedy ?? ((fits: number) => `train on --shots k of them (${fits} fit), or at a smaller --size`);
-    throw memoryRefusal(`${root}: ${n} labelled images at ${size} px`, n * perImage, 'as float32 with their masks', o.memoryBytes, remedy(Math.floor(o.memoryBytes / perImage)));
+  if (o.memory && n * perImage > o.memory.bytes) {
+    throw memoryRefusal(`${root}: ${n} labelled images at ${size} px`, n * perImage, 'as float32 with their masks', o.memory.bytes, o.memory.remedy(Math.floor(o.memory.bytes / perImage)));
   }
   const drawn = n < plan.entries.length;
   // maxImages of them: drawn by the seed, decoded until that many are usable, kept in the folder's order.
@@ -76,10 +86,8 @@ export async function loadSegmentationData(root: string, size: number, o: Segmen
 export interface LoadLimits {
   /** Use at most this many of the labelled images (drawn with the seed). */
   maxImages?: number;
-  /** Refuse, before decoding, what would take more memory than this. */
-  memoryBytes?: number;
-  /** What the refusal tells the user to do, given how many images would fit. */
-  memoryRemedy?: (fits: number) => string;
+  /** Refuse, before decoding, what would take more memory than `bytes`, saying what to do (`remedy`, given how many images fit). */
+  memory?: { bytes: number; remedy: (fits: number) => string };
 }
 
 /** Samples sorted as their files lie in the plan (the folder's order). */
@@ -152,8 +160,8 @@ export async function planSegmentationData(root: string, o: SegmentationOptions)
           return lv ? `the masks of '${lv.base}' hold the value ${lv.value}` : `the masks of '${p}' mark the structure with nonzero pixels`;
         })
         .join(' and '),
-    async decode(size, order = [...entries.keys()], enough = order.length) {
-      const samples: SegmentationData['samples'] = [];
+    async decode(size, order = [...entries.keys()], enough = order.length, keep = (x) => x) {
+      const samples: LabelledSample[] = [];
       if (enough <= 0) return samples;
       const dataset = new ImageDataset(entries, { size, cache: 'none', labelValues, onSkip: (x) => o.onSkip?.(x.message), onWarning: o.onWarning });
       // Up to 8 images decoded at once, never more than are still wanted: an image after the last
@@ -176,7 +184,7 @@ export async function planSegmentationData(root: string, o: SegmentationOptions)
           o.onSkip?.(`${sample.entry.path}: left out (missing a mask of ${structures.join(', ')})`);
           continue;
         }
-        samples.push({ file: sample.entry.path, image: sample.image, masks: masks as Float32Array[] });
+        samples.push(keep({ file: sample.entry.path, image: sample.image, masks: masks as Float32Array[] }));
       }
       return samples;
     },

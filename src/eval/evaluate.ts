@@ -205,8 +205,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
   // Every segmentation task holds its images decoded: at most --max-images of them, within memory.
   const limits = {
     maxImages: o.maxImages,
-    memoryBytes: o.memoryBytes ?? processMemoryBytes() / 2,
-    memoryRemedy: (fits: number) => `evaluate on --max-images ${fits} of them (drawn with the seed), or at a smaller --size`,
+    memory: { bytes: o.memoryBytes ?? processMemoryBytes() / 2, remedy: (fits: number) => `evaluate on --max-images ${fits} of them (drawn with the seed), or at a smaller --size` },
     onSkip: (m: string) => log(`skipped ${m}`),
     onWarning: (m: string) => log(`warning: ${m}`),
   };
