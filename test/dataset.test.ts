@@ -115,7 +115,7 @@ describe('scan and inspect', () => {
     assert.ok(text.includes(`seg.dcm: a DICOM Segmentation object (SEG of 'heart', 'lungs', for image 2.25.1001): masks, not an image (read as its image's mask when its folder is given as --masks)`), text);
   });
 
-  it("a DICOM SEG among the masks (named after its image as eden segment writes one, or by its own UID as archives do) is its image's mask: one segment a structure, several a label map naming them; overlapping segments are refused by name", async () => {
+  it("a DICOM SEG among the masks (named after its image as eden segment writes one, or by its own UID as archives do) is its image's mask: one segment a structure, several a label map naming them, each segment whole where they overlap", async () => {
     const fixtures = path.join(import.meta.dirname, 'fixtures', 'dicom');
     const root = mkdtempSync(path.join(tmpdir(), 'eden-seg-masks-'));
     for (const d of ['dicom/images', 'dicom/masks/heart', 'dicom/masks/both', 'png/images', 'png/masks/heart', 'png/masks/lungs']) mkdirSync(path.join(root, d), { recursive: true });
@@ -172,10 +172,18 @@ describe('scan and inspect', () => {
     const flatScan = await scanDataset([flat], { masks: flat });
     assert.deepEqual([flatScan.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), flatScan.skipped], [[['a.dcm', 'a_mask.png'], ['b.dcm', 'b_mask.png']], []]);
 
-    // Overlapping segments cannot be one label value: refused, naming them.
-    const overlapping = path.join(root, 'dicom', 'masks', 'both', 'b.dcm');
-    writeFileSync(overlapping, seg([heart, rect(30, 50, 20, 40)], ['heart', 'lungs']));
-    await assert.rejects(decodeImageFile(overlapping, { mask: true }), { message: `${overlapping}: unsupported DICOM SEG of overlapping segments ('heart' and 'lungs' share pixels): read as a mask, a pixel holds one segment; save each segment as its own mask (masks/<structure>/)` });
+    // Overlapping segments (a heart drawn over the lungs) are each read whole when selected, their union otherwise.
+    const over = rect(30, 50, 20, 40);
+    for (const d of ['overlap/images', 'overlap/masks/both', 'overlap-png/images', 'overlap-png/masks/heart', 'overlap-png/masks/other', 'overlap-png/masks/union']) mkdirSync(path.join(root, d), { recursive: true });
+    for (const name of ['a', 'b']) {
+      for (const d of ['overlap', 'overlap-png']) copyFileSync(path.join(fixtures, 'mono2-12bit.dcm'), path.join(root, d, 'images', `${name}.dcm`));
+      writeFileSync(path.join(root, 'overlap', 'masks', 'both', `${name}.dcm`), seg([heart, over], ['heart', 'other']));
+      for (const [s, m] of [['heart', heart], ['other', over], ['union', heart.map((v, i) => v | over[i]!)]] as const) await sharp(Buffer.from(m.map((v) => v * 255)), { raw: { width: w, height: h, channels: 1 } }).png().toFile(path.join(root, 'overlap-png', 'masks', s, `${name}.png`));
+    }
+    const pngOverlap = await load('overlap-png');
+    const segOverlap = await load('overlap', { combine: { heart: ['both:1'], other: ['both:2'], union: ['both'] }, structures: ['heart', 'other', 'union'] });
+    assert.deepEqual(pngOverlap.structures, ['heart', 'other', 'union']);
+    segOverlap.samples.forEach((x, i) => assert.deepEqual(x.masks, pngOverlap.samples[i]!.masks));
   });
 
   it('reports wingspan_ctr as 259 images with heart, left_lung and right_lung masks', async (t) => {

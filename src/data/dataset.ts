@@ -273,7 +273,7 @@ export class ImageDataset {
         }
       }
       // The label values first: the mask is then binarised in its own array (a full-resolution copy spared).
-      const byValue = values.map((v) => resizeMask(labelValueMask(m.data, v), m.width, m.height, size));
+      const byValue = values.map((v) => resizeMask(m.segmentMasks?.[v] ? Float32Array.from(m.segmentMasks[v]) : labelValueMask(m.data, v), m.width, m.height, size));
       masks[structure] = resizeMask(binarizeMask(m.data, m.bitDepth, threshold, m.data), m.width, m.height, size);
       values.forEach((v, k) => (masks[`${structure}:${v}`] = byValue[k]!));
     }

@@ -202,10 +202,10 @@ export function readSegmentation(bytes: Uint8Array): ReadSegmentation {
 }
 
 /**
- * A SEG read as a mask of its image: its pixels hold their segment's number (label values), so
- * that one segment is one structure and several are a label map (masks/<structure>:<number>
- * selects one, as for any label map; the warning names the segments). A pixel in two segments
- * cannot be one label value: refused, naming them.
+ * A SEG read as a mask of its image, as a label map of its segments' numbers: one segment is one
+ * structure; several are read together (their union) unless selected by number (`both:2`, as any
+ * label map's values; the warning names the segments). Segments may overlap (a heart drawn over
+ * the lungs): each is kept whole in `segmentMasks`, which the selection reads.
  */
 export function segmentationAsMask(bytes: Uint8Array): GreyImage {
   let seg: ReadSegmentation;
@@ -217,14 +217,16 @@ export function segmentationAsMask(bytes: Uint8Array): GreyImage {
   const pixels = seg.rows * seg.columns;
   const data = new Float32Array(pixels);
   const segments: Record<number, string> = {};
-  for (const { number, label, mask } of seg.segments) {
+  const segmentMasks: Record<number, Uint8Array> = {};
+  for (const { number, label, mask } of [...seg.segments].sort((a, b) => a.number - b.number)) {
     segments[number] = label;
+    // A segment of several frames (one per referenced frame) is their union.
+    const own = (segmentMasks[number] ??= new Uint8Array(pixels));
     for (let i = 0; i < pixels; i++) {
       if (!mask[i]) continue;
-      const other = data[i]!;
-      if (other && other !== number) throw new Error(`unsupported DICOM SEG of overlapping segments ('${segments[other]}' and '${label}' share pixels): read as a mask, a pixel holds one segment; save each segment as its own mask (masks/<structure>/)`);
-      data[i] = number;
+      own[i] = 1;
+      if (!data[i]) data[i] = number;
     }
   }
-  return { width: seg.columns, height: seg.rows, data, bitDepth: 8, labelValues: true, segments, encoding: 'dicom-seg' };
+  return { width: seg.columns, height: seg.rows, data, bitDepth: 8, labelValues: true, segments, segmentMasks, encoding: 'dicom-seg' };
 }

@@ -28,6 +28,11 @@ export interface GreyImage {
   colours?: Record<number, string>;
   /** A DICOM SEG read as a mask: its segments' labels by segment number (the label value of its pixels). */
   segments?: Record<number, string>;
+  /**
+   * A SEG's segments as 0 / 1 masks by number, exact where segments overlap (`data` then holds the
+   * lowest number covering a pixel: their union is right, one value per pixel cannot be).
+   */
+  segmentMasks?: Record<number, Uint8Array>;
   /** Short description of how the file was encoded, e.g. 'png', 'dicom/jpeg-lossless'. */
   encoding: string;
   /** For DICOM input: the identifiers a derived object (e.g. a SEG) must reference, and the pixel spacing. */

@@ -54,7 +54,10 @@ export function orientMaskLike(mask: GreyImage, image: GreyImage, sameShape: (a:
   if (!swapsAxes(image.orientation) || mask.orientation) return mask;
   const stored = { width: image.height, height: image.width };
   if (sameShape(mask, image) || !sameShape(mask, stored)) return mask;
-  return { ...mask, ...applyOrientation(mask.data, mask.width, mask.height, image.orientation!) };
+  const turn = (values: Float32Array): ReturnType<typeof applyOrientation> => applyOrientation(values, mask.width, mask.height, image.orientation!);
+  // A SEG's segments (segmentMasks) turn with its label values.
+  const segmentMasks = mask.segmentMasks && Object.fromEntries(Object.entries(mask.segmentMasks).map(([k, m]) => [k, Uint8Array.from(turn(Float32Array.from(m)).data)]));
+  return { ...mask, ...turn(mask.data), ...(segmentMasks && { segmentMasks }) };
 }
 
 interface Size {
