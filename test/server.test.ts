@@ -58,15 +58,19 @@ describe('eden serve: what a raw request can reach', () => {
     assert.equal(s.statusCode, 400);
   });
 
-  it('an upload in a format sharp does not read (PGM, BMP, JPEG 2000) gives the features of the same picture as PNG', async () => {
+  it('an upload in a format sharp does not read (PGM, BMP, JPEG 2000, NIfTI, .npy) gives the features of the same picture as PNG', async () => {
     const fixtures = path.join(import.meta.dirname, 'fixtures', 'raster');
     const dense = async (file: string): Promise<{ statusCode: number; body: string }> => app.inject({ method: 'POST', url: '/api/dense', headers: { 'content-type': 'application/octet-stream' }, payload: readFileSync(file) });
     const png = path.join(mkdtempSync(path.join(tmpdir(), 'eden-serve-png-')), 'grey8.png');
     await sharp(readFileSync(path.join(fixtures, 'grey8.pgm')).subarray(-61 * 47), { raw: { width: 61, height: 47, channels: 1 } }).png().toFile(png);
     const reference = await dense(png);
     assert.equal(reference.statusCode, 200, reference.body);
-    for (const file of ['grey8.pgm', 'grey8.bmp', 'grey8.jp2']) {
-      const r = await dense(path.join(fixtures, file));
+    // The same pattern as NIfTI (nibabel, fixtures/nifti) and as .npy.
+    const npy = path.join(path.dirname(png), 'grey8.npy');
+    const header = "{'descr': '|u1', 'fortran_order': False, 'shape': (47, 61), }";
+    writeFileSync(npy, Buffer.concat([Buffer.from([0x93]), Buffer.from(`NUMPY\x01\x00`, 'latin1'), Buffer.from([118, 0]), Buffer.from(header.padEnd(117) + '\n', 'latin1'), readFileSync(path.join(fixtures, 'grey8.pgm')).subarray(-61 * 47)]));
+    for (const file of ['grey8.pgm', 'grey8.bmp', 'grey8.jp2', path.join('..', 'nifti', 'grey8-slice.nii.gz'), npy]) {
+      const r = await dense(path.resolve(fixtures, file));
       assert.equal(r.statusCode, 200, `${file}: ${r.body}`);
       assert.equal(r.body, reference.body, file);
     }
