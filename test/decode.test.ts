@@ -396,6 +396,45 @@ describe('NIfTI .nii / .nii.gz images and masks', () => {
   });
 });
 
+describe('MetaImage .mha / .mhd images', () => {
+  // Written by VTK's vtkMetaImageWriter through ITK's MetaIO (fixtures/metaimage/make-metaimage.py):
+  // the pattern it documents, recomputed (61 x 47: a transposed read cannot pass).
+  const meta = path.join(import.meta.dirname, 'fixtures', 'metaimage');
+  const [PW, PH] = [61, 47];
+  const pattern = (max: number): number[] => Array.from({ length: PW * PH }, (_, i) => (37 * (i % PW) + 101 * Math.floor(i / PW)) % (max + 1));
+
+  for (const [file, bitDepth, encoding, expected, floatingPoint] of [
+    ['grey12-ushort.mha', 16, 'metaimage/ushort', pattern(4095), undefined],
+    ['grey8-compressed.mha', 8, 'metaimage/uchar', pattern(255), undefined],
+    ['float32.mhd', 32, 'metaimage/float', pattern(255).map((v) => Math.fround((v / 255) * 3 - 1)), true],
+    ['int16-compressed.mhd', 16, 'metaimage/short', pattern(4095).map((v) => v - 2048), undefined],
+  ] as const) {
+    it(`${file} (VTK / MetaIO) decodes to its values exactly, with its spacing`, async () => {
+      const img = await decodeImageFile(path.join(meta, file));
+      assert.deepEqual([img.width, img.height, img.bitDepth, img.encoding, img.floatingPoint, img.spacing], [PW, PH, bitDepth, encoding, floatingPoint, { mm: [0.6, 0.7], from: 'MetaImage ElementSpacing' }]);
+      assert.deepEqual(Array.from(img.data), expected);
+    });
+  }
+
+  it('RGB reads as the same picture in PNG does; a folder of headers and their pixel files lists the headers; a volume, a missing pixel file and a cut file are refused by name', async () => {
+    const rgb = Uint8Array.from(pattern(255).flatMap((g) => [g, (g * 3 + 7) % 256, 255 - g]));
+    const png = path.join(tmp, 'metaimage-colour.png');
+    await sharp(rgb, { raw: { width: PW, height: PH, channels: 3 } }).png().toFile(png);
+    assert.deepEqual(Array.from((await decodeImageFile(path.join(meta, 'rgb.mha'))).data), Array.from((await decodeImageFile(png)).data));
+    const scan = await scanDataset([meta]);
+    assert.deepEqual(scan.images.map((e) => e.relPath), ['float32.mhd', 'grey12-ushort.mha', 'grey8-compressed.mha', 'int16-compressed.mhd', 'rgb.mha', 'volume-3-slices.mha']);
+    assert.deepEqual(scan.skipped.map((x) => path.basename(x.path)), ['make-metaimage.py']); // .raw and .zraw belong to their headers
+    const volume = path.join(meta, 'volume-3-slices.mha');
+    await assert.rejects(decodeImageFile(volume), { message: `${volume}: unsupported MetaImage volume of 61 x 47 x 3 voxels: not a 2-D image (Eden reads a MetaImage of one slice; save the slices to use as 2-D files)` });
+    const lonely = path.join(tmp, 'float32.mhd');
+    copyFileSync(path.join(meta, 'float32.mhd'), lonely);
+    await assert.rejects(decodeImageFile(lonely), { message: `${lonely}: cannot read the file its pixels are in, ${path.join(tmp, 'float32.raw')} (ENOENT)` });
+    const cut = path.join(tmp, 'cut.mha');
+    writeFileSync(cut, readFileSync(path.join(meta, 'grey12-ushort.mha')).subarray(0, 3000));
+    await assert.rejects(decodeImageFile(cut), (e: Error) => e.message.startsWith(`${cut}: truncated image data (MetaImage of 61x47 MET_USHORT needs 5734 bytes of voxels, `));
+  });
+});
+
 describe('DICOM decoding', () => {
   it('applies rescale slope/intercept and keeps the VOI window (explicit VR LE, 12 bit)', async () => {
     const ref = await decodeImageFile(path.join(fixtures, 'mono2-12bit.dcm'));

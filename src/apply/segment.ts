@@ -186,10 +186,10 @@ export async function segmentImages(model: Segmenter, images: { grey: GreyImage;
     const masks = probs[j]!.map((p) => resizeToMask(p, size, size, width, height, threshold));
     const byName = Object.fromEntries(structures.map((s, k) => [s, masks[k]!]));
     const m: Measurements = { areaPx: Object.fromEntries(structures.map((s, k) => [s, area(masks[k]!)])) };
-    const spacing = grey.dicom?.pixelSpacing ?? grey.nifti?.pixelSpacing;
+    const spacing = grey.dicom?.pixelSpacing ?? grey.spacing?.mm;
     if (spacing) {
       m.pixelSpacing = spacing;
-      m.pixelSpacingSource = grey.dicom ? grey.dicom.pixelSpacingSource : 'NIfTI pixdim';
+      m.pixelSpacingSource = grey.dicom ? grey.dicom.pixelSpacingSource : grey.spacing!.from;
       m.areaMm2 = Object.fromEntries(structures.map((s) => [s, m.areaPx[s]! * spacing[0] * spacing[1]]));
     }
     const lungs = lungsOf(byName);

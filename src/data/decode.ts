@@ -3,12 +3,14 @@
  * (8- and 16-bit grey kept at full depth, and signed, 32-bit and floating-point samples at their
  * values; RGB/RGBA reduced to luminance, alpha dropped; turned as their EXIF orientation says),
  * except those sharp's build does not read: BMP (bmp-ts), Netpbm (./netpbm.ts), JPEG 2000
- * (OpenJPEG, ./wasm-codecs.ts), NumPy .npy (./npy.ts) and NIfTI (./nifti.ts). DICOM through
+ * (OpenJPEG, ./wasm-codecs.ts), NumPy .npy (./npy.ts), NIfTI (./nifti.ts) and MetaImage
+ * (./metaimage.ts). DICOM through
  * ./dicom.ts. Every failure is a DataError naming the file and the problem.
  */
 import sharp, { type OutputInfo } from 'sharp';
 import { decode as decodeBmp } from 'bmp-ts';
 import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { dataError, describeError, EdenError } from '../core/errors.js';
 import { decodeDicom, SegmentationObjectError } from './dicom.js';
 import { segmentationAsMask } from './dicom-seg.js';
@@ -17,6 +19,7 @@ import { bt601, firstChannel, rgbToGrey, type GreyImage, type RasterSamples } fr
 import { snapToMainColours } from './lossy-colours.js';
 import { decodeNetpbm, isNetpbm } from './netpbm.js';
 import { decodeNifti, isGzip, isNifti } from './nifti.js';
+import { decodeMetaImage, isMetaImage } from './metaimage.js';
 import { decodeNpy, isNpy } from './npy.js';
 import { decodeWithWasm } from './wasm-codecs.js';
 
@@ -48,10 +51,12 @@ export interface DecodeOptions {
    * (decodeColourLabels), not as the luminance of their colours.
    */
   mask?: boolean;
+  /** Reads a file a header names for its pixels (a MetaImage .mhd's ElementDataFile); decodeImageFile gives it. */
+  dataFile?: (name: string) => Promise<Uint8Array>;
 }
 
 async function decodeRaster(bytes: Uint8Array, options: DecodeOptions): Promise<GreyImage> {
-  const own = await decodeOwnRaster(bytes);
+  const own = await decodeOwnRaster(bytes, options.dataFile);
   if (own) return await greyFromSamples(own, options);
   // failOn 'error': truncated or corrupt data throw instead of decoding to grey garbage.
   const input = sharp(bytes, { failOn: 'error', limitInputPixels: MAX_PIXELS });
@@ -227,20 +232,21 @@ function luma601(r: number, g: number, b: number): number {
  * BMP, Netpbm, JPEG 2000, NumPy .npy and NIfTI (.nii, .nii.gz), recognised by their first bytes
  * (sharp's prebuilt libvips reads none of them); undefined for anything else.
  */
-async function decodeOwnRaster(bytes: Uint8Array): Promise<RasterSamples | undefined> {
+async function decodeOwnRaster(bytes: Uint8Array, dataFile?: DecodeOptions['dataFile']): Promise<RasterSamples | undefined> {
   try {
-    return await decodeOwnFormat(bytes);
+    return await decodeOwnFormat(bytes, dataFile);
   } catch (err) {
     const msg = describeError(err);
-    throw new FormatError(/^(truncated|corrupt|image too large|unsupported)/.test(msg) ? msg : `corrupt image data (${msg})`);
+    throw new FormatError(/^(truncated|corrupt|image too large|unsupported|cannot read|a MetaImage)/.test(msg) ? msg : `corrupt image data (${msg})`);
   }
 }
 
 /** A reason already worded for the user (explainDecodeError passes it on as it is). */
 class FormatError extends Error {}
 
-async function decodeOwnFormat(bytes: Uint8Array): Promise<RasterSamples | undefined> {
+async function decodeOwnFormat(bytes: Uint8Array, dataFile?: DecodeOptions['dataFile']): Promise<RasterSamples | undefined> {
   if (isNpy(bytes)) return decodeNpy(bytes, MAX_PIXELS);
+  if (isMetaImage(bytes)) return decodeMetaImage(bytes, MAX_PIXELS, dataFile);
   if (isNifti(bytes) || isGzip(bytes)) return decodeNifti(bytes, MAX_PIXELS);
   if (isNetpbm(bytes)) {
     const im = decodeNetpbm(bytes, MAX_PIXELS);
@@ -259,9 +265,9 @@ async function decodeOwnFormat(bytes: Uint8Array): Promise<RasterSamples | undef
   return undefined;
 }
 
-/** True for the raster formats Eden decodes itself (BMP, Netpbm, JPEG 2000, .npy, NIfTI), which sharp does not read. */
+/** True for the raster formats Eden decodes itself (BMP, Netpbm, JPEG 2000, .npy, NIfTI, MetaImage), which sharp does not read. */
 export function isOwnRasterFormat(bytes: Uint8Array): boolean {
-  return isNetpbm(bytes) || isBitmap(bytes) || isJpeg2000(bytes) || isNpy(bytes) || isNifti(bytes) || isGzip(bytes);
+  return isNetpbm(bytes) || isBitmap(bytes) || isJpeg2000(bytes) || isNpy(bytes) || isNifti(bytes) || isGzip(bytes) || isMetaImage(bytes);
 }
 
 const isBitmap = (bytes: Uint8Array): boolean => bytes.length >= 26 && bytes[0] === 0x42 && bytes[1] === 0x4d;
@@ -318,7 +324,7 @@ async function greyFromSamples(r: RasterSamples, options: DecodeOptions): Promis
     data = sixteen ? new Float32Array(new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2)) : new Float32Array(raw);
   } else if (r.channels >= 3) data = rgbToGrey(Float32Array.from({ length: pixels * 3 }, (_, i) => r.samples[Math.floor(i / 3) * r.channels + (i % 3)]!), pixels); // signed colour (JPEG 2000): no sharp input for it
   else data = firstChannel(r.samples, pixels, r.channels);
-  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding, ...(r.floatingPoint ? { floatingPoint: true } : {}), ...(r.nifti ? { nifti: r.nifti } : {}) };
+  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding, ...(r.floatingPoint ? { floatingPoint: true } : {}), ...(r.nifti ? { nifti: r.nifti } : {}), ...(r.spacing ? { spacing: r.spacing } : {}) };
 }
 
 /** Typed arrays over sharp's raw output, by libvips' sample format. */
@@ -355,8 +361,17 @@ export async function decodeImageFile(file: string, options: DecodeOptions = {})
   } catch (err) {
     throw dataError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? describeError(err)})`, err);
   }
+  // A header naming the file its pixels are in (a MetaImage .mhd) reads it from beside itself.
+  const dataFile = async (name: string): Promise<Uint8Array> => {
+    const at = path.resolve(path.dirname(file), name);
+    try {
+      return await fs.readFile(at);
+    } catch (err) {
+      throw new FormatError(`cannot read the file its pixels are in, ${at} (${(err as NodeJS.ErrnoException).code ?? describeError(err)})`);
+    }
+  };
   try {
-    return await decodeImageBytes(bytes, format, options);
+    return await decodeImageBytes(bytes, format, { dataFile, ...options });
   } catch (err) {
     if (err instanceof EdenError) throw err;
     const reason = format === 'raster' && !(err instanceof FormatError) && looksTruncated(bytes) ? `truncated image data (${describeError(err)})` : explainDecodeError(err, format);

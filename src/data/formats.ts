@@ -3,8 +3,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { looksLikeBareDicom } from './dicom.js';
 
-/** Raster formats: through sharp (libvips), and BMP, Netpbm, JPEG 2000, NumPy .npy and NIfTI through decoders of Eden's (decode.ts). */
-export const RASTER_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.gif', '.bmp', '.pgm', '.ppm', '.pbm', '.pnm', '.pam', '.jp2', '.j2k', '.j2c', '.npy', '.nii', '.nii.gz']);
+/** Raster formats: through sharp (libvips), and BMP, Netpbm, JPEG 2000, NumPy .npy, NIfTI and MetaImage through decoders of Eden's (decode.ts). */
+export const RASTER_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp', '.gif', '.bmp', '.pgm', '.ppm', '.pbm', '.pnm', '.pam', '.jp2', '.j2k', '.j2c', '.npy', '.nii', '.nii.gz', '.mha', '.mhd']);
 export const DICOM_EXTENSIONS = new Set(['.dcm', '.dicom', '.dic']);
 
 /** Extensions of two parts (path.extname sees only '.gz'). */
@@ -40,6 +40,16 @@ export async function hasDicomMagic(file: string): Promise<boolean> {
   } finally {
     await handle?.close();
   }
+}
+
+/**
+ * A MetaImage header's pixel file beside it (x.raw or x.zraw for x.mhd): part of that image, not a
+ * file to report as no image.
+ */
+export async function isPixelFileOfHeader(file: string): Promise<boolean> {
+  const ext = path.extname(file);
+  if (!/^\.z?raw$/i.test(ext)) return false;
+  return fs.access(file.slice(0, -ext.length) + '.mhd').then(() => true, () => false);
 }
 
 /** Why a file for which detectFormat finds no format is not used. */

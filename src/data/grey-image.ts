@@ -39,6 +39,8 @@ export interface GreyImage {
   dicom?: DicomReference;
   /** For NIfTI input: its header, which a mask written for it keeps (geometry, spacing). */
   nifti?: NiftiReference;
+  /** Millimetres per pixel from a header other than DICOM's (NIfTI's pixdim, MetaImage's ElementSpacing). */
+  spacing?: PixelSpacing;
   /** A DICOM holding several frames (a cine loop, a tomosynthesis or CT series in one file): how many; the first is read. */
   frames?: number;
 }
@@ -48,7 +50,7 @@ export function framesNote(file: string, image: Pick<GreyImage, 'frames'>): stri
   return image.frames ? `${file}: a DICOM of ${image.frames} frames (a cine loop, or a tomosynthesis or CT series in one file): its first frame is read as the image; Eden reads 2D radiographs` : undefined;
 }
 
-/** Samples of a format Eden decodes itself (decode.ts, npy.ts, nifti.ts), interleaved per pixel. */
+/** Samples of a format Eden decodes itself (decode.ts, npy.ts, nifti.ts, metaimage.ts), interleaved per pixel. */
 export interface RasterSamples {
   width: number;
   height: number;
@@ -59,16 +61,21 @@ export interface RasterSamples {
   /** Real-valued samples (a float .npy or NIfTI): no nominal range, as a float TIFF's. */
   floatingPoint?: boolean;
   nifti?: NiftiReference;
+  spacing?: PixelSpacing;
 }
 
-/** A NIfTI source image: what a mask written for it copies, and its pixel spacing. */
+/** Millimetres per pixel, [row spacing, column spacing], and the header field they come from. */
+export interface PixelSpacing {
+  mm: [number, number];
+  from: string;
+}
+
+/** A NIfTI source image: what a mask written for it copies. */
 export interface NiftiReference {
   /** The file's header as stored (348 bytes for NIfTI-1, 540 for NIfTI-2), in its byte order. */
   header: Uint8Array;
   /** The file was gzip-compressed (.nii.gz): its masks are too. */
   compressed: boolean;
-  /** Millimetres per pixel [row spacing, column spacing] (pixdim[2], pixdim[1]), when the header's units say. */
-  pixelSpacing?: [number, number];
 }
 
 /** Identifiers and geometry of a DICOM source image. */

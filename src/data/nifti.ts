@@ -9,7 +9,7 @@
  */
 import { Gunzip, gunzipSync, gzipSync } from 'fflate';
 import { isNIFTI, NIFTI2, readHeader, type NIFTI1 } from 'nifti-reader-js';
-import type { NiftiReference, RasterSamples } from './grey-image.js';
+import type { NiftiReference, PixelSpacing, RasterSamples } from './grey-image.js';
 
 /** Enough of a header to read NIfTI-1 (348 bytes) and NIfTI-2 (540). */
 const HEADER_BYTES = 544;
@@ -90,20 +90,21 @@ export function decodeNifti(bytes: Uint8Array, maxPixels: number): RasterSamples
   const scaled = type.channels === 1 && Number.isFinite(slope) && slope !== 0 && (slope !== 1 || (Number.isFinite(inter) && inter !== 0));
   if (scaled) for (let k = 0; k < count; k++) samples[k] = samples[k]! * slope + (Number.isFinite(inter) ? inter : 0);
   const realValued = type.float === true || (scaled && !(Number.isInteger(slope) && Number.isInteger(inter)));
-  const reference: NiftiReference = { header: head.slice(0, header instanceof NIFTI2 ? 540 : 348), compressed, ...spacingOf(header) };
-  return { width, height, channels: type.channels, samples, bitDepth: type.bits, floatingPoint: realValued, encoding: `nifti/${type.name}`, nifti: reference };
+  const reference: NiftiReference = { header: head.slice(0, header instanceof NIFTI2 ? 540 : 348), compressed };
+  const spacing = spacingOf(header);
+  return { width, height, channels: type.channels, samples, bitDepth: type.bits, floatingPoint: realValued, encoding: `nifti/${type.name}`, nifti: reference, ...(spacing && { spacing }) };
 }
 
 /** Millimetres per unit of xyzt_units' spatial code (NIfTI-1: 1 metre, 2 millimetre, 3 micron); 0 is unknown. */
 const MM_PER_UNIT: Record<number, number> = { 1: 1000, 2: 1, 3: 0.001 };
 
 /** The pixel spacing in millimetres, [row, column], when the header gives units. */
-function spacingOf(header: NIFTI1 | NIFTI2): { pixelSpacing?: [number, number] } {
+function spacingOf(header: NIFTI1 | NIFTI2): PixelSpacing | undefined {
   const mm = MM_PER_UNIT[header.xyzt_units & 0x07];
   const [dx, dy] = [header.pixDims[1]!, header.pixDims[2]!];
   // NIfTI-1's float32 pixdim read to the digits it holds (0.6, not 0.6000000238418579).
   const value = (v: number): number => (header instanceof NIFTI2 ? v * mm! : Number((v * mm!).toPrecision(7)));
-  return mm && dx > 0 && dy > 0 && Number.isFinite(dx * dy) ? { pixelSpacing: [value(dy), value(dx)] } : {};
+  return mm && dx > 0 && dy > 0 && Number.isFinite(dx * dy) ? { mm: [value(dy), value(dx)], from: 'NIfTI pixdim' } : undefined;
 }
 
 /** Byte offsets of the header fields a mask rewrites, by NIfTI version. */

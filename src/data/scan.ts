@@ -10,7 +10,7 @@
 import { promises as fs, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { dataError, describeError } from '../core/errors.js';
-import { detectFormat, DICOM_EXTENSIONS, fileStem, imageExtension, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
+import { detectFormat, DICOM_EXTENSIONS, fileStem, imageExtension, isPixelFileOfHeader, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
 import { labelsForAll, readManifest, type Manifest } from './manifest.js';
 import { readDicomIdentity } from './dicom.js';
 
@@ -172,7 +172,7 @@ async function collectImages(files: string[], root: string, result: ScanResult):
   for (const file of files) {
     const format = await detectFormat(file);
     if (!format) {
-      result.skipped.push(skipped(file, notAnImage(file)));
+      if (!(await isPixelFileOfHeader(file))) result.skipped.push(skipped(file, notAnImage(file)));
       continue;
     }
     const rel = path.relative(root, file).split(path.sep).join('/') || path.basename(file);
@@ -301,7 +301,7 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
     }
     // A loose file that is no image (a README, a dataset.json) does not make a structure.
     if (kind !== 'dir' && !(await detectFormat(full))) {
-      result.skipped.push(skipped(full, notAnImage(full)));
+      if (!(await isPixelFileOfHeader(full))) result.skipped.push(skipped(full, notAnImage(full)));
       continue;
     }
     const name = kind === 'dir' ? e.name : LOOSE_MASKS;
@@ -321,7 +321,7 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
     for (const { file, root } of groups.get(name)!) {
       const format = await detectFormat(file);
       if (!format) {
-        result.skipped.push(skipped(file, notAnImage(file)));
+        if (!(await isPixelFileOfHeader(file))) result.skipped.push(skipped(file, notAnImage(file)));
         continue;
       }
       const stem = fileStem(file);

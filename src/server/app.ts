@@ -72,7 +72,7 @@ async function decodeUploadGrey(bytes: Buffer): Promise<GreyImage> {
   if (format === 'raster' && !isOwnRasterFormat(bytes)) {
     // sharp reads the size from the header: a huge upload is refused before its pixels are decoded.
     const meta = await sharp(bytes).metadata().catch(() => undefined);
-    if (!meta?.width || !meta.height) throw new Error(looksTruncated(bytes) ? 'truncated image data' : 'not an image Eden can read (PNG, JPEG, TIFF, WebP, GIF, BMP, PGM/PPM, JPEG 2000, NumPy .npy, NIfTI or DICOM)');
+    if (!meta?.width || !meta.height) throw new Error(looksTruncated(bytes) ? 'truncated image data' : 'not an image Eden can read (PNG, JPEG, TIFF, WebP, GIF, BMP, PGM/PPM, JPEG 2000, NumPy .npy, NIfTI, MetaImage or DICOM)');
     if (meta.width * meta.height > MAX_PIXELS) throw tooLarge(meta.width, meta.height);
   }
   const img = await decodeImageBytes(bytes, format);
