@@ -253,6 +253,31 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     m.dispose();
   });
 
+  it('MetaImage input gets .mha masks with its geometry lines (compressed as it was), equal to its PNG masks; areas in mm² from ElementSpacing', async () => {
+    await useBackend('wasm');
+    const m = await loadSegmenter(model);
+    const fixtures = path.join(import.meta.dirname, 'fixtures', 'metaimage');
+    const input = tmp();
+    const out = tmp();
+    for (const f of ['grey8-compressed.mha', 'float32.mhd', 'float32.raw']) copyFileSync(path.join(fixtures, f), path.join(input, f));
+    const { rows } = await segmentFiles(m, [input], { out });
+    assert.deepEqual(rows.map((r) => r.name).sort(), ['float32', 'grey8-compressed']);
+    for (const [name, compressed] of [['grey8-compressed', true], ['float32', false]] as const) {
+      const source = readFileSync(path.join(input, `${name}.${name === 'float32' ? 'mhd' : 'mha'}`), 'latin1');
+      for (const structure of ['heart', 'lungs']) {
+        const file = path.join(out, 'metaimage', structure, `${name}.mha`);
+        const text = readFileSync(file, 'latin1');
+        for (const key of ['TransformMatrix', 'Offset', 'ElementSpacing', 'DimSize']) assert.equal(/^.*$/m.exec(text.slice(text.indexOf(`${key} =`)))![0], /^.*$/m.exec(source.slice(source.indexOf(`${key} =`)))![0], `${file} ${key}`);
+        assert.match(text, new RegExp(`CompressedData = ${compressed ? 'True' : 'False'}\n[^]*ElementType = MET_UCHAR\nElementDataFile = LOCAL\n`));
+        const png = await decodeImageFile(path.join(out, 'masks', structure, `${name}.png`));
+        assert.deepEqual(Array.from((await decodeImageFile(file, { mask: true })).data), Array.from(png.data, (v) => (v > 127 ? 1 : 0)), file);
+      }
+      const row = rows.find((r) => r.name === name)!;
+      assert.deepEqual([row.pixelSpacing, row.pixelSpacingSource], [[0.6, 0.7], 'MetaImage ElementSpacing']);
+    }
+    m.dispose();
+  });
+
   it("names its outputs after DICOM files' whole UID when they have no extension", () => {
     const input = tmp();
     const out = tmp();

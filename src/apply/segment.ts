@@ -10,6 +10,7 @@
  *   OUT/overlays/<name>.png            the image with the masks drawn over it
  *   OUT/seg/<name>.dcm                 DICOM SEG, for DICOM input
  *   OUT/nifti/<structure>/<name>.nii[.gz]  0 / 1 in the source's header (geometry, spacing), for NIfTI input
+ *   OUT/metaimage/<structure>/<name>.mha   likewise, for MetaImage input
  *   OUT/measurements.csv               one row per image
  *   OUT/segment.json                   the model and threshold that wrote OUT (for --resume)
  * <name> is the file's path relative to the folder it was found in, '/' replaced by '__', without extension.
@@ -22,6 +23,7 @@ import { decodeImageFile } from '../data/decode.js';
 import { csvField } from '../core/csv.js';
 import { fileStem } from '../data/formats.js';
 import { writeSegmentation } from '../data/dicom-seg.js';
+import { metaImageMask } from '../data/metaimage.js';
 import { niftiMask } from '../data/nifti.js';
 import { framesNote, type GreyImage } from '../data/grey-image.js';
 import { normalizeIntensity } from '../data/intensity.js';
@@ -256,7 +258,7 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
   for (const s of scan.skipped) skip(s);
   const record = segmentRunRecord(model.meta, threshold, o.dicomSeg !== false);
   const earlier = o.resume ? await earlierRows(o.out, record, measurementsHeader(structures)) : new Map<string, string[]>();
-  if (o.resume) await removeLeftTemporaries([o.out, ...['overlays', 'seg', ...folders.flatMap((f) => [path.join('masks', f), path.join('nifti', f)])].map((d) => path.join(o.out, d))]);
+  if (o.resume) await removeLeftTemporaries([o.out, ...['overlays', 'seg', ...folders.flatMap((f) => ['masks', 'nifti', 'metaimage'].map((d) => path.join(d, f)))].map((d) => path.join(o.out, d))]);
   for (const dir of ['overlays', ...folders.map((f) => path.join('masks', f))]) await fs.mkdir(path.join(o.out, dir), { recursive: true });
   await writeRunRecord(o.out, record);
   const rows: MeasurementRow[] = [];
@@ -314,13 +316,18 @@ export async function segmentFiles(model: Segmenter, inputs: string[], o: Segmen
       if (entry.format === 'dicom' && !grey.dicom && o.dicomSeg !== false) {
         o.onWarning?.(`${entry.path}: no DICOM SEG written: the file lacks its SOP Class, SOP Instance, Study or Series Instance UID, which a SEG must reference (its masks and measurements are written)`);
       }
-      if (grey.nifti) {
-        // Beside the PNGs, in the source's geometry: the mask lays on its image in ITK-SNAP or 3D Slicer.
-        const ext = grey.nifti.compressed ? '.nii.gz' : '.nii';
+      // Beside the PNGs, in the source's own format and geometry: the mask lays on its image in
+      // ITK-SNAP or 3D Slicer, and is what challenge pipelines (nnU-Net, grand-challenge.org) take.
+      const native = grey.nifti
+        ? { dir: 'nifti', ext: grey.nifti.compressed ? '.nii.gz' : '.nii', bytes: (k: number) => niftiMask(grey.nifti!, masks[k]!, `Eden mask: ${structures[k]}`) }
+        : grey.metaimage
+          ? { dir: 'metaimage', ext: '.mha', bytes: (k: number) => metaImageMask(grey.metaimage!, masks[k]!) }
+          : undefined;
+      if (native) {
         await Promise.all(folders.map(async (folder, k) => {
-          const file = path.join(o.out, 'nifti', folder, `${name}${ext}`);
+          const file = path.join(o.out, native.dir, folder, `${name}${native.ext}`);
           await fs.mkdir(path.dirname(file), { recursive: true });
-          await writeFileAtomic(file, niftiMask(grey.nifti!, masks[k]!, `Eden mask: ${structures[k]}`));
+          await writeFileAtomic(file, native.bytes(k));
         }));
       }
       if (grey.dicom && o.dicomSeg !== false) {

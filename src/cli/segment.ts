@@ -11,7 +11,7 @@ import { parsePositiveInt } from './options.js';
 export function registerSegment(program: Command): void {
   program
     .command('segment')
-    .description('apply a segmentation model (eden finetune) to images and folders: mask PNGs, overlays, areas and the cardiothoracic ratio in measurements.csv, DICOM SEG for DICOM input, NIfTI masks for NIfTI input')
+    .description('apply a segmentation model (eden finetune) to images and folders: mask PNGs, overlays, areas and the cardiothoracic ratio in measurements.csv, DICOM SEG for DICOM input, NIfTI / MetaImage masks for NIfTI / MetaImage input')
     .argument('<model>', 'segmentation model file (eden finetune)')
     .argument('<paths...>', 'images (PNG, JPEG, TIFF, DICOM...) and folders (searched recursively)')
     .requiredOption('--out <dir>', 'output folder')

@@ -324,7 +324,7 @@ async function greyFromSamples(r: RasterSamples, options: DecodeOptions): Promis
     data = sixteen ? new Float32Array(new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2)) : new Float32Array(raw);
   } else if (r.channels >= 3) data = rgbToGrey(Float32Array.from({ length: pixels * 3 }, (_, i) => r.samples[Math.floor(i / 3) * r.channels + (i % 3)]!), pixels); // signed colour (JPEG 2000): no sharp input for it
   else data = firstChannel(r.samples, pixels, r.channels);
-  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding, ...(r.floatingPoint ? { floatingPoint: true } : {}), ...(r.nifti ? { nifti: r.nifti } : {}), ...(r.spacing ? { spacing: r.spacing } : {}) };
+  return { width: r.width, height: r.height, data, bitDepth: r.bitDepth, encoding: r.encoding, ...(r.floatingPoint ? { floatingPoint: true } : {}), ...(r.nifti ? { nifti: r.nifti } : {}), ...(r.spacing ? { spacing: r.spacing } : {}), ...(r.metaimage ? { metaimage: r.metaimage } : {}) };
 }
 
 /** Typed arrays over sharp's raw output, by libvips' sample format. */

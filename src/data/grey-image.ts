@@ -39,6 +39,8 @@ export interface GreyImage {
   dicom?: DicomReference;
   /** For NIfTI input: its header, which a mask written for it keeps (geometry, spacing). */
   nifti?: NiftiReference;
+  /** For MetaImage input: the header lines a mask written for it keeps (geometry, spacing). */
+  metaimage?: MetaImageReference;
   /** Millimetres per pixel from a header other than DICOM's (NIfTI's pixdim, MetaImage's ElementSpacing). */
   spacing?: PixelSpacing;
   /** A DICOM holding several frames (a cine loop, a tomosynthesis or CT series in one file): how many; the first is read. */
@@ -61,7 +63,14 @@ export interface RasterSamples {
   /** Real-valued samples (a float .npy or NIfTI): no nominal range, as a float TIFF's. */
   floatingPoint?: boolean;
   nifti?: NiftiReference;
+  metaimage?: MetaImageReference;
   spacing?: PixelSpacing;
+}
+
+/** A MetaImage source image: its geometry's header lines ('ElementSpacing = 0.7 0.6', ...) and whether it was compressed. */
+export interface MetaImageReference {
+  geometry: string[];
+  compressed: boolean;
 }
 
 /** Millimetres per pixel, [row spacing, column spacing], and the header field they come from. */

@@ -6,8 +6,8 @@
  * ITK's whole runtime. Voxels are read as stored, the first axis across as ITK writes a 2-D image
  * (TransformMatrix and Offset are not applied, as for NIfTI); one slice only.
  */
-import { gunzipSync, unzlibSync } from 'fflate';
-import type { PixelSpacing, RasterSamples } from './grey-image.js';
+import { gunzipSync, unzlibSync, zlibSync } from 'fflate';
+import type { MetaImageReference, PixelSpacing, RasterSamples } from './grey-image.js';
 
 /** The header's keys Eden reads, and enough bytes to find them in. */
 const HEADER_PROBE = 4096;
@@ -77,7 +77,26 @@ export async function decodeMetaImage(bytes: Uint8Array, maxPixels: number, data
   // writers print float32 spacings at double's length (0.69999998807907104): read to float32's digits.
   const mm = (v: number): number => Number(v.toPrecision(7));
   const pixelSpacing: PixelSpacing | undefined = spacing.length >= 2 && spacing[0]! > 0 && spacing[1]! > 0 ? { mm: [mm(spacing[1]!), mm(spacing[0]!)], from: 'MetaImage ElementSpacing' } : undefined;
-  return { width, height, channels, samples, bitDepth: type.bits, encoding: `metaimage/${typeName.slice(4).toLowerCase()}`, ...(type.float && { floatingPoint: true }), ...(pixelSpacing && { spacing: pixelSpacing }) };
+  const geometry = GEOMETRY.flatMap((key) => (field(key) !== undefined ? [`${key} = ${field(key)}`] : []));
+  const metaimage = { geometry, compressed: /^true$/i.test(field('CompressedData') ?? 'False') };
+  return { width, height, channels, samples, bitDepth: type.bits, encoding: `metaimage/${typeName.slice(4).toLowerCase()}`, ...(type.float && { floatingPoint: true }), ...(pixelSpacing && { spacing: pixelSpacing }), metaimage };
+}
+
+/** The header keys that place an image, kept in a mask written for it (in MetaIO's order). */
+const GEOMETRY = ['NDims', 'TransformMatrix', 'Offset', 'CenterOfRotation', 'AnatomicalOrientation', 'ElementSpacing', 'DimSize'];
+
+/**
+ * A 0 / 1 mask [height * width] as a .mha laid on its source image: the source's geometry lines,
+ * MET_UCHAR voxels in the file (zlib-compressed when the source was).
+ */
+export function metaImageMask(source: MetaImageReference, mask: Uint8Array): Uint8Array {
+  const voxels = source.compressed ? zlibSync(mask) : mask;
+  const header = ['ObjectType = Image', ...source.geometry.filter((l) => l.startsWith('NDims')), 'BinaryData = True', 'BinaryDataByteOrderMSB = False', `CompressedData = ${source.compressed ? 'True' : 'False'}`, ...(source.compressed ? [`CompressedDataSize = ${voxels.length}`] : []), ...source.geometry.filter((l) => !l.startsWith('NDims')), 'ElementType = MET_UCHAR', 'ElementDataFile = LOCAL'];
+  const text = new TextEncoder().encode(`${header.join('\n')}\n`);
+  const out = new Uint8Array(text.length + voxels.length);
+  out.set(text);
+  out.set(voxels, text.length);
+  return out;
 }
 
 /** The header's fields (keys lower-cased) and where the bytes after its last line begin. */
