@@ -19,6 +19,7 @@ import { planCache, thisMachine, type CacheSetting } from '../src/data/cache-pla
 import type { SkippedFile } from '../src/data/scan.js';
 import { Rng } from '../src/core/rng.js';
 import { writeSegmentation } from '../src/data/dicom-seg.js';
+import dcmjs from 'dcmjs';
 import { encode as encodeBmp } from 'bmp-ts';
 
 const samples = path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19');
@@ -171,6 +172,16 @@ describe('scan and inspect', () => {
     }
     const flatScan = await scanDataset([flat], { masks: flat });
     assert.deepEqual([flatScan.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), flatScan.skipped], [[['a.dcm', 'a_mask.png'], ['b.dcm', 'b_mask.png']], []]);
+
+    // A FRACTIONAL SEG (probabilities out of MaximumFractionalValue, as model outputs are stored) is set above half.
+    const binary = dcmjs.data.DicomMessage.readFile(seg([heart], ['heart']).buffer as ArrayBuffer);
+    const fractional = dcmjs.data.DicomMetaDictionary.naturalizeDataset(binary.dict);
+    const probabilities = Uint8Array.from(heart, (v, i) => (v ? 200 : i % 2 ? 127 : 30)); // 127 of 255 is not above half
+    Object.assign(fractional, { SegmentationType: 'FRACTIONAL', SegmentationFractionalType: 'PROBABILITY', MaximumFractionalValue: 255, BitsAllocated: 8, BitsStored: 8, HighBit: 7, PixelData: probabilities.buffer });
+    binary.dict = dcmjs.data.DicomMetaDictionary.denaturalizeDataset(fractional);
+    const fractionalFile = path.join(root, 'fractional.dcm');
+    writeFileSync(fractionalFile, Buffer.from(binary.write()));
+    assert.deepEqual(Array.from((await decodeImageFile(fractionalFile, { mask: true })).data), Array.from(heart));
 
     // Overlapping segments (a heart drawn over the lungs) are each read whole when selected, their union otherwise.
     const over = rect(30, 50, 20, 40);

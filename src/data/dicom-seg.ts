@@ -171,6 +171,12 @@ export function writeSegmentation(s: SegmentationToWrite): Uint8Array {
   return new Uint8Array(dict.write());
 }
 
+/** FRACTIONAL SEG frames (8-bit values of `max`) as 0 / 1: set above half of `max`. */
+function fractionalFrames(bytes: Uint8Array, frames: number, pixels: number, max: number): Uint8Array[] {
+  if (bytes.length < frames * pixels) throw new EdenError('data', `truncated FRACTIONAL SEG pixel data (${bytes.length} bytes, ${frames * pixels} expected)`);
+  return Array.from({ length: frames }, (_, f) => Uint8Array.from(bytes.subarray(f * pixels, (f + 1) * pixels), (v) => (2 * v > max ? 1 : 0)));
+}
+
 export interface ReadSegmentation {
   rows: number;
   columns: number;
@@ -180,11 +186,12 @@ export interface ReadSegmentation {
   studyInstanceUid?: string;
 }
 
-/** Read a SEG (BINARY) file back: its segments' labels and masks, and the image it references. */
+/** Read a SEG file (BINARY, or FRACTIONAL set above half) back: its segments' labels and masks, and the image it references. */
 export function readSegmentation(bytes: Uint8Array): ReadSegmentation {
   const ds = dicomParser.parseDicom(bytes);
   if (ds.string('x00080016') !== SEG_SOP_CLASS) throw new EdenError('data', `not a DICOM Segmentation object (SOP Class ${ds.string('x00080016') ?? 'none'})`);
-  if (ds.string('x00620001') !== 'BINARY') throw new EdenError('data', `only BINARY segmentations are read (this one is ${ds.string('x00620001')})`);
+  const type = ds.string('x00620001');
+  if (type !== 'BINARY' && type !== 'FRACTIONAL') throw new EdenError('data', `only BINARY and FRACTIONAL segmentations are read (this one is ${type ?? 'untyped'})`);
   const rows = ds.uint16('x00280010')!;
   const columns = ds.uint16('x00280011')!;
   const frames = Number(ds.string('x00280008') ?? '1');
@@ -192,7 +199,9 @@ export function readSegmentation(bytes: Uint8Array): ReadSegmentation {
   for (const item of ds.elements['x00620002']?.items ?? []) labels.set(item.dataSet!.uint16('x00620004')!, item.dataSet!.string('x00620005') ?? '');
   const perFrame = ds.elements['x52009230']?.items ?? [];
   const px = ds.elements['x7fe00010']!;
-  const masks = unpackBits(bytes.subarray(px.dataOffset, px.dataOffset + px.length), frames, rows * columns);
+  const pixelBytes = bytes.subarray(px.dataOffset, px.dataOffset + px.length);
+  // FRACTIONAL (a probability or occupancy per pixel, 8 bits, out of MaximumFractionalValue): set above half of it.
+  const masks = type === 'FRACTIONAL' ? fractionalFrames(pixelBytes, frames, rows * columns, ds.uint16('x0062000e') ?? 255) : unpackBits(pixelBytes, frames, rows * columns);
   const segments = masks.map((mask, k) => {
     const number = perFrame[k]?.dataSet?.elements['x0062000a']?.items?.[0]?.dataSet?.uint16('x0062000b') ?? k + 1;
     return { number, label: labels.get(number) ?? '', mask };
