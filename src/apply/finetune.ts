@@ -106,9 +106,9 @@ async function storeBeyondMemory(plan: SegmentationPlan, o: FinetuneSegmentation
   const free = await freeBytes(dir);
   const subject = `${plan.root}: ${n} labelled images at ${o.size} px`;
   // Room for the store and a margin of a tenth: a full disk fails later runs' writes too.
-  if (free !== undefined && free < bytes * 1.1) throw memoryRefusal(subject, bytes, 'as float32 with their masks', budget, `and ${dir} has ${formatBytes(free)} free to keep them on disk; free space there, train on --shots k of them, or at a smaller --size`);
+  if (free !== undefined && free < bytes * 1.1) throw memoryRefusal(subject, bytes, 'as float32 with their masks', budget, `${dir} has ${formatBytes(free)} free, too little to keep them on disk instead; free space there, train on --shots k of them, or at a smaller --size`);
   await fs.mkdir(dir, { recursive: true });
-  // A killed run's store (its process gone) is removed first.
+  // A store a killed run left is removed first (two runs writing one model at once are not supported).
   const prefix = `.${path.basename(outFile)}.decoded-`;
   for (const f of await fs.readdir(dir)) if (f.startsWith(prefix) && /^\d+\.tmp$/.test(f.slice(prefix.length))) await fs.rm(path.join(dir, f), { force: true });
   const store = new SampleStore(path.join(dir, `.${path.basename(outFile)}.decoded-${process.pid}.tmp`), o.size * o.size, plan.structures.length);
