@@ -333,6 +333,23 @@ describe('evaluation pieces, by hand', () => {
     assert.deepEqual([byColumn.train.length, byColumn.test.length], [6, 4]);
   });
 
+  it("one finding of a multi-label column (NIH's 'Finding Labels': 'Cardiomegaly|Effusion') against the rest: --label-column 'Finding Labels=Effusion'", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'eden-findings-'));
+    const findings = ['No Finding', 'Effusion', 'Cardiomegaly|Effusion', 'Cardiomegaly', 'Atelectasis|effusion', 'No Finding', 'Infiltration', 'Effusion|Mass', 'Mass', 'No Finding', 'Nodule', 'Effusion'];
+    for (const [i] of findings.entries()) await sharp(Buffer.from(Array.from({ length: 32 * 32 }, (_, k) => (k * (i + 1)) % 256)), { raw: { width: 32, height: 32, channels: 1 } }).png().toFile(path.join(dir, `0000${i}_000.png`));
+    writeFileSync(path.join(dir, 'Data_Entry_2017.csv'), ['Image Index,Finding Labels,Patient ID', ...findings.map((f, i) => `0000${i}_000.png,${f},${i}`)].join('\n'));
+    const load = (labelColumn: string, onWarning?: (m: string) => void): ReturnType<typeof loadClassificationData> => loadClassificationData(dir, 32, { labels: path.join(dir, 'Data_Entry_2017.csv'), labelColumn, seed: 1, maxTrain: 0, maxTest: 0, onWarning });
+    const warnings: string[] = [];
+    // As it is, each combination a class: warned, naming the form that picks one finding (here too few images a class besides).
+    await assert.rejects(load('Finding Labels', (m) => warnings.push(m)), /9 classes for 12 images/);
+    assert.ok(warnings.some((m) => m.includes("for one finding against the rest, pass --label-column 'Finding Labels=Atelectasis'")), warnings.join('\n'));
+    const effusion = await load('Finding Labels=Effusion');
+    assert.deepEqual(effusion.classes, ['not Effusion', 'Effusion']); // the finding second: a binary task's positive class
+    const byFile = new Map([...effusion.train, ...effusion.test].map((x) => [path.basename(x.file!), effusion.classes[x.label]]));
+    assert.deepEqual(findings.map((_, i) => byFile.get(`0000${i}_000.png`)), findings.map((f) => (/(^|\|)effusion(\||$)/i.test(f) ? 'Effusion' : 'not Effusion')));
+    await assert.rejects(load('Finding Labels=Pneumothorax'), { message: `${path.join(dir, 'Data_Entry_2017.csv')}: no image's 'Finding Labels' names 'Pneumothorax' (it holds Atelectasis, Cardiomegaly, Effusion, Infiltration, Mass, No Finding, Nodule, effusion)` });
+  });
+
   it('classification labels from class folders (<class>/ or <train|val|test>/<class>/, as ImageFolder reads them) when there is no CSV', async () => {
     const png = (file: string, i: number): Promise<unknown> => {
       mkdirSync(path.dirname(file), { recursive: true });

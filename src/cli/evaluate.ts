@@ -61,7 +61,7 @@ export function registerEvaluate(program: Command): void {
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
     .addOption(new Option('--task <task>', "what to evaluate ('all' = fewshot-seg, locality and compositionality)").choices([...TASKS, 'all']).default('all'))
     .option('--labels <csv>', 'classify: CSV manifest with labels (default: labels.csv in the folder)')
-    .option('--label-column <name>', "classify: the manifest's label column (default: 'label')")
+    .option('--label-column <name>', "classify: the manifest's label column (default: 'label'); COLUMN=FINDING for one finding of a multi-label column against the rest, e.g. 'Finding Labels=Effusion'")
     .addOption(new Option('--preset <name>', 'tiny (tests) | cpu (about an hour on 2 cores) | paper').choices(EVALUATE_PRESETS).default('cpu'))
     .option('--shots <list>', 'labelled images per fine-tuning, e.g. 3,6,12,24', parseList)
     .option('--seeds <n>', 'seeds per setting', parsePositiveInt)

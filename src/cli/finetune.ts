@@ -68,7 +68,7 @@ export function registerFinetune(program: Command): void {
     .option('--patience <n>', 'validation checks without improvement before stopping', parsePositiveInt, 6)
     .option('--seed <n>', 'seed of the split, initialisation and augmentation', Number, 0)
     .option('--labels <csv>', 'classify: label CSV (default: labels.csv in the folder)')
-    .option('--label-column <name>', "classify: the label column (default 'label')")
+    .option('--label-column <name>', "classify: the label column (default 'label'); COLUMN=FINDING for one finding of a multi-label column against the rest, e.g. 'Finding Labels=Effusion'")
     .addOption(new Option('--backend <name>', 'TF.js backend').choices([...BACKENDS]).default('wasm'))
     .option('--threads <n>', THREADS_HELP, parsePositiveInt)
     .requiredOption('--out <file>', 'model file to write (.safetensors)')

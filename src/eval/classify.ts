@@ -39,6 +39,28 @@ export interface ClassificationData {
   size: number;
 }
 
+/**
+ * One finding of a column as two classes (NIH ChestX-ray14's 'Finding Labels' lists an image's
+ * findings as 'Cardiomegaly|Effusion'): FINDING where the image's list names it (case aside),
+ * 'not FINDING' elsewhere; written into the entries' labels under `key`, which it returns.
+ */
+function findingLabels(scan: ScanResult, column: string, finding: string, key: string): string {
+  const wanted = finding.toLowerCase();
+  const seen = new Set<string>();
+  let found = 0;
+  for (const e of scan.images) {
+    const value = e.labels?.[column];
+    if (value === undefined || value === '') continue;
+    const findings = value.split('|').map((f) => f.trim());
+    findings.forEach((f) => seen.add(f));
+    const has = findings.some((f) => f.toLowerCase() === wanted);
+    found += has ? 1 : 0;
+    e.labels![key] = has ? finding : `not ${finding}`;
+  }
+  if (!found) throw new EdenError('data', `${scan.manifest!.file}: no image's '${column}' names '${finding}' (it holds ${[...seen].sort().slice(0, 8).join(', ')}${seen.size > 8 ? ', ...' : ''})`);
+  return key;
+}
+
 function subsample<T>(items: T[], cap: number, rng: Rng): T[] {
   return cap > 0 && items.length > cap ? rng.shuffle([...items]).slice(0, cap) : items;
 }
@@ -47,10 +69,17 @@ function subsample<T>(items: T[], cap: number, rng: Rng): T[] {
  * Where a scanned folder's labels come from: its CSV's column (--label-column, else 'label'), or
  * without a CSV the class folders, written into each entry's labels as 'label' (and 'split').
  */
-function chooseLabels(scan: ScanResult, source: string, labelColumn: string | undefined): { column: string; labelSource: string } {
+function chooseLabels(scan: ScanResult, source: string, labelColumn: string | undefined): { column: string; labelSource: string; classes?: string[] } {
   if (scan.manifest) {
-    const column = labelColumn ?? (scan.manifest.labelColumns.includes('label') ? 'label' : undefined);
-    if (!column || !scan.manifest.labelColumns.includes(column)) throw new EdenError('data', `${scan.manifest.file}: choose the label column with --label-column (columns: ${scan.manifest.labelColumns.join(', ')})`);
+    const columns = scan.manifest.labelColumns;
+    const finding = labelColumn && !columns.includes(labelColumn) ? /^(.+?)=(.+)$/.exec(labelColumn) : null;
+    // The finding second: a binary task reports its positive class, the second.
+    if (finding && columns.includes(finding[1]!.trim())) {
+      const name = finding[2]!.trim();
+      return { column: findingLabels(scan, finding[1]!.trim(), name, labelColumn!), labelSource: scan.manifest.file, classes: [`not ${name}`, name] };
+    }
+    const column = labelColumn ?? (columns.includes('label') ? 'label' : undefined);
+    if (!column || !columns.includes(column)) throw new EdenError('data', `${scan.manifest.file}: choose the label column with --label-column (columns: ${columns.join(', ')}; COLUMN=FINDING makes one finding of a multi-label column a class, e.g. 'Finding Labels=Effusion')`);
     return { column, labelSource: scan.manifest.file };
   }
   const folders = classFolderLabels(scan.images);
@@ -95,7 +124,7 @@ export async function loadClassificationData(source: string, size: number, o: { 
   } else {
     const scan = await scanDataset([source], { labels: o.labels, imagesOnly: true });
     for (const s of scan.skipped) o.onSkip?.(s.message);
-    const { column, labelSource } = chooseLabels(scan, source, o.labelColumn);
+    const { column, labelSource, classes: ordered } = chooseLabels(scan, source, o.labelColumn);
     const labelled = scan.images.filter((e) => e.labels?.[column] !== undefined && e.labels[column] !== '');
     if (!labelled.length && scan.manifest) {
       const example = scan.manifest.rows.keys().next().value;
@@ -103,9 +132,9 @@ export async function loadClassificationData(source: string, size: number, o: { 
     }
     const ambiguous = scan.ambiguousLabels?.length ? ` (${scan.ambiguousLabels.length} named only ambiguously: several rows alike, or one row by several images' names, e.g. ${scan.ambiguousLabels[0]})` : '';
     if (labelled.length < scan.images.length) o.onSkip?.(`${scan.images.length - labelled.length} image(s) without a '${column}' label in ${labelSource}: left out${ambiguous}`);
-    classes = [...new Set(labelled.map((e) => e.labels![column]!))].sort();
+    classes = ordered ?? [...new Set(labelled.map((e) => e.labels![column]!))].sort();
     const multi = classes.filter((c) => c.includes('|'));
-    if (multi.length) o.onWarning?.(`${labelSource}: column '${column}' holds multi-label values (${multi.length} of its ${classes.length} classes, e.g. '${multi[0]}'): each combination is read as a class of its own, and Eden's classifier is single-label; for one finding, make a column of its own (e.g. effusion = yes / no) and pass it with --label-column`);
+    if (multi.length) o.onWarning?.(`${labelSource}: column '${column}' holds multi-label values (${multi.length} of its ${classes.length} classes, e.g. '${multi[0]}'): each combination is read as a class of its own, and Eden's classifier is single-label; for one finding against the rest, pass --label-column '${column}=${multi[0]!.split('|')[0]}'`);
     if (classes.length < 2) throw new EdenError('data', `${labelSource}: column '${column}' has ${classes.length} class(es); need at least 2`);
     if (likelyIdentifiers(classes.length, labelled.length)) {
       // Classes of one or two images: identifiers (a patient ID column, per-patient or
