@@ -47,6 +47,19 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     assert.match(r.stderr, /259 labelled images \(heart, lungs\): training on 6, validating on 4, at 64 px/);
   });
 
+  /** The model applied (segmentFiles) to copies of test/fixtures/<folder>/<files>. */
+  const segmentFixtures = async (folder: string, files: string[]): Promise<{ input: string; out: string; rows: Awaited<ReturnType<typeof segmentFiles>>['rows'] }> => {
+    await useBackend('wasm');
+    const m = await loadSegmenter(model);
+    const [input, out] = [tmp(), tmp()];
+    for (const f of files) copyFileSync(path.join(import.meta.dirname, 'fixtures', folder, f), path.join(input, f));
+    try {
+      return { input, out, rows: (await segmentFiles(m, [input], { out })).rows };
+    } finally {
+      m.dispose();
+    }
+  };
+
   it('writes a self-describing model file', async () => {
     await useBackend('wasm');
     const m = await loadSegmenter(model);
@@ -215,14 +228,8 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
   });
 
   it('NIfTI input gets NIfTI masks in its own header (geometry and spacing kept, NIfTI-1 and 2, either byte order), equal to its PNG masks; areas in mm² from pixdim', async () => {
-    await useBackend('wasm');
-    const m = await loadSegmenter(model);
-    const fixtures = path.join(import.meta.dirname, 'fixtures', 'nifti');
-    const input = tmp();
-    const out = tmp();
     const sources = ['spaced-mm.nii.gz', 'grey12-bigendian.nii', 'float32-nifti2.nii'];
-    for (const f of sources) copyFileSync(path.join(fixtures, f), path.join(input, f));
-    const { rows } = await segmentFiles(m, [input], { out });
+    const { input, out, rows } = await segmentFixtures('nifti', sources);
     assert.equal(rows.length, 3);
     for (const f of sources) {
       const name = f.replace(/\.nii(\.gz)?$/, '');
@@ -250,17 +257,10 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
     assert.deepEqual([spaced.pixelSpacing, spaced.pixelSpacingSource], [[0.6, 0.7], 'NIfTI pixdim']);
     assert.ok(Math.abs(spaced.areaMm2!['lungs']! - spaced.areaPx['lungs']! * 0.42) < 1e-9);
     assert.equal(rows.find((r) => r.name === 'grey12-bigendian')!.pixelSpacing, undefined);
-    m.dispose();
   });
 
   it('MetaImage input gets .mha masks with its geometry lines (compressed as it was), equal to its PNG masks; areas in mm² from ElementSpacing', async () => {
-    await useBackend('wasm');
-    const m = await loadSegmenter(model);
-    const fixtures = path.join(import.meta.dirname, 'fixtures', 'metaimage');
-    const input = tmp();
-    const out = tmp();
-    for (const f of ['grey8-compressed.mha', 'float32.mhd', 'float32.raw']) copyFileSync(path.join(fixtures, f), path.join(input, f));
-    const { rows } = await segmentFiles(m, [input], { out });
+    const { input, out, rows } = await segmentFixtures('metaimage', ['grey8-compressed.mha', 'float32.mhd', 'float32.raw']);
     assert.deepEqual(rows.map((r) => r.name).sort(), ['float32', 'grey8-compressed']);
     for (const [name, compressed] of [['grey8-compressed', true], ['float32', false]] as const) {
       const source = readFileSync(path.join(input, `${name}.${name === 'float32' ? 'mhd' : 'mha'}`), 'latin1');
@@ -275,7 +275,6 @@ describe('eden finetune and eden segment', { skip: existsSync(wingspan) ? undefi
       const row = rows.find((r) => r.name === name)!;
       assert.deepEqual([row.pixelSpacing, row.pixelSpacingSource], [[0.6, 0.7], 'MetaImage ElementSpacing']);
     }
-    m.dispose();
   });
 
   it("names its outputs after DICOM files' whole UID when they have no extension", () => {
