@@ -424,6 +424,12 @@ describe('MetaImage .mha / .mhd images', () => {
     const scan = await scanDataset([meta]);
     assert.deepEqual(scan.images.map((e) => e.relPath), ['float32.mhd', 'grey12-ushort.mha', 'grey8-compressed.mha', 'int16-compressed.mhd', 'rgb.mha', 'volume-3-slices.mha']);
     assert.deepEqual(scan.skipped.map((x) => path.basename(x.path)), ['make-metaimage.py']); // .raw and .zraw belong to their headers
+    // eden inspect says the spacing (what mm² areas need); a folder without any says nothing of it.
+    const text = formatInspectReport(await inspectDataset([meta]));
+    assert.match(text, /^pixel spacing \(row x column\): 0\.6 x 0\.7 mm \(MetaImage ElementSpacing\) \(5\)$/m);
+    const plain = mkdtempSync(path.join(tmpdir(), 'eden-no-spacing-'));
+    copyFileSync(png, path.join(plain, 'colour.png'));
+    assert.doesNotMatch(formatInspectReport(await inspectDataset([plain])), /pixel spacing/);
     const volume = path.join(meta, 'volume-3-slices.mha');
     await assert.rejects(decodeImageFile(volume), { message: `${volume}: unsupported MetaImage volume of 61 x 47 x 3 voxels: not a 2-D image (Eden reads a MetaImage of one slice; save the slices to use as 2-D files)` });
     const lonely = path.join(tmp, 'float32.mhd');

@@ -17,6 +17,8 @@ export interface InspectReport {
   sizes: Record<string, number>;
   bitDepths: Record<string, number>;
   encodings: Record<string, number>;
+  /** Usable images by their pixel spacing and its source ('0.6 x 0.7 mm (MetaImage ElementSpacing)'), or 'none': what mm² areas can be given for. */
+  spacings: Record<string, number>;
   /** A folder of images, one subfolder named like masks: the two, to be paired with --masks (scan.ts masksFolderHint). */
   masksHint?: { images: string; masks: string };
   /** Usable masks per structure (segmentation layout). */
@@ -58,6 +60,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
     sizes: {},
     bitDepths: {},
     encodings: {},
+    spacings: {},
     structures: Object.fromEntries(scan.structures.map((s) => [s, 0])),
     maskValues: {},
     labelMasks: 0,
@@ -83,6 +86,8 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       bump(report.sizes, `${img.width}x${img.height}`);
       bump(report.bitDepths, img.floatingPoint ? `${img.bitDepth} float` : String(img.bitDepth));
       bump(report.encodings, img.encoding);
+      const spacing = img.dicom?.pixelSpacing ? { mm: img.dicom.pixelSpacing, from: img.dicom.pixelSpacingSource ?? 'DICOM' } : img.spacing;
+      bump(report.spacings, spacing ? `${spacing.mm.map((v) => Number(v.toPrecision(4))).join(' x ')} mm (${spacing.from})` : 'none');
       if (img.orientation) report.oriented++;
       if (img.frames) report.multiFrame++;
       if (entry.labels) usableLabels.push(entry.labels);
@@ -155,6 +160,11 @@ export function formatInspectReport(r: InspectReport): string {
   lines.push(`sizes: ${fmt(r.sizes)}`);
   lines.push(`bit depths: ${fmt(r.bitDepths)}`);
   lines.push(`encodings: ${fmt(r.encodings)}`);
+  // Said when any image has one (what eden segment's mm² areas need); an archive's many spacings listed by count, the first eight.
+  if (Object.keys(r.spacings).some((k) => k !== 'none')) {
+    const all = Object.entries(r.spacings).sort((a, b) => b[1] - a[1]);
+    lines.push(`pixel spacing (row x column): ${fmt(Object.fromEntries(all.slice(0, 8)))}${all.length > 8 ? `, and ${all.length - 8} other(s)` : ''}`);
+  }
   if (r.oriented) {
     const masks = r.orientedMasks ? `; ${r.orientedMasks} mask(s) fitting only the stored pixels turned with their image` : '';
     lines.push(`orientation: ${r.oriented} image(s) carry an EXIF orientation and are read as they display, turned from how they are stored${masks}`);
