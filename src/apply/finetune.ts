@@ -15,7 +15,7 @@ import { DEFAULT_VIEW_OPTIONS } from '../config/views.js';
 import { DEFAULT_PAIRED_AUGMENT } from '../data/paired-transforms.js';
 import { formatBytes, freeBytes, memoryRefusal, processMemoryBytes } from '../data/cache-plan.js';
 import { SampleStore } from '../data/sample-store.js';
-import { checkSegmentationSamples, inFolderOrder, planSegmentationData, type SegmentationData, type SegmentationPlan } from '../data/segmentation-data.js';
+import { checkSegmentationSamples, decodedSampleBytes, inFolderOrder, planSegmentationData, type SegmentationData, type SegmentationPlan } from '../data/segmentation-data.js';
 import { loadEncoder } from '../models/encoder-file.js';
 import { createBackbone, type ResNet } from '../models/resnet.js';
 import { saveClassifier, saveSegmenter, type TaskModelMeta } from '../models/task-model-file.js';
@@ -99,8 +99,7 @@ function decodedBudget(o: FinetuneCommon): number {
  */
 async function storeBeyondMemory(plan: SegmentationPlan, o: FinetuneSegmentationOptions, outFile: string, log: (line: string) => void): Promise<SampleStore | undefined> {
   const n = plan.entries.length;
-  const recordBytes = o.size * o.size * 4 * (1 + plan.structures.length);
-  const [bytes, budget] = [n * recordBytes, decodedBudget(o)];
+  const [bytes, budget] = [n * decodedSampleBytes(o.size, plan.structures.length), decodedBudget(o)];
   if (bytes <= budget) return undefined;
   const dir = path.dirname(path.resolve(outFile));
   const free = await freeBytes(dir);
@@ -111,7 +110,7 @@ async function storeBeyondMemory(plan: SegmentationPlan, o: FinetuneSegmentation
   // A store a killed run left is removed first (two runs writing one model at once are not supported).
   const prefix = `.${path.basename(outFile)}.decoded-`;
   for (const f of await fs.readdir(dir)) if (f.startsWith(prefix) && /^\d+\.tmp$/.test(f.slice(prefix.length))) await fs.rm(path.join(dir, f), { force: true });
-  const store = new SampleStore(path.join(dir, `.${path.basename(outFile)}.decoded-${process.pid}.tmp`), o.size * o.size, plan.structures.length);
+  const store = new SampleStore(path.join(dir, `${prefix}${process.pid}.tmp`), o.size * o.size, plan.structures.length);
   log(`${subject} take ${formatBytes(bytes)} decoded, more than the ${formatBytes(budget)} of memory allowed (by default half of this machine's): kept on disk while training, in ${store.file} (removed at the end)`);
   return store;
 }
@@ -135,9 +134,10 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
 
 /**
  * The images a segmentation run trains and validates on, decoded. With all of them ('all'), the
- * whole folder (kept on disk when it would not fit in memory: storeBeyondMemory); with k shots, only the images drawn (of thousands labelled, a few), in the order
- * splitPool draws them from the folder's complete images: the same images as from the whole folder
- * decoded, unless some cannot be read (then the next ones drawn take their places).
+ * whole folder (kept on disk when it would not fit in memory: storeBeyondMemory); with k shots,
+ * only the images drawn (of thousands labelled, a few), in the order splitPool draws them from the
+ * folder's complete images: the same images as from the whole folder decoded, unless some cannot
+ * be read (then the next ones drawn take their places).
  */
 async function segmentationSplit(o: FinetuneSegmentationOptions, outFile: string, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number; store?: SampleStore }> {
   const options = { masks: o.masks, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`) };

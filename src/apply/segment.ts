@@ -2,8 +2,9 @@
  * Apply a fine-tuned segmentation model (`eden finetune`) to files and folders: for every image,
  * a mask PNG per structure at the image's own size, an overlay PNG, a row of measurements (areas,
  * the cardiothoracic ratio when heart and lungs are segmented; see measure.ts) in one CSV, and for
- * DICOM input a DICOM SEG that references its source image (for NIfTI input, a NIfTI mask in its header). Images are decoded ahead of the model
- * and run in batches; unreadable files are reported and skipped, nothing already written is lost.
+ * DICOM input a DICOM SEG that references its source image (for NIfTI and MetaImage input, masks
+ * in the source's own header). Images are decoded ahead of the model and run in batches;
+ * unreadable files are reported and skipped, nothing already written is lost.
  *
  * Output layout (OUT = --out):
  *   OUT/masks/<structure>/<name>.png   0 / 255, the image's size (the dataset layout Eden trains on)
@@ -25,7 +26,7 @@ import { fileStem } from '../data/formats.js';
 import { writeSegmentation } from '../data/dicom-seg.js';
 import { metaImageMask } from '../data/metaimage.js';
 import { niftiMask } from '../data/nifti.js';
-import { framesNote, type GreyImage } from '../data/grey-image.js';
+import { framesNote, pixelSpacingOf, type GreyImage } from '../data/grey-image.js';
 import { normalizeIntensity } from '../data/intensity.js';
 import { resizeGrey, resizeToMask } from '../data/resize.js';
 import { scanDataset, skippedBy, type ImageEntry, type SkippedFile } from '../data/scan.js';
@@ -188,11 +189,11 @@ export async function segmentImages(model: Segmenter, images: { grey: GreyImage;
     const masks = probs[j]!.map((p) => resizeToMask(p, size, size, width, height, threshold));
     const byName = Object.fromEntries(structures.map((s, k) => [s, masks[k]!]));
     const m: Measurements = { areaPx: Object.fromEntries(structures.map((s, k) => [s, area(masks[k]!)])) };
-    const spacing = grey.dicom?.pixelSpacing ?? grey.spacing?.mm;
+    const spacing = pixelSpacingOf(grey);
     if (spacing) {
-      m.pixelSpacing = spacing;
-      m.pixelSpacingSource = grey.dicom ? grey.dicom.pixelSpacingSource : grey.spacing!.from;
-      m.areaMm2 = Object.fromEntries(structures.map((s) => [s, m.areaPx[s]! * spacing[0] * spacing[1]]));
+      m.pixelSpacing = spacing.mm;
+      m.pixelSpacingSource = spacing.from;
+      m.areaMm2 = Object.fromEntries(structures.map((s) => [s, m.areaPx[s]! * spacing.mm[0] * spacing.mm[1]]));
     }
     const lungs = lungsOf(byName);
     if (byName['heart'] && lungs) {

@@ -4,8 +4,8 @@
  * values; RGB/RGBA reduced to luminance, alpha dropped; turned as their EXIF orientation says),
  * except those sharp's build does not read: BMP (bmp-ts), Netpbm (./netpbm.ts), JPEG 2000
  * (OpenJPEG, ./wasm-codecs.ts), NumPy .npy (./npy.ts), NIfTI (./nifti.ts) and MetaImage
- * (./metaimage.ts). DICOM through
- * ./dicom.ts. Every failure is a DataError naming the file and the problem.
+ * (./metaimage.ts). DICOM through ./dicom.ts. Every failure is a DataError naming the file and the
+ * problem.
  */
 import sharp, { type OutputInfo } from 'sharp';
 import { decode as decodeBmp } from 'bmp-ts';
@@ -227,10 +227,9 @@ function luma601(r: number, g: number, b: number): number {
   return Math.round(bt601(r, g, b));
 }
 
-
 /**
- * BMP, Netpbm, JPEG 2000, NumPy .npy and NIfTI (.nii, .nii.gz), recognised by their first bytes
- * (sharp's prebuilt libvips reads none of them); undefined for anything else.
+ * BMP, Netpbm, JPEG 2000, NumPy .npy, NIfTI (.nii, .nii.gz) and MetaImage, recognised by their
+ * first bytes (sharp's prebuilt libvips reads none of them); undefined for anything else.
  */
 async function decodeOwnRaster(bytes: Uint8Array, dataFile?: DecodeOptions['dataFile']): Promise<RasterSamples | undefined> {
   try {

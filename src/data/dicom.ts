@@ -301,7 +301,6 @@ function dicomReference(ds: dicomParser.DataSet): DicomReference | undefined {
   };
 }
 
-/** Known SOP classes without images, for messages. */
 /** A SEG's segment labels and the image it references, for a message: " of 'heart', 'lungs', for image 1.2.3". */
 function segmentationNote(ds: dicomParser.DataSet): string {
   const labels = (ds.elements['x00620002']?.items ?? []).map((item) => `'${item.dataSet?.string('x00620005') ?? ''}'`);
@@ -367,6 +366,7 @@ async function readStart(file: string, bytes: number): Promise<Uint8Array> {
   }
 }
 
+/** Known SOP classes without images, for messages. */
 const SOP_NAMES: Record<string, string> = {
   '1.2.840.10008.1.3.10': 'Media Storage Directory (DICOMDIR)',
   '1.2.840.10008.5.1.4.1.1.88.11': 'Basic Text SR',

@@ -79,6 +79,12 @@ export interface PixelSpacing {
   from: string;
 }
 
+/** An image's pixel spacing: DICOM's (Pixel Spacing, else Imager Pixel Spacing), else its header's (NIfTI, MetaImage). */
+export function pixelSpacingOf(img: Pick<GreyImage, 'dicom' | 'spacing'>): PixelSpacing | undefined {
+  const dicom = img.dicom?.pixelSpacing;
+  return dicom ? { mm: dicom, from: img.dicom!.pixelSpacingSource ?? 'DICOM' } : img.spacing;
+}
+
 /** A NIfTI source image: what a mask written for it copies. */
 export interface NiftiReference {
   /** The file's header as stored (348 bytes for NIfTI-1, 540 for NIfTI-2), in its byte order. */

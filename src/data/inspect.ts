@@ -5,6 +5,7 @@
  */
 import { decodedMaskRange, labelMapWarning, readMaskOf } from './dataset.js';
 import { decodeImageFile } from './decode.js';
+import { pixelSpacingOf } from './grey-image.js';
 import { classFolderLabels, likelyIdentifiers } from './class-folders.js';
 import path from 'node:path';
 import { masksFolderHint, scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
@@ -86,7 +87,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       bump(report.sizes, `${img.width}x${img.height}`);
       bump(report.bitDepths, img.floatingPoint ? `${img.bitDepth} float` : String(img.bitDepth));
       bump(report.encodings, img.encoding);
-      const spacing = img.dicom?.pixelSpacing ? { mm: img.dicom.pixelSpacing, from: img.dicom.pixelSpacingSource ?? 'DICOM' } : img.spacing;
+      const spacing = pixelSpacingOf(img);
       bump(report.spacings, spacing ? `${spacing.mm.map((v) => Number(v.toPrecision(4))).join(' x ')} mm (${spacing.from})` : 'none');
       if (img.orientation) report.oriented++;
       if (img.frames) report.multiFrame++;

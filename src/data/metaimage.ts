@@ -9,8 +9,8 @@
 import { gunzipSync, unzlibSync, zlibSync } from 'fflate';
 import type { MetaImageReference, PixelSpacing, RasterSamples } from './grey-image.js';
 
-/** The header's keys Eden reads, and enough bytes to find them in. */
-const HEADER_PROBE = 4096;
+/** The longest header line read: a longer one is no MetaImage header. */
+const LONGEST_LINE = 4096;
 
 /** A MetaImage header: text whose first line is one of MetaIO's keys. */
 export function isMetaImage(bytes: Uint8Array): boolean {
@@ -70,7 +70,8 @@ export async function decodeMetaImage(bytes: Uint8Array, maxPixels: number, data
   else if (Number(field('HeaderSize') ?? 0) === -1) data = data.subarray(Math.max(0, data.length - needed));
   if (data.length < needed) throw new Error(`truncated image data (MetaImage of ${width}x${height} ${typeName} needs ${needed} bytes of voxels, ${data.length} given)`);
   const view = new DataView(data.buffer, data.byteOffset, needed);
-  const samples = type.bytes === 1 && !type.float && typeName === 'MET_UCHAR' ? data.slice(0, count) : new Float64Array(count);
+  // Bytes as bytes: colour is then reduced to grey by libvips, as a PNG's is (decode.ts).
+  const samples = typeName === 'MET_UCHAR' ? data.slice(0, count) : new Float64Array(count);
   if (samples instanceof Float64Array) for (let k = 0; k < count; k++) samples[k] = type.read(view, k * type.bytes, !msb);
   const spacing = numbers('ElementSpacing');
   // ElementSpacing is across, then down, in millimetres (ITK's convention for medical images);
@@ -107,7 +108,7 @@ function parseHeader(bytes: Uint8Array): { fields: Map<string, string>; dataStar
   while (at < bytes.length) {
     let end = bytes.indexOf(0x0a, at);
     if (end < 0) end = bytes.length;
-    if (end - at > HEADER_PROBE) throw new Error('corrupt MetaImage header (a line of more than 4096 bytes)');
+    if (end - at > LONGEST_LINE) throw new Error(`corrupt MetaImage header (a line of more than ${LONGEST_LINE} bytes)`);
     const line = new TextDecoder('latin1').decode(bytes.subarray(at, end)).replace(/\r$/, '');
     at = end + 1;
     const m = /^\s*([A-Za-z_]\w*)\s*=\s*(.*?)\s*$/.exec(line);

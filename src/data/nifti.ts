@@ -63,8 +63,9 @@ export function decodeNifti(bytes: Uint8Array, maxPixels: number): RasterSamples
   const compressed = isGzip(bytes);
   const head = compressed ? gunzipHead(bytes, HEADER_BYTES) : bytes.subarray(0, HEADER_BYTES);
   if (compressed && head.length < 348 && startsLikeNifti(head)) throw new Error(`truncated image data (the NIfTI header ends after ${head.length} bytes)`);
-  if (!isNIFTI(arrayBuffer(head))) throw new Error(compressed ? 'unsupported gzip-compressed file: it holds no NIfTI image (Eden reads .nii.gz; decompress other files first)' : 'corrupt NIfTI header');
-  const header: NIFTI1 | NIFTI2 = readHeader(arrayBuffer(head));
+  const headerBytes = arrayBuffer(head);
+  if (!isNIFTI(headerBytes)) throw new Error(compressed ? 'unsupported gzip-compressed file: it holds no NIfTI image (Eden reads .nii.gz; decompress other files first)' : 'corrupt NIfTI header');
+  const header: NIFTI1 | NIFTI2 = readHeader(headerBytes);
   const type = VOXEL_TYPES[header.datatypeCode];
   if (!type) throw new Error(`unsupported NIfTI datatype ${header.datatypeCode} (Eden reads 8- to 64-bit integers, float32, float64, RGB24 and RGBA32)`);
   const ndim = header.dims[0]!;

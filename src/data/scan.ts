@@ -12,7 +12,7 @@ import path from 'node:path';
 import { dataError, describeError } from '../core/errors.js';
 import { detectFormat, DICOM_EXTENSIONS, fileStem, imageExtension, isPixelFileOfHeader, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
 import { labelsForAll, readManifest, type Manifest } from './manifest.js';
-import { readDicomIdentity } from './dicom.js';
+import { readDicomIdentity, type DicomIdentity } from './dicom.js';
 
 export interface ImageEntry {
   /** Path as given or found (usable with fs). */
@@ -310,6 +310,9 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
   }
   const names = [...groups.keys()].sort();
   let byUid: Map<string, ImageEntry> | undefined;
+  // Each DICOM header read once: in the images' own folder a file is a mask candidate and an image.
+  const identities = new Map<string, Promise<DicomIdentity | undefined>>();
+  const identity = (file: string): Promise<DicomIdentity | undefined> => identities.get(file) ?? identities.set(file, readDicomIdentity(file)).get(file)!;
   const masks = new Set<string>();
   const imagePaths = new Set(images.map((img) => img.path));
   if (only) {
@@ -335,9 +338,9 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
       let img = keys.map((k) => other(byPlace.get(place(folder, k)))).find((x) => x) ?? (sameStem?.length === 1 ? sameStem[0] : undefined);
       const itself = imagePaths.has(file);
       // A DICOM SEG named otherwise (archives name files by UID) finds its image by the UID it references.
-      const seg = !img && format === 'dicom' ? (await readDicomIdentity(file))?.segmentationOf : undefined;
+      const seg = !img && format === 'dicom' ? (await identity(file))?.segmentationOf : undefined;
       if (seg) {
-        byUid ??= await imagesByUid(byPlace.values());
+        byUid ??= await imagesByUid(byPlace.values(), identity);
         img = byUid.get(seg);
         if (!img) {
           result.skipped.push(skipped(file, `mask without image (a DICOM SEG of image ${seg}, which no DICOM file in ${imagesDir} is)`));
@@ -367,11 +370,11 @@ async function attachMasks(images: ImageEntry[], imagesDir: string, masksDir: st
 }
 
 /** The DICOM images by their SOP Instance UID (read from their headers; what a SEG references). */
-async function imagesByUid(images: Iterable<ImageEntry>): Promise<Map<string, ImageEntry>> {
+async function imagesByUid(images: Iterable<ImageEntry>, identity: (file: string) => Promise<DicomIdentity | undefined>): Promise<Map<string, ImageEntry>> {
   const byUid = new Map<string, ImageEntry>();
   for (const img of new Set(images)) {
     if (img.format !== 'dicom') continue;
-    const uid = (await readDicomIdentity(img.path))?.sopInstanceUid;
+    const uid = (await identity(img.path))?.sopInstanceUid;
     if (uid && !byUid.has(uid)) byUid.set(uid, img);
   }
   return byUid;

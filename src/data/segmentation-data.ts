@@ -68,8 +68,8 @@ export interface SegmentationPlan {
 export async function loadSegmentationData(root: string, size: number, o: SegmentationOptions & LoadLimits & { testFraction: number; maxTestImages: number; seed: number }): Promise<SegmentationData> {
   const plan = await planSegmentationData(root, o);
   const n = Math.min(plan.entries.length, o.maxImages ?? Infinity);
-  // Held in memory as float32, an image and a mask per structure: refused before decoding when they would not fit.
-  const perImage = size * size * 4 * (1 + plan.structures.length);
+  // Held in memory: refused before decoding when they would not fit.
+  const perImage = decodedSampleBytes(size, plan.structures.length);
   if (o.memory && n * perImage > o.memory.bytes) {
     throw memoryRefusal(`${root}: ${n} labelled images at ${size} px`, n * perImage, 'as float32 with their masks', o.memory.bytes, o.memory.remedy(Math.floor(o.memory.bytes / perImage)));
   }
@@ -88,6 +88,11 @@ export interface LoadLimits {
   maxImages?: number;
   /** Refuse, before decoding, what would take more memory than `bytes`, saying what to do (`remedy`, given how many images fit). */
   memory?: { bytes: number; remedy: (fits: number) => string };
+}
+
+/** Bytes a decoded sample takes: its image and a mask per structure, float32 at `size` x `size`. */
+export function decodedSampleBytes(size: number, structures: number): number {
+  return size * size * 4 * (1 + structures);
 }
 
 /** Samples sorted as their files lie in the plan (the folder's order). */

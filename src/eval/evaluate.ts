@@ -209,7 +209,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     onSkip: (m: string) => log(`skipped ${m}`),
     onWarning: (m: string) => log(`warning: ${m}`),
   };
-  const drawnFrom = (data: { samples: unknown[]; labelled?: number }): string => (data.labelled ? ` (drawn by --max-images from ${data.labelled} labelled)` : '');
+  const drawnFrom = (data: { labelled?: number }): string => (data.labelled ? ` (drawn by --max-images from ${data.labelled} labelled)` : '');
 
   if (o.tasks.includes('fewshot-seg')) {
     const t0 = Date.now();
