@@ -9,7 +9,7 @@ import { tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { crc32, deflateSync } from 'node:zlib';
-import { scanDataset } from '../src/data/scan.js';
+import { maskFile, scanDataset } from '../src/data/scan.js';
 import { decodeImageFile } from '../src/data/decode.js';
 import { readManifest, sniffDelimiter } from '../src/data/manifest.js';
 import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
@@ -155,14 +155,14 @@ describe('scan and inspect', () => {
     writeFileSync(path.join(archive, 'masks', 'heart', '2.25.72.dcm'), segOf(uids['a.dcm']!, heart));
     writeFileSync(path.join(archive, 'masks', 'heart', '2.25.73.dcm'), segOf('2.25.404', heart));
     const scan = await scanDataset([path.join(archive, 'images')], { masks: path.join(archive, 'masks') });
-    assert.deepEqual(scan.images.map((e) => [e.relPath, path.basename(e.masks!['heart']!)]), [['a.dcm', '2.25.72.dcm'], ['b.dcm', '2.25.71.dcm']]);
+    assert.deepEqual(scan.images.map((e) => [e.relPath, path.basename(maskFile(e.masks!['heart']!))]), [['a.dcm', '2.25.72.dcm'], ['b.dcm', '2.25.71.dcm']]);
     assert.deepEqual(scan.skipped.map((x) => x.message), [`${path.join(archive, 'masks', 'heart', '2.25.73.dcm')}: mask without image (a DICOM SEG of image 2.25.404, which no DICOM file in ${path.join(archive, 'images')} is)`]);
     const paired = await loadSegmentationData(path.join(archive, 'images'), 32, { masks: path.join(archive, 'masks'), testFraction: 0, maxTestImages: 0, seed: 0 });
     assert.deepEqual(paired.samples.map((x) => x.masks[0]), [reference.samples[0]!.masks[0], reference.samples[0]!.masks[1]]);
     // Exported beside their images (one folder, given as --masks too): the SEGs are masks, not images; no image is its own mask.
     for (const f of readdirSync(path.join(archive, 'masks', 'heart'))) copyFileSync(path.join(archive, 'masks', 'heart', f), path.join(archive, 'images', f));
     const mixed = await scanDataset([path.join(archive, 'images')], { masks: path.join(archive, 'images') });
-    assert.deepEqual(mixed.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), [['a.dcm', '2.25.72.dcm'], ['b.dcm', '2.25.71.dcm']]);
+    assert.deepEqual(mixed.images.map((e) => [e.relPath, path.basename(maskFile(e.masks!['mask']!))]), [['a.dcm', '2.25.72.dcm'], ['b.dcm', '2.25.71.dcm']]);
     assert.deepEqual(mixed.skipped.map((x) => path.basename(x.path)), ['2.25.73.dcm']);
     // So are masks in one flat folder with their images (Shenzhen's x.png + x_mask.png).
     const flat = mkdtempSync(path.join(tmpdir(), 'eden-flat-masks-'));
@@ -171,7 +171,7 @@ describe('scan and inspect', () => {
       copyFileSync(path.join(root, 'png', 'masks', 'heart', `${n}.png`), path.join(flat, `${n}_mask.png`));
     }
     const flatScan = await scanDataset([flat], { masks: flat });
-    assert.deepEqual([flatScan.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), flatScan.skipped], [[['a.dcm', 'a_mask.png'], ['b.dcm', 'b_mask.png']], []]);
+    assert.deepEqual([flatScan.images.map((e) => [e.relPath, path.basename(maskFile(e.masks!['mask']!))]), flatScan.skipped], [[['a.dcm', 'a_mask.png'], ['b.dcm', 'b_mask.png']], []]);
 
     // A FRACTIONAL SEG (probabilities out of MaximumFractionalValue, as model outputs are stored) is set above half.
     const binary = dcmjs.data.DicomMessage.readFile(seg([heart], ['heart']).buffer as ArrayBuffer);
@@ -226,7 +226,7 @@ describe('scan and inspect', () => {
     }
     const scan = await scanDataset([root]);
     assert.deepEqual(scan.skipped, []);
-    assert.deepEqual(scan.images.map((e) => [e.stem, e.format, path.basename(e.masks?.['lungs'] ?? '')]), [
+    assert.deepEqual(scan.images.map((e) => [e.stem, e.format, path.basename(maskFile(e.masks?.['lungs'] ?? ''))]), [
       ['1.2.826.0.1.3680043.8.498.101', 'dicom', '1.2.826.0.1.3680043.8.498.101.png'],
       ['1.2.826.0.1.3680043.8.498.102', 'dicom', '1.2.826.0.1.3680043.8.498.102.png'],
     ]);
@@ -278,7 +278,7 @@ describe('scan and inspect', () => {
     for (const [src, name] of [[a, 'a.png'], [b, 'b.png'], [c, 'c.png'], [c, 'sub/a.png'], [a, 'e.png'], [b, 'f.dcm.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'images', name));
     for (const [src, name] of [[a, 'a_mask.png'], [b, 'b-SEG.png'], [c, 'c.png'], [c, 'c_mask.png'], [c, 'd_mask.png'], [a, 'e.png_mask.png'], [b, 'f.dcm.png.png']] as const) copyFileSync(path.join(samples, src!), path.join(root, 'masks', 'lungs', name));
     const scan = await scanDataset([root]);
-    const masks = Object.fromEntries(scan.images.map((e) => [path.relative(root, e.path), e.masks?.['lungs'] && path.basename(e.masks['lungs'])]));
+    const masks = Object.fromEntries(scan.images.map((e) => [path.relative(root, e.path), e.masks?.['lungs'] && path.basename(maskFile(e.masks['lungs']))]));
     // images/sub/a.png is another image (another folder), without a mask of its own.
     assert.deepEqual(masks, { 'images/a.png': 'a_mask.png', 'images/b.png': 'b-SEG.png', 'images/c.png': 'c.png', 'images/e.png': 'e.png_mask.png', 'images/f.dcm.png': 'f.dcm.png.png', 'images/sub/a.png': undefined });
     copyFileSync(path.join(samples, a!), path.join(root, 'images', 'b.jpg'));
@@ -301,7 +301,7 @@ describe('scan and inspect', () => {
     });
     const scan = await scanDataset([root]);
     assert.deepEqual(scan.skipped, []);
-    assert.deepEqual(scan.images.map((e) => [e.relPath, path.relative(root, e.masks!['heart']!)]), patients.map((p) => [`${p}/frontal.png`, `masks/heart/${p}/frontal_mask.png`]));
+    assert.deepEqual(scan.images.map((e) => [e.relPath, path.relative(root, maskFile(e.masks!['heart']!))]), patients.map((p) => [`${p}/frontal.png`, `masks/heart/${p}/frontal_mask.png`]));
     const data = await loadSegmentationData(root, 64, { testFraction: 0, maxTestImages: 0, seed: 0 });
     assert.equal(data.samples.length, 3);
     // Three different masks (given to one image, they would be one).
@@ -538,7 +538,7 @@ describe('scan and inspect', () => {
       copyFileSync(path.join(shenzhen, 'CXR_png', 'mask', `${x}_mask.png`), path.join(nnunet, 'labelsTr', `case${i}.png`));
     });
     const nn = await scanDataset([path.join(nnunet, 'imagesTr')], { masks: path.join(nnunet, 'labelsTr') });
-    assert.deepEqual(nn.images.map((e) => [e.relPath, path.basename(e.masks!['mask']!)]), stems.map((_, i) => [`case${i}_0000.png`, `case${i}.png`]));
+    assert.deepEqual(nn.images.map((e) => [e.relPath, path.basename(maskFile(e.masks!['mask']!))]), stems.map((_, i) => [`case${i}_0000.png`, `case${i}.png`]));
     assert.deepEqual(nn.skipped, []);
     (await load(path.join(nnunet, 'imagesTr'), { masks: path.join(nnunet, 'labelsTr') })).samples.forEach((x, i) => assert.deepEqual(x.masks[0], reference.samples[i]!.masks[0]));
     // Beside imagesTs/ (images its labels do not name), the hint still finds imagesTr/.
@@ -559,6 +559,75 @@ describe('scan and inspect', () => {
     // Misuse is named.
     await assert.rejects(scanDataset([path.join(montgomery, 'CXR_png'), standard], { masks: path.join(montgomery, 'ManualMask') }), /--masks .*ManualMask: masks are paired with one folder of images; got /);
     await assert.rejects(scanDataset([path.join(montgomery, 'CXR_png')], { masks: path.join(montgomery, 'nothing') }), /--masks .*nothing: no such folder/);
+  });
+
+  it("masks as run-length codes in a table (--masks TABLE --rle-order): CheXmask's .csv.gz along rows, Kaggle's one row per object along columns, read as the same masks as the PNGs they encode; bad runs and misuse named", async (t) => {
+    if (!existsSync(wingspan)) return t.skip(`${wingspan} not found (the shared data sit beside the checkout in CI)`);
+    // The six images the fixtures' tables encode (make-mask-table.py), their PNG masks beside them in
+    // the images/ + masks/ layout, and two images no row names.
+    const tables = path.join(import.meta.dirname, 'fixtures', 'mask-table');
+    const names = readdirSync(path.join(wingspan, 'images')).sort().slice(0, 8);
+    const [standard, plain] = [mkdtempSync(path.join(tmpdir(), 'eden-table-ref-')), mkdtempSync(path.join(tmpdir(), 'eden-table-'))];
+    for (const s of ['heart', 'left_lung', 'right_lung']) mkdirSync(path.join(standard, 'masks', s), { recursive: true });
+    mkdirSync(path.join(standard, 'images'));
+    names.forEach((n, i) => {
+      copyFileSync(path.join(wingspan, 'images', n), path.join(plain, n));
+      if (i >= 6) return;
+      copyFileSync(path.join(wingspan, 'images', n), path.join(standard, 'images', n));
+      for (const s of ['heart', 'left_lung', 'right_lung']) copyFileSync(path.join(wingspan, 'masks', s, n), path.join(standard, 'masks', s, n));
+    });
+    const skips: string[] = [];
+    const load = (root: string, o: { masks?: string; rleOrder?: 'rows' | 'columns' } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(root, 128, { ...o, onSkip: (m) => skips.push(m), testFraction: 0, maxTestImages: 0, seed: 0 });
+    const reference = await load(standard);
+    const chexmask = path.join(tables, 'chexmask.csv.gz');
+    const rows = await load(plain, { masks: chexmask, rleOrder: 'rows' });
+    assert.deepEqual(rows.structures, ['heart', 'left_lung', 'right_lung']); // 'Left Lung' -> left_lung; Dice, Landmarks, Height, Width are no masks
+    assert.deepEqual(rows.samples.map((x) => path.basename(x.file)), names.slice(0, 6));
+    rows.samples.forEach((x, i) => {
+      assert.deepEqual(x.image, reference.samples[i]!.image);
+      assert.deepEqual(x.masks, reference.samples[i]!.masks);
+    });
+    assert.deepEqual(skips.filter((m) => !m.includes('missing a mask')), []);
+    assert.equal(skips.length, 2); // the two images no row names, left out
+    // Read along columns, a square image's rows-encoded mask is its transpose.
+    const transposed = await load(plain, { masks: chexmask, rleOrder: 'columns' });
+    const side = 128;
+    const transpose = (m: Float32Array): Float32Array => m.map((_, k) => m[(k % side) * side + Math.floor(k / side)]!);
+    transposed.samples.forEach((x, i) => x.masks.forEach((m, k) => assert.deepEqual(m, transpose(reference.samples[i]!.masks[k]!))));
+    // Kaggle's form: ImageId a file name, EncodedPixels along columns, a row per object (both lungs
+    // of every other image, the left one alone of the others): a row's objects are united.
+    const kaggle = await load(plain, { masks: path.join(tables, 'kaggle.csv'), rleOrder: 'columns' });
+    assert.deepEqual(kaggle.structures, ['encodedpixels']);
+    kaggle.samples.forEach((x, i) => {
+      const [, left, right] = reference.samples[i]!.masks;
+      assert.deepEqual(x.masks[0], i % 2 === 0 ? left!.map((v, k) => Math.max(v, right![k]!)) : left);
+    });
+    // inspect reads the table as training does; without the order it asks for it.
+    const report = await inspectDataset([plain], { masks: chexmask, rleOrder: 'rows' });
+    assert.deepEqual([report.images, report.structures, report.maskValues], [8, { heart: 6, left_lung: 6, right_lung: 6 }, { '0-255': 18 }]);
+    await assert.rejects(load(plain, { masks: chexmask }), (e: Error) => e.message.startsWith(`${chexmask}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns`));
+    // Bad runs are a mask's problem, named by table, row and column; the image is left out, the others kept.
+    const bad = path.join(plain, 'bad.csv'); // a table among the images is no image
+    const first = names[0]!.replace(/\.png$/, '');
+    writeFileSync(bad, ['image_id;Heart', `${first};10 5 3 2`, `${names[1]};1 3 ${512 * 512} 2`, `${names[2]};0 4`, `${names[3]};1 4 9`, `${names[4]};-1`, `${names[5]};1 ${512 * 100}`, ''].join('\n'));
+    skips.length = 0;
+    const partial = await load(plain, { masks: bad, rleOrder: 'rows' });
+    assert.deepEqual(partial.samples.map((x) => path.basename(x.file)), [names[4], names[5]]); // an empty mask (-1) is a mask
+    assert.deepEqual(skips.filter((m) => !m.includes('missing a mask')).sort(), [
+      `${bad} (row ${first}, column Heart): run 2 starts at 3, before the previous run's end (14): runs must be absolute 1-based starts in increasing order (relative offsets, as in SIIM-ACR's, are not read)`,
+      `${bad} (row ${names[1]}, column Heart): run 2 (${512 * 512} 2) ends past the 512x512 mask's ${512 * 512} pixels (the size of its image; give Height and Width columns if the masks were drawn at another)`,
+      `${bad} (row ${names[2]}, column Heart): run 1 starts at 0: starts count from 1 (the first pixel is 1)`,
+      `${bad} (row ${names[3]}, column Heart): not run-length codes ('<start> <length> ...', integers in pairs): '1 4 9'`,
+    ].sort()); // decoded several at once: reported in the order they finish
+    assert.ok(!(await scanDataset([plain], { masks: bad, rleOrder: 'rows' })).skipped.some((x) => x.path === bad));
+    // Misuse: a table naming none of the images, no column of runs, the order with a folder of masks.
+    const none = path.join(plain, 'none.csv');
+    writeFileSync(none, 'file,mask\nother.png,1 2\n');
+    await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: none of its 1 rows names an image of the folder (key column 'file', e.g. other.png; images such as ${names[0]}, ${names[1]}); the key column must hold the images' paths, file names or stems`);
+    writeFileSync(none, 'file,ctr\nx.png,0.52\n');
+    await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: no column of run-length masks ('<start> <length> ...' in most of its first rows) beside the key column 'file'; columns are file, ctr`);
+    await assert.rejects(load(path.join(standard, 'images'), { masks: path.join(standard, 'masks'), rleOrder: 'rows' }), (e: Error) => e.message === `--rle-order rows: it says how a masks table's runs number the pixels; --masks ${path.join(standard, 'masks')} is a folder`);
+    await assert.rejects(load(plain, { masks: path.join(plain, 'absent.csv.gz'), rleOrder: 'rows' }), /absent\.csv\.gz: no such file/);
   });
 
   it('a mask drawn at another resolution of its image (same shape) is laid on it; another shape is reported', async () => {

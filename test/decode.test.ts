@@ -15,7 +15,7 @@ import { decodeImageFile } from '../src/data/decode.js';
 import { ImageDataset } from '../src/data/dataset.js';
 import { loadSegmentationData } from '../src/data/segmentation-data.js';
 import { inspectDataset, formatInspectReport } from '../src/data/inspect.js';
-import { scanDataset, skipCategory } from '../src/data/scan.js';
+import { maskFile, scanDataset, skipCategory } from '../src/data/scan.js';
 import { normalizeIntensity, percentiles, sortedPercentiles } from '../src/data/intensity.js';
 import { resizeGrey, resizeToMask } from '../src/data/resize.js';
 import { thresholdMask } from '../src/data/masks.js';
@@ -382,7 +382,7 @@ describe('NIfTI .nii / .nii.gz images and masks', () => {
     }
     const [images, masks] = [path.join(root, 'nnunet', 'imagesTr'), path.join(root, 'nnunet', 'labelsTr')];
     const scan = await scanDataset([images], { masks });
-    assert.deepEqual(scan.images.map((e) => [e.relPath, e.stem, path.basename(e.masks!['mask']!)]), [['lung_001_0000.nii.gz', 'lung_001_0000', 'lung_001.nii.gz'], ['lung_002_0000.nii.gz', 'lung_002_0000', 'lung_002.nii.gz']]);
+    assert.deepEqual(scan.images.map((e) => [e.relPath, e.stem, path.basename(maskFile(e.masks!['mask']!))]), [['lung_001_0000.nii.gz', 'lung_001_0000', 'lung_001.nii.gz'], ['lung_002_0000.nii.gz', 'lung_002_0000', 'lung_002.nii.gz']]);
     const load = (dir: string, o: { masks?: string } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(dir, 32, { ...o, testFraction: 0, maxTestImages: 0, seed: 0 });
     const [fromNifti, fromPng] = [await load(images, { masks }), await load(path.join(root, 'png'))];
     assert.equal(fromNifti.samples.length, 2);

@@ -7,6 +7,7 @@
  * validation scores, and save their training state as they go so that `--resume` can go on after
  * an interruption (finetune-state.ts).
  */
+import type { RunOrder } from '../data/mask-table.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EdenError } from '../core/errors.js';
@@ -77,6 +78,8 @@ export interface FinetuneCommon {
 export interface FinetuneSegmentationOptions extends FinetuneCommon {
   /** The masks' folder, when not `data`/masks (then `data` is the images' folder): scan.ts ScanOptions.masks. */
   masks?: string;
+  /** How a masks table's runs number the pixels (scan.ts ScanOptions.rleOrder). */
+  rleOrder?: RunOrder;
   structures?: string[];
   combine?: Record<string, string[]>;
   /** Labelled images to train on: a number (drawn with the seed) or 'all'. */
@@ -140,7 +143,7 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
  * be read (then the next ones drawn take their places).
  */
 async function segmentationSplit(o: FinetuneSegmentationOptions, outFile: string, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number; store?: SampleStore }> {
-  const options = { masks: o.masks, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`) };
+  const options = { masks: o.masks, rleOrder: o.rleOrder, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`) };
   const plan = await planSegmentationData(o.data, options);
   if (o.shots === 'all') {
     const store = await storeBeyondMemory(plan, o, outFile, log);
@@ -208,9 +211,9 @@ async function resumableRun<P extends EarlyStoppingPosition>(o: FinetuneCommon, 
 
 export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFile: string): Promise<TaskModelMeta> {
   const log = o.onLog ?? (() => undefined);
-  const { structures, combine, shots, valImages, mode, encoderLrMultiplier } = o;
+  const { structures, combine, shots, valImages, mode, encoderLrMultiplier, rleOrder } = o;
   const masks = o.masks && path.resolve(o.masks);
-  const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), masks, structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
+  const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), masks, ...(rleOrder && { rleOrder }), structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
   const { data, split, labelled, store } = await segmentationSplit(o, outFile, log);
   try {
     return await trainSegmentation(o, outFile, run, data, split, labelled, log);
@@ -277,6 +280,7 @@ async function trainSegmentation(o: FinetuneSegmentationOptions, outFile: string
         training: {
           data: o.data,
           ...(o.masks && { masks: o.masks }),
+          ...(o.rleOrder && { rleOrder: o.rleOrder }),
           images: split.train.length,
           validationImages: split.val.length,
           files: split.train.map((i) => data.samples[i]!.file),

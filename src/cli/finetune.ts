@@ -8,13 +8,15 @@ import { nativeStatus } from '../engine/native.js';
 import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { describeConvTuning } from '../engine/webgpu-conv-tune.js';
 import { createProgress } from './progress.js';
-import { MASKS_HELP, parseList, parseNonNegativeInt, parsePositiveInt, THREADS_HELP } from './options.js';
+import { MASKS_HELP, parseList, parseNonNegativeInt, parsePositiveInt, rleOrderOption, THREADS_HELP } from './options.js';
+import type { RunOrder } from '../data/mask-table.js';
 import { interruptOnSigint } from './interrupt.js';
 import { parseCombine } from './evaluate.js';
 
 interface FinetuneFlags {
   data?: string;
   masks?: string;
+  rleOrder?: RunOrder;
   task: 'segment' | 'classify';
   checkpoint?: string;
   arch?: string;
@@ -48,7 +50,8 @@ export function registerFinetune(program: Command): void {
     .description('train a segmentation model (U-Net on an encoder) or an image classifier on labelled images; writes one self-describing model file for eden segment / eden classify')
     .argument('[data]', 'the labelled data, as --data')
     .option('--data <dir>', 'segmentation: images/ + masks/<structure>/; classification: a folder with a label CSV, a folder of class folders (<class>/ or train|val|test/<class>/), or a MedMNIST .npz')
-    .option('--masks <dir>', MASKS_HELP)
+    .option('--masks <dir|table>', MASKS_HELP)
+    .addOption(rleOrderOption())
     .addOption(new Option('--task <task>', 'segment | classify').choices(['segment', 'classify']).default('segment'))
     .option('--checkpoint <ckpt>', "encoder to start from: a checkpoint, a run directory, 'builtin' (the pretrained Eve, the default when installed) or 'random'")
     .addOption(new Option('--arch <name>', "architecture for --checkpoint random").choices(BACKBONES))
@@ -112,7 +115,7 @@ export function registerFinetune(program: Command): void {
       const interrupt = interruptOnSigint('the training state');
       const resumable = { resume: f.resume, saveEverySeconds: f.saveEvery, signal: interrupt.signal };
       const meta = await (f.task === 'segment'
-        ? finetuneSegmentation({ ...common, ...resumable, masks: f.masks, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
+        ? finetuneSegmentation({ ...common, ...resumable, masks: f.masks, rleOrder: f.rleOrder, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
         : finetuneClassification({ ...common, ...resumable, labels: f.labels, labelColumn: f.labelColumn }, f.out)
       ).finally(() => {
         interrupt.release();

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { formatInspectReport, inspectDataset } from '../data/inspect.js';
 import { createProgress } from './progress.js';
-import { MASKS_HELP, parseList } from './options.js';
+import { MASKS_HELP, parseList, rleOrderOption } from './options.js';
+import type { RunOrder } from '../data/mask-table.js';
 
 export function registerInspect(program: Command): void {
   program
@@ -11,10 +12,11 @@ export function registerInspect(program: Command): void {
     .option('--json', 'print the report as JSON')
     .option('--labels <csv>', 'CSV manifest with labels (default: labels.csv in the folder, if present)')
     .option('--structures <names>', 'comma-separated mask structures to consider', parseList)
-    .option('--masks <dir>', MASKS_HELP)
-    .action(async (paths: string[], opts: { json?: boolean; labels?: string; structures?: string[]; masks?: string }) => {
+    .option('--masks <dir|table>', MASKS_HELP)
+    .addOption(rleOrderOption())
+    .action(async (paths: string[], opts: { json?: boolean; labels?: string; structures?: string[]; masks?: string; rleOrder?: RunOrder }) => {
       const progress = createProgress('decoding');
-      const report = await inspectDataset(paths, { labels: opts.labels, structures: opts.structures, masks: opts.masks, onProgress: (d, t) => progress.update(d, t) });
+      const report = await inspectDataset(paths, { labels: opts.labels, structures: opts.structures, masks: opts.masks, rleOrder: opts.rleOrder, onProgress: (d, t) => progress.update(d, t) });
       progress.stop();
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatInspectReport(report)}\n`);
       if (report.images === 0) {

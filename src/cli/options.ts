@@ -1,5 +1,6 @@
 /** Option parsers shared by the commands; they throw commander errors so misuse exits with one line. */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { RUN_ORDERS } from '../data/mask-table.js';
 
 export function parseList(value: string): string[] {
   const items = value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -25,7 +26,12 @@ export function collect(value: string, previous: string[]): string[] {
 }
 
 /** --masks of finetune, evaluate and inspect (scan.ts ScanOptions.masks). */
-export const MASKS_HELP = "segmentation: the masks' folder (<structure>/ folders of masks, or one structure's masks in it, named as their images), when the data are not DATA/images + DATA/masks: then DATA is the images' folder (e.g. Montgomery's CXR_png with --masks ManualMask); the images' own folder when masks lie among them (DICOM SEGs beside their images)";
+export const MASKS_HELP = "segmentation: the masks' folder (<structure>/ folders of masks, or one structure's masks in it, named as their images), when the data are not DATA/images + DATA/masks: then DATA is the images' folder (e.g. Montgomery's CXR_png with --masks ManualMask); the images' own folder when masks lie among them (DICOM SEGs beside their images); or a table of run-length masks (.csv, .tsv, .csv.gz: CheXmask's, Kaggle's), a row per image, a column of runs per structure (with --rle-order)";
+
+/** --rle-order beside --masks: how a masks table's runs number the pixels (mask-table.ts). */
+export function rleOrderOption(): Option {
+  return new Option('--rle-order <order>', "with a masks table: whether its runs number the pixels along rows (left to right, then down: CheXmask) or along columns (top to bottom, then right: Kaggle's usual); starts count from 1").choices(RUN_ORDERS);
+}
 
 /** `--threads N` on the commands that compute: the native kernels' threads (also EDEN_THREADS). */
 export const THREADS_HELP = 'threads of the native CPU kernels (default: all cores; also EDEN_THREADS); lower it on a shared machine';

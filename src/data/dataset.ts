@@ -14,7 +14,8 @@ import { framesNote, type GreyImage } from './grey-image.js';
 import { orientMaskLike } from './orientation.js';
 import { normalizeIntensity, type IntensityOptions } from './intensity.js';
 import { resizeGrey } from './resize.js';
-import { skipped, skippedBy, type ImageEntry, type SkippedFile } from './scan.js';
+import { describeMask, maskFile, skippedBy, skippedMask, type ImageEntry, type MaskSource, type SkippedFile } from './scan.js';
+import { decodeRunLengthMask } from './mask-table.js';
 
 export type CacheMode = 'memory' | 'disk' | 'none';
 
@@ -100,8 +101,10 @@ export function maskSizeProblem(mask: { width: number; height: number }, image: 
  * the image's EXIF rotation when it was drawn on the stored pixels (orientMaskLike). A mask of
  * another shape is a problem, not an error: the caller reports it and keeps the image.
  */
-export async function readMaskOf(file: string, image: GreyImage, imageFile: string): Promise<{ mask: GreyImage; turned: boolean; problem?: undefined } | { problem: string }> {
-  const decoded = await decodeImageFile(file, { mask: true });
+export async function readMaskOf(source: MaskSource, image: GreyImage, imageFile: string): Promise<{ mask: GreyImage; turned: boolean; problem?: undefined } | { problem: string }> {
+  const read = typeof source === 'string' ? { mask: await decodeImageFile(source, { mask: true }) } : decodeRunLengthMask(source, image);
+  if (read.problem !== undefined) return read;
+  const decoded = read.mask;
   const mask = orientMaskLike(decoded, image, sameShape);
   const problem = maskSizeProblem(mask, image, imageFile);
   return problem ? { problem } : { mask, turned: mask !== decoded };
@@ -254,11 +257,11 @@ export class ImageDataset {
     const normalised = normalizeIntensity(grey, intensity, grey.data);
     const image = resizeGrey(normalised, grey.width, grey.height, size, size);
     const masks: Record<string, Float32Array> = {};
-    for (const [structure, file] of Object.entries(entry.masks ?? {})) {
-      const read = await readMaskOf(file, grey, entry.path);
+    for (const [structure, source] of Object.entries(entry.masks ?? {})) {
+      const read = await readMaskOf(source, grey, entry.path);
       if (read.problem !== undefined) {
         // Report the mask, keep the image (with its other structures).
-        this.options.onSkip?.(skipped(file, read.problem));
+        this.options.onSkip?.(skippedMask(source, read.problem));
         continue;
       }
       const m = read.mask;
@@ -266,7 +269,7 @@ export class ImageDataset {
       const values = this.options.labelValues[structure] ?? [];
       // A label map whose values are read apart needs no warning.
       if (!values.length && !this.labelMapsReported.has(structure)) {
-        const warning = labelMapWarning(m.data, m.bitDepth, file, structure, threshold, m);
+        const warning = labelMapWarning(m.data, m.bitDepth, describeMask(source), structure, threshold, m);
         if (warning) {
           this.labelMapsReported.add(structure);
           this.options.onWarning?.(warning);
@@ -289,8 +292,9 @@ export class ImageDataset {
   }
 
   private async cacheFile(entry: ImageEntry): Promise<string> {
+    // A table's mask by its cell (its runs among them): the table's stamp alone would not say which.
     const files = [entry.path, ...Object.values(entry.masks ?? {})];
-    const stats = await Promise.all(files.map((f) => fs.stat(f)));
+    const stats = await Promise.all(files.map((f) => fs.stat(maskFile(f))));
     // v 2: EXIF orientation applied in decoding, palette masks read by index (v 1 entries of such files differ).
     // v 3: masks with transparent pixels read where opaque, float TIFF samples kept (v 2 entries of such files differ).
     const key = createHash('sha1')

@@ -8,7 +8,7 @@ import { decodeImageFile } from './decode.js';
 import { pixelSpacingOf } from './grey-image.js';
 import { classFolderLabels, likelyIdentifiers } from './class-folders.js';
 import path from 'node:path';
-import { masksFolderHint, scanDataset, skipped, skippedBy, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
+import { describeMask, masksFolderHint, scanDataset, skippedBy, skippedMask, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
 
 export interface InspectReport {
   roots: string[];
@@ -92,11 +92,11 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
       if (img.orientation) report.oriented++;
       if (img.frames) report.multiFrame++;
       if (entry.labels) usableLabels.push(entry.labels);
-      for (const [structure, file] of Object.entries(entry.masks ?? {})) {
+      for (const [structure, source] of Object.entries(entry.masks ?? {})) {
         try {
-          const read = await readMaskOf(file, img, entry.path);
+          const read = await readMaskOf(source, img, entry.path);
           if (read.problem !== undefined) {
-            report.skipped.push(skipped(file, read.problem));
+            report.skipped.push(skippedMask(source, read.problem));
           } else {
             const m = read.mask;
             if (read.turned) report.orientedMasks++;
@@ -105,14 +105,14 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
             const { max, threshold } = decodedMaskRange(m);
             bump(report.maskValues, max === 0 ? 'empty' : `0-${max}`);
             if (max > 0 && threshold === 0) report.labelMasks++;
-            const labelMap = labelMapWarning(m.data, m.bitDepth, file, structure, threshold, m);
+            const labelMap = labelMapWarning(m.data, m.bitDepth, describeMask(source), structure, threshold, m);
             if (labelMap) {
               report.labelMaps++;
               report.labelMapExample ??= labelMap;
             }
           }
         } catch (err) {
-          report.skipped.push(skippedBy(file, err));
+          report.skipped.push(skippedBy(describeMask(source), err));
         }
       }
     } catch (err) {

@@ -42,7 +42,12 @@ export async function readManifest(file: string, options: { keyColumn?: string; 
     throw dataError(`${file}: not a valid CSV file (${(err as Error).message})`);
   }
   if (records.length === 0) throw dataError(`${file}: the label manifest has no rows`);
-  const columns = Object.keys(records[0]!);
+  return indexManifest(file, records, options);
+}
+
+/** A manifest of rows already read (readManifest's, or a masks table's rows that may name an image: mask-table.ts). */
+export function indexManifest(file: string, records: Record<string, string>[], options: { keyColumn?: string; labelColumns?: string[] } = {}): Manifest {
+  const columns = Object.keys(records[0] ?? {});
   const keyColumn = options.keyColumn ?? KEY_CANDIDATES.find((c) => columns.includes(c)) ?? columns[0]!;
   if (!columns.includes(keyColumn)) throw dataError(`${file}: no column '${keyColumn}'; columns are ${columns.join(', ')}`);
   const labelColumns = options.labelColumns ?? columns.filter((c) => c !== keyColumn);
@@ -78,8 +83,18 @@ export function sniffDelimiter(text: string): string {
 }
 
 /** A path as written in a manifest, '/'-separated: Windows' backslashes and a leading './' taken away. */
-function normalKey(key: string): string {
+export function normalKey(key: string): string {
   return key.replace(/\\/g, '/').replace(/^(\.\/)+/, '');
+}
+
+/**
+ * Every form by which matchRow may find a path (its tails, with and without the extension): a row
+ * and an image can match only when their forms meet (what lets a masks table keep, of a large
+ * table, only the rows that may name one of the images).
+ */
+export function pathForms(p: string): string[] {
+  const normal = normalKey(p.split(path.sep).join('/'));
+  return [...new Set([...tails(normal), ...tails(bare(normal))])];
 }
 
 /** A '/'-separated path without its file's extension. */

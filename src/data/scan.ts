@@ -13,6 +13,20 @@ import { dataError, describeError } from '../core/errors.js';
 import { detectFormat, DICOM_EXTENSIONS, fileStem, imageExtension, isPixelFileOfHeader, notAnImage, RASTER_EXTENSIONS, type ImageFormat } from './formats.js';
 import { labelsForAll, readManifest, type Manifest } from './manifest.js';
 import { readDicomIdentity, type DicomIdentity } from './dicom.js';
+import { describeRunLengthMask, isMaskTable, readMaskTable, type RunLengthMask, type RunOrder } from './mask-table.js';
+
+/** Where a mask is: a file, or a cell of a masks table (mask-table.ts). */
+export type MaskSource = string | RunLengthMask;
+
+/** The file a mask is read from (a table's for its cells). */
+export function maskFile(m: MaskSource): string {
+  return typeof m === 'string' ? m : m.table;
+}
+
+/** A mask as messages name it: its file, or its table's row and column. */
+export function describeMask(m: MaskSource): string {
+  return typeof m === 'string' ? m : describeRunLengthMask(m);
+}
 
 export interface ImageEntry {
   /** Path as given or found (usable with fs). */
@@ -21,8 +35,8 @@ export interface ImageEntry {
   relPath: string;
   stem: string;
   format: ImageFormat;
-  /** Mask file per structure (segmentation layout). */
-  masks?: Record<string, string>;
+  /** Mask per structure (segmentation layout): its file, or its runs in a masks table. */
+  masks?: Record<string, MaskSource>;
   labels?: Record<string, string>;
 }
 
@@ -75,8 +89,11 @@ export interface ScanOptions {
    * structure's masks directly in it), for the images under the one root: for data whose folders
    * are not named images/ and masks/ (Montgomery's CXR_png/ + ManualMask/leftMask/, Shenzhen's
    * CXR_png/ + mask/<name>_mask.png). A masks' folder inside the root is not read as images.
+   * Or a table of run-length masks (a CSV or TSV, gzipped or not: mask-table.ts), CheXmask's.
    */
   masks?: string;
+  /** How a masks table's runs number the pixels (asked for when `masks` is a table, refused otherwise). */
+  rleOrder?: RunOrder;
 }
 
 /** Classify a one-line problem description into the summary's reason groups. */
@@ -98,6 +115,11 @@ export function skipCategory(message: string): SkipCategory {
 export function skipped(file: string, problem: string): SkippedFile {
   const message = `${file}: ${problem}`;
   return { path: file, category: skipCategory(problem), message };
+}
+
+/** The skip record of a mask (a table's cell named by its row and column). */
+export function skippedMask(m: MaskSource, problem: string): SkippedFile {
+  return { ...skipped(describeMask(m), problem), path: maskFile(m) };
 }
 
 /** The skip record of a file that failed with `err` (Eden's decoding errors already start with the file's path). */
@@ -160,11 +182,27 @@ async function statKind(p: string): Promise<'dir' | 'file' | undefined> {
 const isDir = async (p: string): Promise<boolean> => (await statKind(p)) === 'dir';
 const fileExists = async (p: string): Promise<boolean> => (await statKind(p)) === 'file';
 
-/** ScanOptions.masks, checked: a folder, given with one folder of images. */
+/** ScanOptions.masks, checked: a folder (or a masks table), given with one folder of images. */
 async function givenMasks(roots: string[], masks: string): Promise<string> {
   if (roots.length !== 1 || !(await isDir(roots[0]!))) throw dataError(`--masks ${masks}: masks are paired with one folder of images; got ${roots.join(', ')}`);
-  if (!(await isDir(masks))) throw dataError(`--masks ${masks}: no such folder`);
+  if (isMaskTable(masks) ? !(await fileExists(masks)) : !(await isDir(masks))) throw dataError(`--masks ${masks}: no such ${isMaskTable(masks) ? 'file' : 'folder'}`);
   return masks;
+}
+
+/** The images' masks from a masks table: those it names get theirs, the others none (left out by segmentation as lacking masks). */
+async function attachTableMasks(images: ImageEntry[], table: string, options: ScanOptions, found: Set<string>, result: ScanResult): Promise<void> {
+  const read = await readMaskTable(table, images.map((img) => img.relPath), { order: options.rleOrder });
+  for (const s of options.structures ?? []) if (!read.structures.includes(s)) throw dataError(`${table}: no structure '${s}'; found ${read.structures.join(', ')}`);
+  const kept = options.structures ?? read.structures;
+  for (const s of kept) found.add(s);
+  images.forEach((img, i) => {
+    const masks = read.masks[i];
+    if (masks) img.masks = Object.fromEntries(kept.map((s) => [s, masks[s]!]));
+  });
+  for (const rel of read.ambiguous) {
+    const img = images.find((x) => x.relPath === rel)!;
+    result.skipped.push(skipped(img.path, `duplicate: rows of ${table} name it alike, or one row names it and other images by file name alone; give the key column its path (column '${read.keyColumn}')`));
+  }
 }
 
 async function collectImages(files: string[], root: string, result: ScanResult): Promise<ImageEntry[]> {
@@ -201,6 +239,17 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
       continue;
     }
     const given = options.masks && (await givenMasks(roots, options.masks));
+    if (given && isMaskTable(given)) {
+      segmentation++;
+      const images = await collectImages(await walk(root, result), root, result);
+      // The table lying among the images is not an image.
+      const table = path.resolve(given);
+      result.skipped = result.skipped.filter((x) => path.resolve(x.path) !== table);
+      if (!options.imagesOnly) await attachTableMasks(images, given, options, structures, result);
+      result.images.push(...images);
+      continue;
+    }
+    if (options.rleOrder && !options.imagesOnly) throw dataError(`--rle-order ${options.rleOrder}: it says how a masks table's runs number the pixels; ${options.masks ? `--masks ${options.masks} is a folder` : 'no masks table was given (--masks FILE.csv)'}`);
     const imagesDir = given ? root : path.join(root, 'images');
     const masksDir = given || path.join(root, 'masks');
     if (given || ((await isDir(imagesDir)) && (await isDir(masksDir)))) {

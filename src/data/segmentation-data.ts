@@ -11,6 +11,7 @@ import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { deriveMask, parseDerived, parseLabelValue } from './derived-structures.js';
 import { memoryRefusal } from './cache-plan.js';
+import type { RunOrder } from './mask-table.js';
 import { ImageDataset, type Sample } from './dataset.js';
 import { masksFolderHint, scanDataset, type ImageEntry } from './scan.js';
 
@@ -35,6 +36,8 @@ export interface SegmentationData {
 /** What a segmentation folder's loading needs to know (the options of loadSegmentationData and planSegmentationData). */
 export interface SegmentationOptions {
   masks?: string;
+  /** How a masks table's runs number the pixels (scan.ts ScanOptions.rleOrder). */
+  rleOrder?: RunOrder;
   structures?: string[];
   combine?: Record<string, string[]>;
   keepCombined?: boolean;
@@ -119,7 +122,7 @@ export function checkSegmentationSamples(plan: Pick<SegmentationPlan, 'root' | '
  * images drawn decoded).
  */
 export async function planSegmentationData(root: string, o: SegmentationOptions): Promise<SegmentationPlan> {
-  const scan = await scanDataset([root], { masks: o.masks });
+  const scan = await scanDataset([root], { masks: o.masks, rleOrder: o.rleOrder });
   if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: segmentation needs images/ + masks/<structure>/ in it, or its images' folder with the masks' folder named apart (--masks DIR)${await hintText(root)}`);
   for (const s of scan.skipped) o.onSkip?.(s.message);
   const masksDir = o.masks ?? path.join(root, 'masks');
