@@ -624,6 +624,8 @@ describe('scan and inspect', () => {
     const none = path.join(plain, 'none.csv');
     writeFileSync(none, 'file,mask\nother.png,1 2\n');
     await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: none of its 1 rows names an image of the folder (key column 'file', e.g. other.png; images such as ${names[0]}, ${names[1]}); the key column must hold the images' paths, file names or stems`);
+    writeFileSync(none, `id,class,segmentation\n${names[0]},heart,1 2\n`);
+    await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: a row per image and class (column 'class') is not read: give each structure a column of runs of its own (or a table of its own)`);
     writeFileSync(none, 'file,ctr\nx.png,0.52\n');
     await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: no column of run-length masks ('<start> <length> ...' in most of its first rows) beside the key column 'file'; columns are file, ctr`);
     await assert.rejects(load(path.join(standard, 'images'), { masks: path.join(standard, 'masks'), rleOrder: 'rows' }), (e: Error) => e.message === `--rle-order rows: it says how a masks table's runs number the pixels; --masks ${path.join(standard, 'masks')} is a folder`);

@@ -134,6 +134,9 @@ export async function readMaskTable(table: string, relPaths: string[], o: { orde
     throw dataError(`${table}: cannot read the masks table (${e.code === 'ENOENT' ? 'no such file' : (e.message ?? String(err)).split('\n')[0]})`, err);
   }
   if (!columns || rows === 0) throw dataError(`${table}: the masks table has no rows`);
+  // Kaggle's long form (a row per image and class: UW-Madison's, Severstal's) would unite the classes in one structure.
+  const classColumn = columns.find((c) => c !== keyColumn && /^(class|class_?id|category|label)$/i.test(c.trim()));
+  if (classColumn) throw dataError(`${table}: a row per image and class (column '${classColumn}') is not read: give each structure a column of runs of its own (or a table of its own)`);
   const sizeColumn = (name: string): string | undefined => columns!.find((c) => c.trim().toLowerCase() === name);
   const [heightColumn, widthColumn] = [sizeColumn('height'), sizeColumn('width')];
   // A column of masks: runs in most of its first filled cells (a malformed one is its mask's problem, said when read).
