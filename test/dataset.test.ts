@@ -580,7 +580,10 @@ describe('scan and inspect', () => {
     const load = (root: string, o: { masks?: string; rleOrder?: 'rows' | 'columns' } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(root, 128, { ...o, onSkip: (m) => skips.push(m), testFraction: 0, maxTestImages: 0, seed: 0 });
     const reference = await load(standard);
     const chexmask = path.join(tables, 'chexmask.csv.gz');
-    const rows = await load(plain, { masks: chexmask, rleOrder: 'rows' });
+    const said: string[] = [];
+    const rows = await loadSegmentationData(plain, 128, { masks: chexmask, rleOrder: 'rows', onLog: (m) => said.push(m), onSkip: (m) => skips.push(m), testFraction: 0, maxTestImages: 0, seed: 0 });
+    assert.equal(said.length, 1);
+    assert.match(said[0]!, new RegExp(`^${chexmask.replace(/[.]/g, '\\.')}: 6 rows \\(key column 'image_id'\\), naming 6 of the 8 images \\(\\d+\\.\\d s\\)$`));
     assert.deepEqual(rows.structures, ['heart', 'left_lung', 'right_lung']); // 'Left Lung' -> left_lung; Dice, Landmarks, Height, Width are no masks
     assert.deepEqual(rows.samples.map((x) => path.basename(x.file)), names.slice(0, 6));
     rows.samples.forEach((x, i) => {
@@ -605,6 +608,7 @@ describe('scan and inspect', () => {
     // inspect reads the table as training does; without the order it asks for it.
     const report = await inspectDataset([plain], { masks: chexmask, rleOrder: 'rows' });
     assert.deepEqual([report.images, report.structures, report.maskValues], [8, { heart: 6, left_lung: 6, right_lung: 6 }, { '0-255': 18 }]);
+    assert.ok(formatInspectReport(report).split('\n').some((l) => l.startsWith(`masks table: ${chexmask}: 6 rows (key column 'image_id'), naming 6 of the 8 images (`)));
     await assert.rejects(load(plain, { masks: chexmask }), (e: Error) => e.message.startsWith(`${chexmask}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns`));
     // Bad runs are a mask's problem, named by table, row and column; the image is left out, the others kept.
     const bad = path.join(plain, 'bad.csv'); // a table among the images is no image

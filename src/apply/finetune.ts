@@ -143,7 +143,7 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
  * be read (then the next ones drawn take their places).
  */
 async function segmentationSplit(o: FinetuneSegmentationOptions, outFile: string, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number; store?: SampleStore }> {
-  const options = { masks: o.masks, rleOrder: o.rleOrder, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`) };
+  const options = { masks: o.masks, rleOrder: o.rleOrder, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`), onLog: log };
   const plan = await planSegmentationData(o.data, options);
   if (o.shots === 'all') {
     const store = await storeBeyondMemory(plan, o, outFile, log);

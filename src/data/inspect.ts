@@ -8,7 +8,7 @@ import { decodeImageFile } from './decode.js';
 import { pixelSpacingOf } from './grey-image.js';
 import { classFolderLabels, likelyIdentifiers } from './class-folders.js';
 import path from 'node:path';
-import { describeMask, masksFolderHint, scanDataset, skippedBy, skippedMask, type ImageEntry, type ScanOptions, type SkippedFile } from './scan.js';
+import { describeMask, describeMaskTable, masksFolderHint, scanDataset, skippedBy, skippedMask, type ImageEntry, type MaskTableSummary, type ScanOptions, type SkippedFile } from './scan.js';
 
 export interface InspectReport {
   roots: string[];
@@ -31,6 +31,8 @@ export interface InspectReport {
   /** Of those, masks holding several label values (label maps), and the first one's warning. */
   labelMaps: number;
   labelMapExample?: string;
+  /** The masks table read (--masks naming one). */
+  maskTable?: MaskTableSummary;
   labels?: { file: string; keyColumn: string; matched: number; columns: Record<string, Record<string, number>>; ambiguous?: string[] };
   /** Usable images turned by their EXIF orientation (read as they display), and masks turned with them. */
   oriented: number;
@@ -75,6 +77,7 @@ export async function inspectDataset(roots: string[], options: ScanOptions & { c
   };
   const hint = scan.layout === 'folder' && roots.length === 1 ? await masksFolderHint(roots[0]!) : undefined;
   if (hint) report.masksHint = hint;
+  if (scan.maskTable) report.maskTable = scan.maskTable;
   const usableLabels: Record<string, string>[] = [];
   const usable = new Set<ImageEntry>();
   let done = 0;
@@ -174,6 +177,7 @@ export function formatInspectReport(r: InspectReport): string {
   else if (r.layout === 'segmentation') lines.push("structures: none (masks/ holds no mask images: masks/<structure>/<image's name>, or one structure's masks directly in masks/)");
   if (r.multiFrame) lines.push(`frames: ${r.multiFrame} DICOM file(s) hold several frames (cine loops, or tomosynthesis or CT series in one file): the first frame of each is read as its image`);
   if (r.masksHint) lines.push(`masks: none paired (the segmentation layout is images/ + masks/); ${path.basename(r.masksHint.images)}/ looks like images and ${path.basename(r.masksHint.masks)}/ like their masks: eden inspect ${r.masksHint.images} --masks ${r.masksHint.masks}`);
+  if (r.maskTable) lines.push(`masks table: ${describeMaskTable(r.maskTable)}`);
   if (r.transparentMasks) lines.push(`transparency: ${r.transparentMasks} mask(s) drawn on a transparent layer: their transparent pixels are background`);
   if (Object.keys(r.maskValues).length) {
     const note = r.labelMasks ? `; ${r.labelMasks} hold label values (no value above half scale, a palette, several colours or a DICOM SEG): their nonzero pixels are the structure` : '';

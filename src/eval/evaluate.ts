@@ -212,6 +212,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     memory: { bytes: o.memoryBytes ?? processMemoryBytes() / 2, remedy: (fits: number) => `evaluate on --max-images ${fits} of them (drawn with the seed), or at a smaller --size` },
     onSkip: (m: string) => log(`skipped ${m}`),
     onWarning: (m: string) => log(`warning: ${m}`),
+    onLog: log,
   };
   const drawnFrom = (data: { labelled?: number }): string => (data.labelled ? ` (drawn by --max-images from ${data.labelled} labelled)` : '');
 
