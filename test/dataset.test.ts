@@ -21,6 +21,7 @@ import { Rng } from '../src/core/rng.js';
 import { writeSegmentation } from '../src/data/dicom-seg.js';
 import dcmjs from 'dcmjs';
 import { encode as encodeBmp } from 'bmp-ts';
+import { eden } from './helpers/cli.js';
 
 const samples = path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19');
 const sampleFiles = readdirSync(samples).filter((f) => f.endsWith('.png'));
@@ -609,7 +610,22 @@ describe('scan and inspect', () => {
     const report = await inspectDataset([plain], { masks: chexmask, rleOrder: 'rows' });
     assert.deepEqual([report.images, report.structures, report.maskValues], [8, { heart: 6, left_lung: 6, right_lung: 6 }, { '0-255': 18 }]);
     assert.ok(formatInspectReport(report).split('\n').some((l) => l.startsWith(`masks table: ${chexmask}: 6 rows (key column 'image_id'), naming 6 of the 8 images (`)));
+    // The runs kept wait in temporary files (one a table read), removed at exit; one a killed
+    // process left is removed by the next reading; a refused table's at once.
+    const spills = (): string[] => readdirSync(tmpdir()).filter((f) => f.startsWith('eden-mask-runs-'));
+    const orphan = path.join(tmpdir(), 'eden-mask-runs-999999999-0000.runs'); // no such process
+    writeFileSync(orphan, '1 2');
+    const before = spills().filter((f) => f.startsWith(`eden-mask-runs-${process.pid}-`));
+    assert.equal(before.length, 4); // rows, transposed, kaggle, inspect
+    assert.ok(before.every((f) => readFileSync(path.join(tmpdir(), f)).toString('latin1').match(/^[\d ]+$/)));
     await assert.rejects(load(plain, { masks: chexmask }), (e: Error) => e.message.startsWith(`${chexmask}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns`));
+    assert.deepEqual(spills(), before);
+    // The command line's process leaves none behind.
+    const own = mkdtempSync(path.join(tmpdir(), 'eden-spill-'));
+    const cli = eden(['inspect', plain, '--masks', chexmask, '--rle-order', 'rows'], { TMPDIR: own });
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.match(cli.stdout, /\nstructures: heart \(6 masks\), left_lung \(6 masks\), right_lung \(6 masks\)\n/);
+    assert.deepEqual(readdirSync(own).filter((f) => f.startsWith('eden-mask-runs-')), []); // (tsx keeps its cache there)
     // Bad runs are a mask's problem, named by table, row and column; the image is left out, the others kept.
     const bad = path.join(plain, 'bad.csv'); // a table among the images is no image
     const first = names[0]!.replace(/\.png$/, '');

@@ -14,7 +14,7 @@ import { framesNote, type GreyImage } from './grey-image.js';
 import { orientMaskLike } from './orientation.js';
 import { normalizeIntensity, type IntensityOptions } from './intensity.js';
 import { resizeGrey } from './resize.js';
-import { describeMask, maskFile, skippedBy, skippedMask, type ImageEntry, type MaskSource, type SkippedFile } from './scan.js';
+import { describeMask, skippedBy, skippedMask, type ImageEntry, type MaskSource, type SkippedFile } from './scan.js';
 import { decodeRunLengthMask } from './mask-table.js';
 
 export type CacheMode = 'memory' | 'disk' | 'none';
@@ -102,7 +102,7 @@ export function maskSizeProblem(mask: { width: number; height: number }, image: 
  * another shape is a problem, not an error: the caller reports it and keeps the image.
  */
 export async function readMaskOf(source: MaskSource, image: GreyImage, imageFile: string): Promise<{ mask: GreyImage; turned: boolean; problem?: undefined } | { problem: string }> {
-  const read = typeof source === 'string' ? { mask: await decodeImageFile(source, { mask: true }) } : decodeRunLengthMask(source, image);
+  const read = typeof source === 'string' ? { mask: await decodeImageFile(source, { mask: true }) } : await decodeRunLengthMask(source, image);
   if (read.problem !== undefined) return read;
   const decoded = read.mask;
   const mask = orientMaskLike(decoded, image, sameShape);
@@ -292,9 +292,10 @@ export class ImageDataset {
   }
 
   private async cacheFile(entry: ImageEntry): Promise<string> {
-    // A table's mask by its cell (its runs among them): the table's stamp alone would not say which.
-    const files = [entry.path, ...Object.values(entry.masks ?? {})];
-    const stats = await Promise.all(files.map((f) => fs.stat(maskFile(f))));
+    // A table's mask by its row and column (the table's stamp says whether it changed; where its
+    // runs were spilled this time does not).
+    const files = [entry.path, ...Object.values(entry.masks ?? {}).map((m) => (typeof m === 'string' ? m : { table: m.table, key: m.key, column: m.column, order: m.order, size: [m.width, m.height] }))];
+    const stats = await Promise.all(files.map((f) => fs.stat(typeof f === 'string' ? f : f.table)));
     // v 2: EXIF orientation applied in decoding, palette masks read by index (v 1 entries of such files differ).
     // v 3: masks with transparent pixels read where opaque, float TIFF samples kept (v 2 entries of such files differ).
     const key = createHash('sha1')

@@ -14,10 +14,14 @@
  * are streamed: only the rows that may name an image of the folder are kept.
  */
 import { parse } from 'csv-parse';
-import { createReadStream } from 'node:fs';
-import { createGunzip } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, promises as fs, rmSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
-import { configError, dataError } from '../core/errors.js';
+import { createGunzip } from 'node:zlib';
+import { configError, dataError, EdenError } from '../core/errors.js';
 import type { GreyImage } from './grey-image.js';
 import { indexManifest, labelsForAll, normalKey, pathForms, sniffDelimiter } from './manifest.js';
 
@@ -25,14 +29,21 @@ import { indexManifest, labelsForAll, normalKey, pathForms, sniffDelimiter } fro
 export const RUN_ORDERS = ['rows', 'columns'] as const;
 export type RunOrder = (typeof RUN_ORDERS)[number];
 
+/** Where a kept cell's runs lie in a RunSpill's file. */
+export interface SpilledCell {
+  file: string;
+  offset: number;
+  length: number;
+}
+
 /** One structure's mask of one image, as the runs of a table's cell. */
 export interface RunLengthMask {
   table: string;
   /** The row's key, as written (for messages). */
   key: string;
   column: string;
-  /** '<start> <length> ...', a cell per row of its key (Kaggle's rows per object), united. */
-  runs: string[];
+  /** Its runs ('<start> <length> ...'), a cell per row of its key (Kaggle's rows per object), united. */
+  cells: SpilledCell[];
   order: RunOrder;
   /** The mask's size, when the table gives it (Height and Width columns); else its image's. */
   width?: number;
@@ -90,71 +101,107 @@ export interface MaskTable {
   rows: number;
 }
 
+/** Rows read before the columns of runs are told (by their filled cells). */
+const SNIFFED_ROWS = 100;
+
 /**
  * The masks `table` gives the images at `relPaths` (relative to their folder). Errors name the
- * table: unreadable, no columns of runs, no order said, no row naming any image.
+ * table: unreadable, no columns of runs, no order said (after its first rows, not its last), no
+ * row naming any image. The runs kept are spilled to a temporary file (RunSpill): CheXmask's
+ * CheXpert table at full resolution holds some 40 KB of runs an image, gigabytes for a folder.
  */
 export async function readMaskTable(table: string, relPaths: string[], o: { order?: RunOrder }): Promise<MaskTable> {
   const forms = new Set(relPaths.flatMap(pathForms));
-  const kept = new Map<string, Record<string, string>[]>(); // rows by key, in the table's order
-  let columns: string[] | undefined;
+  // The rows naming images, by key: the first's key and size (for matching), every one's cells.
+  const kept = new Map<string, { row: Record<string, string>; cells: Record<string, SpilledCell[]> }>();
+  let columns: string[] = [];
   let keyColumn = '';
   let runColumns: string[] = [];
+  let sizeColumns: { height?: string; width?: string } = {};
   // Per column, of the first rows' filled cells: how many hold runs and how many something else.
   const cells = new Map<string, { runs: number; other: number }>();
+  const sniffed: Record<string, string>[] = [];
   const firstKeys: string[] = [];
   let rows = 0;
+  const spill = await RunSpill.create();
+  const keep = async (record: Record<string, string>): Promise<void> => {
+    const key = normalKey(record[keyColumn] ?? '');
+    if (firstKeys.length < 3) firstKeys.push(key);
+    if (!pathForms(key).some((f) => forms.has(f))) return;
+    // A repeated key: another object of the image (Kaggle's rows per object).
+    let entry = kept.get(key);
+    if (!entry) {
+      const row = Object.fromEntries([keyColumn, sizeColumns.height, sizeColumns.width].filter((c) => c !== undefined).map((c) => [c, record[c] ?? '']));
+      kept.set(key, (entry = { row, cells: Object.fromEntries(runColumns.map((c) => [c, []])) }));
+    }
+    for (const c of runColumns) {
+      const value = (record[c] ?? '').trim();
+      if (!EMPTY.test(value)) entry.cells[c]!.push(await spill.append(value));
+    }
+  };
+  // After the first rows: the columns of runs, and what the table cannot be read without.
+  const decide = (): void => {
+    // Kaggle's long form (a row per image and class: UW-Madison's, Severstal's) would unite the classes in one structure.
+    const classColumn = columns.find((c) => c !== keyColumn && /^(class|class_?id|category|label)$/i.test(c.trim()));
+    if (classColumn) throw dataError(`${table}: a row per image and class (column '${classColumn}') is not read: give each structure a column of runs of its own (or a table of its own)`);
+    const sizeColumn = (name: string): string | undefined => columns.find((c) => c.trim().toLowerCase() === name);
+    sizeColumns = { height: sizeColumn('height'), width: sizeColumn('width') };
+    // A column of masks: runs in most of its first filled cells (a malformed one is its mask's problem, said when read).
+    runColumns = columns.filter((c) => c !== keyColumn && (cells.get(c)?.runs ?? 0) > (cells.get(c)?.other ?? 0) && c !== sizeColumns.height && c !== sizeColumns.width);
+    if (!runColumns.length) throw dataError(`${table}: no column of run-length masks ('<start> <length> ...' in most of its first rows) beside the key column '${keyColumn}'; columns are ${columns.join(', ')}`);
+    if (!o.order) {
+      throw configError(
+        `${table}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns (top to bottom, then right: Kaggle's usual encoding); a square mask read the other way is its transpose, so it cannot be guessed`,
+      );
+    }
+    const structures = runColumns.map(structureOfColumn);
+    const repeated = structures.find((s, i) => structures.indexOf(s) !== i);
+    if (repeated) throw dataError(`${table}: two columns name the structure '${repeated}' (${runColumns.filter((c) => structureOfColumn(c) === repeated).join(', ')})`);
+  };
+  const decided = async (): Promise<void> => {
+    decide();
+    for (const r of sniffed) await keep(r);
+    sniffed.length = 0;
+  };
   try {
-    for await (const record of tableRows(table)) {
-      if (!columns) {
-        columns = Object.keys(record);
-        // The key column as a label manifest's; the columns of runs told by their first rows' values.
-        keyColumn = indexManifest(table, [record]).keyColumn;
-        runColumns = columns.filter((c) => c !== keyColumn);
-      }
-      rows++;
-      if (rows <= 100) {
-        for (const c of runColumns) {
-          if (EMPTY.test(record[c] ?? '')) continue;
+    try {
+      for await (const record of tableRows(table)) {
+        if (rows++ === 0) {
+          columns = Object.keys(record);
+          keyColumn = indexManifest(table, [record]).keyColumn; // as a label manifest's
+        }
+        if (rows > SNIFFED_ROWS) {
+          await keep(record);
+          continue;
+        }
+        for (const c of columns) {
+          if (c === keyColumn || EMPTY.test(record[c] ?? '')) continue;
           const n = cells.get(c) ?? { runs: 0, other: 0 };
           n[looksLikeRuns(record[c]!) ? 'runs' : 'other']++;
           cells.set(c, n);
         }
+        sniffed.push(record);
+        if (rows === SNIFFED_ROWS) await decided();
       }
-      const key = normalKey(record[keyColumn] ?? '');
-      if (firstKeys.length < 3) firstKeys.push(key);
-      if (!pathForms(key).some((f) => forms.has(f))) continue;
-      // A repeated key: another object of the image (Kaggle's rows per object).
-      const earlier = kept.get(key);
-      if (earlier) earlier.push(record);
-      else kept.set(key, [record]);
+    } catch (err) {
+      if (err instanceof EdenError) throw err;
+      const e = err as NodeJS.ErrnoException;
+      throw dataError(`${table}: cannot read the masks table (${e.code === 'ENOENT' ? 'no such file' : (e.message ?? String(err)).split('\n')[0]})`, err);
     }
+    if (rows === 0) throw dataError(`${table}: the masks table has no rows`);
+    if (rows < SNIFFED_ROWS) await decided();
+    await spill.close();
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw dataError(`${table}: cannot read the masks table (${e.code === 'ENOENT' ? 'no such file' : (e.message ?? String(err)).split('\n')[0]})`, err);
+    await spill.remove();
+    throw err;
   }
-  if (!columns || rows === 0) throw dataError(`${table}: the masks table has no rows`);
-  // Kaggle's long form (a row per image and class: UW-Madison's, Severstal's) would unite the classes in one structure.
-  const classColumn = columns.find((c) => c !== keyColumn && /^(class|class_?id|category|label)$/i.test(c.trim()));
-  if (classColumn) throw dataError(`${table}: a row per image and class (column '${classColumn}') is not read: give each structure a column of runs of its own (or a table of its own)`);
-  const sizeColumn = (name: string): string | undefined => columns!.find((c) => c.trim().toLowerCase() === name);
-  const [heightColumn, widthColumn] = [sizeColumn('height'), sizeColumn('width')];
-  // A column of masks: runs in most of its first filled cells (a malformed one is its mask's problem, said when read).
-  runColumns = runColumns.filter((c) => (cells.get(c)?.runs ?? 0) > (cells.get(c)?.other ?? 0) && c !== heightColumn && c !== widthColumn);
-  if (!runColumns.length) throw dataError(`${table}: no column of run-length masks ('<start> <length> ...' in most of its first rows) beside the key column '${keyColumn}'; columns are ${columns.join(', ')}`);
-  if (!o.order) {
-    throw configError(
-      `${table}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns (top to bottom, then right: Kaggle's usual encoding); a square mask read the other way is its transpose, so it cannot be guessed`,
-    );
-  }
-  const order = o.order;
-  const structures = runColumns.map(structureOfColumn);
-  const repeated = structures.find((s, i) => structures.indexOf(s) !== i);
-  if (repeated) throw dataError(`${table}: two columns name the structure '${repeated}' (${runColumns.filter((c) => structureOfColumn(c) === repeated).join(', ')})`);
   if (kept.size === 0) {
+    await spill.remove();
     throw dataError(`${table}: none of its ${rows} rows names an image of the folder (key column '${keyColumn}', e.g. ${firstKeys.join(', ')}; images such as ${relPaths.slice(0, 2).join(', ') || 'none'}); the key column must hold the images' paths, file names or stems`);
   }
-  const manifest = indexManifest(table, [...kept.values()].map((rs) => rs[0]!), { keyColumn, labelColumns: columns });
+  const order = o.order!;
+  const structures = runColumns.map(structureOfColumn);
+  const manifest = indexManifest(table, [...kept.values()].map((k) => k.row), { keyColumn, labelColumns: Object.keys([...kept.values()][0]!.row) });
   const { labels, ambiguous } = labelsForAll(manifest, relPaths);
   const dimension = (row: Record<string, string>, column: string | undefined): number | undefined => {
     const v = column === undefined ? NaN : Number(row[column]);
@@ -162,10 +209,10 @@ export async function readMaskTable(table: string, relPaths: string[], o: { orde
   };
   const masks = labels.map((row) => {
     if (!row) return undefined;
-    const [height, width] = [dimension(row, heightColumn), dimension(row, widthColumn)];
+    const [height, width] = [dimension(row, sizeColumns.height), dimension(row, sizeColumns.width)];
     const size = height && width ? { height, width } : {};
-    const rowsOfKey = kept.get(normalKey(row[keyColumn]!))!;
-    return Object.fromEntries(runColumns.map((c, k) => [structures[k]!, { table, key: row[keyColumn]!, column: c, runs: rowsOfKey.map((r) => (r[c] ?? '').trim()).filter((v) => !EMPTY.test(v)), order, ...size } satisfies RunLengthMask]));
+    const entry = kept.get(normalKey(row[keyColumn]!))!;
+    return Object.fromEntries(runColumns.map((c, k) => [structures[k]!, { table, key: row[keyColumn]!, column: c, cells: entry.cells[c]!, order, ...size } satisfies RunLengthMask]));
   });
   return { structures, masks, ambiguous, keyColumn, rows };
 }
@@ -179,12 +226,12 @@ export function describeRunLengthMask(m: RunLengthMask): string {
  * A table's mask decoded at its size (the table's, else `image`'s): 0 / 255, 8-bit. A problem (runs
  * that are not integers, out of order or overlapping, or past the mask's end) is returned, not thrown.
  */
-export function decodeRunLengthMask(m: RunLengthMask, image: { width: number; height: number }): { mask: GreyImage; problem?: undefined } | { problem: string } {
+export async function decodeRunLengthMask(m: RunLengthMask, image: { width: number; height: number }): Promise<{ mask: GreyImage; problem?: undefined } | { problem: string }> {
   const [width, height] = [m.width ?? image.width, m.height ?? image.height];
   const data = new Float32Array(width * height);
   const mask: GreyImage = { width, height, data, bitDepth: 8, encoding: `rle/${m.order}` };
-  for (const runs of m.runs) {
-    const problem = paintRuns(runs, m.order, data, width, height, m.width ? '' : ' (the size of its image; give Height and Width columns if the masks were drawn at another)');
+  for (const cell of m.cells) {
+    const problem = paintRuns(await readCell(cell), m.order, data, width, height, m.width ? '' : ' (the size of its image; give Height and Width columns if the masks were drawn at another)');
     if (problem) return { problem };
   }
   return { mask };
@@ -207,4 +254,90 @@ function paintRuns(runs: string, order: RunOrder, data: Float32Array, width: num
     end = start + length;
   }
   return undefined;
+}
+
+/** Temporary files of runs start so; the process id follows (a file of a process no longer running is removed). */
+const SPILL_PREFIX = 'eden-mask-runs-';
+const spills = new Set<string>();
+
+/**
+ * A temporary file (in the system's, TMPDIR) of the runs a table's rows gave the folder's images,
+ * appended as the table streams by and read back a cell at a time: memory holds a few numbers an
+ * image, not its runs. Removed when the process exits; one a killed process left, by the next.
+ */
+class RunSpill {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private size = 0;
+  private constructor(
+    readonly file: string,
+    private readonly handle: FileHandle,
+  ) {}
+
+  static async create(): Promise<RunSpill> {
+    const dir = tmpdir();
+    await removeOrphanSpills(dir);
+    const file = path.join(dir, `${SPILL_PREFIX}${process.pid}-${randomBytes(4).toString('hex')}.runs`);
+    const handle = await fs.open(file, 'w');
+    if (spills.size === 0) process.once('exit', () => spills.forEach((f) => rmSync(f, { force: true })));
+    spills.add(file);
+    return new RunSpill(file, handle);
+  }
+
+  async append(runs: string): Promise<SpilledCell> {
+    const bytes = Buffer.from(runs, 'latin1'); // digits and spaces
+    const cell = { file: this.file, offset: this.size, length: bytes.length };
+    this.chunks.push(bytes);
+    this.size += bytes.length;
+    if ((this.buffered += bytes.length) >= 4 << 20) await this.flush();
+    return cell;
+  }
+
+  private async flush(): Promise<void> {
+    if (!this.chunks.length) return;
+    await this.handle.write(Buffer.concat(this.chunks));
+    [this.chunks, this.buffered] = [[], 0];
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    await this.handle.close();
+  }
+
+  /** Removed at once (the table was refused): nothing of it is read. */
+  async remove(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+    await fs.rm(this.file, { force: true });
+    spills.delete(this.file);
+  }
+}
+
+async function readCell(c: SpilledCell): Promise<string> {
+  const handle = await fs.open(c.file, 'r');
+  try {
+    const bytes = Buffer.alloc(c.length);
+    await handle.read(bytes, 0, c.length, c.offset);
+    return bytes.toString('latin1');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Spill files of processes no longer running (killed before their exit could remove them). */
+async function removeOrphanSpills(dir: string): Promise<void> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = Number(/^eden-mask-runs-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid || isRunning(pid)) continue;
+    await fs.rm(path.join(dir, name), { force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // another user's: running
+  }
 }
