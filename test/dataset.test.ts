@@ -562,7 +562,7 @@ describe('scan and inspect', () => {
     await assert.rejects(scanDataset([path.join(montgomery, 'CXR_png')], { masks: path.join(montgomery, 'nothing') }), /--masks .*nothing: no such folder/);
   });
 
-  it("masks as run-length codes in a table (--masks TABLE --rle-order): CheXmask's .csv.gz along rows, Kaggle's one row per object along columns, read as the same masks as the PNGs they encode; bad runs and misuse named", async (t) => {
+  it("masks as run-length codes in a table (--masks TABLE --rle-order): CheXmask's .csv.gz along rows, Kaggle's one row per object along columns, SIIM-ACR's starts from the previous run's end, read as the same masks as the PNGs they encode; bad runs and misuse named", async (t) => {
     if (!existsSync(wingspan)) return t.skip(`${wingspan} not found (the shared data sit beside the checkout in CI)`);
     // The six images the fixtures' tables encode (make-mask-table.py), their PNG masks beside them in
     // the images/ + masks/ layout, and two images no row names.
@@ -606,6 +606,13 @@ describe('scan and inspect', () => {
       const [, left, right] = reference.samples[i]!.masks;
       assert.deepEqual(x.masks[0], i % 2 === 0 ? left!.map((v, k) => Math.max(v, right![k]!)) : left);
     });
+    // SIIM-ACR's: starts from the previous run's end, along columns, each lung a row (the competition's own encoder).
+    const siim = await load(plain, { masks: path.join(tables, 'siim.csv'), rleOrder: 'columns-relative' });
+    assert.deepEqual(siim.structures, ['encodedpixels']); // ' EncodedPixels'
+    siim.samples.forEach((x, i) => {
+      const [, left, right] = reference.samples[i]!.masks;
+      assert.deepEqual(x.masks[0], left!.map((v, k) => Math.max(v, right![k]!)));
+    });
     // inspect reads the table as training does; without the order it asks for it.
     const report = await inspectDataset([plain], { masks: chexmask, rleOrder: 'rows' });
     assert.deepEqual([report.images, report.structures, report.maskValues], [8, { heart: 6, left_lung: 6, right_lung: 6 }, { '0-255': 18 }]);
@@ -616,7 +623,7 @@ describe('scan and inspect', () => {
     const orphan = path.join(tmpdir(), 'eden-mask-runs-999999999-0000.runs'); // no such process
     writeFileSync(orphan, '1 2');
     const before = spills().filter((f) => f.startsWith(`eden-mask-runs-${process.pid}-`));
-    assert.equal(before.length, 4); // rows, transposed, kaggle, inspect
+    assert.equal(before.length, 5); // rows, transposed, kaggle, siim, inspect
     assert.ok(before.every((f) => readFileSync(path.join(tmpdir(), f)).toString('latin1').match(/^[\d ]+$/)));
     await assert.rejects(load(plain, { masks: chexmask }), (e: Error) => e.message.startsWith(`${chexmask}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns`));
     assert.deepEqual(spills(), before);
@@ -634,7 +641,7 @@ describe('scan and inspect', () => {
     const partial = await load(plain, { masks: bad, rleOrder: 'rows' });
     assert.deepEqual(partial.samples.map((x) => path.basename(x.file)), [names[4], names[5]]); // an empty mask (-1) is a mask
     assert.deepEqual(skips.filter((m) => !m.includes('missing a mask')).sort(), [
-      `${bad} (row ${first}, column Heart): run 2 starts at 3, before the previous run's end (14): runs must be absolute 1-based starts in increasing order (relative offsets, as in SIIM-ACR's, are not read)`,
+      `${bad} (row ${first}, column Heart): run 2 starts at 3, before the previous run's end (14): absolute starts increase (runs whose starts count from the previous run's end, as SIIM-ACR's, are read with --rle-order rows-relative)`,
       `${bad} (row ${names[1]}, column Heart): run 2 (${512 * 512} 2) ends past the 512x512 mask's ${512 * 512} pixels (the size of its image; give Height and Width columns if the masks were drawn at another)`,
       `${bad} (row ${names[2]}, column Heart): run 1 starts at 0: starts count from 1 (the first pixel is 1)`,
       `${bad} (row ${names[3]}, column Heart): not run-length codes ('<start> <length> ...', integers in pairs): '1 4 9'`,

@@ -30,7 +30,7 @@ export const MASKS_HELP = "segmentation: the masks' folder (<structure>/ folders
 
 /** --rle-order beside --masks: how a masks table's runs number the pixels (mask-table.ts). */
 export function rleOrderOption(): Option {
-  return new Option('--rle-order <order>', "with a masks table: whether its runs number the pixels along rows (left to right, then down: CheXmask) or along columns (top to bottom, then right: Kaggle's usual); starts count from 1").choices(RUN_ORDERS);
+  return new Option('--rle-order <order>', "with a masks table: whether its runs number the pixels along rows (left to right, then down: CheXmask) or along columns (top to bottom, then right: Kaggle's usual), starts counted from 1; -relative: each start counted from the previous run's end (SIIM-ACR's pneumothorax masks: columns-relative)").choices(RUN_ORDERS);
 }
 
 /** `--threads N` on the commands that compute: the native kernels' threads (also EDEN_THREADS). */

@@ -25,8 +25,13 @@ import { configError, dataError, EdenError } from '../core/errors.js';
 import type { GreyImage } from './grey-image.js';
 import { indexManifest, labelsForAll, normalKey, pathForms, sniffDelimiter } from './manifest.js';
 
-/** How a table's runs number the pixels: along rows (row-major) or along columns (column-major). */
-export const RUN_ORDERS = ['rows', 'columns'] as const;
+/**
+ * How a table's runs number the pixels: along rows (row-major) or along columns (column-major),
+ * starts counted from the first pixel (1-based) or, '-relative', from the previous run's end
+ * (0 = the next pixel; the first run's from the first pixel, 0-based): SIIM-ACR's pneumothorax
+ * masks are 'columns-relative'.
+ */
+export const RUN_ORDERS = ['rows', 'columns', 'rows-relative', 'columns-relative'] as const;
 export type RunOrder = (typeof RUN_ORDERS)[number];
 
 /** Where a kept cell's runs lie in a RunSpill's file. */
@@ -151,7 +156,7 @@ export async function readMaskTable(table: string, relPaths: string[], o: { orde
     if (!runColumns.length) throw dataError(`${table}: no column of run-length masks ('<start> <length> ...' in most of its first rows) beside the key column '${keyColumn}'; columns are ${columns.join(', ')}`);
     if (!o.order) {
       throw configError(
-        `${table}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns (top to bottom, then right: Kaggle's usual encoding); a square mask read the other way is its transpose, so it cannot be guessed`,
+        `${table}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns (top to bottom, then right: Kaggle's usual encoding), or columns-relative (SIIM-ACR's: each start counted from the previous run's end); a square mask read the other way is its transpose, so it cannot be guessed`,
       );
     }
     const structures = runColumns.map(structureOfColumn);
@@ -242,14 +247,15 @@ function paintRuns(runs: string, order: RunOrder, data: Float32Array, width: num
   if (!looksLikeRuns(runs)) return `not run-length codes ('<start> <length> ...', integers in pairs): '${runs.slice(0, 40)}${runs.length > 40 ? '...' : ''}'`;
   const numbers = runs.split(/\s+/).map(Number);
   const n = width * height;
+  const relative = order.endsWith('-relative');
   let end = 0; // where the previous run ended (0-based, exclusive)
   for (let i = 0; i < numbers.length; i += 2) {
-    const [start, length] = [numbers[i]! - 1, numbers[i + 1]!];
+    const [start, length] = relative ? [end + numbers[i]!, numbers[i + 1]!] : [numbers[i]! - 1, numbers[i + 1]!];
     if (start < 0) return `run ${i / 2 + 1} starts at 0: starts count from 1 (the first pixel is 1)`;
-    // Kaggle's SIIM-ACR pneumothorax set counts each start from the previous run's end: not these codes.
-    if (start < end) return `run ${i / 2 + 1} starts at ${start + 1}, before the previous run's end (${end}): runs must be absolute 1-based starts in increasing order (relative offsets, as in SIIM-ACR's, are not read)`;
+    // SIIM-ACR's runs count each start from the previous run's end: an absolute start before it says so.
+    if (start < end) return `run ${i / 2 + 1} starts at ${start + 1}, before the previous run's end (${end}): absolute starts increase (runs whose starts count from the previous run's end, as SIIM-ACR's, are read with --rle-order ${order.replace(/-relative$/, '')}-relative)`;
     if (start + length > n) return `run ${i / 2 + 1} (${start + 1} ${length}) ends past the ${width}x${height} mask's ${n} pixels${sizeFrom}`;
-    if (order === 'rows') data.fill(255, start, start + length);
+    if (order.startsWith('rows')) data.fill(255, start, start + length);
     else for (let p = start; p < start + length; p++) data[(p % height) * width + Math.floor(p / height)] = 255;
     end = start + length;
   }
