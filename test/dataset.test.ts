@@ -22,6 +22,7 @@ import { writeSegmentation } from '../src/data/dicom-seg.js';
 import dcmjs from 'dcmjs';
 import { encode as encodeBmp } from 'bmp-ts';
 import { eden } from './helpers/cli.js';
+import type { RunOrder } from '../src/data/mask-table.js';
 
 const samples = path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19');
 const sampleFiles = readdirSync(samples).filter((f) => f.endsWith('.png'));
@@ -578,7 +579,7 @@ describe('scan and inspect', () => {
       for (const s of ['heart', 'left_lung', 'right_lung']) copyFileSync(path.join(wingspan, 'masks', s, n), path.join(standard, 'masks', s, n));
     });
     const skips: string[] = [];
-    const load = (root: string, o: { masks?: string; rleOrder?: 'rows' | 'columns' } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(root, 128, { ...o, onSkip: (m) => skips.push(m), testFraction: 0, maxTestImages: 0, seed: 0 });
+    const load = (root: string, o: { masks?: string; rleOrder?: RunOrder } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(root, 128, { ...o, onSkip: (m) => skips.push(m), testFraction: 0, maxTestImages: 0, seed: 0 });
     const reference = await load(standard);
     const chexmask = path.join(tables, 'chexmask.csv.gz');
     const said: string[] = [];
