@@ -3,7 +3,8 @@
  *  - a folder of images, searched recursively;
  *  - the segmentation layout: `images/` plus `masks/<structure>/` (or, for one structure, masks
  *    directly in `masks/`; or the two folders named apart, ScanOptions.masks), masks matched to
- *    images by subfolder and file stem (attachMasks).
+ *    images by subfolder and file stem (attachMasks); or a folder of images and a table of
+ *    run-length masks, matched by its rows' keys (attachTableMasks, mask-table.ts).
  * Files that cannot be used are collected as SkippedFile records (one line each, naming the file
  * and the problem); only an empty usable set is an error, and that is the caller's decision.
  */
@@ -219,8 +220,9 @@ async function attachTableMasks(images: ImageEntry[], table: string, options: Sc
     const masks = read.masks[i];
     if (masks) img.masks = Object.fromEntries(kept.map((s) => [s, masks[s]!]));
   });
+  const byPath = new Map(images.map((img) => [img.relPath, img]));
   for (const rel of read.ambiguous) {
-    const img = images.find((x) => x.relPath === rel)!;
+    const img = byPath.get(rel)!;
     result.skipped.push(skipped(img.path, `duplicate: rows of ${table} name it alike, or one row names it and other images by file name alone; give the key column its path (column '${read.keyColumn}')`));
   }
 }

@@ -1,23 +1,23 @@
 /**
- * A labelled segmentation folder (images/ + masks/<structure>/, masks/ for one structure, or the two
- * folders named apart: --masks) loaded at one square size: every image with all requested masks,
+ * A labelled segmentation folder (images/ + masks/<structure>/, masks/ for one structure, the two
+ * folders named apart: --masks, or a folder of images and a masks table) loaded at one square size: every image with all requested masks,
  * and a seeded, fixed split into a test set and a train pool.
  * Structures can be united (`combine`, e.g. lungs = left_lung + right_lung) or derived (smaller,
  * harder targets such as lungs:apex, see anatomy/targets.ts). Images lacking a requested mask are
  * reported and left out.
  */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { EdenError } from '../core/errors.js';
 import { deriveSeed, Rng } from '../core/rng.js';
 import { deriveMask, parseDerived, parseLabelValue } from './derived-structures.js';
-import { promises as fs } from 'node:fs';
 import { formatBytes, memoryRefusal } from './cache-plan.js';
 import { isMaskTable, type RunOrder } from './mask-table.js';
+import { ImageDataset, type Sample } from './dataset.js';
+import { describeMaskTable, masksFolderHint, scanDataset, type ImageEntry } from './scan.js';
 
 /** A masks table this large is said before it is read (148 MB gzipped took 10 s on 2 cores). */
 const LARGE_TABLE_BYTES = 100e6;
-import { ImageDataset, type Sample } from './dataset.js';
-import { describeMaskTable, masksFolderHint, scanDataset, type ImageEntry } from './scan.js';
 
 /** An image and a mask per structure, at one size. */
 export interface LabelledSample {
