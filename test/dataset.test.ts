@@ -22,7 +22,7 @@ import { writeSegmentation } from '../src/data/dicom-seg.js';
 import dcmjs from 'dcmjs';
 import { encode as encodeBmp } from 'bmp-ts';
 import { eden } from './helpers/cli.js';
-import type { RunOrder } from '../src/data/mask-table.js';
+import { parseRowCondition, type RunOrder } from '../src/data/mask-table.js';
 
 const samples = path.join(import.meta.dirname, '..', 'samples', 'hannover_covid19');
 const sampleFiles = readdirSync(samples).filter((f) => f.endsWith('.png'));
@@ -579,7 +579,7 @@ describe('scan and inspect', () => {
       for (const s of ['heart', 'left_lung', 'right_lung']) copyFileSync(path.join(wingspan, 'masks', s, n), path.join(standard, 'masks', s, n));
     });
     const skips: string[] = [];
-    const load = (root: string, o: { masks?: string; rleOrder?: RunOrder } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(root, 128, { ...o, onSkip: (m) => skips.push(m), testFraction: 0, maxTestImages: 0, seed: 0 });
+    const load = (root: string, o: { masks?: string; rleOrder?: RunOrder; maskRows?: string } = {}): ReturnType<typeof loadSegmentationData> => loadSegmentationData(root, 128, { ...o, onSkip: (m) => skips.push(m), testFraction: 0, maxTestImages: 0, seed: 0 });
     const reference = await load(standard);
     const chexmask = path.join(tables, 'chexmask.csv.gz');
     const said: string[] = [];
@@ -594,6 +594,16 @@ describe('scan and inspect', () => {
     });
     assert.deepEqual(skips.filter((m) => !m.includes('missing a mask')), []);
     assert.equal(skips.length, 2); // the two images no row names, left out
+    // CheXmask's quality column chooses rows: the two images under 0.79 (0.62, 0.55) have no masks, so
+    // are left out; the one at 0.79 is kept.
+    said.length = 0;
+    const good = await loadSegmentationData(plain, 128, { masks: chexmask, rleOrder: 'rows', maskRows: 'Dice RCA (Mean)>=0.79', onLog: (m) => said.push(m), testFraction: 0, maxTestImages: 0, seed: 0 });
+    assert.deepEqual(good.samples.map((x) => path.basename(x.file)), [0, 2, 3, 5].map((i) => names[i]));
+    assert.match(said[0]!, /: 6 rows \(key column 'image_id'\), naming 4 of the 8 images; 2 row\(s\) naming images left out by 'Dice RCA \(Mean\)>=0\.79' \(/);
+    await assert.rejects(load(plain, { masks: chexmask, rleOrder: 'rows', maskRows: 'Dice RCA (Mean)>0.99' }), (e: Error) => e.message === `${chexmask}: every row naming an image of the folder (6) fails --mask-rows 'Dice RCA (Mean)>0.99'`);
+    await assert.rejects(load(plain, { masks: chexmask, rleOrder: 'rows', maskRows: 'RCA>=0.7' }), (e: Error) => e.message === `--mask-rows 'RCA>=0.7': ${chexmask} has no column 'RCA'; columns are image_id, Dice RCA (Mean), Dice RCA (Max), Landmarks, Left Lung, Right Lung, Heart, Height, Width`);
+    assert.throws(() => parseRowCondition('Dice RCA (Mean)'), /expected COLUMN OP VALUE, OP one of >= <= > < = != \(e\.g\. 'Dice RCA \(Mean\)>=0\.7'\)/);
+    assert.deepEqual(parseRowCondition(' view = PA '), { column: 'view', op: '=', value: 'PA' });
     // Read along columns, a square image's rows-encoded mask is its transpose.
     const transposed = await load(plain, { masks: chexmask, rleOrder: 'columns' });
     const side = 128;
@@ -624,7 +634,7 @@ describe('scan and inspect', () => {
     const orphan = path.join(tmpdir(), 'eden-mask-runs-999999999-0000.runs'); // no such process
     writeFileSync(orphan, '1 2');
     const before = spills().filter((f) => f.startsWith(`eden-mask-runs-${process.pid}-`));
-    assert.equal(before.length, 5); // rows, transposed, kaggle, siim, inspect
+    assert.equal(before.length, 6); // rows, good, transposed, kaggle, siim, inspect
     assert.ok(before.every((f) => readFileSync(path.join(tmpdir(), f)).toString('latin1').match(/^[\d ]+$/)));
     await assert.rejects(load(plain, { masks: chexmask }), (e: Error) => e.message.startsWith(`${chexmask}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns`));
     assert.deepEqual(spills(), before);
@@ -656,6 +666,7 @@ describe('scan and inspect', () => {
     await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: a row per image and class (column 'class') is not read: give each structure a column of runs of its own (or a table of its own)`);
     writeFileSync(none, 'file,ctr\nx.png,0.52\n');
     await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: no column of run-length masks ('<start> <length> ...' in most of its first rows) beside the key column 'file'; columns are file, ctr`);
+    await assert.rejects(load(path.join(standard, 'images'), { masks: path.join(standard, 'masks'), maskRows: 'a=1' }), (e: Error) => e.message === `--mask-rows 'a=1': it chooses a masks table's rows; --masks ${path.join(standard, 'masks')} is a folder`);
     await assert.rejects(load(path.join(standard, 'images'), { masks: path.join(standard, 'masks'), rleOrder: 'rows' }), (e: Error) => e.message === `--rle-order rows: it says how a masks table's runs number the pixels; --masks ${path.join(standard, 'masks')} is a folder`);
     await assert.rejects(load(plain, { masks: path.join(plain, 'absent.csv.gz'), rleOrder: 'rows' }), /absent\.csv\.gz: no such file/);
   });

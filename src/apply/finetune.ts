@@ -78,8 +78,9 @@ export interface FinetuneCommon {
 export interface FinetuneSegmentationOptions extends FinetuneCommon {
   /** The masks' folder, when not `data`/masks (then `data` is the images' folder): scan.ts ScanOptions.masks. */
   masks?: string;
-  /** How a masks table's runs number the pixels (scan.ts ScanOptions.rleOrder). */
+  /** How a masks table's runs number the pixels, and the condition its rows must meet (scan.ts ScanOptions.rleOrder, maskRows). */
   rleOrder?: RunOrder;
+  maskRows?: string;
   structures?: string[];
   combine?: Record<string, string[]>;
   /** Labelled images to train on: a number (drawn with the seed) or 'all'. */
@@ -143,7 +144,7 @@ function splitPool(pool: number[], shots: number | 'all', valImages: number | un
  * be read (then the next ones drawn take their places).
  */
 async function segmentationSplit(o: FinetuneSegmentationOptions, outFile: string, log: (line: string) => void): Promise<{ data: Pick<SegmentationData, 'structures' | 'samples'>; split: { train: number[]; val: number[] }; labelled: number; store?: SampleStore }> {
-  const options = { masks: o.masks, rleOrder: o.rleOrder, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`), onLog: log };
+  const options = { masks: o.masks, rleOrder: o.rleOrder, maskRows: o.maskRows, structures: o.structures, combine: o.combine, onSkip: (m: string) => log(`skipped ${m}`), onWarning: (m: string) => log(`warning: ${m}`), onLog: log };
   const plan = await planSegmentationData(o.data, options);
   if (o.shots === 'all') {
     const store = await storeBeyondMemory(plan, o, outFile, log);
@@ -211,9 +212,9 @@ async function resumableRun<P extends EarlyStoppingPosition>(o: FinetuneCommon, 
 
 export async function finetuneSegmentation(o: FinetuneSegmentationOptions, outFile: string): Promise<TaskModelMeta> {
   const log = o.onLog ?? (() => undefined);
-  const { structures, combine, shots, valImages, mode, encoderLrMultiplier, rleOrder } = o;
+  const { structures, combine, shots, valImages, mode, encoderLrMultiplier, rleOrder, maskRows } = o;
   const masks = o.masks && path.resolve(o.masks);
-  const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), masks, ...(rleOrder && { rleOrder }), structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
+  const run = await resumableRun<SegmenterPosition>(o, outFile, { task: 'segment', ...commonSettings(o), masks, ...(rleOrder && { rleOrder }), ...(maskRows !== undefined && { maskRows }), structures, combine, shots, valImages, mode, encoderLrMultiplier }, log);
   const { data, split, labelled, store } = await segmentationSplit(o, outFile, log);
   try {
     return await trainSegmentation(o, outFile, run, data, split, labelled, log);
@@ -281,6 +282,7 @@ async function trainSegmentation(o: FinetuneSegmentationOptions, outFile: string
           data: o.data,
           ...(o.masks && { masks: o.masks }),
           ...(o.rleOrder && { rleOrder: o.rleOrder }),
+          ...(o.maskRows !== undefined && { maskRows: o.maskRows }),
           images: split.train.length,
           validationImages: split.val.length,
           files: split.train.map((i) => data.samples[i]!.file),

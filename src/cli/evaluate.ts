@@ -10,7 +10,7 @@ import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { evaluate, SEGMENTATION_FOLDER_TASKS, TASKS, type Task } from '../eval/evaluate.js';
 import { resolveSources } from '../eval/models.js';
 import { BACKBONES } from '../models/resnet.js';
-import { collect, MASKS_HELP, parseList, parsePositiveInt, rleOrderOption, THREADS_HELP } from './options.js';
+import { collect, MASKS_HELP, parseList, parsePositiveInt, rleOrderOption, maskRowsOption, THREADS_HELP } from './options.js';
 import type { RunOrder } from '../data/mask-table.js';
 
 /** 'lungs=left_lung+right_lung' -> { lungs: ['left_lung', 'right_lung'] } */
@@ -58,6 +58,7 @@ export function registerEvaluate(program: Command): void {
     .option('--data <path>', 'labelled folder (images/ + masks/<structure>/ for segmentation; for classify: with a CSV of labels, or one folder per class) or a MedMNIST-style .npz (classify)')
     .option('--masks <dir|table>', MASKS_HELP)
     .addOption(rleOrderOption())
+    .addOption(maskRowsOption())
     .option('--max-images <n>', 'segmentation tasks: use at most N of the labelled images, drawn with --seed (a folder too large to hold decoded is refused, naming the N that fits)', parsePositiveInt)
     .option('--checkpoint <ckpt>', "encoder or pretraining checkpoint, a run directory, or 'builtin' (repeatable; default with no --checkpoint and no --baseline: builtin, the pretrained Eve shipped with Eden)", collect, [])
     .option('--baseline <name>', "baseline Eden builds itself: 'random' (repeatable)", collect, [])
@@ -81,7 +82,7 @@ export function registerEvaluate(program: Command): void {
     .option('--resume', 'reuse the finished few-shot runs of the same configuration in --out (fewshot-runs*.jsonl)')
     .option('--workers <n>', 'run the few-shot fine-tunes in N processes, each with cores/N native threads (small models use 2 cores better as 2 x 1 thread)', parsePositiveInt, 1)
     .addOption(new Option('--worker-index <i/n>', 'internal: be worker i of n').hideHelp())
-    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; masks?: string; rleOrder?: RunOrder; maxImages?: number; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number; workers: number; workerIndex?: string }) => {
+    .action(async (positional: string | undefined, opts: { labels?: string; labelColumn?: string; data?: string; masks?: string; rleOrder?: RunOrder; maskRows?: string; maxImages?: number; checkpoint: string[]; baseline: string[]; task: Task | 'all'; preset: string; shots?: string[]; seeds?: number; steps?: number; size?: number; seed?: number; structures?: string[]; combine: Record<string, string[]>; arch?: string; width?: number; backend: BackendName; out: string; mode?: string[]; resume?: boolean; threads?: number; workers: number; workerIndex?: string }) => {
       if (positional && opts.data && positional !== opts.data) throw new EdenError('config', `two data paths given ('${positional}' and --data '${opts.data}'); evaluate one labelled folder at a time`);
       const data = opts.data ?? positional;
       if (!data) throw new EdenError('config', 'no labelled data: give a folder (eden evaluate DIR ...) or --data DIR');
@@ -110,6 +111,7 @@ export function registerEvaluate(program: Command): void {
         data,
         masks: opts.masks,
         rleOrder: opts.rleOrder,
+        maskRows: opts.maskRows,
         maxImages: opts.maxImages,
         tasks: shard ? ['fewshot-seg'] : tasks,
         shard,

@@ -8,7 +8,7 @@ import { nativeStatus } from '../engine/native.js';
 import { describeWebGpuEngine } from '../engine/webgpu.js';
 import { describeConvTuning } from '../engine/webgpu-conv-tune.js';
 import { createProgress } from './progress.js';
-import { MASKS_HELP, parseList, parseNonNegativeInt, parsePositiveInt, rleOrderOption, THREADS_HELP } from './options.js';
+import { MASKS_HELP, parseList, parseNonNegativeInt, parsePositiveInt, rleOrderOption, maskRowsOption, THREADS_HELP } from './options.js';
 import type { RunOrder } from '../data/mask-table.js';
 import { interruptOnSigint } from './interrupt.js';
 import { parseCombine } from './evaluate.js';
@@ -17,6 +17,7 @@ interface FinetuneFlags {
   data?: string;
   masks?: string;
   rleOrder?: RunOrder;
+  maskRows?: string;
   task: 'segment' | 'classify';
   checkpoint?: string;
   arch?: string;
@@ -52,6 +53,7 @@ export function registerFinetune(program: Command): void {
     .option('--data <dir>', 'segmentation: images/ + masks/<structure>/; classification: a folder with a label CSV, a folder of class folders (<class>/ or train|val|test/<class>/), or a MedMNIST .npz')
     .option('--masks <dir|table>', MASKS_HELP)
     .addOption(rleOrderOption())
+    .addOption(maskRowsOption())
     .addOption(new Option('--task <task>', 'segment | classify').choices(['segment', 'classify']).default('segment'))
     .option('--checkpoint <ckpt>', "encoder to start from: a checkpoint, a run directory, 'builtin' (the pretrained Eve, the default when installed) or 'random'")
     .addOption(new Option('--arch <name>', "architecture for --checkpoint random").choices(BACKBONES))
@@ -115,7 +117,7 @@ export function registerFinetune(program: Command): void {
       const interrupt = interruptOnSigint('the training state');
       const resumable = { resume: f.resume, saveEverySeconds: f.saveEvery, signal: interrupt.signal };
       const meta = await (f.task === 'segment'
-        ? finetuneSegmentation({ ...common, ...resumable, masks: f.masks, rleOrder: f.rleOrder, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
+        ? finetuneSegmentation({ ...common, ...resumable, masks: f.masks, rleOrder: f.rleOrder, maskRows: f.maskRows, structures: f.structures, combine: f.combine, shots, valImages: f.valImages, mode: f.mode, encoderLrMultiplier: f.encoderLr }, f.out)
         : finetuneClassification({ ...common, ...resumable, labels: f.labels, labelColumn: f.labelColumn }, f.out)
       ).finally(() => {
         interrupt.release();

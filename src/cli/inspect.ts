@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatInspectReport, inspectDataset } from '../data/inspect.js';
 import { createProgress } from './progress.js';
-import { MASKS_HELP, parseList, rleOrderOption } from './options.js';
+import { MASKS_HELP, parseList, rleOrderOption, maskRowsOption } from './options.js';
 import type { RunOrder } from '../data/mask-table.js';
 
 export function registerInspect(program: Command): void {
@@ -14,9 +14,10 @@ export function registerInspect(program: Command): void {
     .option('--structures <names>', 'comma-separated mask structures to consider', parseList)
     .option('--masks <dir|table>', MASKS_HELP)
     .addOption(rleOrderOption())
-    .action(async (paths: string[], opts: { json?: boolean; labels?: string; structures?: string[]; masks?: string; rleOrder?: RunOrder }) => {
+    .addOption(maskRowsOption())
+    .action(async (paths: string[], opts: { json?: boolean; labels?: string; structures?: string[]; masks?: string; rleOrder?: RunOrder; maskRows?: string }) => {
       const progress = createProgress('decoding');
-      const report = await inspectDataset(paths, { labels: opts.labels, structures: opts.structures, masks: opts.masks, rleOrder: opts.rleOrder, onProgress: (d, t) => progress.update(d, t) });
+      const report = await inspectDataset(paths, { labels: opts.labels, structures: opts.structures, masks: opts.masks, rleOrder: opts.rleOrder, maskRows: opts.maskRows, onProgress: (d, t) => progress.update(d, t) });
       progress.stop();
       process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatInspectReport(report)}\n`);
       if (report.images === 0) {

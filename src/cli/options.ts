@@ -1,6 +1,6 @@
 /** Option parsers shared by the commands; they throw commander errors so misuse exits with one line. */
 import { InvalidArgumentError, Option } from 'commander';
-import { RUN_ORDERS } from '../data/mask-table.js';
+import { parseRowCondition, RUN_ORDERS } from '../data/mask-table.js';
 
 export function parseList(value: string): string[] {
   const items = value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -27,6 +27,18 @@ export function collect(value: string, previous: string[]): string[] {
 
 /** --masks of finetune, evaluate and inspect (scan.ts ScanOptions.masks). */
 export const MASKS_HELP = "segmentation: the masks' folder (<structure>/ folders of masks, or one structure's masks in it, named as their images), when the data are not DATA/images + DATA/masks: then DATA is the images' folder (e.g. Montgomery's CXR_png with --masks ManualMask); the images' own folder when masks lie among them (DICOM SEGs beside their images); or a table of run-length masks (.csv, .tsv, .csv.gz: CheXmask's, Kaggle's), a row per image, a column of runs per structure (with --rle-order)";
+
+/** --mask-rows beside --masks: a condition a masks table's rows must meet (mask-table.ts parseRowCondition). */
+export function maskRowsOption(): Option {
+  return new Option('--mask-rows <condition>', "with a masks table: use only its rows meeting COLUMN OP VALUE (OP: >= <= > < = !=), e.g. 'Dice RCA (Mean)>=0.7' for CheXmask's masks of good quality").argParser((v: string) => {
+    try {
+      parseRowCondition(v);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+    return v;
+  });
+}
 
 /** --rle-order beside --masks: how a masks table's runs number the pixels (mask-table.ts). */
 export function rleOrderOption(): Option {

@@ -55,6 +55,34 @@ export interface RunLengthMask {
   height?: number;
 }
 
+/** A condition on a table's rows ('Dice RCA (Mean)>=0.7'): numbers compared as numbers, else as text (= and != only). */
+export interface RowCondition {
+  column: string;
+  op: '>=' | '<=' | '!=' | '=' | '>' | '<';
+  value: string;
+}
+
+/** 'COLUMN OP VALUE' read, or an error saying the form. */
+export function parseRowCondition(text: string): RowCondition {
+  const m = /^(.+?)\s*(>=|<=|!=|=|>|<)\s*(.+)$/.exec(text.trim());
+  if (!m) throw configError(`--mask-rows '${text}': expected COLUMN OP VALUE, OP one of >= <= > < = != (e.g. 'Dice RCA (Mean)>=0.7')`);
+  return { column: m[1]!.trim(), op: m[2] as RowCondition['op'], value: m[3]!.trim() };
+}
+
+function meets(cell: string | undefined, c: RowCondition): boolean {
+  const [a, b] = [Number(cell), Number(c.value)];
+  const numbers = cell !== undefined && cell.trim() !== '' && Number.isFinite(a) && Number.isFinite(b);
+  switch (c.op) {
+    case '=':
+      return numbers ? a === b : cell === c.value;
+    case '!=':
+      return numbers ? a !== b : cell !== c.value;
+    default:
+      if (!numbers) return false; // no number to compare: the row is not kept
+      return c.op === '>=' ? a >= b : c.op === '<=' ? a <= b : c.op === '>' ? a > b : a < b;
+  }
+}
+
 /** A table of masks rather than a folder of them: a CSV or TSV, gzipped or not. */
 export function isMaskTable(file: string): boolean {
   return /\.(csv|tsv)(\.gz)?$/i.test(file);
@@ -104,6 +132,8 @@ export interface MaskTable {
   ambiguous: string[];
   keyColumn: string;
   rows: number;
+  /** Rows naming images that the condition (`where`) left out. */
+  leftOut: number;
 }
 
 /** Rows read before the columns of runs are told (by their filled cells). */
@@ -115,7 +145,9 @@ const SNIFFED_ROWS = 100;
  * row naming any image. The runs kept are spilled to a temporary file (RunSpill): CheXmask's
  * CheXpert table at full resolution holds some 40 KB of runs an image, gigabytes for a folder.
  */
-export async function readMaskTable(table: string, relPaths: string[], o: { order?: RunOrder }): Promise<MaskTable> {
+export async function readMaskTable(table: string, relPaths: string[], o: { order?: RunOrder; where?: string }): Promise<MaskTable> {
+  const where = o.where === undefined ? undefined : parseRowCondition(o.where);
+  let leftOut = 0;
   const forms = new Set(relPaths.flatMap(pathForms));
   // The rows naming images, by key: the first's key and size (for matching), every one's cells.
   const kept = new Map<string, { row: Record<string, string>; cells: Record<string, SpilledCell[]> }>();
@@ -133,6 +165,10 @@ export async function readMaskTable(table: string, relPaths: string[], o: { orde
     const key = normalKey(record[keyColumn] ?? '');
     if (firstKeys.length < 3) firstKeys.push(key);
     if (!pathForms(key).some((f) => forms.has(f))) return;
+    if (where && !meets(record[where.column], where)) {
+      leftOut++;
+      return;
+    }
     // A repeated key: another object of the image (Kaggle's rows per object).
     let entry = kept.get(key);
     if (!entry) {
@@ -146,6 +182,7 @@ export async function readMaskTable(table: string, relPaths: string[], o: { orde
   };
   // After the first rows: the columns of runs, and what the table cannot be read without.
   const decide = (): void => {
+    if (where && !columns.includes(where.column)) throw configError(`--mask-rows '${o.where}': ${table} has no column '${where.column}'; columns are ${columns.join(', ')}`);
     // Kaggle's long form (a row per image and class: UW-Madison's, Severstal's) would unite the classes in one structure.
     const classColumn = columns.find((c) => c !== keyColumn && /^(class|class_?id|category|label)$/i.test(c.trim()));
     if (classColumn) throw dataError(`${table}: a row per image and class (column '${classColumn}') is not read: give each structure a column of runs of its own (or a table of its own)`);
@@ -202,6 +239,7 @@ export async function readMaskTable(table: string, relPaths: string[], o: { orde
   }
   if (kept.size === 0) {
     await spill.remove();
+    if (leftOut) throw dataError(`${table}: every row naming an image of the folder (${leftOut}) fails --mask-rows '${o.where}'`);
     throw dataError(`${table}: none of its ${rows} rows names an image of the folder (key column '${keyColumn}', e.g. ${firstKeys.join(', ')}; images such as ${relPaths.slice(0, 2).join(', ') || 'none'}); the key column must hold the images' paths, file names or stems`);
   }
   const order = o.order!;
@@ -219,7 +257,7 @@ export async function readMaskTable(table: string, relPaths: string[], o: { orde
     const entry = kept.get(normalKey(row[keyColumn]!))!;
     return Object.fromEntries(runColumns.map((c, k) => [structures[k]!, { table, key: row[keyColumn]!, column: c, cells: entry.cells[c]!, order, ...size } satisfies RunLengthMask]));
   });
-  return { structures, masks, ambiguous, keyColumn, rows };
+  return { structures, masks, ambiguous, keyColumn, rows, leftOut };
 }
 
 /** Where a table's mask is, for messages: 'masks.csv (row a.png, column Heart)'. */

@@ -24,12 +24,16 @@ export interface MaskTableSummary {
   /** Images of the folder, and those its rows name. */
   images: number;
   matched: number;
+  /** The condition on its rows (ScanOptions.maskRows), and the rows naming images it left out. */
+  where?: string;
+  leftOut: number;
   seconds: number;
 }
 
 /** 'masks.csv.gz: 40000 rows (key column 'image_id'), naming 259 of the 300 images (9.8 s)'. */
 export function describeMaskTable(t: MaskTableSummary): string {
-  return `${t.file}: ${t.rows} rows (key column '${t.keyColumn}'), naming ${t.matched} of the ${t.images} images (${t.seconds.toFixed(1)} s)`;
+  const where = t.where === undefined ? '' : `; ${t.leftOut} row(s) naming images left out by '${t.where}'`;
+  return `${t.file}: ${t.rows} rows (key column '${t.keyColumn}'), naming ${t.matched} of the ${t.images} images${where} (${t.seconds.toFixed(1)} s)`;
 }
 
 /** Where a mask is: a file, or a cell of a masks table (mask-table.ts). */
@@ -113,6 +117,8 @@ export interface ScanOptions {
   masks?: string;
   /** How a masks table's runs number the pixels (asked for when `masks` is a table, refused otherwise). */
   rleOrder?: RunOrder;
+  /** A condition a masks table's rows must meet to be used ('Dice RCA (Mean)>=0.7'; mask-table.ts parseRowCondition). */
+  maskRows?: string;
 }
 
 /** Classify a one-line problem description into the summary's reason groups. */
@@ -211,8 +217,9 @@ async function givenMasks(roots: string[], masks: string): Promise<string> {
 /** The images' masks from a masks table: those it names get theirs, the others none (left out by segmentation as lacking masks). */
 async function attachTableMasks(images: ImageEntry[], table: string, options: ScanOptions, found: Set<string>, result: ScanResult): Promise<void> {
   const t0 = performance.now();
-  const read = await readMaskTable(table, images.map((img) => img.relPath), { order: options.rleOrder });
-  result.maskTable = { file: table, rows: read.rows, keyColumn: read.keyColumn, images: images.length, matched: read.masks.filter(Boolean).length, seconds: (performance.now() - t0) / 1000 };
+  const read = await readMaskTable(table, images.map((img) => img.relPath), { order: options.rleOrder, where: options.maskRows });
+  const where = options.maskRows === undefined ? {} : { where: options.maskRows };
+  result.maskTable = { file: table, rows: read.rows, keyColumn: read.keyColumn, images: images.length, matched: read.masks.filter(Boolean).length, ...where, leftOut: read.leftOut, seconds: (performance.now() - t0) / 1000 };
   for (const s of options.structures ?? []) if (!read.structures.includes(s)) throw dataError(`${table}: no structure '${s}'; found ${read.structures.join(', ')}`);
   const kept = options.structures ?? read.structures;
   for (const s of kept) found.add(s);
@@ -272,6 +279,7 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
       continue;
     }
     if (options.rleOrder && !options.imagesOnly) throw dataError(`--rle-order ${options.rleOrder}: it says how a masks table's runs number the pixels; ${options.masks ? `--masks ${options.masks} is a folder` : 'no masks table was given (--masks FILE.csv)'}`);
+    if (options.maskRows !== undefined && !options.imagesOnly) throw dataError(`--mask-rows '${options.maskRows}': it chooses a masks table's rows; ${options.masks ? `--masks ${options.masks} is a folder` : 'no masks table was given (--masks FILE.csv)'}`);
     const imagesDir = given ? root : path.join(root, 'images');
     const masksDir = given || path.join(root, 'masks');
     if (given || ((await isDir(imagesDir)) && (await isDir(masksDir)))) {

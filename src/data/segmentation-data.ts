@@ -40,8 +40,9 @@ export interface SegmentationData {
 /** What a segmentation folder's loading needs to know (the options of loadSegmentationData and planSegmentationData). */
 export interface SegmentationOptions {
   masks?: string;
-  /** How a masks table's runs number the pixels (scan.ts ScanOptions.rleOrder). */
+  /** How a masks table's runs number the pixels, and the condition its rows must meet (scan.ts ScanOptions.rleOrder, maskRows). */
   rleOrder?: RunOrder;
+  maskRows?: string;
   structures?: string[];
   combine?: Record<string, string[]>;
   keepCombined?: boolean;
@@ -131,7 +132,7 @@ export async function planSegmentationData(root: string, o: SegmentationOptions)
   // A large masks table (CheXmask's run to gigabytes) takes a while to stream: said before, not only after.
   const tableBytes = o.masks && isMaskTable(o.masks) ? ((await fs.stat(o.masks).catch(() => undefined))?.size ?? 0) : 0;
   if (tableBytes > LARGE_TABLE_BYTES) o.onLog?.(`reading the masks table ${o.masks} (${formatBytes(tableBytes)}) for the rows naming images of ${root}`);
-  const scan = await scanDataset([root], { masks: o.masks, rleOrder: o.rleOrder });
+  const scan = await scanDataset([root], { masks: o.masks, rleOrder: o.rleOrder, maskRows: o.maskRows });
   if (scan.layout !== 'segmentation') throw new EdenError('data', `${root}: segmentation needs images/ + masks/<structure>/ in it, or its images' folder with the masks' folder named apart (--masks DIR)${await hintText(root)}`);
   for (const s of scan.skipped) o.onSkip?.(s.message);
   if (scan.maskTable) o.onLog?.(describeMaskTable(scan.maskTable));

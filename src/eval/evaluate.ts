@@ -48,8 +48,9 @@ export interface EvaluateOptions {
   data: string;
   /** The masks' folder, when not `data`/masks (then `data` is the images' folder): scan.ts ScanOptions.masks. */
   masks?: string;
-  /** How a masks table's runs number the pixels (scan.ts ScanOptions.rleOrder). */
+  /** How a masks table's runs number the pixels, and the condition its rows must meet (scan.ts ScanOptions.rleOrder, maskRows). */
   rleOrder?: RunOrder;
+  maskRows?: string;
   /** Segmentation tasks: use at most this many of the folder's labelled images (drawn with the seed). */
   maxImages?: number;
   /** Segmentation tasks: refuse, before decoding, images that would take more memory (default half of this machine's). */
@@ -208,6 +209,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
   // Every segmentation task holds its images decoded: at most --max-images of them, within memory.
   const limits = {
     rleOrder: o.rleOrder,
+    maskRows: o.maskRows,
     maxImages: o.maxImages,
     memory: { bytes: o.memoryBytes ?? processMemoryBytes() / 2, remedy: (fits: number) => `evaluate on --max-images ${fits} of them (drawn with the seed), or at a smaller --size` },
     onSkip: (m: string) => log(`skipped ${m}`),
@@ -228,7 +230,7 @@ export async function evaluate(o: EvaluateOptions): Promise<EvaluationReport> {
     const runsFile = path.join(o.out, o.shard ? `fewshot-runs-w${o.shard.index}.jsonl` : RUNS_FILE);
     // What a few-shot run depends on: data, split, structures, the base seed and the segmentation
     // settings (not the other tasks' settings, so that changing those keeps finished runs).
-    const fingerprint = JSON.stringify({ data: path.resolve(o.data), ...(o.masks && { masks: path.resolve(o.masks) }), ...(o.rleOrder && { rleOrder: o.rleOrder }), ...(data.labelled && { maxImages: o.maxImages, labelled: data.labelled }), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: config.segmentation } });
+    const fingerprint = JSON.stringify({ data: path.resolve(o.data), ...(o.masks && { masks: path.resolve(o.masks) }), ...(o.rleOrder && { rleOrder: o.rleOrder }), ...(o.maskRows !== undefined && { maskRows: o.maskRows }), ...(data.labelled && { maxImages: o.maxImages, labelled: data.labelled }), structures: data.structures, test: data.test, config: { seed: o.config.seed, segmentation: config.segmentation } });
     const describe = (model: string): string => (model === 'atlas' ? 'atlas' : (o.sources.find((s) => s.name === model)?.description ?? ''));
     const done = o.resume ? await previousRuns(o.out, fingerprint) : new Map<string, FewShotRun>();
     if (!o.resume) await fs.writeFile(runsFile, '');
