@@ -14,7 +14,7 @@
  * are streamed: only the rows that may name an image of the folder are kept.
  */
 import { parse } from 'csv-parse';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, promises as fs, rmSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -139,13 +139,31 @@ export interface MaskTable {
 /** Rows read before the columns of runs are told (by their filled cells). */
 const SNIFFED_ROWS = 100;
 
+/** Tables read in this process, by what their reading depends on (readMaskTable). */
+const readings = new Map<string, Promise<MaskTable>>();
+
 /**
  * The masks `table` gives the images at `relPaths` (relative to their folder). Errors name the
  * table: unreadable, no columns of runs, no order said (after its first rows, not its last), no
  * row naming any image. The runs kept are spilled to a temporary file (RunSpill): CheXmask's
  * CheXpert table at full resolution holds some 40 KB of runs an image, gigabytes for a folder.
+ * A table read again by the same process for the same images, unchanged, is not streamed again
+ * (eden evaluate loads its data once for few-shot segmentation and once for the probes).
  */
 export async function readMaskTable(table: string, relPaths: string[], o: { order?: RunOrder; where?: string }): Promise<MaskTable> {
+  const stamp = await fs.stat(table).catch(() => undefined);
+  if (!stamp) return streamMaskTable(table, relPaths, o); // says what is wrong
+  const images = createHash('sha1').update(relPaths.join('\n')).digest('hex');
+  const key = JSON.stringify([path.resolve(table), stamp.size, stamp.mtimeMs, o.order, o.where, images]);
+  let reading = readings.get(key);
+  if (!reading) {
+    readings.set(key, (reading = streamMaskTable(table, relPaths, o)));
+    reading.catch(() => readings.delete(key));
+  }
+  return reading;
+}
+
+async function streamMaskTable(table: string, relPaths: string[], o: { order?: RunOrder; where?: string }): Promise<MaskTable> {
   const where = o.where === undefined ? undefined : parseRowCondition(o.where);
   let leftOut = 0;
   const forms = new Set(relPaths.flatMap(pathForms));
