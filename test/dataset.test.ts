@@ -658,6 +658,14 @@ describe('scan and inspect', () => {
       `${bad} (row ${names[3]}, column Heart): not run-length codes ('<start> <length> ...', integers in pairs): '1 4 9'`,
     ].sort()); // decoded several at once: reported in the order they finish
     assert.ok(!(await scanDataset([plain], { masks: bad, rleOrder: 'rows' })).skipped.some((x) => x.path === bad));
+    // Height and Width give the masks' size: the top half of an image drawn at twice its resolution
+    // is the top half drawn at its own.
+    const sized = path.join(plain, 'sized.csv');
+    writeFileSync(sized, ['file,top,Height,Width', `${names[0]},1 ${1024 * 512},1024,1024`, `${names[1]},1 ${512 * 256},,`, ''].join('\n'));
+    const halves = await load(plain, { masks: sized, rleOrder: 'rows' });
+    assert.deepEqual(halves.samples.map((x) => path.basename(x.file)), [names[0], names[1]]);
+    assert.deepEqual(halves.samples[0]!.masks[0], halves.samples[1]!.masks[0]);
+    assert.equal(halves.samples[0]!.masks[0]!.reduce((a, v) => a + v, 0), 128 * 64);
     // Misuse: a table naming none of the images, no column of runs, the order with a folder of masks.
     const none = path.join(plain, 'none.csv');
     writeFileSync(none, 'file,mask\nother.png,1 2\n');
