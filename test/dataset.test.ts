@@ -666,6 +666,18 @@ describe('scan and inspect', () => {
     assert.deepEqual(halves.samples.map((x) => path.basename(x.file)), [names[0], names[1]]);
     assert.deepEqual(halves.samples[0]!.masks[0], halves.samples[1]!.masks[0]);
     assert.equal(halves.samples[0]!.masks[0]!.reduce((a, v) => a + v, 0), 128 * 64);
+    // CheXmask's CheXpert table names images by their path in the full dataset
+    // ('CheXpert-v1.0/train/patient00001/study1/view1_frontal.jpg'); a user's copy (the small one,
+    // its folder above not given) holds one file name in every study: each study gets its own row.
+    const chexpert = mkdtempSync(path.join(tmpdir(), 'eden-chexpert-'));
+    for (const p of ['patient00001', 'patient00002']) {
+      mkdirSync(path.join(chexpert, 'train', p, 'study1'), { recursive: true });
+      copyFileSync(path.join(wingspan, 'images', names[p.endsWith('1') ? 0 : 1]!), path.join(chexpert, 'train', p, 'study1', 'view1_frontal.jpg'));
+    }
+    const chexpertTable = path.join(tmpdir(), 'CheXpert.csv');
+    writeFileSync(chexpertTable, ['Path,Top', `CheXpert-v1.0/train/patient00002/study1/view1_frontal.jpg,1 ${512 * 4}`, `CheXpert-v1.0/train/patient00001/study1/view1_frontal.jpg,1 ${512 * 256}`, ''].join('\n'));
+    const studies = await load(chexpert, { masks: chexpertTable, rleOrder: 'rows' });
+    assert.deepEqual(studies.samples.map((x) => [path.relative(chexpert, x.file), x.masks[0]!.reduce((a, v) => a + v, 0)]), [[path.join('train', 'patient00001', 'study1', 'view1_frontal.jpg'), 128 * 64], [path.join('train', 'patient00002', 'study1', 'view1_frontal.jpg'), 128]]);
     // Misuse: a table naming none of the images, no column of runs, the order with a folder of masks.
     const none = path.join(plain, 'none.csv');
     writeFileSync(none, 'file,mask\nother.png,1 2\n');
