@@ -26,8 +26,9 @@ export type { GreyImage } from './data/grey-image.js';
 export { normalizeIntensity, intensityWindow, percentiles, INTENSITY_MODES, type IntensityMode, type IntensityOptions } from './data/intensity.js';
 export { resizeGrey } from './data/resize.js';
 export { detectFormat, hasDicomBytes, fileStem, RASTER_EXTENSIONS, DICOM_EXTENSIONS, type ImageFormat } from './data/formats.js';
-export { scanDataset, type ScanResult, type ScanOptions, type ImageEntry, type SkippedFile, type SkipCategory } from './data/scan.js';
+export { scanDataset, maskFile, type ScanResult, type ScanOptions, type ImageEntry, type MaskSource, type MaskTableSummary, type SkippedFile, type SkipCategory } from './data/scan.js';
 export { readManifest, labelsFor, type Manifest } from './data/manifest.js';
+export { readMaskTable, decodeRunLengthMask, parseRowCondition, RUN_ORDERS, type RunOrder, type RunLengthMask, type MaskTable, type RowCondition } from './data/mask-table.js';
 export { ImageDataset, binarizeMask, maskThreshold, maskSizeProblem, readMaskOf, type ImageDatasetOptions, type Sample, type CacheMode } from './data/dataset.js';
 export { inspectDataset, formatInspectReport, type InspectReport } from './data/inspect.js';
 
