@@ -7,11 +7,13 @@
  * Width columns giving the mask's size (else the image's). Rows repeating a key add their runs to
  * the first (Kaggle's one row per object).
  *
- * Runs are '<start> <length> ...', starts counted from 1. Whether pixels are numbered along rows
- * (left to right, then down: CheXmask, numpy's flatten) or along columns (top to bottom, then right:
- * Kaggle's usual encoding) cannot be told from the runs of a square image (one reads as the other
- * transposed), so it is asked for (`--rle-order`). Tables as large as CheXmask's (gigabytes, .csv.gz)
- * are streamed: only the rows that may name an image of the folder are kept.
+ * Runs are '<start> <length> ...', starts counted from 1 (or, SIIM-ACR's, from the previous run's
+ * end). Whether pixels are numbered along rows (left to right, then down: CheXmask, numpy's
+ * flatten) or along columns (top to bottom, then right: Kaggle's usual encoding) cannot be told
+ * from the runs of a square image (one reads as the other transposed), so it is asked for
+ * (`--rle-order`). A condition may choose the rows (`--mask-rows`: CheXmask's quality column).
+ * Tables as large as CheXmask's (gigabytes, .csv.gz) are streamed once a process: only the rows
+ * that may name an image of the folder are kept, their runs in a temporary file (RunSpill).
  */
 import { parse } from 'csv-parse';
 import { createHash, randomBytes } from 'node:crypto';
