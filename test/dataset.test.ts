@@ -617,6 +617,20 @@ describe('scan and inspect', () => {
       const [, left, right] = reference.samples[i]!.masks;
       assert.deepEqual(x.masks[0], i % 2 === 0 ? left!.map((v, k) => Math.max(v, right![k]!)) : left);
     });
+    // Kaggle's long form (Severstal's): a row per image and class, numbered classes named with their
+    // column; an image without a row of a class has that class's mask empty.
+    const byClass = await load(plain, { masks: path.join(tables, 'classes.csv'), rleOrder: 'columns' });
+    assert.deepEqual(byClass.structures, ['classid_1', 'classid_2', 'classid_3']);
+    byClass.samples.forEach((x, i) => {
+      const [heart, left, right] = reference.samples[i]!.masks;
+      assert.deepEqual(x.masks, [i === 2 ? new Float32Array(heart!.length) : heart, left, right]);
+    });
+    // Named classes (UW-Madison's) name their structures.
+    const named = path.join(tmpdir(), 'named.csv');
+    writeFileSync(named, ['id,class,segmentation', `${names[0]},stomach,1 ${512 * 256}`, `${names[1]},large_bowel,1 ${512 * 4}`, `${names[1]},stomach,`, ''].join('\n'));
+    const organs = await load(plain, { masks: named, rleOrder: 'rows' });
+    assert.deepEqual(organs.structures, ['large_bowel', 'stomach']);
+    assert.deepEqual(organs.samples.map((x) => x.masks.map((m) => m.reduce((a, v) => a + v, 0))), [[0, 128 * 64], [128, 0]]);
     // SIIM-ACR's: starts from the previous run's end, along columns, each lung a row (the competition's own encoder).
     const siim = await load(plain, { masks: path.join(tables, 'siim.csv'), rleOrder: 'columns-relative' });
     assert.deepEqual(siim.structures, ['encodedpixels']); // ' EncodedPixels'
@@ -634,7 +648,7 @@ describe('scan and inspect', () => {
     const orphan = path.join(tmpdir(), 'eden-mask-runs-999999999-0000.runs'); // no such process
     writeFileSync(orphan, '1 2');
     const before = spills().filter((f) => f.startsWith(`eden-mask-runs-${process.pid}-`));
-    assert.equal(before.length, 5); // rows, good, transposed, kaggle, siim (inspect's reading of 'rows' for the same images is the first's, not streamed again)
+    assert.equal(before.length, 7); // rows, good, transposed, kaggle, classes, named, siim (inspect's reading of 'rows' for the same images is the first's, not streamed again)
     assert.ok(before.every((f) => readFileSync(path.join(tmpdir(), f)).toString('latin1').match(/^[\d ]+$/)));
     await assert.rejects(load(plain, { masks: chexmask }), (e: Error) => e.message.startsWith(`${chexmask}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns`));
     assert.deepEqual(spills(), before);
@@ -682,8 +696,8 @@ describe('scan and inspect', () => {
     const none = path.join(plain, 'none.csv');
     writeFileSync(none, 'file,mask\nother.png,1 2\n');
     await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: none of its 1 rows names an image of the folder (key column 'file', e.g. other.png; images such as ${names[0]}, ${names[1]}); the key column must hold the images' paths, file names or stems`);
-    writeFileSync(none, `id,class,segmentation\n${names[0]},heart,1 2\n`);
-    await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: a row per image and class (column 'class') is not read: give each structure a column of runs of its own (or a table of its own)`);
+    writeFileSync(none, `id,class,segmentation,other\n${names[0]},heart,1 2,3 4\n`);
+    await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: a row per image and class (column 'class') takes one column of runs; found segmentation, other`);
     writeFileSync(none, 'file,ctr\nx.png,0.52\n');
     await assert.rejects(load(plain, { masks: none, rleOrder: 'rows' }), (e: Error) => e.message === `${none}: no column of run-length masks ('<start> <length> ...' in most of its first rows) beside the key column 'file'; columns are file, ctr`);
     await assert.rejects(load(path.join(standard, 'images'), { masks: path.join(standard, 'masks'), maskRows: 'a=1' }), (e: Error) => e.message === `--mask-rows 'a=1': it chooses a masks table's rows; --masks ${path.join(standard, 'masks')} is a folder`);

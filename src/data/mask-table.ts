@@ -5,7 +5,9 @@
  * as a label manifest's keys are: manifest.ts), a column of runs per structure ('Left Lung',
  * 'Right Lung', 'Heart'; structures named left_lung, right_lung, heart), and optionally Height and
  * Width columns giving the mask's size (else the image's). Rows repeating a key add their runs to
- * the first (Kaggle's one row per object).
+ * the first (Kaggle's one row per object). Or Kaggle's long form: a row per image and class, the
+ * class in a `class` / `ClassId` / `category` / `label` column beside one column of runs (Severstal's,
+ * UW-Madison's): a structure a class, empty for an image without a row of it.
  *
  * Runs are '<start> <length> ...', starts counted from 1 (or, SIIM-ACR's, from the previous run's
  * end). Whether pixels are numbered along rows (left to right, then down: CheXmask, numpy's
@@ -175,6 +177,9 @@ async function streamMaskTable(table: string, relPaths: string[], o: { order?: R
   let keyColumn = '';
   let runColumns: string[] = [];
   let sizeColumns: { height?: string; width?: string } = {};
+  // Kaggle's long form: a row per image and class, the class in a column of its own, one column of runs.
+  let byClass: { classColumn: string; runColumn: string } | undefined;
+  const classes = new Set<string>();
   // Per column, of the first rows' filled cells: how many hold runs and how many something else.
   const cells = new Map<string, { runs: number; other: number }>();
   const sniffed: Record<string, string>[] = [];
@@ -182,6 +187,8 @@ async function streamMaskTable(table: string, relPaths: string[], o: { order?: R
   let rows = 0;
   const spill = await RunSpill.create();
   const keep = async (record: Record<string, string>): Promise<void> => {
+    const label = byClass && (record[byClass.classColumn] ?? '').trim();
+    if (label !== undefined) classes.add(label); // every row's, naming an image of the folder or not: the structures are the table's
     const key = normalKey(record[keyColumn] ?? '');
     if (firstKeys.length < 3) firstKeys.push(key);
     if (!pathForms(key).some((f) => forms.has(f))) return;
@@ -197,20 +204,24 @@ async function streamMaskTable(table: string, relPaths: string[], o: { order?: R
     }
     for (const c of runColumns) {
       const value = (record[c] ?? '').trim();
-      if (!EMPTY.test(value)) entry.cells[c]!.push(await spill.append(value));
+      // By class, the cells of a class's rows together (an image without a row of a class: an empty mask).
+      if (!EMPTY.test(value)) (entry.cells[label ?? c] ??= []).push(await spill.append(value));
     }
   };
   // After the first rows: the columns of runs, and what the table cannot be read without.
   const decide = (): void => {
     if (where && !columns.includes(where.column)) throw configError(`--mask-rows '${o.where}': ${table} has no column '${where.column}'; columns are ${columns.join(', ')}`);
-    // Kaggle's long form (a row per image and class: UW-Madison's, Severstal's) would unite the classes in one structure.
     const classColumn = columns.find((c) => c !== keyColumn && /^(class|class_?id|category|label)$/i.test(c.trim()));
-    if (classColumn) throw dataError(`${table}: a row per image and class (column '${classColumn}') is not read: give each structure a column of runs of its own (or a table of its own)`);
     const sizeColumn = (name: string): string | undefined => columns.find((c) => c.trim().toLowerCase() === name);
     sizeColumns = { height: sizeColumn('height'), width: sizeColumn('width') };
     // A column of masks: runs in most of its first filled cells (a malformed one is its mask's problem, said when read).
-    runColumns = columns.filter((c) => c !== keyColumn && (cells.get(c)?.runs ?? 0) > (cells.get(c)?.other ?? 0) && c !== sizeColumns.height && c !== sizeColumns.width);
+    runColumns = columns.filter((c) => c !== keyColumn && c !== classColumn && (cells.get(c)?.runs ?? 0) > (cells.get(c)?.other ?? 0) && c !== sizeColumns.height && c !== sizeColumns.width);
     if (!runColumns.length) throw dataError(`${table}: no column of run-length masks ('<start> <length> ...' in most of its first rows) beside the key column '${keyColumn}'; columns are ${columns.join(', ')}`);
+    if (classColumn) {
+      // Several columns of runs beside a class column: which class a cell is would be a guess.
+      if (runColumns.length > 1) throw dataError(`${table}: a row per image and class (column '${classColumn}') takes one column of runs; found ${runColumns.join(', ')}`);
+      byClass = { classColumn, runColumn: runColumns[0]! };
+    }
     if (!o.order) {
       throw configError(
         `${table}: say how its runs number the pixels: --rle-order rows (left to right, then down: CheXmask, numpy's flatten) or --rle-order columns (top to bottom, then right: Kaggle's usual encoding), or columns-relative (SIIM-ACR's: each start counted from the previous run's end); a square mask read the other way is its transpose, so it cannot be guessed`,
@@ -218,7 +229,7 @@ async function streamMaskTable(table: string, relPaths: string[], o: { order?: R
     }
     const structures = runColumns.map(structureOfColumn);
     const repeated = structures.find((s, i) => structures.indexOf(s) !== i);
-    if (repeated) throw dataError(`${table}: two columns name the structure '${repeated}' (${runColumns.filter((c) => structureOfColumn(c) === repeated).join(', ')})`);
+    if (repeated && !byClass) throw dataError(`${table}: two columns name the structure '${repeated}' (${runColumns.filter((c) => structureOfColumn(c) === repeated).join(', ')})`);
   };
   const decided = async (): Promise<void> => {
     decide();
@@ -263,7 +274,15 @@ async function streamMaskTable(table: string, relPaths: string[], o: { order?: R
     throw dataError(`${table}: none of its ${rows} rows names an image of the folder (key column '${keyColumn}', e.g. ${firstKeys.join(', ')}; images such as ${relPaths.slice(0, 2).join(', ') || 'none'}); the key column must hold the images' paths, file names or stems`);
   }
   const order = o.order!;
-  const structures = runColumns.map(structureOfColumn);
+  // Wide: a structure a column of runs; long: a structure a class ('stomach', or 'classid_3' for Severstal's numbers).
+  const sources = byClass ? [...classes].sort((a, b) => a.localeCompare(b, 'en', { numeric: true })) : runColumns;
+  const structureOf = (source: string): string => (!byClass ? structureOfColumn(source) : /^[^a-z]/i.test(source) ? structureOfColumn(`${byClass.classColumn}_${source}`) : structureOfColumn(source));
+  const structures = sources.map(structureOf);
+  const repeated = structures.find((s, i) => structures.indexOf(s) !== i);
+  if (repeated) {
+    await spill.remove();
+    throw dataError(`${table}: the classes ${sources.filter((c) => structureOf(c) === repeated).join(', ')} of column '${byClass!.classColumn}' name one structure, '${repeated}'`);
+  }
   const manifest = indexManifest(table, [...kept.values()].map((k) => k.row), { keyColumn, labelColumns: Object.keys([...kept.values()][0]!.row) });
   const { labels, ambiguous } = labelsForAll(manifest, relPaths);
   const dimension = (row: Record<string, string>, column: string | undefined): number | undefined => {
@@ -275,7 +294,8 @@ async function streamMaskTable(table: string, relPaths: string[], o: { order?: R
     const [height, width] = [dimension(row, sizeColumns.height), dimension(row, sizeColumns.width)];
     const size = height && width ? { height, width } : {};
     const entry = kept.get(normalKey(row[keyColumn]!))!;
-    return Object.fromEntries(runColumns.map((c, k) => [structures[k]!, { table, key: row[keyColumn]!, column: c, cells: entry.cells[c]!, order, ...size } satisfies RunLengthMask]));
+    const column = (source: string): string => (byClass ? `${byClass.runColumn} (${byClass.classColumn} ${source})` : source);
+    return Object.fromEntries(sources.map((c, k) => [structures[k]!, { table, key: row[keyColumn]!, column: column(c), cells: entry.cells[c] ?? [], order, ...size } satisfies RunLengthMask]));
   });
   return { structures, masks, ambiguous, keyColumn, rows, leftOut };
 }
