@@ -28,6 +28,11 @@ export interface Manifest {
 
 const KEY_CANDIDATES = ['path', 'file', 'filename', 'file_name', 'image', 'image_path', 'image_id', 'id'];
 
+/** The column naming the images, of a table with these columns: the first KEY_CANDIDATES present, else the first. */
+export function keyColumnOf(columns: string[]): string {
+  return KEY_CANDIDATES.find((c) => columns.includes(c)) ?? columns[0]!;
+}
+
 export async function readManifest(file: string, options: { keyColumn?: string; labelColumns?: string[] } = {}): Promise<Manifest> {
   let text: string;
   try {
@@ -48,7 +53,7 @@ export async function readManifest(file: string, options: { keyColumn?: string; 
 /** A manifest of rows already read (readManifest's, or a masks table's rows that may name an image: mask-table.ts). */
 export function indexManifest(file: string, records: Record<string, string>[], options: { keyColumn?: string; labelColumns?: string[] } = {}): Manifest {
   const columns = Object.keys(records[0] ?? {});
-  const keyColumn = options.keyColumn ?? KEY_CANDIDATES.find((c) => columns.includes(c)) ?? columns[0]!;
+  const keyColumn = options.keyColumn ?? keyColumnOf(columns);
   if (!columns.includes(keyColumn)) throw dataError(`${file}: no column '${keyColumn}'; columns are ${columns.join(', ')}`);
   const labelColumns = options.labelColumns ?? columns.filter((c) => c !== keyColumn);
   for (const c of labelColumns) if (!columns.includes(c)) throw dataError(`${file}: no label column '${c}'; columns are ${columns.join(', ')}`);

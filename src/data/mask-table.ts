@@ -27,7 +27,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { configError, dataError, EdenError } from '../core/errors.js';
 import type { GreyImage } from './grey-image.js';
-import { indexManifest, labelsForAll, normalKey, pathForms, sniffDelimiter } from './manifest.js';
+import { indexManifest, keyColumnOf, labelsForAll, normalKey, pathForms, sniffDelimiter } from './manifest.js';
 
 /**
  * How a table's runs number the pixels: along rows (row-major) or along columns (column-major),
@@ -241,7 +241,7 @@ async function streamMaskTable(table: string, relPaths: string[], o: { order?: R
       for await (const record of tableRows(table)) {
         if (rows++ === 0) {
           columns = Object.keys(record);
-          keyColumn = indexManifest(table, [record]).keyColumn; // as a label manifest's
+          keyColumn = keyColumnOf(columns); // as a label manifest's
         }
         if (rows > SNIFFED_ROWS) {
           await keep(record);
@@ -411,7 +411,7 @@ async function readCell(c: SpilledCell): Promise<string> {
 async function removeOrphanSpills(dir: string): Promise<void> {
   const names = await fs.readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
-    const pid = Number(/^eden-mask-runs-(\d+)-/.exec(name)?.[1]);
+    const pid = name.startsWith(SPILL_PREFIX) ? parseInt(name.slice(SPILL_PREFIX.length), 10) : NaN;
     if (!pid || pid === process.pid || isRunning(pid)) continue;
     await fs.rm(path.join(dir, name), { force: true });
   }

@@ -214,6 +214,12 @@ async function givenMasks(roots: string[], masks: string): Promise<string> {
   return masks;
 }
 
+/** A file the scan reported as no image that is the data's own metadata (a label manifest, a masks table): not reported. */
+function forgetSkipped(result: ScanResult, file: string): void {
+  const resolved = path.resolve(file);
+  result.skipped = result.skipped.filter((s) => path.resolve(s.path) !== resolved);
+}
+
 /** The images' masks from a masks table: those it names get theirs, the others none (left out by segmentation as lacking masks). */
 async function attachTableMasks(images: ImageEntry[], table: string, options: ScanOptions, found: Set<string>, result: ScanResult): Promise<void> {
   const t0 = performance.now();
@@ -271,15 +277,15 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
     if (given && isMaskTable(given)) {
       segmentation++;
       const images = await collectImages(await walk(root, result), root, result);
-      // The table lying among the images is not an image.
-      const table = path.resolve(given);
-      result.skipped = result.skipped.filter((x) => path.resolve(x.path) !== table);
+      forgetSkipped(result, given); // the table lying among the images is not an image
       if (!options.imagesOnly) await attachTableMasks(images, given, options, structures, result);
       result.images.push(...images);
       continue;
     }
-    if (options.rleOrder && !options.imagesOnly) throw dataError(`--rle-order ${options.rleOrder}: it says how a masks table's runs number the pixels; ${options.masks ? `--masks ${options.masks} is a folder` : 'no masks table was given (--masks FILE.csv)'}`);
-    if (options.maskRows !== undefined && !options.imagesOnly) throw dataError(`--mask-rows '${options.maskRows}': it chooses a masks table's rows; ${options.masks ? `--masks ${options.masks} is a folder` : 'no masks table was given (--masks FILE.csv)'}`);
+    // The masks table's options without a table: refused, not ignored.
+    const noTable = options.masks ? `--masks ${options.masks} is a folder` : 'no masks table was given (--masks FILE.csv)';
+    if (options.rleOrder && !options.imagesOnly) throw dataError(`--rle-order ${options.rleOrder}: it says how a masks table's runs number the pixels; ${noTable}`);
+    if (options.maskRows !== undefined && !options.imagesOnly) throw dataError(`--mask-rows '${options.maskRows}': it chooses a masks table's rows; ${noTable}`);
     const imagesDir = given ? root : path.join(root, 'images');
     const masksDir = given || path.join(root, 'masks');
     if (given || ((await isDir(imagesDir)) && (await isDir(masksDir)))) {
@@ -295,9 +301,7 @@ export async function scanDataset(roots: string[], options: ScanOptions = {}): P
 
   const manifestFile = options.labels ?? (roots.length === 1 && (await fileExists(path.join(roots[0]!, 'labels.csv'))) ? path.join(roots[0]!, 'labels.csv') : undefined);
   if (manifestFile) {
-    // The manifest is metadata, not a bad image.
-    const resolved = path.resolve(manifestFile);
-    result.skipped = result.skipped.filter((s) => path.resolve(s.path) !== resolved);
+    forgetSkipped(result, manifestFile); // the manifest is metadata, not a bad image
     result.manifest = await readManifest(manifestFile);
     const { labels, ambiguous } = labelsForAll(result.manifest, result.images.map((img) => img.relPath));
     result.images.forEach((img, i) => labels[i] && (img.labels = labels[i]));
